@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from _servicehelpers import Deploy, submit_checks, two_tenants
 from _submitlines import job_line
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from deepseek_enterprise.service.executor import LocalExecutor
+from deepseek_enterprise.service.models import User
 from deepseek_enterprise.service.scheduler import Scheduler
+from deepseek_enterprise.service.studycheck import Refusals
 
 SPACE = '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2, log = true }\n'
 TUNE = ["--study", "s", "--space", "space.toml", "--trials", "4"]
@@ -38,15 +40,22 @@ def test_a_tune_job_its_study_would_refuse_is_refused_at_submit_with_the_studys_
     expected = job_line(tmp_path, "tune", config, files, args)
     with svc.store.session() as s:
         jobs = s.scalar(text("select count(*) from jobs"))
+    refusals = _service(svc).study_refusals.recent(_user_id(svc, "bob"))
     assert svc.submit("acme", svc.tokens["vic"], command="tune", config=config, files=files, args=args).status_code == 403
     r = svc.submit("acme", svc.tokens["bob"], command="tune", config=config, files=files, args=args)
     assert (r.status_code, r.json()["detail"]) == (422, expected)
     with svc.store.session() as s:
         assert s.scalar(text("select count(*) from jobs")) == jobs
+    assert _service(svc).study_refusals.recent(_user_id(svc, "bob")) == refusals + 1  # the member's rate counts it
 
 
 def _service(d: Deploy) -> Any:
     return d.client.app.state.service
+
+
+def _user_id(d: Deploy, name: str) -> int:
+    with d.store.session() as s:
+        return s.scalar(select(User.id).where(User.name == name))
 
 
 def test_the_study_check_is_a_server_setting(svc: Deploy) -> None:
@@ -57,6 +66,33 @@ def test_the_study_check_is_a_server_setting(svc: Deploy) -> None:
         assert r.status_code == 201, r.text
     finally:
         _service(svc).study_check = True
+
+
+def test_a_member_whose_checks_refused_too_many_jobs_has_tune_jobs_checked_when_they_run(svc: Deploy) -> None:
+    # a refused job is no job, so no quota counts it; the member's refusals do: past the limit the
+    # job is accepted without a child (queued: the tenant's queue quotas count it)
+    gil = _user_id(svc, "gil")
+    before, _service(svc).study_refusals = _service(svc).study_refusals, Refusals(limit=2)
+    try:
+        _service(svc).study_refusals.count(gil)
+        _service(svc).study_refusals.count(gil)
+        r = svc.submit("globex", svc.tokens["gil"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        assert r.status_code == 201, r.text
+        assert _service(svc).study_refusals.recent(gil) == 2
+    finally:
+        _service(svc).study_refusals = before
+
+
+def test_the_study_check_runs_under_the_jobs_cpu_time_limit(svc: Deploy) -> None:
+    # the tenant's cpu_seconds quota holds the child as it holds the job's processes (RLIMIT_CPU):
+    # 1 s cannot import torch, so the kernel ends the child, which gives no verdict: accepted
+    put = svc.call("PUT", "/v1/tenants/globex/quota", svc.admin, json={"cpu_seconds": 1})
+    assert put.status_code == 200, put.text
+    try:
+        r = svc.submit("globex", svc.tokens["gil"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        assert r.status_code == 201, r.text
+    finally:
+        assert svc.call("PUT", "/v1/tenants/globex/quota", svc.admin, json={"cpu_seconds": None}).status_code == 200
 
 
 def test_the_study_check_reads_the_jobs_files_where_the_job_reads_them(svc: Deploy) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service.auth import ApiError, Authenticator, Principal
 from deepseek_enterprise.service.store import Store
+from deepseek_enterprise.service.studycheck import Refusals
 
 MAX_BODY = 4 << 20
 log = logging.getLogger("deepseek.server")
@@ -48,6 +49,9 @@ class Service:
     study_check: bool = True
     """Whether a ``tune`` job's study is checked at submit, in a child process (``studycheck``;
     ``deepseek server --no-study-check``: False, the job checks it when it runs)."""
+    study_refusals: Refusals = field(default_factory=Refusals)
+    """The study checks that refused each member's jobs lately: past its limit, a member's
+    ``tune`` jobs are checked when they run (``studycheck.Refusals``)."""
 
     def wake(self) -> None:
         if self.scheduler is not None:

@@ -85,7 +85,11 @@ plugin settings (``DEEPSEEK_PLUGINS``, ...) are not among them: a job gets its o
 (``Launch.plugin_env``: its server's settings, on which its command line was checked at submit)."""
 
 
-def _limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
+def process_limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
+    """What a job's process is held to, set between fork and exec: the cgroup joined (``cgroup_procs``:
+    its ``cgroup.procs``, None: none), no core files, ``RLIMIT_AS`` ``memory_bytes`` without a
+    cgroup, ``RLIMIT_CPU`` ``cpu_seconds`` (None: no such limit)."""
+
     def apply() -> None:  # runs in the child between fork and exec
         if cgroup_procs is not None:  # the memory limit is the cgroup's (a total), not RLIMIT_AS
             fd = os.open(cgroup_procs, os.O_WRONLY | os.O_NOFOLLOW)
@@ -220,7 +224,7 @@ class LocalExecutor(Executor):
             try:
                 proc = subprocess.Popen(self.argv(launch), cwd=ws, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                        pass_fds=(lock,), preexec_fn=_limits(launch.memory_bytes, launch.cpu_seconds, procs))
+                                        pass_fds=(lock,), preexec_fn=process_limits(launch.memory_bytes, launch.cpu_seconds, procs))
             except subprocess.SubprocessError as exc:  # the cgroup or an rlimit was refused
                 if cg is not None:
                     cg.remove(launch.job_id)

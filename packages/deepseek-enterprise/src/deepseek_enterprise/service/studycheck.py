@@ -23,10 +23,17 @@ and the study's check, and prints its verdict as its last line of output, a JSON
 
 Cost: one interpreter start and torch import per ``tune`` submit that passed the other checks,
 4.0-4.5 s of CPU and 750 MB resident at its peak, measured (docs/service.md); at most
-:data:`AT_ONCE` children run at a time, a submit waits for its turn. A child that ends otherwise (an exit code, no verdict,
-over :data:`CHILD_TIMEOUT_S`) leaves the check to the job, with a warning in the server's log: the
-job is accepted. So does a server whose executor lays workspaces out otherwise (it overrides
-``Executor.at_start``): what the check would read there is the executor's to say.
+:data:`AT_ONCE` children run at a time, a submit waits for its turn. What bounds it: the child
+runs under the job's own rlimits (its tenant's quota, as the executor applies them to a job's
+processes: ``RLIMIT_CPU`` ``cpu_seconds``, at most :data:`CHILD_TIMEOUT_S` whatever the quota, and
+``RLIMIT_AS`` ``memory_bytes``); and the checks that refused a member's jobs count toward
+:class:`Refusals` (:data:`REFUSALS_PER_HOUR` per member): past it, that member's ``tune`` jobs are
+checked when they run, like every job they then count toward the tenant's queue quotas. A server
+run with ``--no-study-check`` (``Service.study_check``) starts no child at all. A child that ends
+otherwise (an exit code, killed at a limit, no verdict, over :data:`CHILD_TIMEOUT_S`) leaves the
+check to the job, with a warning in the server's log: the job is accepted. So does a server whose
+executor lays workspaces out otherwise (it overrides ``Executor.at_start``): what the check would
+read there is the executor's to say.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +57,42 @@ CHILD_TIMEOUT_S = 120.0
 AT_ONCE = 2
 """Study checks running at once; a submit beyond them waits for one to end."""
 _slots = threading.BoundedSemaphore(AT_ONCE)
+REFUSALS_PER_HOUR = 20
+"""Study checks that may refuse one member's ``tune`` jobs per hour before that member's ``tune``
+jobs are checked when they run instead (:class:`Refusals`)."""
+
+
+class Refusals:
+    """Per member, the study checks that refused their ``tune`` jobs in the last ``window_s``
+    seconds (this server's memory: a restart forgets them). A refused job is no job, so no quota
+    counts it; this does: a member who reached ``limit`` has their ``tune`` jobs accepted without
+    the check at submit, checked when they run (queued, so the tenant's ``queued_jobs`` and
+    ``running_jobs`` count them), until older refusals leave the window."""
+
+    def __init__(self, limit: int = REFUSALS_PER_HOUR, window_s: float = 3600.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._times: dict[int, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, user_id: int) -> deque[float]:
+        times = self._times.setdefault(user_id, deque())
+        while times and times[0] <= time.monotonic() - self.window_s:
+            times.popleft()
+        return times
+
+    def recent(self, user_id: int) -> int:
+        """The member ``user_id``'s refusals in the window."""
+        with self._lock:
+            return len(self._recent(user_id))
+
+    def spent(self, user_id: int) -> bool:
+        """Whether the member ``user_id`` reached :attr:`limit` refusals in the window."""
+        return self.recent(user_id) >= self.limit
+
+    def count(self, user_id: int) -> None:
+        """One refusal of the member ``user_id``'s job, now."""
+        with self._lock:
+            self._recent(user_id).append(time.monotonic())
 
 
 def lays_out_default(executor: Any) -> bool:
@@ -58,12 +103,15 @@ def lays_out_default(executor: Any) -> bool:
     return executor is None or type(executor).at_start is Executor.at_start
 
 
-def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str], plugin_env: Mapping[str, str]) -> str | None:
+def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str], plugin_env: Mapping[str, str],
+                  memory_bytes: int | None = None, cpu_seconds: int | None = None) -> str | None:
     """The line a ``tune`` job (``argv``: its command line after ``deepseek``; its config.toml
     text and files) would be refused with by its study's check before the first trial, run in a
     child process in the job's workspace laid out (module docstring) with ``plugin_env`` (the
-    server's plugin settings); None when it passes or the child gives no verdict."""
-    from deepseek_enterprise.service.executor import LocalExecutor
+    server's plugin settings) and the job's limits (its tenant's ``memory_bytes`` and
+    ``cpu_seconds`` quotas, None: none; the CPU time at most :data:`CHILD_TIMEOUT_S`); None when
+    it passes or the child gives no verdict."""
+    from deepseek_enterprise.service.executor import LocalExecutor, process_limits
 
     with _slots, tempfile.TemporaryDirectory(prefix="deepseek-study-check-") as folder:
         ws = Path(folder)
@@ -71,10 +119,11 @@ def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str],
         for name, body in {**files, **({"config.toml": config} if config is not None else {})}.items():
             (ws / name).write_bytes(body.encode("utf-8"))  # as the executor writes it (durable.write_text)
         env = LocalExecutor.environment(ws, [], None, plugin_env=plugin_env)
+        cpu = int(CHILD_TIMEOUT_S) if cpu_seconds is None else min(cpu_seconds, int(CHILD_TIMEOUT_S))
         try:
             done = subprocess.run([sys.executable, "-I", "-m", __name__, *argv], cwd=ws, env=env, capture_output=True,
                                   text=True, errors="replace", timeout=CHILD_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                                  check=False)
+                                  check=False, preexec_fn=process_limits(memory_bytes, cpu, None))
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("tune job's study check gave no verdict (%s); the job checks it when it runs", exc)
             return None
