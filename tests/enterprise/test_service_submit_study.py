@@ -95,6 +95,14 @@ def test_the_study_check_runs_under_the_jobs_cpu_time_limit(svc: Deploy) -> None
         assert svc.call("PUT", "/v1/tenants/globex/quota", svc.admin, json={"cpu_seconds": None}).status_code == 200
 
 
+def test_an_absolute_study_folder_or_storage_does_not_leave_the_check_to_the_job(svc: Deploy) -> None:
+    # the study check never reads --out or --storage (the job checks the study's folder when it runs)
+    studies = svc.root / "tenants" / "acme" / "studies"
+    args = [*TUNE, "--out", f"{studies}/s", f"--storage=journal:{studies}/s.log"]
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=args)
+    assert r.status_code == 422 and "model.d_modle" in r.json()["detail"], r.text
+
+
 def test_the_study_check_reads_the_jobs_files_where_the_job_reads_them(svc: Deploy) -> None:
     # the dataset's relative path names the job's own file: the child runs in the workspace laid out
     files = {"space.toml": SPACE, "corpus.txt": "hello world, a corpus of text for the tune job\n" * 50}

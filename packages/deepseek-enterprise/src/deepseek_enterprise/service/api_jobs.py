@@ -106,7 +106,7 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
     for a job the submit accepts as far as it tells before its transaction (role, quotas, paths:
     the child reads the files its config names); the transaction checks them again and refuses
     with this line after them. None without the child on a server run without the check
-    (``Service.study_check``), for a job naming a file by an absolute path, and for a
+    (``Service.study_check``), for a job naming a file it reads by an absolute path, and for a
     member whose refused checks reached ``Service.study_refusals``' limit; the child runs with
     the job's limits (its tenant's ``memory_bytes`` and ``cpu_seconds``)."""
     from deepseek_enterprise.service import studycheck
@@ -125,7 +125,7 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
             memory_bytes, cpu_seconds = t.quota.memory_bytes, t.quota.cpu_seconds
     except (ApiError, jobpaths.PathRefused):
         return None  # the transaction refuses it so, as without this check
-    if jobpaths.names_absolute_path(body.args, body.config, body.files):
+    if jobpaths.names_absolute_path(body.args, body.config, body.files, unread=studycheck.UNREAD_OPTIONS):
         return None  # a file of the tenant's folder may be written before the job starts: checked when it runs
     if svc.study_refusals.spent(who.user_id):
         return None  # this member's refused checks reached the rate: the job checks it when it runs

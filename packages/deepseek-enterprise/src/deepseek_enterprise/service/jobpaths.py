@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
@@ -239,10 +239,17 @@ def check_job(args: list[str], config: str | None, files: dict[str, str], tenant
             check_value(value, f"files {name} {where}", tenant_root, cwd)
 
 
-def names_absolute_path(args: list[str], config: str | None, files: Mapping[str, str]) -> bool:
+def names_absolute_path(args: list[str], config: str | None, files: Mapping[str, str],
+                        unread: Collection[str] = ()) -> bool:
     """Whether a job (:func:`check_job` passed) names an absolute path, in its tenant's folder,
-    anywhere :func:`check_job` looks: what is there may change before the job starts."""
-    values = [value for _, value, _ in arg_strings(args)]
+    anywhere :func:`check_job` looks but in the values of the options ``unread`` (``--out DIR``,
+    ``--out=DIR``: options whose paths the caller never reads): what is there may change before
+    the job starts."""
+    read: list[str] = []
+    for i, arg in enumerate(args):
+        if arg not in unread and arg.partition("=")[0] not in unread and (i == 0 or args[i - 1] not in unread):
+            read.append(arg)
+    values = [value for _, value, _ in arg_strings(read)]
     values += [value for _, value in config_strings(config)] if config is not None else []
     for body in files.values():
         values += [value for _, value in _strings(_structured(body), "")]

@@ -60,6 +60,9 @@ _slots = threading.BoundedSemaphore(AT_ONCE)
 REFUSALS_PER_HOUR = 20
 """Study checks that may refuse one member's ``tune`` jobs per hour before that member's ``tune``
 jobs are checked when they run instead (:class:`Refusals`)."""
+UNREAD_OPTIONS = ("--out", "--storage")
+"""``deepseek tune``'s options the study check never reads (the study's folder and storage are
+checked when the job runs): an absolute path there leaves the check at submit as it is."""
 
 
 class Refusals:
