@@ -192,7 +192,8 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
 
 @dataclass(frozen=True)
 class _Serving:
-    """What ``deepseek server`` runs once its root is held: the executor and the scheduler's settings."""
+    """What ``deepseek server`` runs once its root is held: the executor, the scheduler's settings and
+    whether a ``tune`` job's study is checked at submit (``--study-check``)."""
 
     executor: Any
     executor_name: str
