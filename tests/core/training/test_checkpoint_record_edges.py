@@ -74,3 +74,32 @@ def test_a_checkpoint_without_a_record_is_taken_only_when_complete(tiny_config: 
     assert [s for s, _ in ckpt.list_checkpoints(root)] == [2, 4]  # never pruned as a checkpoint either
     state = Trainer(tiny_config(**{**RUN, "train": {"max_steps": 8}}), resume=run, quiet=True).fit()
     assert state.step == 8
+
+
+def test_a_folder_of_exported_weights_beside_a_checkpoint_file_in_any_form_is_a_checkpoint(
+        tiny_config: Any, tmp_path: Path, deepseek_here: Any) -> None:
+    """A folder holding exported weights (import-hf's layout) is read as such only without a
+    ``commit.json`` or ``trainer.json``: an export writes neither. A broken link by either name was
+    not seen (it does not exist to ``Path.exists``), so the folder's weights were loaded as an
+    export; it is now the incomplete checkpoint a FIFO or folder by that name already was."""
+    from deepseek.training.weights_source import read_source
+
+    run = tmp_path / "r"
+    Trainer(tiny_config(train={"max_steps": 1, "warmup_steps": 0}, checkpoint={"interval": 1}), run_dir=run,
+            quiet=True).fit()
+    folder = tmp_path / "w"
+    folder.mkdir()
+    ckpt.export_weights(run, folder / ckpt.MODEL_FILE)
+    assert read_source(folder).origin.kind == "exported"
+    refusals = {
+        ckpt.COMMIT_FILE: f"w: the checkpoint is incomplete ({ckpt.COMMIT_FILE} is not a regular file (a FIFO, device, "
+                          "socket or broken link), not a commit record); use an earlier checkpoint or start a fresh run",
+        ckpt.TRAINER_FILE: f"w/{ckpt.TRAINER_FILE}: is not a regular file; the checkpoint is incomplete, use an earlier "
+                           "checkpoint of the run (pass its checkpoints/step-N folder) or start a fresh run"}
+    for name, line in refusals.items():
+        os.symlink(tmp_path / "gone", folder / name)
+        proc = deepseek_here("generate", "--checkpoint", "w", "--max-new-tokens", "1", "--device", "cpu", "ab",
+                             cwd=tmp_path)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"error: {line}\n"), (name, proc.stderr)
+        (folder / name).unlink()
+    assert sorted(os.listdir(folder)) == [ckpt.MODEL_FILE]

@@ -3,7 +3,8 @@
 ``PATH`` is a checkpoint (a run folder, ``checkpoints`` folder, ``step-N`` folder or pointer
 file), or exported weights: a ``.safetensors`` file written by ``deepseek export`` /
 ``import-hf`` (its ``[model]`` table in the metadata), or a folder holding such a
-``model.safetensors`` and no ``trainer.json`` (``deepseek import-hf``'s folder).
+``model.safetensors`` and no ``trainer.json`` or ``commit.json``, not even as a broken link
+(``deepseek import-hf``'s folder).
 
 The data exported weights come with, by what lies beside the file: a ``config.toml`` gives its
 ``[data]`` (its ``data.tokenizer`` replaced by the ``tokenizer.json`` beside, as a run folder's
@@ -15,6 +16,7 @@ data.KEY=VALUE``) replaces that, or a run's own ``[data]``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,11 +102,13 @@ class Source:
 def exported_file(p: Path) -> Path | None:
     """The exported-weights file ``p`` names: ``p`` (a ``.safetensors`` file), or the
     ``model.safetensors`` with a ``[model]`` table in its metadata of a folder without trainer
-    state or commit marker; else ``None`` (a checkpoint)."""
+    state or commit marker; else ``None`` (a checkpoint). Either name present in any form (a
+    folder, a FIFO, a broken link) makes the folder a checkpoint, whose loading names what is
+    wrong with it: an export never writes one, so a folder holding one is no export."""
     if p.is_file() and p.suffix == ".safetensors":
         return p
     inside = p / ckpt.MODEL_FILE
-    if not p.is_dir() or not inside.is_file() or any((p / f).exists() for f in (ckpt.TRAINER_FILE, ckpt.COMMIT_FILE)):
+    if not p.is_dir() or not inside.is_file() or any(os.path.lexists(p / f) for f in (ckpt.TRAINER_FILE, ckpt.COMMIT_FILE)):
         return None
     try:
         return inside if "model" in ckpt.read_weights_metadata(inside) else None
