@@ -172,6 +172,31 @@ def test_checkpoint_export_creates_missing_folders_and_says_so(hostile: Hostile)
     assert (hostile.work / "exports" / "v1" / "ckpt" / "trainer.json").is_file()
 
 
+def test_checkpoint_export_refuses_per_rank_state_that_is_no_file(hostile: Hostile) -> None:
+    """A FIFO, folder or broken link named like a rank's random state beside the checkpoint's own
+    files (its commit record lists only these) was copied as it is: the FIFO and the others were
+    an internal error (exit 1, shutil's SpecialFileError, IsADirectoryError, FileNotFoundError).
+    Now one line naming it, exit 2, checked before the copy starts (nothing written, never waits)."""
+    import os
+    import time
+
+    stray = hostile.work / "run" / "checkpoints" / "step-1" / "rng-3.safetensors"
+    for make, what in [(os.mkfifo, "not a regular file (a FIFO, device, socket or broken link)"),
+                       (Path.mkdir, "a folder"),
+                       (lambda p: p.symlink_to(hostile.work / "gone"), "not a regular file (a FIFO, device, socket or "
+                                                                      "broken link)")]:
+        make(stray)
+        started = time.monotonic()
+        line = hostile.refused("checkpoint", "export", "run", "out")
+        assert line == (f"error: run/checkpoints/step-1/rng-3.safetensors: is {what}, not the per-rank state a checkpoint writes; the checkpoint is damaged, "
+                        "use an earlier checkpoint of the run (pass its checkpoints/step-N folder) or start a fresh run")
+        assert time.monotonic() - started < 5 and not list(hostile.work.glob(".out.tmp-*"))
+        if stray.is_dir() and not stray.is_symlink():
+            stray.rmdir()
+        else:
+            stray.unlink()
+
+
 def test_the_pro_example_config_loads(pro_host: PluginHost) -> None:
     config = load_config(REPO / "examples" / "configs" / "fsdp-2gpu.toml", host=pro_host)
     assert (config.strategy.name, config.model.name) == ("fsdp", "1.3b")

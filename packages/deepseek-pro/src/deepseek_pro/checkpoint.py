@@ -347,15 +347,15 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
 
     check_trained_weights(source, model, host=host)  # nothing is written that would not load
     _check_saved_optimizer(source, state, model, optim, host)
+    rank_files = _rank_files(source)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         usual_mode(tmp, folder=True)
         ckpt.save_model_state(tmp / ckpt.MODEL_FILE, model)
         ckpt.save_optimizer_state(tmp / ckpt.OPTIMIZER_FILE, optim)
-        for pattern in ("rng-*.safetensors", "powersgd-*.safetensors"):  # per-rank state, as it is
-            for rank_file in source.glob(pattern):
-                shutil.copy2(rank_file, tmp / rank_file.name)
+        for rank_file in rank_files:  # per-rank state, as it is
+            shutil.copy2(rank_file, tmp / rank_file.name)
         body = {k: v for k, v in state.items() if k not in ("format", "format_version")}
         ckpt.write_trainer_state(tmp, {**body, "layout": "full", "exported_from": str(source)})
         durable.replace(tmp, target)
@@ -363,6 +363,20 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _rank_files(source: Path) -> list[Path]:
+    """The per-rank files of checkpoint folder ``source`` an export copies as they are (random
+    generator state, PowerSGD's error feedback), each a regular file: one that is not (a FIFO,
+    a folder, a broken link; a checkpoint writes none, and the copy would fail on it) is a
+    :class:`CheckpointError` naming it, before anything is written."""
+    found = sorted(f for pattern in ("rng-*.safetensors", "powersgd-*.safetensors") for f in source.glob(pattern))
+    for rank_file in found:
+        if not rank_file.is_file():  # follows a link: one to a regular file is copied as that file
+            what = "a folder" if rank_file.is_dir() else "not a regular file (a FIFO, device, socket or broken link)"
+            raise CheckpointError(f"{rank_file}: is {what}, not the per-rank state a checkpoint writes; the "
+                                  f"checkpoint is damaged, {_HINT}")
+    return found
 
 
 def _inside_source(source: Path, target: Path) -> Path | None:
