@@ -8,6 +8,7 @@ suite's check) finds them on a host."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -131,3 +132,53 @@ def test_a_declared_folder_is_the_runs_with_everything_in_it(host: PluginHost, t
                                          "acme-reports/"):
         Trainer(config, run_dir=fresh, quiet=True, host=host).fit()
     assert sorted(p.name for p in fresh.iterdir()) == ["acme-reports"]
+
+
+class Noting(GPT):
+    written_files = ("acme-notes.json",)
+
+
+def made_noting(options: Any) -> Noting:
+    """A factory function making a :class:`Noting`."""
+    return Noting(options)
+
+
+made_noting.Options = GPT.Options  # type: ignore[attr-defined]
+
+
+def test_a_factory_made_model_declares_nothing_for_the_run_as_for_an_output_check(
+        tiny_config_on: Callable[..., Any], tmp_path: Path) -> None:
+    """``written_files`` are read from the class registered as the model, by the run's start and by
+    an output check alike. The start read the built model's own class, so a model made by a
+    factory function declared its class's names there (a folder in the place of one refused the
+    run) while every output check reading the run's ``config.toml`` found none (a command's file
+    output over it let through): two answers for one run."""
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_models(self, register: Any) -> None:
+            register("acme.noting", Noting, description="a GPT whose runs write acme-notes.json")
+            register("acme.made", made_noting, description="the same, made by a factory function")
+
+    host = PluginHost(PluginSettings(autoload=False))
+    host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0")
+    for model, declared in (("acme.noting", True), ("acme.made", False)):
+        run = tmp_path / model
+        (run / "acme-notes.json").mkdir(parents=True)  # a folder where a declared file is written
+        config = tiny_config_on(host, model={"name": model}, train={"max_steps": 1, "warmup_steps": 0})
+        if declared:
+            with pytest.raises(UsageError, match=f"^{run / 'acme-notes.json'}: is a folder where the run writes its "
+                                                 "acme-notes.json;"):
+                Trainer(config, run_dir=run, quiet=True, host=host).fit()
+            assert os.listdir(run) == ["acme-notes.json"]
+            (run / "checkpoints").mkdir()
+            (run / "config.toml").write_text(f'[model]\nname = "{model}"\n')
+        else:
+            assert Trainer(config, run_dir=run, quiet=True, host=host).fit().step == 1
+        (run / "acme-notes.json").rmdir()
+        target = run / "acme-notes.json"
+        if declared:
+            with pytest.raises(UsageError, match=f"^--out: {target} is a place of the run folder {run}'s own files"):
+                check_output(target, where="--out", folder=False, host=host)
+        else:
+            assert check_output(target, where="--out", folder=False, host=host) == []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from deepseek.data.tokenizer import TOKENIZER_FILE
 from deepseek.errors import PluginError
@@ -23,7 +23,6 @@ from deepseek.plugins.records import COMMAND_RUN_FILES, Component, run_file_name
 from deepseek.training.run_lock import LOCK_FILE
 
 if TYPE_CHECKING:
-    from deepseek.data.dataset import Dataset
     from deepseek.plugins.host import PluginHost
 
 CHECKPOINTS = "checkpoints"
@@ -164,17 +163,35 @@ def _registered(host: PluginHost, kind: str, name: object) -> Component | None:
         return None
 
 
-def written_by(dataset: Dataset, model: Any, host: PluginHost, names: tuple[object, object]) -> tuple[str, ...]:
-    """The files a run on ``dataset`` with ``model`` declares it writes in its folder: their
-    ``written_files`` (a model that is no :class:`~deepseek.models.protocol.TrainableModel`
-    declares none), checked with their registrations on ``host`` by their config ``names``
-    (``data.name``, ``model.name``) as :func:`run_written_files` checks them."""
+def declaring_class(host: PluginHost, kind: str, name: object) -> tuple[str, type, Component] | None:
+    """``(kind, class, registration)`` of what declares the ``written_files`` of a run's dataset or
+    model (``kind``), found on ``host`` by its config ``name`` (``data.name``, ``model.name``): the
+    class registered under it, a :class:`~deepseek.data.dataset.Dataset` or
+    :class:`~deepseek.models.protocol.TrainableModel` subclass. ``None`` (declares nothing) for a
+    component that is not installed here, not importable or ambiguous, or registered as a factory
+    function (what it makes is not known without building it). The one rule for a run's start and
+    for an output check reading the run's ``config.toml``, so both see the same names."""
+    from deepseek.data.dataset import Dataset
+    from deepseek.errors import DeepseekError
     from deepseek.models.protocol import TrainableModel
 
-    found = (("dataset", type(dataset), _registered(host, "dataset", names[0])),)
-    if isinstance(model, TrainableModel):
-        found += (("model", type(model), _registered(host, "model", names[1])),)
-    return run_written_files(host, found)
+    component = _registered(host, kind, name)
+    try:
+        cls = component.load() if component is not None else None
+    except DeepseekError:  # not importable here: its files are not known
+        return None
+    base = Dataset if kind == "dataset" else TrainableModel
+    return (kind, cls, component) if component is not None and isinstance(cls, type) and issubclass(cls, base) \
+        else None
+
+
+def written_by(host: PluginHost, data_name: object, model_name: object) -> tuple[str, ...]:
+    """The files a run declares its dataset and model write in its folder, by their config names
+    (``data.name``, ``model.name``) on ``host``: the ``written_files`` of the classes registered
+    under them (:func:`declaring_class`; a model made by a factory function declares nothing, for
+    the run's start as for an output check), checked as :func:`run_written_files` checks them."""
+    found = (declaring_class(host, "dataset", data_name), declaring_class(host, "model", model_name))
+    return run_written_files(host, tuple(f for f in found if f is not None))
 
 
 @dataclass(frozen=True)
@@ -279,7 +296,6 @@ def declared_run_files(run: Path, host: PluginHost, replaces: str | None = None)
     installed, or a model registered as a factory rather than a class, declares nothing; the
     plugins' names alone when the config cannot be read. Looked up only for a path directly in a
     run folder that is not the run's own (:func:`is_run_own_file`; the components' modules are imported)."""
-    from deepseek.errors import DeepseekError
     from deepseek.parsing import loads_toml, read_text
 
     commands = plugins_run_files(host, replaces)
@@ -287,17 +303,6 @@ def declared_run_files(run: Path, host: PluginHost, replaces: str | None = None)
         config = loads_toml(read_text(run / "config.toml"))
     except (OSError, UnicodeDecodeError, ValueError):
         return commands
-    from deepseek.data.dataset import Dataset
-    from deepseek.models.protocol import TrainableModel
-
-    found: tuple[tuple[str, type, Component | None], ...] = ()
-    for kind, base in (("dataset", Dataset), ("model", TrainableModel)):
-        section = config.get("data" if kind == "dataset" else "model")
-        component = _registered(host, kind, section.get("name") if isinstance(section, dict) else None)
-        try:
-            cls = component.load() if component is not None else None
-        except DeepseekError:  # not importable here: its files are not known
-            continue
-        if isinstance(cls, type) and issubclass(cls, base):
-            found += ((kind, cls, component),)
-    return (*commands, *run_written_files(host, found))
+    data, model = (config.get(section) for section in ("data", "model"))
+    return (*commands, *written_by(host, data.get("name") if isinstance(data, dict) else None,
+                                   model.get("name") if isinstance(model, dict) else None))

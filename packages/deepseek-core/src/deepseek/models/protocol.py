@@ -151,7 +151,8 @@ class TrainableModel(nn.Module):
     e.g. by a plugin's ``deepseek_evaluate`` hook (as :attr:`deepseek.data.dataset.Dataset.written_files`
     for a dataset): a command's output option naming one of them is refused (as one naming
     ``config.toml`` is), and a folder in their place is refused when the run starts. Declared on
-    the class registered as the model (a factory function's model declares nothing); each a plain
+    the class registered as the model (a factory function's model declares nothing, when its run
+    starts as for an output check: :func:`deepseek.run_files.declaring_class`); each a plain
     file name or a folder's ending in ``/``, and one distribution's (as a dataset's), else a
     ``PluginError`` naming the class and its distribution. Default: none."""
 

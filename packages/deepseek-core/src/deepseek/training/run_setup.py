@@ -71,7 +71,7 @@ def set_up(engine: StepEngine, *, run_dir: Path | None, resume_from: Path | None
     # checks the model on val_set[0], else on the first training batch
     batches = TrainingBatches(dataset, cfg.data, model, val_set=val_set, engine=engine)
     strategy = engine.strategy
-    written = written_by(dataset, model, engine.lookups, (cfg.data.name, cfg.model.name))
+    written = written_by(engine.lookups, cfg.data.name, cfg.model.name)
     folder = pick_run_folder(cfg, strategy, run_dir=run_dir, resume_from=resume_from, host=engine.lookups,
                              copies=(*dataset.run_files(), *written, *hooks_run_files(engine.lookups)))
     refuse_if_busy(folder, strategy)  # a live job's folder: refused before reading it
