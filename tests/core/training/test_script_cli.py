@@ -1,0 +1,94 @@
+"""deepseek run (a script run as __main__, its usage errors and its own bug as python reports them)
+and what the command line says of a run a script trained with deepseek.fit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from _script_parts import CONFIG, Quadrants, points
+from torch import nn
+
+import deepseek
+from deepseek.errors import UsageError
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost(PluginSettings(autoload=False))
+
+
+SCRIPT = """
+import sys
+import torch
+import deepseek
+from deepseek.errors import UsageError
+if sys.argv[1:] == ["--fail"]:
+    raise UsageError("my-script: --fail given; leave it out")
+if sys.argv[1:] == ["--bug"]:
+    {}["missing"]
+print("args", sys.argv[1:])
+"""
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deepseek", "--no-plugin-autoload", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_deepseek_run_runs_a_script_as_main_and_reports_its_usage_errors(
+        tmp_path: Path, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The script's own bug in a real process (its exit code and the traceback python prints); the
+    rest in this process (conftest's ``deepseek_here``: the same command, no process start)."""
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    ok = deepseek_here("run", str(script), "--steps", "3", cwd=tmp_path)
+    assert ok.returncode == 0 and "args ['--steps', '3']" in ok.stdout, ok.stderr
+    bad = deepseek_here("run", str(script), "--fail", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("my-script: --fail given; leave it out")
+    # the script's own bug: its traceback, as python prints it, exit 1 (not deepseek's "internal error")
+    bug = run("run", str(script), "--bug", cwd=tmp_path)
+    assert bug.returncode == 1 and "internal error" not in bug.stderr
+    lines = bug.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and lines[-1] == "KeyError: 'missing'", bug.stderr
+    assert f'File "{script}", line 9, in <module>' in lines[1] and "runpy" not in bug.stderr, bug.stderr
+    missing = deepseek_here("run", "nope.py", cwd=tmp_path)
+    assert missing.returncode == 2 and "run: 'nope.py' does not exist" in missing.stderr
+    (tmp_path / "notes.txt").write_text("x")
+    wrong = deepseek_here("run", "notes.txt", cwd=tmp_path)
+    assert wrong.returncode == 2 and "is not a .py file" in wrong.stderr
+    # sys.exit("message"): exit 1 with the message on stderr, as python gives them (deepseek_here
+    # returned the string as the exit code)
+    (tmp_path / "bye.py").write_text('import sys\nsys.exit("bye: nothing to do")\n')
+    bye = deepseek_here("run", "bye.py", cwd=tmp_path)
+    assert bye.returncode == 1 and bye.stderr.strip().splitlines() == ["bye: nothing to do"], bye
+
+
+def test_the_cli_says_where_a_scripts_model_can_be_evaluated(
+        tmp_path: Path, host: PluginHost, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    deepseek.fit(Quadrants, points(512, 0), names=("x", "y"), batch_size=32, config=CONFIG,
+                 run_dir=tmp_path / "r", host=host)
+    out = deepseek_here("eval", "--checkpoint", str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "model 'script' is the model object of a Python script trained with deepseek.fit" in out.stderr
+    assert "deepseek.evaluate(model, data, checkpoint=RUN)" in out.stderr
+    assert "pip install" not in out.stderr and "deepseek-script" not in out.stderr  # no distribution to install
+    assert out.stderr.strip().endswith("deepseek.evaluate(model, data, checkpoint=RUN)"), out.stderr
+    # what the message offers: the weights loaded into the script's own model
+    from deepseek.training.checkpoint import load_model_state
+
+    model = deepseek.load_model(tmp_path / "r", model=Quadrants())
+    saved = load_model_state(tmp_path / "r" / "checkpoints" / "step-60")
+    assert not model.training and all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(deepseek.CheckpointError, match=r"weights do not fit this model"):
+        deepseek.load_model(tmp_path / "r", model=nn.Linear(2, 2))
+    with pytest.raises(UsageError, match=r"load_model\(model=\): expected the torch\.nn\.Module"):
+        deepseek.load_model(tmp_path / "r", model=Quadrants)
+
