@@ -9,7 +9,8 @@ near the limit.
 
 Such a file is read whole through :func:`read_text`: a regular file of at most
 :data:`MAX_FILE_BYTES` (a run folder's file replaced by a 2 GiB one, a FIFO or a link to
-``/dev/zero`` would otherwise fill memory or block the command).
+``/dev/zero`` would otherwise fill memory or block the command). A log is read from its end
+through :func:`read_tail`: its last bytes only, however long the run that wrote it.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ class UnreadableFile(OSError):
         return str(self.strerror)
 
 
-def open_file(path: str | os.PathLike[str]) -> BinaryIO:
-    """The regular file ``path`` (a link to one too) opened to read bytes. A FIFO, a device or a
-    socket (``/dev/zero`` never ends; a FIFO would block the read) raises :class:`UnreadableFile`;
-    a folder ``IsADirectoryError``, a missing file ``FileNotFoundError``, as ``open`` does."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+def open_file(path: str | os.PathLike[str], *, follow_links: bool = True) -> BinaryIO:
+    """The regular file ``path`` (a link to one too, unless ``follow_links`` is false: then a link
+    raises ``OSError`` ELOOP) opened to read bytes. A FIFO, a device or a socket (``/dev/zero``
+    never ends; a FIFO would block the read) raises :class:`UnreadableFile`; a folder
+    ``IsADirectoryError``, a missing file ``FileNotFoundError``, as ``open`` does."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW)
+    fd = os.open(path, flags)  # a FIFO opens without waiting for a writer
     fh = os.fdopen(fd, "rb")
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
@@ -72,6 +75,20 @@ def read_file(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> byte
 def read_text(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> str:
     """:func:`read_file` as UTF-8 text (``UnicodeDecodeError``, a ``ValueError``, for other bytes)."""
     return read_file(path, limit).decode("utf-8")
+
+
+def read_tail(path: str | os.PathLike[str], size: int, *, follow_links: bool = True) -> str:
+    """The last ``size`` bytes of the regular file ``path`` (:func:`open_file`; a log, any length)
+    as text, bytes that are no UTF-8 replaced; when the read starts inside the file, its first,
+    cut line is left out. One seek from the end: the file's length costs nothing."""
+    with open_file(path, follow_links=follow_links) as fh:
+        start = max(0, os.fstat(fh.fileno()).st_size - size)
+        if start:
+            fh.seek(start - 1)  # the byte before: a newline there means no line is cut
+        data = fh.read(size + (1 if start else 0))
+    if start:
+        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+    return data.decode("utf-8", "replace")
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
+from deepseek.parsing import read_tail
 from deepseek_enterprise.service import jobstate
 from deepseek_enterprise.service.gpushare import ENV
 
@@ -34,15 +34,10 @@ SIGXCPU_CODE = 128 + signal.SIGXCPU
 
 
 def _log_tail(path: Path, size: int = 16384) -> list[str]:
-    try:  # a regular file only: a FIFO in its place must not keep the wrapper from exiting
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:  # a regular file only, never through a link the job put there: a FIFO in its place must not keep the wrapper from exiting
+        return read_tail(path, size, follow_links=False).splitlines()
     except OSError:
         return []
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return []
-        f.seek(max(0, os.fstat(f.fileno()).st_size - size))
-        return f.read(size).decode("utf-8", "replace").splitlines()
 
 
 def explain(code: int, log: Path, gpu_fraction: str | None) -> str:

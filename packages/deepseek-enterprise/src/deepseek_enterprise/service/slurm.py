@@ -69,6 +69,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from deepseek.errors import UsageError
+from deepseek.parsing import read_tail
 from deepseek_enterprise.service import jobstate
 from deepseek_enterprise.service.executor import (
     UNREADABLE,
@@ -349,12 +350,10 @@ def _open_log(workspace: Path, flags: int) -> int | None:
 
 
 def _log_tail(workspace: Path, size: int = 16384) -> str:
-    fd = _open_log(workspace, os.O_RDONLY)
-    if fd is None:
+    try:  # as _open_log: a regular file, never through a link the job put there
+        return read_tail(workspace / "job.log", size, follow_links=False)
+    except OSError:
         return ""
-    with os.fdopen(fd, "rb") as f:
-        f.seek(max(0, os.fstat(f.fileno()).st_size - size))
-        return f.read(size).decode("utf-8", "replace")
 
 
 def _note(workspace: Path, text: str) -> None:

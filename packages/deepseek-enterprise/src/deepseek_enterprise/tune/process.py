@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepseek.parsing import read_tail
+
 STOP_GRACE_S = 30.0
 """Seconds a stopped trial gets to exit after SIGTERM before SIGKILL."""
 
@@ -36,10 +38,15 @@ def deepseek_argv(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "deepseek", *args]
 
 
+TAIL_BYTES = 64 << 10
+"""How much of a trial's log's end :func:`tail` reads (a long run's log has gigabytes)."""
+
+
 def tail(path: Path, lines: int = 1) -> str:
-    """The last non-empty lines of a log (what a failed trial said last)."""
+    """The last non-empty lines of a log (what a failed trial said last), from its last
+    :data:`TAIL_BYTES`; '' for a log that is missing or no regular file."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_tail(path, TAIL_BYTES)
     except OSError:
         return ""
     kept = [line.strip() for line in text.splitlines() if line.strip()]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.config.schema import TrainConfig
+from deepseek.parsing import read_tail
 from deepseek.training.launcher_env import PEER_GONE
 from deepseek.training.preemption import EXIT_PREEMPTED, SignalScope
 from deepseek_pro.launch.env import worker_env
@@ -37,6 +38,12 @@ from deepseek_pro.launch.stop import AGENT_SIGNALS, StopForwarder
 
 WORKER_MODULE = "deepseek_pro.launch.worker"
 TAIL_LINES = 20
+TAIL_BYTES = 64 << 10
+"""How much of a failed rank's log's end the report reads for its last :data:`TAIL_LINES` lines
+(a long run's log has gigabytes)."""
+STACK_BYTES = 1 << 20
+"""How much of a hung rank's log's end the report searches for the stack it dumped (``faulthandler``:
+at most 100 frames of each thread, a few KiB a thread)."""
 EXIT_HUNG = 124
 MONITOR_INTERVAL_S = 0.1
 """How often the agent polls its workers (torchrun's default): a rank's failure is reported at most
@@ -238,17 +245,17 @@ def _local(failures: Mapping[int, Any], rank: int, spec: LaunchSpec) -> int:
     return failures[rank].local_rank if rank in failures else rank % spec.nproc_per_node
 
 
-def _log_lines(path: Path) -> list[str]:
-    """The non-blank lines of a rank's log (none when it cannot be read)."""
+def _log_lines(path: Path, size: int) -> list[str]:
+    """The non-blank lines of a rank's log's last ``size`` bytes (none when it cannot be read)."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = read_tail(path, size).splitlines()
     except OSError:
         return []
     return [line for line in lines if line.strip()]
 
 
 def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
-    return _log_lines(path)[-n:]
+    return _log_lines(path, TAIL_BYTES)[-n:]
 
 
 def _stack_head(path: Path, n: int = TAIL_LINES) -> list[str]:
@@ -256,7 +263,7 @@ def _stack_head(path: Path, n: int = TAIL_LINES) -> list[str]:
     most recent call first) from its top, the thread that handled the request (the main one),
     where the rank waits; the log's last lines when it dumped none. (The dump's last lines are
     its outermost frames, the same for every hang: the CLI's entry point.)"""
-    lines = _log_lines(path)
+    lines = _log_lines(path, STACK_BYTES)
     heads = [i for i, line in enumerate(lines) if line.endswith("(most recent call first):")]
     if not heads:
         return lines[-n:]
