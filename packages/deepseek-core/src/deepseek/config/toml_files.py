@@ -6,6 +6,7 @@ What the tables mean (sections, components, checks) is :mod:`deepseek.config.loa
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek import durable
 from deepseek.errors import ConfigError
-from deepseek.parsing import TOO_DEEP, loads_json, loads_toml
+from deepseek.parsing import TOO_DEEP, UnreadableFile, loads_json, loads_toml, read_text
 from deepseek.paths import broken_link, usual_mode
 
 if TYPE_CHECKING:
@@ -41,15 +42,17 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         if link is not None:
             raise ConfigError(f"{p}: {link}; give the config file's own path")
         raise not_found(p, missing_hint)
-    if p.is_dir():
-        raise ConfigError(f"{p}: is a directory, expected a TOML config file")
-    if not p.is_file():
-        raise ConfigError(f"{p}: not a regular file (a device, FIFO or socket); give a TOML config file")
-    if p.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a TOML config file (at most "
-                          f"{MAX_CONFIG_BYTES >> 20} MiB); check the path")
-    try:
-        text = p.read_text(encoding="utf-8")
+    try:  # the file's kind and size are checked on the descriptor read: the path may be swapped after a check
+        text = read_text(p, MAX_CONFIG_BYTES)
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, expected a TOML config file") from None
+    except UnreadableFile as exc:
+        if exc.errno == errno.EFBIG:
+            raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES >> 20} MiB, too large for a TOML config file; "
+                              "check the path") from None
+        raise ConfigError(f"{p}: not a regular file (a device, FIFO or socket); give a TOML config file") from None
+    except FileNotFoundError:
+        raise not_found(p, missing_hint) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "

@@ -12,6 +12,7 @@ computes its own heads), so the figures are the job's.
 from __future__ import annotations
 
 import contextlib
+import errno
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +24,13 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
+from deepseek.parsing import UnreadableFile, read_text
 
 if TYPE_CHECKING:
     from deepseek.data.tokenizer import Tokenizer
+
+MAX_PROMPTS_BYTES = 64 << 20
+"""The largest ``--prompts`` file read (it is read whole)."""
 
 
 @dataclass
@@ -58,11 +63,11 @@ def read_prompts(path: str | Path) -> list[str]:
     """The non-empty lines of a UTF-8 text file, one prompt each, or of a ``.jsonl`` file one JSON
     prompt each (one line naming the file when it cannot be read or holds none)."""
     p = Path(path)
-    if p.exists() and not p.is_file() and not p.is_dir():  # a device or FIFO: read without end, or blocks
-        raise UsageError(f"--prompts: {p} is not a regular file (a device, FIFO or socket); pass a text file "
-                         "with one prompt per line")
-    try:
-        text = p.read_text(encoding="utf-8")
+    try:  # the file's kind and size are checked on the descriptor read: the path may be swapped after a check
+        text = read_text(p, MAX_PROMPTS_BYTES)
+    except UnreadableFile as exc:
+        what = f"larger than {MAX_PROMPTS_BYTES >> 20} MiB" if exc.errno == errno.EFBIG else "not a regular file (a device, FIFO or socket)"
+        raise UsageError(f"--prompts: {p} is {what}; pass a text file with one prompt per line") from None
     except FileNotFoundError as exc:
         raise UsageError(f"--prompts: {p} does not exist; pass a text file with one prompt per line") from exc
     except IsADirectoryError as exc:
