@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from deepseek.data.text_check import check_files, check_nul, not_utf8
+from deepseek.data.text_check import check_files, check_nul, not_utf8, unreadable
 from deepseek.errors import UsageError
+from deepseek.parsing import open_file
 
 Split = Literal["train", "val"]
 PIECE_BYTES = 1 << 20
@@ -51,9 +52,12 @@ class Piece:
         n = max(0, min(n, self.length - offset))
         if n == 0:
             return b""
-        with open(self.path, "rb") as f:
-            f.seek(self.start + offset)
-            return f.read(n)
+        try:  # a regular file: one replaced by a FIFO since the corpus opened would block the read
+            with open_file(self.path) as f:
+                f.seek(self.start + offset)
+                return f.read(n)
+        except OSError as exc:
+            raise unreadable(self.path, exc) from None
 
     def whole(self, *, strict: bool = False) -> bytes:
         """All the piece's bytes; a file that shrank since the corpus was opened is a UsageError.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepseek.errors import ConfigError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
            ".arrow": "arrow"}
@@ -34,7 +34,7 @@ def _saved_dataset(folder: Path, pattern: str, where: str) -> list[str]:
         raise ConfigError(f"{where}: {pattern!r} is a DatasetDict saved with save_to_disk (splits: "
                           f"{', '.join(splits)}); name its splits' folders: {hint}")
     try:
-        state = loads_json((folder / "state.json").read_text(encoding="utf-8"))
+        state = loads_json(read_text(folder / "state.json"))
         files = [folder / str(f["filename"]) for f in state["_data_files"]]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ConfigError(f"{where}: {pattern!r} is a folder; name its files with a glob such as "

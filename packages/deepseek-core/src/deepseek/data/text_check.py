@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deepseek.errors import UsageError
+from deepseek.parsing import UnreadableFile, open_file
 
 _CHUNK = 1 << 20
 
@@ -72,11 +73,9 @@ def not_utf8(path: str, byte: int, offset: int, files: Files = TEXT) -> UsageErr
 
 
 def unreadable(path: str, exc: OSError, files: Files = TEXT) -> UsageError:
-    """``path`` could not be opened or read."""
-    return UsageError(
-        f"{files.field}: {path!r} cannot be read ({exc.strerror or exc}); make it readable (chmod a+r) or "
-        f"{files.leave_out}"
-    )
+    """``path`` could not be opened or read (or is no regular file: :class:`~deepseek.parsing.UnreadableFile`)."""
+    fix = "put a regular file there" if isinstance(exc, UnreadableFile) else "make it readable (chmod a+r)"
+    return UsageError(f"{files.field}: {path!r} cannot be read ({exc.strerror or exc}); {fix} or {files.leave_out}")
 
 
 def check_nul(path: str, data: bytes, offset: int, files: Files = TEXT) -> None:
@@ -92,7 +91,7 @@ def check_file(path: str, *, utf8: bool, files: Files = TEXT) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")() if utf8 else None
     done = 0
     try:
-        with open(path, "rb") as f:
+        with open_file(path) as f:  # a regular file: a FIFO put there after the caller's check would block
             while chunk := f.read(_CHUNK):
                 check_nul(path, chunk, done, files)
                 if decoder is not None:

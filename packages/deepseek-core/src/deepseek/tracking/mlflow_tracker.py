@@ -25,7 +25,7 @@ from typing import Any
 
 from deepseek.config.validate import non_negative, positive
 from deepseek.errors import ConfigError, UsageError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, require_library
 
 SCHEMES = ("file", "sqlite", "http", "https")
@@ -170,7 +170,7 @@ class MLflowTracker(Tracker):
             self._client.log_artifact(self._run_id, str(path))
             if kind == "checkpoint":
 
-                pointer = loads_json(path.read_text(encoding="utf-8"))
+                pointer = loads_json(read_text(path))
                 self._client.set_tag(self._run_id, "deepseek.final_checkpoint", pointer["path"])
 
     def finish(self, status: Status) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deepseek.errors import UsageError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek.paths import unwritable
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, require_library
 
@@ -96,7 +96,7 @@ class WandbTracker(Tracker):
         artifact.add_file(str(path), name=path.name)
         self._run.log_artifact(artifact)
         if kind == "checkpoint":
-            pointer = loads_json(path.read_text(encoding="utf-8"))
+            pointer = loads_json(read_text(path))
             self._run.summary["final_checkpoint"] = pointer["path"]
             self._run.summary["final_checkpoint_step"] = pointer["step"]
 
