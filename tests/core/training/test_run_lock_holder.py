@@ -9,7 +9,9 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,9 @@ def test_a_live_holder_with_an_escape_sequence_gives_one_plain_line(tmp_path: Pa
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_lock_file_that_is_a_fifo_is_unreadable_not_waited_on(tmp_path: Path, past_fifo: Callable[..., Any]) -> None:
+    lock = tmp_path / LOCK_FILE
+    os.mkfifo(lock)
+    assert past_fifo(lock, lambda: describe_holder(lock)) == UNREADABLE

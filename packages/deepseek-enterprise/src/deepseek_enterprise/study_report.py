@@ -9,6 +9,7 @@ reader of ``deepseek multimodal table`` and of a study that continues.
 
 from __future__ import annotations
 
+import errno
 import math
 import statistics
 from pathlib import Path
@@ -16,8 +17,11 @@ from typing import Any
 
 from deepseek.config.field_checks import SEED_MAX
 from deepseek.errors import UsageError
-from deepseek.parsing import loads_json
+from deepseek.parsing import UnreadableFile, loads_json, read_text
 from deepseek_enterprise.study_recipes import CONFIGS, RECIPES, recipe_label
+
+MAX_RESULTS_BYTES = 64 << 20
+"""The largest results file :func:`read_results` reads (it is read whole; a line is a few hundred bytes)."""
 
 
 def row_recipe(row: dict[str, Any]) -> str | None:
@@ -144,10 +148,15 @@ def read_results(path: Path, fix: str, seen: dict[tuple[str, str, int], str] | N
         from deepseek.paths import broken_link
 
         raise UsageError(f"{path}: {broken_link(path) or 'does not exist'}; {fix}")
-    if not path.is_file():
-        raise UsageError(f"{path}: not a regular file (a folder, device, FIFO or socket); {fix}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
+    try:  # checked on the descriptor read (a regular file, bounded): the path may be swapped after any check
+        text = read_text(path, MAX_RESULTS_BYTES).removeprefix("\ufeff")
+    except UnreadableFile as exc:
+        if exc.errno == errno.EFBIG:
+            raise UsageError(f"{path}: larger than {MAX_RESULTS_BYTES >> 20} MiB, more than a study's results file "
+                             f"holds; {fix}") from None
+        raise UsageError(f"{path}: not a regular file (a folder, device, FIFO or socket); {fix}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: not a regular file (a folder, device, FIFO or socket); {fix}") from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); {fix}") from None
     except OSError as exc:

@@ -37,6 +37,13 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
     """Parse a TOML file; a missing, unreadable, non-UTF-8 or malformed file is one clear
     ConfigError (``missing_hint`` is the fix a missing file's message offers)."""
     p = Path(path)
+    return toml_from_text(read_config_text(p, missing_hint=missing_hint), p)
+
+
+def read_config_text(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> str:
+    """The text of the TOML file ``path`` (a regular file of at most :data:`MAX_CONFIG_BYTES`, UTF-8),
+    unparsed; anything else is the one ConfigError line :func:`read_toml` raises for it."""
+    p = Path(path)
     if not p.exists():
         link = broken_link(p)
         if link is not None:
@@ -60,7 +67,7 @@ def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAUL
         ) from exc
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
-    return toml_from_text(text, p)
+    return text
 
 
 def not_found(path: Path, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> ConfigError:

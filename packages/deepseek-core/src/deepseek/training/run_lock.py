@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from deepseek.arguments import spelled
 from deepseek.errors import UsageError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_file
 
 if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
@@ -118,9 +118,8 @@ def describe_holder(path: Path) -> str:
     that is blank, does not print (an escape sequence for the terminal) or is longer than a host
     name, a start time not written as the holder writes it, or a file that is not that JSON, give
     ``its holder is unreadable`` rather than reaching an error line raw."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(HOLDER_MAX + 1)
+    try:  # a regular file of at most HOLDER_MAX bytes (a FIFO there blocked the command that asked)
+        data: bytes | None = read_file(path, HOLDER_MAX)
     except FileNotFoundError:
         return "its pid is not recorded yet"
     except OSError:
@@ -128,7 +127,7 @@ def describe_holder(path: Path) -> str:
     if data == b"":  # created, not written yet
         return "its pid is not recorded yet"
     try:
-        text = data.decode() if data is not None and len(data) <= HOLDER_MAX else None
+        text = data.decode() if data is not None else None
     except UnicodeDecodeError:
         text = None
     try:

@@ -191,12 +191,13 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     """Tune a config with Optuna: every trial in its own process; at the end best.toml (runs
     with deepseek train as is), a table of trials, history.png and importances.png."""
     from deepseek.cli.context import command_host
+    from deepseek.config.toml_files import read_config_text
     from deepseek.paths import check_output, created_note, make_folders
 
     host = command_host()
     inputs, tuner = tune_setup(host, study_name, objective, tuner_name, config_file, space_file)
     objective, base, space, name, origin = inputs.objective, inputs.base, inputs.space, inputs.name, inputs.origin
-    config_text = Path(config_file).read_text(encoding="utf-8")
+    config_text = read_config_text(config_file)  # read again: a file swapped since its check is refused in one line
     folder = out if out is not None else Path("tune") / study_name
     missing = check_output(folder, where="--out", folder=True, file_name="tune", host=host, not_a_run=True)
     from deepseek_enterprise.tune.storage import check_sqlite_file

@@ -17,8 +17,8 @@ import socket
 import time
 from pathlib import Path
 
-from deepseek.parsing import loads_json
-from deepseek.training.run_lock import try_lock
+from deepseek.parsing import loads_json, read_text
+from deepseek.training.run_lock import HOLDER_MAX, try_lock
 
 EXIT_MARGIN_S = 10.0
 """Seconds granted beyond the training's ``train.preempt_grace_s`` for its process to exit."""
@@ -29,7 +29,7 @@ def training_holder(run: Path, lock: Path) -> int | None:
     machine (its command line's ``--run-dir`` is ``run``; not stopped, not a zombie), else
     ``None``: another host's, one whose pid is not written yet, or anything else."""
     try:
-        info = loads_json(lock.read_text(encoding="utf-8"))
+        info = loads_json(read_text(lock, HOLDER_MAX))
         pid, host = int(info["pid"]), info["host"]
     except (OSError, ValueError, KeyError, TypeError):
         return None

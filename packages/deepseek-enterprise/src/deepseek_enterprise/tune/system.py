@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 from deepseek_enterprise.tune.limits import field_check
 from deepseek_enterprise.tune.process import deepseek_argv, plugin_env, run_child, tail
 from deepseek_enterprise.tune.training import needs_launcher
@@ -213,7 +213,7 @@ class SystemTuner(Tuner):
             raise TrialFailed(("out of memory: " if oom else f"bench train exited with {code}: ")
                               + (said or "no output") + f" (log: {log})")
         try:
-            result = loads_json(out.read_text(encoding="utf-8"))
+            result = loads_json(read_text(out))
             row, dp = result["rows"][0], int(result["device"]["dp_size"])
             tokens = float(row["tokens_per_s"]) * dp
             trial.attrs["peak_gib"] = round(float(row["peak_memory_bytes"]) / 1024**3, 2)
