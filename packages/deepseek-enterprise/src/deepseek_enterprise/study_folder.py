@@ -152,7 +152,7 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
     by ``(task, config, seed)``."""
     from deepseek.training.checkpoint import atomic_write_text
     from deepseek_enterprise.study_recipes import recipe_keys, recipe_label, train_sources
-    from deepseek_enterprise.study_report import read_results, row_key
+    from deepseek_enterprise.study_report import MAX_RESULTS_BYTES, read_results, row_key
 
     fix = "restore the file, or pick a new --out"
     path = out / RESULTS_FILE
@@ -169,7 +169,10 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
     if not (out / SETTINGS_FILE).exists() or made_nothing(out):  # (check_folder read any there as a study's)
         atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1))
     if read[1] is not None:  # the last line, cut short as it was written
-        lines = path.read_text(encoding="utf-8").split("\n")
+        try:  # read again to drop the cut line: bounded, a regular file (it may have been swapped since)
+            lines = read_text(path, MAX_RESULTS_BYTES).split("\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: cannot be read again ({exc}); {fix}") from None
         atomic_write_text(path, "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""))
         click.echo(f"{shown(path)}:{read[1]}: a results line cut short (the study was stopped as it wrote it) was dropped; "
                    "that model gets its results again", err=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError, shown, shown_markup
-from deepseek.parsing import loads_json
+from deepseek.parsing import loads_json, read_text
 
 EXIT_REGRESSION = 1
 
@@ -63,11 +63,13 @@ def _facts(kind: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def load_baseline(path: str, kind: str) -> dict[str, Any]:
     """Read and validate a saved ``bench <kind> --json`` result."""
-    p = Path(path)
-    if not p.is_file():
+    try:  # one bounded read of a regular file: the path may be swapped after any check
+        text = read_text(Path(path))
+    except (FileNotFoundError, IsADirectoryError):
         return baseline_from_text(None, path, kind)
-    try:
-        text = p.read_text(encoding="utf-8")
+    except OSError as exc:  # UnreadableFile: a FIFO, device or socket, or larger than any bench result
+        raise UsageError(f"{_where(path)}: {exc.strerror or exc}; give the file 'deepseek bench {kind} --json' wrote"
+                         ) from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"{_where(path)}: not JSON ({exc}); give the file 'deepseek bench {kind} --json' wrote") from None
     return baseline_from_text(text, path, kind)

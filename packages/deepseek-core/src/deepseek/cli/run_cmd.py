@@ -65,10 +65,10 @@ def _print_traceback(exc: Exception, path: object) -> None:
 def _check_compiles(path: object, script: str) -> None:
     """A script that cannot be read or compiled (a syntax error, bytes that are not its
     encoding, a null byte) is bad input: one line naming it and the line, before it runs."""
-    from pathlib import Path
+    from deepseek.parsing import read_file
 
     try:
-        compile(Path(str(path)).read_bytes(), str(path), "exec", dont_inherit=True)
+        compile(read_file(str(path)), str(path), "exec", dont_inherit=True)  # a regular file, 16 MiB at most
     except OSError as exc:
         raise UsageError(f"run: {script!r} cannot be read ({exc.strerror or exc}); give a readable Python script") from None
     except (SyntaxError, ValueError) as exc:
