@@ -1,7 +1,7 @@
 """Data files read back are opened as regular files only (``deepseek.parsing.open_file`` /
 ``read_text``): a text corpus file replaced by a FIFO after the corpus opened, a FIFO given to the
 text check, a ``save_to_disk`` folder's ``state.json`` or a GPT-2 folder's ``config.json`` that is a
-FIFO are refused in one line (or taken for no such file), never waited on."""
+FIFO are refused in one line, never waited on."""
 
 from __future__ import annotations
 
@@ -55,10 +55,11 @@ def test_a_saved_datasets_state_json_that_is_a_fifo(tmp_path: Path, past_fifo: C
     assert said.startswith(f"data.files: {str(saved)!r} is a folder; name its files with a glob")
 
 
-def test_a_gpt2_folder_whose_config_json_is_a_fifo_is_no_gpt2_folder(
+def test_a_gpt2_folder_whose_config_json_is_a_fifo_is_refused_unread(
         tmp_path: Path, past_fifo: Callable[..., Any]) -> None:
     os.mkfifo(tmp_path / "config.json")
-    assert past_fifo(tmp_path / "config.json", lambda: is_gpt2_folder(tmp_path)) is False
+    with pytest.raises(UsageError, match=r"config\.json: cannot be read as JSON \(not a regular file"):
+        past_fifo(tmp_path / "config.json", lambda: is_gpt2_folder(tmp_path))
     (tmp_path / "config.json").unlink()
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     assert is_gpt2_folder(tmp_path) is True
