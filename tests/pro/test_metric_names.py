@@ -1,5 +1,5 @@
 """Another rank's error, as ``metric_names.agree`` raises it on the ranks that did not raise it:
-a framework refusal keeps its class's kind and line; any other exception (a bug in model code)
+a framework refusal keeps its class's kind (``UsageError``, ``PluginError``, ``DeepseekError``) and line; any other exception (a bug in model code)
 becomes core's ``RankError`` with its line and class name, which no component is blamed for."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from deepseek_pro.strategies.metric_names import described, rebuilt
 def test_refusals_keep_their_kind_and_line() -> None:
     again = rebuilt(described(CheckpointError("step-2: truncated")))
     assert type(again) is UsageError and str(again) == "step-2: truncated"
-    again = rebuilt(described(PluginError("acme: broke")))
-    assert type(again) is DeepseekError and str(again) == "acme: broke"
+    again = rebuilt(described(PluginError("acme: broke")))  # was a DeepseekError: the same line, another class
+    assert type(again) is PluginError and str(again) == "acme: broke"
+    again = rebuilt(described(DeepseekError("step 3: diverged")))
+    assert type(again) is DeepseekError and str(again) == "step 3: diverged"
 
 
 def test_a_bug_is_a_rank_error_naming_its_class() -> None:
