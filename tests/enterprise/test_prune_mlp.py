@@ -16,10 +16,12 @@ from _hosts import enterprise_host, registering
 from _inprocess import deepseek_run
 from test_quantize import MULTIMODAL
 
+from deepseek.config.components import NoOptions
 from deepseek.config.load import config_from_dict
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.models.encoder import Encoder, EncoderOutput
 from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import PLUGIN_BUG
 from deepseek.plugins.host import PluginHost
 from deepseek.training.build import build_dataset, build_model
 from deepseek_enterprise.compress.compressor import create_compressor
@@ -70,6 +72,8 @@ def test_a_gpt_is_sent_to_prune_ffn(host: PluginHost) -> None:
 class TextClassifier(TrainableModel):
     """A third party's model built from a registered encoder, which it declares (or not)."""
 
+    Options = NoOptions  # registered as acme.text: its declarations are blamed on its plugin
+
     def __init__(self, declared: object) -> None:
         super().__init__()
         import deepseek
@@ -81,17 +85,23 @@ class TextClassifier(TrainableModel):
         return {"body": self.body} if self.declared == "yes" else self.declared
 
 
-def test_prune_mlp_finds_the_encoders_a_model_declares_and_only_those(host: PluginHost) -> None:
-    config = config_from_dict({}, host=host)  # only named in the messages
+def test_prune_mlp_finds_the_encoders_a_model_declares_and_only_those() -> None:
+    """A declaration that is no mapping of [model] keys to Encoders is the model's bug: its
+    plugin's one-line PluginError (was: a UsageError, exit code 2, as if the user's)."""
+    host = enterprise_host((registering("deepseek_register_models", {"acme.text": TextClassifier}), "acme-models"))
+    config = config_from_dict({"model": {"name": "acme.text"}}, host=host)  # the model's registration
     prune = create_compressor(host, "prune.mlp", {}, where="--set")
     prune.check_model(TextClassifier("yes"), config)  # declared: accepted (it has MLP pairs)
     with pytest.raises(UsageError, match=r"has no encoder declaring MLP pairs \(Encoder.mlp_pairs\) among those it "
                                          r"declares \(TrainableModel.encoder_modules\)"):
         prune.check_model(TextClassifier({}), config)  # an attribute holding an encoder is not enough
-    for bad, said in (([1], "list"), ({"body": torch.nn.Linear(1, 1)}, "'body': Linear"), ({"a b": None}, "'a b'")):
-        with pytest.raises(UsageError, match=rf"^model TextClassifier: encoder_modules\(\) returned {said}.*; it must "
-                                             r"return a mapping of the \[model\] key holding each encoder's options"):
+    label = "model 'acme.text' (acme-models 1.0, registered by _hosts)"
+    for bad, said in (([1], "list"), ({"body": torch.nn.Linear(1, 1)}, "'body': Linear"), ({"a b": None}, "'a b': NoneType")):
+        with pytest.raises(PluginError) as raised:
             prune.check_model(TextClassifier(bad), config)
+        assert str(raised.value).startswith(f"{label}: encoder_modules() returned {said}; it must return a mapping "
+                                            "of the [model] key holding each encoder's options"), raised.value
+        assert str(raised.value).endswith(PLUGIN_BUG)
 
 
 def test_a_multiple_of_wider_than_the_mlp_is_one_line(host: PluginHost) -> None:

@@ -14,6 +14,7 @@ from deepseek.bench.latency import run_latency
 from deepseek.cli.main import cli
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import BrokenAnswer
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +96,10 @@ def test_example_ids_stay_within_the_ids_the_model_declares() -> None:
 
 @pytest.mark.parametrize("limits", [100, (0, 12), (100, 0), (True, None), (100.0, None)])
 def test_a_malformed_token_limits_declaration_is_refused_in_one_line(limits: object) -> None:
-    with pytest.raises(UsageError, match=r"token_input_limits\(\) returned .*; it must return \(ids, "):
+    """The model's broken answer (was: a UsageError, the user's fault): run_latency, called from
+    Python with no model block, raises the BrokenAnswer itself (a plugin model's PluginError under
+    ``bench latency``: test_declared_answers)."""
+    with pytest.raises(BrokenAnswer, match=r"^token_input_limits\(\) returned .*; it must return \(ids, "):
         run_latency(SmallVocab(limits), batch=1, seq=12, runs=2, warmup=1, only=["eager"])
 
 

@@ -188,11 +188,21 @@ def test_a_model_declaring_no_vocabulary_is_not_checked() -> None:
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "256", True])
-def test_a_declared_vocabulary_that_is_not_a_positive_int_is_one_line(bad: object) -> None:
-    with pytest.raises(UsageError) as raised:
-        generating_tokenizer(DeclaresVocab(small_gpt(vocab_size=256), bad), None)
-    assert str(raised.value) == (f"model DeclaresVocab: generation_vocab_size() returned {bad!r}; it must return "
-                                 "the number of token ids its logits cover (a positive int) or None when unknown")
+def test_a_declared_vocabulary_that_is_not_a_positive_int_is_the_models_bug(bad: object) -> None:
+    """A broken ``generation_vocab_size`` is the model's answer, not the user's input: in the
+    model's block (``sample``'s ``model_calls``, as ``deepseek generate`` passes it) a plugin
+    model's one-line PluginError naming it (was: a UsageError, exit code 2, as if the user's);
+    with nothing blamed (core's own model, a script's) the BrokenAnswer itself."""
+    model = DeclaresVocab(small_gpt(vocab_size=256), bad)
+    what = (f"generation_vocab_size() returned {bad!r}; it must return the number of token ids its logits cover "
+            "(a positive int) or None when unknown")
+    label = "model 'acme.lm' (deepseek-acme 0.1, registered by acme.plugin)"
+    with pytest.raises(PluginError) as raised:
+        sample(model, "hi", max_new_tokens=1, model_calls=blame_for(label, code_package(model)))
+    assert str(raised.value) == f"{label}: {what}; {PLUGIN_BUG}"
+    with pytest.raises(BrokenAnswer) as unblamed:
+        generating_tokenizer(model, None)
+    assert str(unblamed.value) == what
 
 
 class DeclaresWindow(MyLM):

@@ -17,6 +17,7 @@ import deepseek
 from deepseek import hookimpl
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import BrokenAnswer
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
@@ -118,8 +119,6 @@ class MisDeclared(Exported):
 @pytest.mark.parametrize(("model", "message"), [
     (Exported, "model 'script' does not train: its weights are an exported graph's constants; train the model it "
                "was exported from"),
-    (MisDeclared, "model MisDeclared: not_trainable is True; it must be None (the model trains) or one line saying "
-                  "why the model does not train (docs/plugins.md, 'Models')"),
     (NoWeights, "model 'script': NoWeights has no trainable parameters (0 parameter(s), none with requires_grad)"),
     (Frozen, "model 'script': Frozen has no trainable parameters (2 parameter(s), none with requires_grad)"),
     (Detached, "model 'script': the loss it returned does not depend on any trainable parameter"),
@@ -131,6 +130,19 @@ def test_a_model_whose_loss_cannot_train_is_one_line_and_leaves_no_run_folder(
     with pytest.raises(UsageError) as caught:
         fit(host, run_dir, model=model)
     assert message in str(caught.value)
+    assert not run_dir.exists()
+
+
+def test_a_misdeclared_not_trainable_reaches_the_script_as_the_models_broken_answer(
+        host: PluginHost, tmp_path: Path) -> None:
+    """A ``not_trainable`` that is no line of text is the model's broken answer, not the user's
+    input: a script's own model is blamed on no plugin, so the script gets the BrokenAnswer itself
+    (deepseek.plugins.calls; a plugin's model: test_declared_answers), before any run folder."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(BrokenAnswer) as caught:
+        fit(host, run_dir, model=MisDeclared)
+    assert str(caught.value) == ("not_trainable is True; it must be None (the model trains) or one line saying why "
+                                 "the model does not train (docs/plugins.md, 'Models')")
     assert not run_dir.exists()
 
 

@@ -238,8 +238,9 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (capability cached_decoding: "
                          "new_cache, forward_cached, decode_window); use --mode forward")
     from deepseek.models.declared import token_input_limits
+    from deepseek.plugins.calls import model_blame
 
-    max_len = token_input_limits(model)[1]
+    max_len = token_input_limits(model, calls=model_blame(command_host().resolve("model", model_name), model))[1]
     if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
         raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
     from deepseek.bench.latency import device_info

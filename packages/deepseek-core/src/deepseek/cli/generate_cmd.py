@@ -99,7 +99,7 @@ def generate(
                           top_p=top_p, stop=stop, seed=seed, tokenizer=tokenizer, static=static,
                           repetition_penalty=repetition_penalty, model_calls=calls)
         else:
-            served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer),
+            served = serve(model, prompts, tokenizer=generating_tokenizer(model, tokenizer, model_calls=calls),
                            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            stop=stop, seed=seed, batch_size=batch_size, static=static,
                            repetition_penalty=repetition_penalty, model_calls=calls)

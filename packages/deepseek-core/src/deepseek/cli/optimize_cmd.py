@@ -47,12 +47,13 @@ def example_inputs(model: Any, config: Any, source: Any, *, batch: int, seq: int
     from deepseek.cli.context import command_host
     from deepseek.graph.export_trained import example_tokens
     from deepseek.models.capabilities import model_capabilities
+    from deepseek.training.inference import served_calls
 
     name = config.model.name
     if "serving" not in model_capabilities(model):
         with command_line():  # messages name --seq
             return model, (example_tokens(model, batch, seq, device, name=name, command="optimize",
-                                          default_seq=DEFAULT_SEQ),)
+                                          calls=served_calls(model, config, command_host()), default_seq=DEFAULT_SEQ),)
     import torch
 
     from deepseek.data.batch import batch_rows, head_rows, move_to

@@ -73,7 +73,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
     from deepseek.config.ineffective import IneffectiveSettingWarning
     from deepseek.models.capabilities import model_capabilities
     from deepseek.paths import check_output, folders_made
-    from deepseek.training.inference import load_trained
+    from deepseek.training.inference import load_trained, served_calls
     from deepseek.training.weights_source import read_source, with_data
 
     src, where = Path(checkpoint), spelled("--out", "out")
@@ -106,7 +106,8 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
         with folders_made(missing, where=where):  # a refused export leaves no folder behind
             path = export_serving(model, example, target, name=info["name"], fmt=fmt, static=static, metadata=metadata)
     else:
-        x = example_tokens(model, rows, seq, "cpu", name=info["name"], command="export")
+        x = example_tokens(model, rows, seq, "cpu", name=info["name"], command="export",
+                           calls=served_calls(model, config, host))
         dims = None if static else [token_dims(info.get("max_seq_len"))]
         with folders_made(missing, where=where):
             path = export_model(model, (x,), target, fmt=fmt, dynamic=dims, metadata=metadata)
@@ -141,11 +142,12 @@ def _export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] |
 
 
 def example_tokens(model: Any, batch: int, seq: int | None, device: str, *, name: str, command: str,
-                   default_seq: int = DEFAULT_SEQ) -> Any:
+                   calls: Any = None, default_seq: int = DEFAULT_SEQ) -> Any:
     """A ``(batch, seq)`` tensor of token ids to trace ``model`` with (``seq`` ``None``:
     ``default_seq``, or the model's ``max_seq_len`` when that is shorter); a model whose forward
     does not take one such tensor (a classifier over features and labels, a multimodal model) is
-    refused in one line saying what does export or optimize it."""
+    refused in one line saying what does export or optimize it. ``calls``: the model's block
+    (:func:`~deepseek.training.inference.served_calls`) its declared limits are read in."""
     import inspect
 
     import torch
@@ -170,7 +172,7 @@ def example_tokens(model: Any, batch: int, seq: int | None, device: str, *, name
 
     from deepseek.models.declared import token_input_limits
 
-    vocab, max_len = token_input_limits(model)
+    vocab, max_len = token_input_limits(model, calls=calls)
     if seq is None:
         seq = default_seq if max_len is None else min(default_seq, max_len)
     if max_len is not None and seq > max_len:

@@ -52,7 +52,26 @@ class BrokenAnswer(RuntimeError):
     ``model_calls`` block for a model's answer), it becomes that component's
     :func:`broken_answer` there whatever code raised it; where the block blames nothing (deepseek's
     own component: our internal error, its traceback kept; a script's: it reaches the script) it
-    passes as it is. A check that has the component's label raises :func:`broken_answer` itself."""
+    passes as it is. A check that has the component's label raises :func:`broken_answer` itself.
+
+    Once a block of that component blamed nothing (:func:`unblamed`), the answer is
+    :attr:`settled`: an outer block blaming another component (a strategy's ``train_step``
+    around the model's calls) passes it as it is too, never blaming the answer on that one."""
+
+    settled: bool = False
+    """Whether a block of the component whose answer this is found it blames nothing."""
+
+
+@contextlib.contextmanager
+def unblamed() -> Iterator[None]:
+    """The block of a component whose errors are blamed on no plugin (deepseek's own, a
+    script's): what it raises passes as it is, a :class:`BrokenAnswer` marked
+    :attr:`~BrokenAnswer.settled` on its way."""
+    try:
+        yield
+    except BrokenAnswer as exc:
+        exc.settled = True
+        raise
 
 
 def blames(component: Component) -> bool:
@@ -81,7 +100,7 @@ def blamed_on(label: str | None, call: str, *, package: str | None = None,
     except (DeepseekError, RankError):
         raise
     except BrokenAnswer as exc:  # deepseek's check of the component's answer: its bug, whoever raised it
-        if label is None:
+        if label is None or exc.settled:
             raise
         raise broken_answer(label, str(exc)) from exc
     except Exception as exc:
@@ -152,9 +171,9 @@ def instance_calls(component: object, label: str | None, call: str) -> contextli
     ``lr_at`` or ``state_dict``): what it raises in its own code becomes one line naming it
     (:func:`blamed_on` with its :func:`code_package`); for deepseek's own components (core's
     schedules, whose bugs are ours and keep their traceback) and a script's (``label`` ``None``),
-    nothing changes."""
+    what it raises passes as it is (:func:`unblamed`)."""
     package = code_package(component)
-    return contextlib.nullcontext() if package is None or label is None else blamed_on(label, call, package=package)
+    return unblamed() if package is None or label is None else blamed_on(label, call, package=package)
 
 
 def model_calls(model: object, label: str | None, call: str = "forward") -> contextlib.AbstractContextManager[None]:
@@ -165,11 +184,12 @@ def model_calls(model: object, label: str | None, call: str = "forward") -> cont
 
 def blame_for(label: str | None, package: str | None) -> Callable[[str], contextlib.AbstractContextManager[None]]:
     """``call -> block`` that makes what the code of the top-level ``package`` raises in the
-    block one line naming ``label`` and ``call`` (:func:`blamed_on`); a block that changes
-    nothing where either is ``None`` (deepseek's own component, a script's). It holds no more
+    block one line naming ``label`` and ``call`` (:func:`blamed_on`); where either is ``None``
+    (deepseek's own component, a script's) one that passes what it raises as it is
+    (:func:`unblamed`). It holds no more
     than the two strings: a strategy may keep it (``StepSettings.model_calls``)."""
     if label is None or package is None:
-        return lambda call: contextlib.nullcontext()
+        return lambda call: unblamed()
     return functools.partial(blamed_on, label, package=package)
 
 

@@ -139,16 +139,16 @@ class StepEngine:
         checkpointing, residual dtype, compile), not yet wrapped."""
         model = build_model(self.config, host=self.lookups, device=self.strategy.device,
                             strategy_cls=type(self.strategy))
-        refusal = training_refusal(model, model_name=self.config.model.name)
+        component = self.lookups.resolve("model", self.config.model.name)
+        self._model_calls = model_blame(component, model)  # the model's own class: compile wraps it in torch's
+        self._model_label = component.label if blames(component) else None
+        refusal = training_refusal(model, model_name=self.config.model.name, calls=self._model_calls)
         if refusal is not None:
             raise UsageError(refusal)
         if not any(p.requires_grad for p in model.parameters()):
             raise UsageError(f"model {self.config.model.name!r}: {type(model).__name__} has no trainable parameters "
                              f"({sum(1 for _ in model.parameters())} parameter(s), none with requires_grad): there is "
                              "nothing to train; give it layers with weights, or unfreeze some (requires_grad_(True))")
-        component = self.lookups.resolve("model", self.config.model.name)
-        self._model_calls = model_blame(component, model)  # the model's own class: compile wraps it in torch's
-        self._model_label = component.label if blames(component) else None
         self.items = item_weights(model, self._model_label or f"model {self.config.model.name!r}")
         skipped = skipped_parameters_problem(model, type(self.strategy), model_name=self.config.model.name,
                                              strategy_name=self.config.strategy.name, host=self.lookups)

@@ -264,7 +264,7 @@ def sample(
     from deepseek.plugins.calls import blame_for
     from deepseek.training.stopping import Stopped, Stopping, check_stops, cut_at_stop
 
-    tok = generating_tokenizer(model, tokenizer)
+    tok = generating_tokenizer(model, tokenizer, model_calls=model_calls)
     extra = sampling_arguments(model, top_p=top_p, repetition_penalty=repetition_penalty)
     stops = check_stops(stop)
     if not isinstance(prompt, str):
@@ -291,12 +291,13 @@ def sample(
     return cut_at_stop(tok.decode_continuation(ids, new.tolist()), stops)
 
 
-def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Tokenizer:
+def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None, *,
+                         model_calls: Callable[[str], contextlib.AbstractContextManager[None]] | None = None) -> Tokenizer:
     """``tokenizer`` (default: UTF-8 bytes) after checking that ``model`` generates text
     (capability ``generation``, :func:`~deepseek.models.capabilities.require_generation`) and that
     the two agree on the vocabulary the model declares
-    (:meth:`~deepseek.models.protocol.TrainableModel.generation_vocab_size`; one line saying what
-    to pass otherwise)."""
+    (:meth:`~deepseek.models.protocol.TrainableModel.generation_vocab_size`, read in
+    ``model_calls``: :func:`served_calls`; one line saying what to pass otherwise)."""
     from deepseek.data.tokenizer import ByteTokenizer
     from deepseek.errors import UsageError
     from deepseek.models.capabilities import require_generation
@@ -307,7 +308,7 @@ def generating_tokenizer(model: nn.Module, tokenizer: Tokenizer | None) -> Token
         raise UsageError(f"tokenizer: expected a deepseek.data.tokenizer.Tokenizer (e.g. "
                          f"trained_tokenizer(run_dir) of this module) or None for bytes, got {type(tokenizer).__name__}")
     tok = tokenizer or ByteTokenizer()
-    vocab = generation_vocab_size(model)  # None: the model does not say, nothing to check
+    vocab = generation_vocab_size(model, calls=model_calls)  # None: the model does not say, nothing to check
     if vocab is not None and tok.vocab_size > vocab:
         raise UsageError(
             f"generate: the tokenizer has {tok.vocab_size} tokens but the model's vocabulary only {vocab}; "

@@ -51,10 +51,13 @@ class PruneMLPOptions:
     """Kept widths are rounded down to a multiple of this where the encoder's options allow."""
 
 
-def _encoders(model: Any) -> dict[str, Any]:
+def _encoders(model: Any, config: Any, host: Any) -> dict[str, Any]:
+    """The encoders ``model`` (of ``config``'s ``[model]``, registered on ``host``) declares, read
+    in its block: a plugin model's broken declaration is its one line (``deepseek.models.declared``)."""
     from deepseek.models.declared import encoder_modules
+    from deepseek.training.inference import served_calls
 
-    return encoder_modules(model)
+    return encoder_modules(model, calls=served_calls(model, config, host))
 
 
 def _trace(name: str, encoder: Any, device: Any) -> Any:
@@ -107,7 +110,7 @@ class PruneMLP(Compressor):
         if isinstance(model, GPT):
             raise UsageError("--method prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use --method prune.ffn")
         refuse_quantized(model, "prune.mlp")
-        if not any(enc.mlp_pairs() for enc in _encoders(model).values()):
+        if not any(enc.mlp_pairs() for enc in _encoders(model, config, self.host).values()):
             raise UsageError(
                 f"--method prune.mlp: model {config.model.name!r} has no encoder declaring MLP pairs "
                 "(Encoder.mlp_pairs) among those it declares (TrainableModel.encoder_modules); it applies to models "
@@ -131,7 +134,7 @@ class PruneMLP(Compressor):
         pruned = copy.deepcopy(model).eval()
         device = next(pruned.parameters()).device
         batches = [_to(b, device) for b in calibration]
-        graphs = {name: _trace(name, enc, device) for name, enc in _encoders(pruned).items() if enc.mlp_pairs()}
+        graphs = {name: _trace(name, enc, device) for name, enc in _encoders(pruned, config, self.host).items() if enc.mlp_pairs()}
         if o.score == "taylor":
             importance: Any = tp.importance.GroupTaylorImportance()
             pruned.zero_grad()
@@ -142,7 +145,7 @@ class PruneMLP(Compressor):
         table = dict(config.to_dict()["model"])
         removed: dict[str, list[int]] = {}
         for name, graph in graphs.items():
-            enc = _encoders(pruned)[name]
+            enc = _encoders(pruned, config, self.host)[name]
             pairs = list(enc.mlp_pairs())
             table[name], kept = enc.narrowed_options(dict(table.get(name) or {}), 1.0 - o.ratio, o.multiple_of)
             removed[name] = []

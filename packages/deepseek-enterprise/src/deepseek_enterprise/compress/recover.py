@@ -61,13 +61,15 @@ class RecoverOptions:
     """Softmax temperature of the soft targets."""
 
 
-def recovery_refusal(model: Any, config: Any) -> str | None:
+def recovery_refusal(model: Any, config: Any, host: Any = None) -> str | None:
     """Why ``recover`` cannot train ``model`` (one line), or ``None``: a model that declares it
     does not train (:attr:`~deepseek.models.protocol.TrainableModel.not_trainable`, as ``quantized``
-    does)."""
+    does), read in the model's block (``host``: the command's, where ``config``'s model is
+    registered)."""
     from deepseek.models.declared import training_refusal
+    from deepseek.training.inference import served_calls
 
-    refusal = training_refusal(model, model_name=config.model.name)
+    refusal = training_refusal(model, model_name=config.model.name, calls=served_calls(model, config, host))
     if refusal is not None:
         return f"recover: {refusal}; recover before quantizing ('prune.ffn + recover + quantize.int8')"
     return None
@@ -86,7 +88,7 @@ class Recover(Compressor):
     Options: ClassVar[type] = RecoverOptions
 
     def check_model(self, model: Any, config: Any) -> None:
-        reason = recovery_refusal(model, config)
+        reason = recovery_refusal(model, config, self.host)
         if reason is not None:
             raise UsageError(reason)
 
@@ -166,11 +168,11 @@ class Recover(Compressor):
                  "logging": logging}, schedule)
 
 
-def training_unavailable(model: Any, config: Any, state: dict[str, Any], dataset: Any) -> str:
+def training_unavailable(model: Any, config: Any, state: dict[str, Any], dataset: Any, host: Any = None) -> str:
     """Why a ``recover`` step cannot train on the original run (one line; ``""`` when it can):
     a model it does not train, a checkpoint that does not record its training data, or data
     that gives no training batch."""
-    reason = recovery_refusal(model, config)
+    reason = recovery_refusal(model, config, host)
     if reason is not None:
         return reason
     recorded = state.get("config")

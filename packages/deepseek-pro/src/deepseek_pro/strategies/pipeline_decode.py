@@ -227,6 +227,6 @@ def place_stage(strategy: PipelineStrategy, model: nn.Module) -> PipelinedModel:
     refusal = None if lacking is None else (
         f"generate --strategy {strategy.name}: the model's stages ({type(lacking).__name__}) offer no KV-cache "
         "decoding (capability 'cached_decoding'); use --strategy tp or one process")
-    vocab = generation_vocab_size(model)
+    vocab = generation_vocab_size(model, calls=blamed)
     del stages, model, lacking  # the other stages' weights go with them
     return PipelinedModel(strategy, stage.to(strategy.device).eval(), vocab, refusal).eval()
