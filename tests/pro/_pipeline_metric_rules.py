@@ -7,7 +7,9 @@ returned only for a micro-batch holding a 2: first in step 2, and there by one o
 micro-batches only, then by neither in step 3. ``EvalRefusal`` raises a UsageError in ``pipeline_loss`` (the last stage) and
 ``FirstStageRefusal`` in its first stage's forward, each for the second validation batch only:
 on the first evaluation after training began, when the metric names are agreed on already.
-``EvalBug`` and ``FirstStageBug`` raise a plain ``RuntimeError`` (a bug in model code) there instead.
+``EvalBug`` and ``FirstStageBug`` raise a plain ``RuntimeError`` (a bug in model code) there instead;
+``PluginEvalShape``'s ``pipeline_loss`` returns a loss per row there, ``PluginTrainShape``'s on every
+batch (its first training step); ``TrainShape`` is the latter as a script's model.
 A name ``Served<plugin model>`` (``ServedPluginEvalBug``): ``deepseek eval --strategy pipeline``'s
 evaluation of that plugin model (:func:`served_attempt`). A name of :data:`DECODING_MODELS`:
 ``deepseek generate --strategy pipeline``'s decoding of that plugin model, whose code raises on
@@ -123,8 +125,6 @@ class FirstStageBug(Padded):
     """Its first stage raises :data:`BUG_LINE` for a row whose first feature is 77."""
 
 
-MODELS = {"Padded": Padded, "EvalRefusal": EvalRefusal, "FirstStageRefusal": FirstStageRefusal,
-          "EvalBug": EvalBug, "FirstStageBug": FirstStageBug}
 
 
 
@@ -142,7 +142,43 @@ class PluginFirstStageBug(FirstStageBug):
         super().__init__()
 
 
-PLUGIN_MODELS = {"PluginEvalBug": PluginEvalBug, "PluginFirstStageBug": PluginFirstStageBug}
+class EvalShape(Padded):
+    """``pipeline_loss`` returns its loss per row (no 0-dim tensor) for a batch holding label -4 (the
+    second validation batch of :func:`val_rows`), or for every batch where ``always``."""
+
+    always = False
+
+    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> Any:
+        if self.always or bool((target == -4).any()):
+            return F.cross_entropy(output, target.clamp(min=0), reduction="none")
+        return super().pipeline_loss(output, target)
+
+
+class PluginEvalShape(EvalShape):
+    """:class:`EvalShape` as a plugin registers it: its second validation batch's loss per row."""
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__()
+
+
+class PluginTrainShape(PluginEvalShape):
+    """Its loss per row on every batch: the first training step's."""
+
+    always = True
+
+
+class TrainShape(EvalShape):
+    """:class:`EvalShape` of a script, its loss per row on every batch: blamed on no plugin."""
+
+    always = True
+
+
+MODELS = {"Padded": Padded, "EvalRefusal": EvalRefusal, "FirstStageRefusal": FirstStageRefusal,
+          "EvalBug": EvalBug, "FirstStageBug": FirstStageBug, "TrainShape": TrainShape}
+
+
+PLUGIN_MODELS = {"PluginEvalBug": PluginEvalBug, "PluginFirstStageBug": PluginFirstStageBug,
+                 "PluginEvalShape": PluginEvalShape, "PluginTrainShape": PluginTrainShape}
 """The bugs of a plugin's model, registered as ``acme.<name>`` by distribution ``deepseek-acme``
 (:class:`Acme`) and trained on the script's rows by :func:`plugin_attempt`."""
 
@@ -276,6 +312,8 @@ def val_rows(name: str) -> torch.utils.data.TensorDataset:
         labels[9] = -3
     if name == "FirstStageBug":
         x[9, 0] = 77
+    if name == "EvalShape":
+        labels[9] = -4
     return torch.utils.data.TensorDataset(x, labels)
 
 
@@ -298,7 +336,7 @@ def plugin_attempt(run_dir: Path, strategy: str, name: str) -> dict[str, Any]:
 
     if name.startswith("Served"):
         return served_attempt(run_dir, name.removeprefix("Served"))
-    base = PLUGIN_MODELS[name].__mro__[1].__name__  # the rows its bug is in
+    base = next(c.__name__ for c in PLUGIN_MODELS[name].__mro__ if not c.__name__.startswith("Plugin"))  # its bug's rows
     host = plugin_host(name, val_rows(base))
     try:
         Trainer(plugin_config(name, host, strategy), run_dir=run_dir, quiet=True, host=host).fit()

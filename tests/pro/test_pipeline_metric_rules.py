@@ -22,7 +22,11 @@
   are the model's bug, its one-line PluginError on both ranks (was: a UsageError, the user's
   fault), and a ``decode_window`` answer that cannot be pickled (a lambda) is refused before
   the ranks exchange it, its line on both ranks (was: the exchange failed on its rank
-  alone, the other dying of gloo's closed connection).
+  alone, the other dying of gloo's closed connection);
+- a plugin model's ``pipeline_loss`` returning a loss per row (no 0-dim tensor), in training or in
+  an evaluation, is the model's bug, its one-line PluginError on both ranks (was: a UsageError, as
+  if the user's input were wrong); a script's model's is blamed on no plugin (was: it would have
+  been blamed on the pipeline strategy).
 
 The models run one after another in one job, so a rank left waiting hangs the next: the job's
 timeout fails the test.
@@ -130,6 +134,31 @@ def test_a_plugin_models_bug_in_an_evaluation_is_its_line_on_every_rank(
     for seen in job:
         assert seen[name]["message"].startswith(line), seen[name]
     assert job[0][name]["message"] == job[1][name]["message"]
+
+
+@pytest.mark.parametrize(("model", "when"), [("PluginTrainShape", "training"), ("PluginEvalShape", "evaluation")])
+def test_a_pipeline_loss_that_is_no_0_dim_tensor_is_the_models_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]], model: str, when: str) -> None:
+    """A plugin model's ``pipeline_loss`` returning a loss per row (shape (8,)): its broken answer,
+    in training (refused after the step, before the optimizer) and in an evaluation alike, the
+    one-line PluginError naming the model on both ranks (was: a UsageError, exit code 2, as if the
+    user's input were wrong)."""
+    line = (f"model 'acme.{model.lower()}' (deepseek-acme 0.1, registered by __main__): pipeline_loss returned a "
+            "tensor of shape (8,); it must return the mean loss of the micro-batch, a 0-dim tensor (loss.mean(), or "
+            "reduction='mean' in the loss function); a bug in the plugin: upgrade it or report it to its authors")
+    assert [seen[model] for seen in job] == [{"type": "PluginError", "message": line}] * 2, when
+
+
+def test_a_scripts_pipeline_loss_that_is_no_0_dim_tensor_is_blamed_on_no_plugin(
+        job: list[dict[str, dict[str, Any]]]) -> None:
+    """The same broken answer of a script's model (``deepseek.fit``), blamed on no plugin: the
+    BrokenAnswer itself reaches the script on the last stage (its RankError on the other), not a
+    PluginError blaming pro's ``pipeline`` strategy, whose ``train_step`` block it passes through."""
+    what = ("pipeline_loss returned a tensor of shape (8,); it must return the mean loss of the micro-batch, a 0-dim "
+            "tensor (loss.mean(), or reduction='mean' in the loss function)")
+    first, last = (seen["TrainShape"] for seen in job)
+    assert (last["type"], last["message"]) == ("BrokenAnswer", what), last
+    assert (first["type"], first["type_name"], first["message"]) == ("RankError", "BrokenAnswer", what), first
 
 
 @pytest.mark.parametrize(("model", "stage"), [("FirstStageDecodeBug", 0), ("LastStageDecodeBug", 1),

@@ -21,7 +21,14 @@ from deepseek.errors import PluginError
 from deepseek.graph.export_trained import example_tokens
 from deepseek.models.declared import encoder_modules
 from deepseek.models.protocol import TrainableModel
-from deepseek.plugins.calls import PLUGIN_BUG, BrokenAnswer, blame_for, blamed_on, code_package
+from deepseek.plugins.calls import (
+    PLUGIN_BUG,
+    BrokenAnswer,
+    answer_error,
+    blame_for,
+    blamed_on,
+    code_package,
+)
 from deepseek.plugins.host import PluginHost
 from deepseek.training.trainer import Trainer
 
@@ -135,7 +142,7 @@ def test_encoder_modules_that_are_no_mapping_of_encoders_are_the_models_bug(mode
 def test_an_answer_blamed_on_nothing_is_blamed_on_no_component_around_it() -> None:
     """A script's or core's model is blamed on nothing (``blame_for(None, None)``): its broken
     answer passes a strategy's block around it as it is (was: that strategy's PluginError, as if
-    its plugin answered wrong)."""
+    its plugin answered wrong), and :func:`answer_error` gives it back unraised."""
     strategy = "strategy 'acme.s' (deepseek-acme 0.1, registered by acme.plugin)"
     with pytest.raises(BrokenAnswer), blamed_on(strategy, "train_step", package=__name__.partition(".")[0],
                                                 raised_there=True):
@@ -143,3 +150,8 @@ def test_an_answer_blamed_on_nothing_is_blamed_on_no_component_around_it() -> No
     with pytest.raises(PluginError, match=r"^strategy 'acme\.s' .*: encoder_modules\(\) returned list"), \
             blamed_on(strategy, "train_step"):
         encoder_modules(EncodersOfNoMapping())  # no block of the model's: the answer is the strategy's
+    model = EncodersOfNoMapping()
+    made = answer_error(blame_for(label("enc"), code_package(model)), "pipeline_loss", "pipeline_loss returned 3")
+    assert type(made) is PluginError and str(made) == f"{label('enc')}: pipeline_loss returned 3; {PLUGIN_BUG}"
+    made = answer_error(blame_for(None, None), "pipeline_loss", "pipeline_loss returned 3")
+    assert type(made) is BrokenAnswer and made.settled and str(made) == "pipeline_loss returned 3"

@@ -74,6 +74,19 @@ def unblamed() -> Iterator[None]:
         raise
 
 
+def answer_error(calls: Callable[[str], contextlib.AbstractContextManager[None]], call: str, what: str) -> Exception:
+    """The error a component's broken answer ``what`` (a :class:`BrokenAnswer`'s message) is in
+    the component's block ``calls(call)`` (a model's ``model_calls``), returned, not raised: for a
+    check whose error is raised later or on every rank (a pipeline's loss, refused after its
+    step). Its :func:`broken_answer` where the block blames the component, else the
+    :class:`BrokenAnswer` itself."""
+    try:
+        with calls(call):
+            raise BrokenAnswer(what)
+    except (BrokenAnswer, PluginError) as exc:
+        return exc
+
+
 def blames(component: Component) -> bool:
     """Whether what ``component``'s code raises is reported as a bug of its plugin: not for the
     model and data a script hands to :func:`deepseek.fit` (:data:`SCRIPT_DIST`), whose exceptions

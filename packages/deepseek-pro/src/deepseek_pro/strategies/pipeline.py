@@ -149,7 +149,7 @@ class PipelineStrategy(DistributedStrategy):
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         self._template = meta_twin(model)  # weightless (the loss, export); others' weights go with model
-        self._loss_check = LossCheck(settings.model_name)
+        self._loss_check = LossCheck(settings.model_name, settings.model_calls)
         self._metrics = StageMetrics(settings.model_name)
         stages = stage_parts.checked_stages(model, self.pp_size, settings, self.name)  # the model's bug: its line
         with settings.model_calls("tied_parameters"):

@@ -24,6 +24,7 @@ from torch import nn
 
 from deepseek.data.batch import move_to
 from deepseek.errors import UsageError
+from deepseek.plugins.calls import BrokenAnswer
 from deepseek_pro.strategies.pipeline_loss import shape_problem
 from deepseek_pro.strategies.pipeline_wire import recv_output, send_refusal, send_tensor
 
@@ -59,11 +60,14 @@ def evaluate_stage(strategy: PipelineStrategy, stage: nn.Module, args: Sequence[
             return None, {}, None
         with blamed("pipeline_loss"):
             loss, found = metrics.split(template.pipeline_loss(out, target.to(strategy.device)))  # type: ignore[operator]
+            refusal = metrics.missing_loss(loss)
+            if refusal is not None:
+                raise UsageError(refusal)
+            shape = shape_problem(loss)
+            if shape is not None:  # its broken answer: a plugin model's PluginError, raised in its block
+                raise BrokenAnswer(shape)
     except Exception as exc:  # noqa: BLE001 - raised on every rank through agree
         if following is not None:
             send_refusal(following, strategy.comm_device)
         return None, {}, exc
-    refusal = metrics.missing_loss(loss) or shape_problem(loss, metrics.model_name)
-    if refusal is not None:
-        return None, {}, UsageError(refusal)
     return loss.detach().float(), found, None

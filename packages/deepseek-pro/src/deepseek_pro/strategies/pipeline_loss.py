@@ -1,6 +1,9 @@
 """A pipeline's training loss checked by the rules ``single`` applies to a model's loss, with
 their lines (:mod:`deepseek.models.checks`): ``pipeline_loss`` must return a 0-dim tensor, of a
-floating dtype, that backward reaches the weights from (a ``grad_fn``).
+floating dtype, that backward reaches the weights from (a ``grad_fn``). One that is no 0-dim
+tensor is the model's broken answer (:func:`~deepseek.plugins.calls.answer_error` in its
+``model_calls``: a plugin model's one-line ``PluginError``); a 0-dim loss breaking the others is
+refused with ``single``'s ``UsageError`` line.
 
 Only the last stage computes the loss, so refusing it there alone would leave the other stages
 waiting for gradients that never come (a hang in one process, another rank's "connection closed"
@@ -21,6 +24,8 @@ data-parallel replicas.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,6 +33,7 @@ import torch
 from deepseek.data.batch import Batch, split_rows
 from deepseek.errors import UsageError
 from deepseek.models.checks import loss_dtype_problem, loss_grad_problem
+from deepseek.plugins.calls import answer_error
 from deepseek.training.evaluation import weighed
 from deepseek.training.loss_items import item_weights
 from deepseek.training.step import MicroBatches
@@ -37,41 +43,44 @@ EXACT = 1e-9
 shard holding its share of the items): a share of ``p / q`` items differs from 1 by ``1 / q``."""
 
 
-def shape_problem(loss: Any, model_name: str) -> str | None:
-    """The line refusing a ``pipeline_loss`` value that is not a 0-dim tensor, or ``None``."""
+def shape_problem(loss: Any) -> str | None:
+    """What is wrong with a ``pipeline_loss`` value that is not a 0-dim tensor (the model's broken
+    answer: :class:`~deepseek.plugins.calls.BrokenAnswer`'s message), or ``None``."""
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-        return (f"model {model_name!r}: pipeline_loss returned {got}; it must return the mean loss of the "
-                "micro-batch, a 0-dim tensor (loss.mean(), or reduction='mean' in the loss function)")
+        return (f"pipeline_loss returned {got}; it must return the mean loss of the micro-batch, a 0-dim tensor "
+                "(loss.mean(), or reduction='mean' in the loss function)")
     return None
 
 
-def loss_problem(loss: Any, model_name: str) -> str | None:
-    """The line refusing what ``pipeline_loss`` returned for training, or ``None``: a value that
-    is not a 0-dim tensor (pipeline's own line), then the dtype and ``grad_fn`` rules (core's)."""
-    return shape_problem(loss, model_name) or loss_dtype_problem(loss, model_name) or loss_grad_problem(loss, model_name)
-
-
 class LossCheck:
-    """The check of one pipeline run's losses (see the module docstring)."""
+    """The check of one pipeline run's losses (see the module docstring): ``model_calls``, the
+    model's block (``StepSettings.model_calls``), makes a loss that is no 0-dim tensor the
+    model's bug (a plugin model's one-line ``PluginError``); a 0-dim loss of an integer dtype or
+    without ``grad_fn`` is refused with ``single``'s ``UsageError`` line."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, model_calls: Callable[[str], contextlib.AbstractContextManager[None]]) -> None:
         self.model_name = model_name
-        self.problem: str | None = None
-        """This rank's refusal of a loss (the first one it saw)."""
+        self.model_calls = model_calls
+        self.problem: Exception | None = None
+        """This rank's refusal of a loss (the first one it saw), the error every rank raises."""
 
     def checked(self, loss: Any, output: torch.Tensor) -> torch.Tensor:
         """``loss`` when it passes; else a zero loss on ``output``'s graph, the refusal kept for
         :meth:`refusal`."""
-        problem = loss_problem(loss, self.model_name)
-        if problem is None:
+        shape = shape_problem(loss)
+        line = None if shape is not None else (loss_dtype_problem(loss, self.model_name)
+                                                or loss_grad_problem(loss, self.model_name))
+        if shape is None and line is None:
             return loss
-        self.problem = self.problem or problem
+        if self.problem is None:
+            self.problem = answer_error(self.model_calls, "pipeline_loss", shape) if shape is not None \
+                else UsageError(line)
         return output.float().sum() * 0.0
 
-    def refusal(self) -> UsageError | None:
+    def refusal(self) -> Exception | None:
         """The refusal this rank kept, as the error every rank raises, or ``None``."""
-        return UsageError(self.problem) if self.problem is not None else None
+        return self.problem
 
 
 def chunk_weights(model: Any, rows: Batch, n: int, micro_batches: Any, label: str) -> list[float] | None:
