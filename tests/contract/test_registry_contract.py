@@ -48,15 +48,20 @@ def test_no_name_is_registered_twice() -> None:
     assert not clashes
 
 
-def test_written_files_are_names_in_the_run_folder_of_one_distribution() -> None:
+WRITERS = [c for c in COMPONENTS if c.kind in ("dataset", "model")]
+
+
+@pytest.mark.parametrize("comp", WRITERS, ids=[f"{c.kind}:{c.qualified_name}" for c in WRITERS])
+def test_written_files_are_names_in_the_run_folder_of_one_distribution(comp) -> None:  # noqa: ANN001
     """Every dataset's and model's ``written_files`` (docs/plugins.md sections 10 and 11): names in
     the run folder (a folder's ending in ``/``), none of them core's (``metrics.jsonl``,
     ``checkpoints/``) nor declared by another distribution (its commands' ``run_files``, its hooks'
     ``deepseek_declare_run_files``, its datasets' and models' ``written_files``): a run would have
-    two writers of ``RUN/<name>``. Each problem is the PluginError line a run reading it raises."""
+    two writers of ``RUN/<name>``. Each problem is the PluginError line a run reading it raises.
+    One test per component, its id naming it, so that ``-k "DIST:"`` runs a plugin's own check."""
     from deepseek.run_files import written_files_problems
 
-    assert written_files_problems(HOST) == []
+    assert written_files_problems(HOST, of=comp) == []
 
 
 @pytest.mark.parametrize("comp", COMPONENTS, ids=IDS)

@@ -101,6 +101,11 @@ def test_a_core_name_or_another_distributions_is_refused_before_the_run_folder(
         f"dataset {here}.Metrics (deepseek-acme 0.1.0, registered as 'acme.metrics')",
         f"model {here}.Packing (deepseek-beta 0.2.0, registered as 'beta.packing')",
         "model 'beta.summarizing' (deepseek-beta 0.2.0, registered by test_written_files)"], problems
+    # one component's lines (the contract suite's test per component, selected by `-k "DIST:"`):
+    # its own list, and a name it shares, whichever of the two distributions declared it first
+    assert written_files_problems(host, of=host.resolve("dataset", "acme.metrics")) == [problems[1]]
+    assert written_files_problems(host, of=host.resolve("dataset", "acme.reports")) == [problems[3]]
+    assert written_files_problems(host, of=host.resolve("model", "beta.summarizing")) == [problems[3]]
     assert written_files_problems(PluginHost(PluginSettings(autoload=False))) == []  # core's own: none
 
 

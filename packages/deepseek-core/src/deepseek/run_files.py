@@ -125,11 +125,14 @@ def run_written_files(host: PluginHost | None,
     return tuple(names)
 
 
-def written_files_problems(host: PluginHost) -> list[str]:
+def written_files_problems(host: PluginHost, of: Component | None = None) -> list[str]:
     """What is wrong with the ``written_files`` of every dataset and model registered on ``host``
     as a class, one line each: each checked as a run's are (:func:`declared_written_files`), and
     no name declared by two distributions' components (a run pairing them would write it twice).
-    The contract suite's check (``tests/contract``); it imports every such component."""
+    With ``of``, only the lines about that component: its own list, and a name it shares with
+    another distribution's component, whichever of the two declared it first (the contract
+    suite's per-component check, whose test id names it). The contract suite's check
+    (``tests/contract``); it imports every such component."""
     from deepseek.data.dataset import Dataset
     from deepseek.errors import DeepseekError
     from deepseek.models.protocol import TrainableModel
@@ -143,10 +146,14 @@ def written_files_problems(host: PluginHost) -> list[str]:
                 names = declared_written_files(cls, kind, component, host) if (
                     isinstance(cls, type) and issubclass(cls, base)) else ()
             except DeepseekError as exc:
-                problems.append(str(exc))
+                if of is None or of == component:
+                    problems.append(str(exc))
                 continue
-            problems.extend(problem for name in names if (problem := _shared_name(
-                name, component, first.setdefault(name.removesuffix("/"), component))) is not None)
+            for name in names:
+                earlier = first.setdefault(name.removesuffix("/"), component)
+                problem = _shared_name(name, component, earlier)
+                if problem is not None and (of is None or of in (component, earlier)):
+                    problems.append(problem)
     return problems
 
 
