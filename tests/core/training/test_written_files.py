@@ -116,10 +116,15 @@ def test_a_declared_folder_is_the_runs_with_everything_in_it(host: PluginHost, t
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.toml").write_text('[data]\nname = "acme.reports"\n')
     reports = run / "acme-reports"
-    for target, folder in ((reports, True), (reports, False), (reports / "val.json", False), (reports / "a", True),
-                           (run / "acme-summary.json", False)):
-        with pytest.raises(UsageError, match=f"^--out: {target} is a place of the run folder {run}'s own files"):
+    itself, inside = "its training or the command that made it writes it there", (
+        "everything in its folder acme-reports/ is the run's, declared by its dataset, model, a command or a plugin's hooks")
+    pruned = "its training writes them, and deletes a pruned checkpoint's folder"
+    for target, folder, why in ((reports, True, itself), (reports, False, itself), (reports / "val.json", False, inside),
+                                (reports / "a", True, inside), (run / "acme-summary.json", False, itself),
+                                (run / "checkpoints" / "a.json", False, pruned)):
+        with pytest.raises(UsageError) as refused:
             check_output(target, where="--out", folder=folder, host=host)
+        assert str(refused.value).startswith(f"--out: {target} is a place of the run folder {run}'s own files ({why}); ")
     assert check_output(run / "acme-reports.json", where="--out", folder=False, host=host) == []  # beside it: any file
     from deepseek.run_files import run_written_files
 

@@ -39,6 +39,21 @@ def name_too_long(path: str | os.PathLike[str], where: str) -> str | None:
             f"{len(os.fsencode(too_long))} bytes, a name may have {NAME_MAX}); give another path")
 
 
+def _why_the_runs(run: Path, target: Path) -> str:
+    """Why ``target``, a place of ``run``'s own files (:func:`deepseek.run_files.run_owning`), is
+    the run's: a name the run writes in its folder, its checkpoints, or a folder declared whole
+    (a dataset's or model's ``written_files``, a command's ``run_files``, a plugin's hooks')."""
+    from deepseek.run_files import CHECKPOINTS
+
+    where = target.resolve().relative_to(run.resolve()).parts if target.resolve().is_relative_to(run.resolve()) else ()
+    if not where or where[0] == CHECKPOINTS:
+        return "its training writes them, and deletes a pruned checkpoint's folder"
+    if len(where) == 1:
+        return "its training or the command that made it writes it there"
+    return (f"everything in its folder {where[0]}/ is the run's, declared by its dataset, model, a command "
+            "or a plugin's hooks")
+
+
 def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file_name: str = "NAME",
                  reads: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
                  host: PluginHost | None = None, not_a_run: bool = False, replaces: OwnRunFile | None = None) -> list[Path]:
@@ -82,8 +97,8 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             raise UsageError(f"{where}: {target} is not a regular file (a device, FIFO or socket); give a file path")
         run = run_owning(target, host, replaces)
         if run is not None and folder:  # what it writes inside would be the run's: replaced, pruned with a checkpoint
-            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files (its training writes "
-                             "them, and deletes a pruned checkpoint's folder); give a folder outside the run, e.g. "
+            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files "
+                             f"({_why_the_runs(run, target)}); give a folder outside the run, e.g. "
                              f"{unused_name(run.parent, f'{run.name}-{target.name}')}")
         if not_a_run and exists and is_run_folder(target):  # its files would mix with the run's
             raise UsageError(f"{where}: {target} is a run folder (its config.toml and checkpoints/ are a run's); give "
@@ -96,10 +111,8 @@ def check_output(path: str | os.PathLike[str], *, where: str, folder: bool, file
             if not current.is_dir():
                 raise UsageError(_below_a_file(where, current, target))
         if run is not None:  # the run writes it later, or deletes it with a pruned checkpoint
-            why = ("its training or the command that made it writes it there" if target.absolute().parent == run.absolute()
-                   else "its training writes them, and deletes a pruned checkpoint's folder")
-            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files ({why}); give another "
-                             f"path, e.g. {unused_name(run, file_name)}")
+            raise UsageError(f"{where}: {target} is a place of the run folder {run}'s own files "
+                             f"({_why_the_runs(run, target)}); give another path, e.g. {unused_name(run, file_name)}")
         read_by = next((option for option, source in reads if exists and not folder and _same_file(target, source)),
                        None)
         if read_by is not None:  # 'bench latency --config c.toml --json c.toml' replaced the config with JSON
