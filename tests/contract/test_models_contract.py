@@ -5,7 +5,8 @@ on the meta device (free, any size) as a ``torch.nn.Module``, and each optional 
 ``deepseek.models.capabilities`` is offered whole or not at all. Models of the GPT family also pass
 the numerical checks on a small shape (``SHRINK``): logits, loss, gradients, pipeline stages,
 KV-cache decoding. A model without capability ``generation`` keeps the default ``generate``,
-which refuses with how to offer it.
+which refuses with how to offer it. Any model with capability ``pipeline`` gives stages holding its
+own parameter names and, with ``cached_decoding``, its decode window on every stage.
 
 Every model is also called on a batch (:mod:`_pairing`): on the first training batch of each
 registered dataset it takes, ``model(**batch)`` must return what the trainer accepts (a 0-dim
@@ -190,3 +191,30 @@ def test_text_encoder_contract(name: str) -> None:
     assert masked.features.shape == out.features.shape and torch.isfinite(masked.features).all()
     assert torch.equal(masked.padding_mask, mask) and masked.features[1, 8:].abs().max() == 0
     torch.testing.assert_close(masked.features[0], out.features[0])
+
+
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
+def test_pipeline_stages_keep_the_models_names_and_decode_window(name: str) -> None:
+    """Any model with capability ``pipeline`` (docs/plugins.md section 10): ``split_stages(2)``
+    holds the model's own parameters under their names (a checkpoint is the union of the stages'
+    state dicts), and when the model offers ``cached_decoding`` each stage that offers it too
+    returns the whole model's ``decode_window`` (``generate --strategy pipeline`` refuses stages of
+    different windows only once it runs on several processes; here one process finds it)."""
+    from deepseek.errors import DeepseekError
+    from deepseek.models.decoding import decode_window_of
+
+    model = deepseek.create_model(name, device="meta")  # weightless: any size, and only names and windows are read
+    if "pipeline" not in model_capabilities(model):
+        pytest.skip(f"{name}: no capability 'pipeline'")
+    try:
+        stages = model.split_stages(2)
+    except DeepseekError as exc:  # too few blocks at the contract's size: its own one line
+        pytest.skip(f"{name}: split_stages(2) refused: {exc}")
+    own = model.state_dict()
+    held = {key: value for stage in stages for key, value in stage.state_dict().items()}
+    assert set(held) == set(own), f"{name}: the stages hold {sorted(set(held) ^ set(own))} unlike the model"
+    if "cached_decoding" in model_capabilities(model):
+        window = decode_window_of(model)
+        decoding = [stage for stage in stages if "cached_decoding" in model_capabilities(stage)]
+        assert [decode_window_of(stage) for stage in decoding] == [window] * len(decoding), (
+            f"{name}: every stage's decode_window must be the model's {window}")
