@@ -228,10 +228,17 @@ def test_a_command_replaces_only_a_file_it_declares_itself(tmp_path: Path, capsy
         check_output(run / name, where="--out", folder=False, host=host, replaces=OwnRunFile(running_command(), name))
         (run / name).write_bytes(b"packed")
 
+    @click.command("acme-bare")
+    def bare() -> None:
+        from deepseek.cli.context import command_host
+
+        check_output(run / "model.pt2", where="--out", folder=False, host=command_host(), replaces=("model.pt2",))
+
     class Plugin:
         @hookimpl
         def deepseek_register_commands(self, register: Any) -> None:
             register("acme-pack", pack, description="pack a run", declares={"run_files": ["pack.json"]})
+            register("acme-bare", bare, description="replace by a bare name")
 
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0").status == "ok"
@@ -244,6 +251,11 @@ def test_a_command_replaces_only_a_file_it_declares_itself(tmp_path: Path, capsy
     with pytest.raises(SystemExit) as exit_:  # its own declared file: written again
         main(["acme-pack", "pack.json"], host=host)
     assert exit_.value.code == 0 and (run / "pack.json").read_bytes() == b"packed"
+    with pytest.raises(SystemExit) as exit_:  # a bare name from a command: its line names the command
+        main(["acme-bare"], host=host)
+    assert exit_.value.code == 1 and "error: command 'acme-bare' (deepseek-acme 0.1.0, registered by " \
+        "test_command_run_files): replaces=('model.pt2',): give a deepseek.run_files.OwnRunFile" in capsys.readouterr().err
+    assert (run / "model.pt2").read_bytes() == b"kept"
     for replaces in (("model.pt2",), "model.pt2"):  # a bare name: any command could give it
         with pytest.raises(PluginError, match=r"^replaces=.*: give a deepseek.run_files.OwnRunFile"):
             check_output(run / "model.pt2", where="--out", folder=False, host=host, replaces=replaces)  # type: ignore[arg-type]

@@ -241,11 +241,23 @@ def replaced_name(replaces: object, host: PluginHost | None) -> str | None:
     if replaces is None:
         return None
     if not isinstance(replaces, OwnRunFile):
-        raise PluginError(f"replaces={replaces!r}: give a deepseek.run_files.OwnRunFile, the running command's "
-                          "registration and one file it declares (OwnRunFile(running_command(), 'pack.json')), not "
+        raise PluginError(f"{_running_label()}replaces={replaces!r}: give a deepseek.run_files.OwnRunFile, the "
+                          "running command's registration and one file it declares (OwnRunFile(running_command(), 'pack.json')), not "
                           "a name, which any command could give")
     replaces.check(host)
     return replaces.name
+
+
+def _running_label() -> str:
+    """``"<the running command's label>: "`` where a deepseek command runs (its plugin named), else ``""``."""
+    import click
+
+    from deepseek.cli.context import running_command
+
+    try:
+        return f"{running_command(click.get_current_context(silent=True)).label}: "
+    except (TypeError, AttributeError, RuntimeError):
+        return ""
 
 
 def run_owning(target: Path, host: PluginHost | None, replaces: OwnRunFile | None = None) -> Path | None:
