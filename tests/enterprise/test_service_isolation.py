@@ -221,6 +221,54 @@ def test_the_server_refuses_an_unusable_cgroup_in_one_line(tmp_path: Path) -> No
     assert not (tmp_path / "srv").exists()
 
 
+# -- how limits are applied ---------------------------------------------------------------------
+
+def test_a_process_is_held_to_its_limits_before_it_runs_whatever_other_threads_hold(tmp_path: Path) -> None:
+    """The server's API and scheduler are threads: code run between fork and exec (``preexec_fn``)
+    may deadlock on what another thread held at the fork, and CPython forks for it only once it
+    holds the interpreter's import lock, so a job's start waited for any thread holding that. The
+    limits are applied by the new process itself before its program runs (``proclimits``)."""
+    import _imp
+    import threading
+
+    from deepseek_enterprise.service import proclimits
+
+    probe = ("import resource as r; "
+             "print([r.getrlimit(k) for k in (r.RLIMIT_AS, r.RLIMIT_CPU, r.RLIMIT_CORE)])")
+    held, release, started = threading.Event(), threading.Event(), []
+
+    def hold() -> None:
+        _imp.acquire_lock()
+        try:
+            held.set()
+            release.wait(60)
+        finally:
+            _imp.release_lock()
+
+    holder = threading.Thread(target=hold)
+    starter = threading.Thread(target=lambda: started.append(proclimits.spawn(
+        [sys.executable, "-I", "-S", "-c", probe], 3 << 30, 7, None, stdout=subprocess.PIPE, text=True)))
+    holder.start()
+    try:
+        assert held.wait(30)
+        starter.start()
+        starter.join(20)
+        assert started, "the start waited for another thread's import lock"
+    finally:
+        release.set()
+        holder.join()
+        if starter.is_alive():
+            starter.join()
+    out, _ = started[0].communicate(timeout=60)
+    assert started[0].returncode == 0 and out.strip() == f"[({3 << 30}, {3 << 30}), (7, 12), (0, 0)]"
+    # refused (the kernel's reason, one line): nothing of the program ran
+    marker = tmp_path / "ran"
+    with pytest.raises(proclimits.LimitsRefused, match=r"^the limits were refused: \[Errno 2\] No such file"):
+        proclimits.spawn([sys.executable, "-c", f"open({str(marker)!r}, 'w')"], None, None,
+                         tmp_path / "no-cgroup" / "cgroup.procs")
+    assert not marker.exists()
+
+
 # -- a job over memory-bytes -------------------------------------------------------------------
 
 def _run_jobs(tmp_path: Path, limits: cgroups.Detection, memory_bytes: int) -> tuple[dict, dict, str]:

@@ -15,6 +15,7 @@ from _servicehelpers import Deploy, submit_checks, two_tenants
 from _submitlines import job_line
 from sqlalchemy import select, text
 
+from deepseek_enterprise.service import cgroups
 from deepseek_enterprise.service.executor import LocalExecutor
 from deepseek_enterprise.service.models import User
 from deepseek_enterprise.service.scheduler import Scheduler
@@ -130,3 +131,52 @@ def test_the_study_check_is_left_to_the_job_where_the_submit_cannot_see_the_work
         assert r.status_code == 201, r.text
     finally:
         d.close()
+
+
+class _Cgroupfs(cgroups.Cgroups):
+    """A cgroup v2 folder with the files the kernel makes with each cgroup (this machine lets no
+    test write a real one with the memory controller: test_service_isolation.py runs that where it
+    can): what the server writes there is read back, the kernel's enforcement aside."""
+
+    def create(self, job_id: int | str, memory_bytes: int | None, cpus: float | None) -> Path:
+        self.path(job_id).mkdir()
+        for name in ("cgroup.procs", "memory.max", "memory.events"):
+            (self.path(job_id) / name).write_text("")
+        return super().create(job_id, memory_bytes, cpus)
+
+
+def test_under_cgroups_the_study_check_is_limited_as_jobs_are_not_by_address_space(tmp_path: Path) -> None:
+    # importing torch maps 3.1 GB of address space for 0.5 GB resident: under RLIMIT_AS 1.5 GiB the
+    # child failed to import it and refused the job with that ("model 'tiny' ... could not be
+    # loaded ... libtorch_cpu.so: failed to map segment") where the server holds jobs by a cgroup's
+    # total (Executor.local_limits), which holds the job: the child gets a cgroup of its own, the
+    # tenant's memory.max
+    folder = tmp_path / "cg"
+    folder.mkdir()
+    d = two_tenants(tmp_path / "srv", memory_bytes=3 << 29)
+    try:
+        executor = LocalExecutor(tmp_path / "srv", limits=cgroups.Detection(_Cgroupfs(folder, ("memory",)), ""))
+        d.client.app.state.service.scheduler = Scheduler(d.store, executor, slots=1, gpus=[])
+        r = d.submit("acme", d.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        assert r.status_code == 422 and "model.d_modle" in r.json()["detail"], r.text
+    finally:
+        d.close()
+    [check] = folder.glob("check-*")
+    assert (check / "memory.max").read_text() == str(3 << 29)
+    assert (check / "cgroup.procs").read_text().isdigit()  # the child joined it before it ran
+
+
+def test_an_executor_whose_limits_break_its_contract_leaves_the_study_check_to_the_job(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Odd(LocalExecutor):
+        def local_limits(self) -> Any:
+            return "cgroup v2"
+
+    d = two_tenants(tmp_path / "srv")
+    try:
+        d.client.app.state.service.scheduler = Scheduler(d.store, Odd(tmp_path / "srv"), slots=1, gpus=[])
+        r = d.submit("acme", d.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        assert r.status_code == 201, r.text
+    finally:
+        d.close()
+    assert "local_limits() returned 'cgroup v2' (str), not a cgroups.Detection" in caplog.text

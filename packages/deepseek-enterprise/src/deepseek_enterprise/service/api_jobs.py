@@ -108,13 +108,14 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
     with this line after them. None without the child on a server run without the check
     (``Service.study_check``), for a job naming a file it reads by an absolute path, and for a
     member whose refused checks reached ``Service.study_refusals``' limit; the child runs with
-    the job's limits (its tenant's ``memory_bytes`` and ``cpu_seconds``)."""
+    the job's limits (its tenant's ``memory_bytes``, ``cpu_seconds`` and ``cpus``), applied as the
+    executor applies them to its jobs (``Executor.local_limits``)."""
     from deepseek_enterprise.service import studycheck
     from deepseek_enterprise.service.executor_base import plugin_env
 
     scheduler = svc.scheduler
-    if body.command != "tune" or not svc.study_check or \
-            not studycheck.lays_out_default(None if scheduler is None else scheduler.executor):
+    executor, origin = (None, "") if scheduler is None else (scheduler.executor, scheduler.origin)
+    if body.command != "tune" or not svc.study_check or not studycheck.lays_out_default(executor):
         return None
     try:
         with svc.store.session() as s:
@@ -122,16 +123,19 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
             tenant_root = jobpaths.tenant_dir(svc.root, t.name)
             quotas.check_submit(s, t, body.devices, svc.pool_size, tenant_root)
             jobpaths.check_job(body.args, body.config, body.files, tenant_root, tenant_root / "jobs" / "0")
-            memory_bytes, cpu_seconds = t.quota.memory_bytes, t.quota.cpu_seconds
+            memory_bytes, cpu_seconds, cpus = t.quota.memory_bytes, t.quota.cpu_seconds, t.quota.cpus
     except (ApiError, jobpaths.PathRefused):
         return None  # the transaction refuses it so, as without this check
     if jobpaths.names_absolute_path(body.args, body.config, body.files, unread=studycheck.UNREAD_OPTIONS):
         return None  # a file of the tenant's folder may be written before the job starts: checked when it runs
     if svc.study_refusals.spent(who.user_id):
         return None  # this member's refused checks reached the rate: the job checks it when it runs
+    limits = studycheck.local_limits(executor, origin)
+    if limits is None:
+        return None  # the executor broke its contract there (logged): the job checks it when it runs
     env = scheduler.plugin_env if scheduler is not None else plugin_env((svc.host or get_host()).settings)
     refused = studycheck.study_refusal(jobcheck.job_argv(body.command, body.config is not None, body.args),
-                                       body.config, body.files, env, memory_bytes, cpu_seconds)
+                                       body.config, body.files, env, memory_bytes, cpu_seconds, cpus, limits)
     if refused is not None:
         svc.study_refusals.count(who.user_id)
     return refused

@@ -17,8 +17,10 @@ Per job (:meth:`Cgroups.create`) a cgroup ``job-<id>`` with ``memory.max`` = the
 ``memory-bytes`` (a total over all the job's processes; ``memory.swap.max`` 0 so it is not
 swapped instead), ``cpu.max`` = ``cpus`` x 100 ms per 100 ms (when the ``cpu`` controller is
 there), ``pids.max`` = :data:`PIDS_MAX` (when the ``pids`` controller is there; without it the
-number of processes is not limited, which the job's first log line says). The executor puts the job's wrapper in it between fork
-and exec, so everything the job starts is inside. When the job ends, :meth:`Cgroups.oom_kills`
+number of processes is not limited, which the job's first log line says). The executor puts the
+job's wrapper in it before the wrapper runs (``proclimits``), so everything the job starts is
+inside. A ``tune`` job's study check at submit (``studycheck``) gets a cgroup of its own likewise,
+``check-<pid>-<n>``, with the limits of the job it checks. When the job ends, :meth:`Cgroups.oom_kills`
 reads ``memory.events`` (the kernel's OOM kills tell an out-of-memory failure apart) and
 :meth:`Cgroups.remove` kills what is left in it (``cgroup.kill``) and removes it.
 """
@@ -90,10 +92,13 @@ class Cgroups:
     parent: Path
     controllers: tuple[str, ...]
 
-    def path(self, job_id: int) -> Path:
-        return self.parent / f"job-{int(job_id)}"
+    def path(self, job_id: int | str) -> Path:
+        """The cgroup of the job ``job_id`` (``job-<id>``), or of a process that is no job by its name
+        (a study check's ``check-<pid>-<n>``); :meth:`create`, :meth:`oom_kills` and :meth:`remove`
+        take either."""
+        return self.parent / (job_id if isinstance(job_id, str) else f"job-{int(job_id)}")
 
-    def create(self, job_id: int, memory_bytes: int | None, cpus: float | None) -> Path:
+    def create(self, job_id: int | str, memory_bytes: int | None, cpus: float | None) -> Path:
         """The job's cgroup with its limits written (OSError when the kernel refuses)."""
         path = self.path(job_id)
         try:
@@ -118,7 +123,7 @@ class Cgroups:
         return (f"cgroup v2 {self.path(job_id)}: memory.max={memory_bytes if memory_bytes is not None else 'max'}, "
                 f"{cpu}, {pids}")
 
-    def oom_kills(self, job_id: int) -> int:
+    def oom_kills(self, job_id: int | str) -> int:
         """How many processes of the job the kernel killed for memory (0 if unknown)."""
         try:
             text = _read(self.path(job_id) / "memory.events")
@@ -130,7 +135,7 @@ class Cgroups:
                 return int(value)
         return 0
 
-    def remove(self, job_id: int, wait_s: float = 5.0) -> bool:
+    def remove(self, job_id: int | str, wait_s: float = 5.0) -> bool:
         """Kill what is left of the job and remove its cgroup; False if it could not be removed."""
         path = self.path(job_id)
         if not path.is_dir():

@@ -18,9 +18,10 @@ What it does for every job:
   secrets, its database URL, its own ``DEEPSEEK_*`` variables) is passed;
 - host limits (``cgroups``): with cgroup v2 usable, a cgroup per job (``memory.max`` from
   ``memory_bytes`` as a total over its processes, ``cpu.max`` from ``cpus``, ``pids.max``) the
-  wrapper joins between fork and exec, read back (OOM kills) and removed when the job ends;
-  otherwise rlimits, ``RLIMIT_AS`` (``memory_bytes``, per process); both ways ``RLIMIT_CPU``
-  (``cpu_seconds``) and no core files. The first line of ``job.log`` says which applies;
+  wrapper's process joins before the wrapper runs (``proclimits``), read back (OOM kills) and
+  removed when the job ends; otherwise rlimits, ``RLIMIT_AS`` (``memory_bytes``, per process);
+  both ways ``RLIMIT_CPU`` (``cpu_seconds``) and no core files. The first line of ``job.log``
+  says which applies;
 - a job holding a share of its GPUs (``gpushare``) gets ``DEEPSEEK_GPU_MEMORY_FRACTION``, which
   the wrapper turns into a per-process GPU memory cap (``gpucap``).
 
@@ -54,16 +55,15 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from deepseek import durable
 from deepseek.plugins.settings import ENV_NAMES
-from deepseek_enterprise.service import gpushare, jobpaths, jobstate
+from deepseek_enterprise.service import gpushare, jobpaths, jobstate, proclimits
 from deepseek_enterprise.service.cgroups import Detection
 from deepseek_enterprise.service.executor_base import (
     UNREADABLE,
@@ -85,27 +85,6 @@ plugin settings (``DEEPSEEK_PLUGINS``, ...) are not among them: a job gets its o
 (``Launch.plugin_env``: its server's settings, on which its command line was checked at submit)."""
 
 
-def process_limits(memory_bytes: int | None, cpu_seconds: int | None, cgroup_procs: Path | None) -> Callable[[], None]:
-    """What a job's process is held to, set between fork and exec: the cgroup joined (``cgroup_procs``:
-    its ``cgroup.procs``, None: none), no core files, ``RLIMIT_AS`` ``memory_bytes`` without a
-    cgroup, ``RLIMIT_CPU`` ``cpu_seconds`` (None: no such limit)."""
-
-    def apply() -> None:  # runs in the child between fork and exec
-        if cgroup_procs is not None:  # the memory limit is the cgroup's (a total), not RLIMIT_AS
-            fd = os.open(cgroup_procs, os.O_WRONLY | os.O_NOFOLLOW)
-            try:
-                os.write(fd, str(os.getpid()).encode("ascii"))
-            finally:
-                os.close(fd)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_bytes is not None and cgroup_procs is None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        if cpu_seconds is not None:
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-
-    return apply
-
-
 class LocalExecutor(Executor):
     """Starts, signals and watches job processes on this machine (module docstring)."""
 
@@ -121,6 +100,10 @@ class LocalExecutor(Executor):
         self._reasons: dict[int, str] = {}
         self._checked: set[int] = set()
         """Jobs this server did not start whose ``started`` marker was checked against the boot."""
+
+    def local_limits(self) -> Detection:
+        """Its jobs' own (``--cgroup``: cgroup v2 or rlimits)."""
+        return self.limits
 
     def workspace(self, tenant: str, job_id: int) -> Path:
         return jobpaths.job_dir(self.root, tenant, job_id)
@@ -222,13 +205,15 @@ class LocalExecutor(Executor):
             log.write(f"[deepseek server] isolation: {isolation}\n".encode())
             log.flush()
             try:
-                proc = subprocess.Popen(self.argv(launch), cwd=ws, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                        pass_fds=(lock,), preexec_fn=process_limits(launch.memory_bytes, launch.cpu_seconds, procs))
-            except subprocess.SubprocessError as exc:  # the cgroup or an rlimit was refused
+                proc = proclimits.spawn(self.argv(launch), launch.memory_bytes, launch.cpu_seconds, procs, cwd=ws,
+                                        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, close_fds=True, pass_fds=(lock,))
+            except OSError as exc:  # the cgroup or an rlimit was refused (LimitsRefused), or no process started
                 if cg is not None:
                     cg.remove(launch.job_id)
-                raise OSError(f"could not apply the job's limits ({isolation}): {exc}") from None
+                if isinstance(exc, proclimits.LimitsRefused):
+                    raise OSError(f"could not start the job under its limits ({isolation}): {exc}") from None
+                raise
         self._procs[launch.job_id] = proc
         return Started(proc.pid, process_start(proc.pid) or "", ws, isolation)
 

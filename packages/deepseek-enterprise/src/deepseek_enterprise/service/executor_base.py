@@ -16,6 +16,7 @@ from typing import Any
 
 from deepseek.plugins.settings import normalize_dist
 from deepseek_enterprise.service import jobpaths, jobstate
+from deepseek_enterprise.service.cgroups import Cgroups, Detection
 
 UNREADABLE = -1
 """What :meth:`Executor.finished` returns for a job that ended but whose exit code cannot be
@@ -81,6 +82,8 @@ RETURNS: dict[str, tuple[Callable[[object], bool], str]] = {
     "find": (lambda v: v is None or isinstance(v, Started), "a Started or None (Executor.find)"),
     "finished": (lambda v: v is None or v is False or (type(v) is int and v in EXIT_CODES),
                  "an exit code (int), None or False (Executor.finished)"),
+    "local_limits": (lambda v: isinstance(v, Detection) and (v.cgroups is None or isinstance(v.cgroups, Cgroups)),
+                     "a cgroups.Detection (Executor.local_limits)"),
     "at_start": (lambda v: v in jobpaths.AT_START, f"one of {', '.join(map(repr, jobpaths.AT_START))} "
                  "(Executor.at_start)"),
 }
@@ -157,6 +160,19 @@ class Executor:
         answering ``"unknown"`` for a path it cannot tell. It runs in the server's process at
         every submit: read no file, call nothing remote."""
         return jobpaths.at_start(path, has_config, files)
+
+    def local_limits(self) -> Detection:
+        """How the server holds a process it runs on its own machine for a job to the limits of the
+        job's tenant (``memory-bytes``, ``cpu-seconds``, ``cpus``): a ``tune`` job's study check at
+        submit (``studycheck``), which imports torch. A ``cgroups.Detection``: cgroup v2
+        (``Detection.cgroups``: a cgroup of the process's own under that folder, ``memory.max`` a
+        total of resident memory) or rlimits (``Detection.cgroups`` None: ``RLIMIT_AS``, address
+        space, of which importing torch alone maps 3.1 GB: a smaller ``memory-bytes`` leaves such a
+        check without a verdict); ``RLIMIT_CPU`` either way. The local executor answers the limits
+        its own jobs get (``--cgroup``); this default, rlimits, is for an executor whose jobs run
+        elsewhere (its cluster's limits are not this machine's). It runs in the server's process at
+        such a submit: read no file, call nothing remote."""
+        return Detection(None, "the executor's jobs run on other machines")
 
     def job_import_path(self) -> list[str] | None:
         """Where the Python that runs this executor's jobs finds modules and distributions (its

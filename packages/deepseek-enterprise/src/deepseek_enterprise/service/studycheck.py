@@ -24,22 +24,31 @@ and the study's check, and prints its verdict as its last line of output, a JSON
 Cost: one interpreter start and torch import per ``tune`` submit that passed the other checks,
 4.0-4.5 s of CPU and 750 MB resident at its peak, measured (docs/service.md); at most
 :data:`AT_ONCE` children run at a time, a submit waits for its turn. What bounds it: the child
-runs under the job's own rlimits (its tenant's quota, as the executor applies them to a job's
-processes: ``RLIMIT_CPU`` ``cpu_seconds``, at most :data:`CHILD_TIMEOUT_S` whatever the quota, and
-``RLIMIT_AS`` ``memory_bytes``); and the checks that refused a member's jobs count toward
-:class:`Refusals` (:data:`REFUSALS_PER_HOUR` per member): past it, that member's ``tune`` jobs are
-checked when they run, like every job they then count toward the tenant's queue quotas. A server
+runs under the job's own limits (its tenant's quota), applied as the server's executor applies
+them to its jobs (``Executor.local_limits``, :func:`local_limits`): in a cgroup v2 of its own,
+``check-<pid>-<n>`` beside the jobs' (``memory.max`` ``memory_bytes``, a total of resident memory,
+``cpu.max`` ``cpus``; removed when it ends), where the local executor's jobs get cgroups, else
+``RLIMIT_AS`` ``memory_bytes`` (address space: importing torch maps 3.1 GB, so under a smaller
+quota the child fails to import it as the job would: refused with torch's import error, or no
+verdict); ``RLIMIT_CPU`` ``cpu_seconds`` either way, at most :data:`CHILD_TIMEOUT_S` whatever the
+quota. They apply before the child's interpreter starts, and no code runs between fork and exec
+in the server's threaded process (``proclimits``). Also, the checks that refused a member's jobs
+count toward :class:`Refusals` (:data:`REFUSALS_PER_HOUR` per member): past it, that member's
+``tune`` jobs are checked when they run, like every job they then count toward the tenant's queue
+quotas. A server
 run with ``--no-study-check`` (``Service.study_check``) starts no child at all. A child that ends
 otherwise (an exit code, killed at a limit, no verdict, over :data:`CHILD_TIMEOUT_S`) leaves the
 check to the job, with a warning in the server's log: the job is accepted. So does a server whose
 executor lays workspaces out otherwise (it overrides ``Executor.at_start``): what the check would
-read there is the executor's to say.
+read there is the executor's to say; and one whose ``Executor.local_limits`` breaks its contract.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -50,6 +59,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deepseek_enterprise.service import proclimits
+from deepseek_enterprise.service.cgroups import Detection
+
 log = logging.getLogger("deepseek.server")
 
 CHILD_TIMEOUT_S = 120.0
@@ -57,6 +69,8 @@ CHILD_TIMEOUT_S = 120.0
 AT_ONCE = 2
 """Study checks running at once; a submit beyond them waits for one to end."""
 _slots = threading.BoundedSemaphore(AT_ONCE)
+_checks = itertools.count()
+"""Numbers the study checks' cgroups (``check-<pid>-<n>``)."""
 REFUSALS_PER_HOUR = 20
 """Study checks that may refuse one member's ``tune`` jobs per hour before that member's ``tune``
 jobs are checked when they run instead (:class:`Refusals`)."""
@@ -106,15 +120,32 @@ def lays_out_default(executor: Any) -> bool:
     return executor is None or type(executor).at_start is Executor.at_start
 
 
+def local_limits(executor: Any, origin: str) -> Detection | None:
+    """The limits a study check runs under on a server whose executor is ``executor`` (None: none
+    runs jobs, rlimits): its ``Executor.local_limits``, the local executor's jobs' own; None when
+    that method breaks its contract (logged: the job checks its study when it runs)."""
+    from deepseek_enterprise.service.executor_calls import ExecutorBroke, call_executor
+
+    if executor is None:
+        return Detection(None, "no executor runs jobs")
+    try:
+        return call_executor(executor, origin, "local_limits", allowed=())  # type: ignore[return-value]
+    except ExecutorBroke as exc:
+        log.warning("tune job's study check left to the job: %s", exc)
+        return None
+
+
 def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str], plugin_env: Mapping[str, str],
-                  memory_bytes: int | None = None, cpu_seconds: int | None = None) -> str | None:
+                  memory_bytes: int | None = None, cpu_seconds: int | None = None, cpus: float | None = None,
+                  limits: Detection | None = None) -> str | None:
     """The line a ``tune`` job (``argv``: its command line after ``deepseek``; its config.toml
     text and files) would be refused with by its study's check before the first trial, run in a
     child process in the job's workspace laid out (module docstring) with ``plugin_env`` (the
-    server's plugin settings) and the job's limits (its tenant's ``memory_bytes`` and
-    ``cpu_seconds`` quotas, None: none; the CPU time at most :data:`CHILD_TIMEOUT_S`); None when
-    it passes or the child gives no verdict."""
-    from deepseek_enterprise.service.executor import LocalExecutor, process_limits
+    server's plugin settings) and the job's limits (its tenant's ``memory_bytes``, ``cpu_seconds``
+    and ``cpus`` quotas, None: none; the CPU time at most :data:`CHILD_TIMEOUT_S`) applied as
+    ``limits`` says (:func:`local_limits`; None: rlimits); None when it passes or the child gives
+    no verdict."""
+    from deepseek_enterprise.service.executor import LocalExecutor
 
     with _slots, tempfile.TemporaryDirectory(prefix="deepseek-study-check-") as folder:
         ws = Path(folder)
@@ -123,14 +154,37 @@ def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str],
             (ws / name).write_bytes(body.encode("utf-8"))  # as the executor writes it (durable.write_text)
         env = LocalExecutor.environment(ws, [], None, plugin_env=plugin_env)
         cpu = int(CHILD_TIMEOUT_S) if cpu_seconds is None else min(cpu_seconds, int(CHILD_TIMEOUT_S))
+        cg = None if limits is None else limits.cgroups
+        cgroup = f"check-{os.getpid()}-{next(_checks)}"
         try:
-            done = subprocess.run([sys.executable, "-I", "-m", __name__, *argv], cwd=ws, env=env, capture_output=True,
-                                  text=True, errors="replace", timeout=CHILD_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                                  check=False, preexec_fn=process_limits(memory_bytes, cpu, None))
+            procs = None if cg is None else cg.create(cgroup, memory_bytes, cpus) / "cgroup.procs"
+            done = _run([sys.executable, "-I", "-m", __name__, *argv], ws, env, memory_bytes, cpu, procs)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("tune job's study check gave no verdict (%s); the job checks it when it runs", exc)
             return None
+        finally:
+            if cg is not None:
+                if cg.oom_kills(cgroup):
+                    log.warning("tune job's study check was killed at its memory limit (memory-bytes %s, cgroup "
+                                "%s memory.max)", memory_bytes, cg.path(cgroup))
+                cg.remove(cgroup)
     return _verdict(done)
+
+
+def _run(argv: list[str], ws: Path, env: Mapping[str, str], memory_bytes: int | None, cpu_seconds: int,
+         cgroup_procs: Path | None) -> subprocess.CompletedProcess[str]:
+    """The child run in ``ws`` held to its limits (``proclimits``), its output read; killed past
+    :data:`CHILD_TIMEOUT_S` (``TimeoutExpired``)."""
+    proc = proclimits.spawn(argv, memory_bytes, cpu_seconds, cgroup_procs, cwd=ws, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    with proc:
+        try:
+            out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def _verdict(done: subprocess.CompletedProcess[str]) -> str | None:
