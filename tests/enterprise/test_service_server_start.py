@@ -1,6 +1,7 @@
 """``deepseek server`` refusing what it is given before it serves (in its own process, nothing
 listening): an unknown executor, a database of an older build, no database, another's workspaces,
-a bad address, a port in use, rows edited by hand; one line, exit code 2, and nothing changed."""
+a bad address, a port in use, rows edited by hand; one line, exit code 2, and nothing changed. And
+an option reaching the service it serves (``--no-study-check``)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,26 @@ def test_a_port_in_use_is_one_line_before_anything_is_made(tmp_path: Path) -> No
         result = server_cmd("--root", str(root), "--port", str(port))
     one_line_error(result, f"--port {port}: another program listens on 127.0.0.1:{port}")
     assert not root.exists() and not result[1]
+
+
+@pytest.mark.parametrize(("argv", "checked"), [([], True), (["--no-study-check"], False)],
+                         ids=["default", "--no-study-check"])
+def test_the_study_check_option_reaches_the_service_it_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              argv: list[str], checked: bool) -> None:
+    # the real command, in this process, up to the app it would serve: uvicorn's loop is replaced by
+    # one that keeps the app and returns (the server then stops as after a signal)
+    import uvicorn
+
+    served: list = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append(self.config.app))
+    code, out, err = server_cmd("--root", str(tmp_path / "root"), "--port", str(free_port()), "--cgroup", "none",
+                                "--devices", "none", *argv)
+    assert code == 0 and out.startswith("new database"), err
+    [app] = served
+    try:
+        assert app.state.service.study_check is checked  # Service.study_check: what a tune submit asks
+    finally:
+        app.state.service.store.engine.dispose()
 
 
 def _filled_db(path: Path) -> str:
