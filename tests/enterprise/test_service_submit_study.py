@@ -180,3 +180,31 @@ def test_an_executor_whose_limits_break_its_contract_leaves_the_study_check_to_t
     finally:
         d.close()
     assert "local_limits() returned 'cgroup v2' (str), not a cgroups.Detection" in caplog.text
+
+
+def test_a_submit_waits_for_a_free_study_check_a_bounded_time(svc: Deploy, monkeypatch: pytest.MonkeyPatch) -> None:
+    # each waiting submit holds one of the server's request threads: with every check slot taken,
+    # a tune submit is accepted after SLOT_WAIT_S (its job checks its study when it runs), never
+    # queued behind the others for as long as they take
+    import threading
+    import time
+
+    from deepseek_enterprise.service import studycheck
+
+    monkeypatch.setattr(studycheck, "SLOT_WAIT_S", 0.5)
+    for _ in range(studycheck.AT_ONCE):
+        assert studycheck._slots.acquire(timeout=60)
+    answer: list[Any] = []
+    start = time.monotonic()
+    submit = threading.Thread(target=lambda: answer.append(svc.submit(
+        "acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)), daemon=True)
+    try:
+        submit.start()
+        submit.join(timeout=30)
+        waited = time.monotonic() - start
+    finally:
+        for _ in range(studycheck.AT_ONCE):
+            studycheck._slots.release()
+        submit.join(timeout=300)
+    assert answer and waited < 30, f"the submit still waited for a check slot after {waited:.0f} s"
+    assert answer[0].status_code == 201, answer[0].text

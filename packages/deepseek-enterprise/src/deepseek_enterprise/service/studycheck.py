@@ -23,7 +23,10 @@ and the study's check, and prints its verdict as its last line of output, a JSON
 
 Cost: one interpreter start and torch import per ``tune`` submit that passed the other checks,
 4.0-4.5 s of CPU and 750 MB resident at its peak, measured (docs/service.md); at most
-:data:`AT_ONCE` children run at a time, a submit waits for its turn. What bounds it: the child
+:data:`AT_ONCE` children run at a time, a submit waits for its turn at most :data:`SLOT_WAIT_S`
+(then the job is accepted and checks its study when it runs, as for no verdict below: each
+waiting submit holds one of the server's request threads, so many ``tune`` submits at once must
+not hold them all for minutes and stall every other request). What bounds it: the child
 runs under the job's own limits (its tenant's quota), applied as the server's executor applies
 them to its jobs (``Executor.local_limits``, :func:`local_limits`): in a cgroup v2 of its own,
 ``check-<pid>-<n>`` beside the jobs' (``memory.max`` ``memory_bytes``, a total of resident memory,
@@ -71,6 +74,9 @@ AT_ONCE = 2
 _slots = threading.BoundedSemaphore(AT_ONCE)
 _checks = itertools.count()
 """Numbers the study checks' cgroups (``check-<pid>-<n>``)."""
+SLOT_WAIT_S = 30.0
+"""How long a submit waits for one of the :data:`AT_ONCE` checks to end before it leaves its
+job's study check to the job (accepted, checked when it runs; logged)."""
 REFUSALS_PER_HOUR = 20
 """Study checks that may refuse one member's ``tune`` jobs per hour before that member's ``tune``
 jobs are checked when they run instead (:class:`Refusals`)."""
@@ -143,11 +149,25 @@ def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str],
     child process in the job's workspace laid out (module docstring) with ``plugin_env`` (the
     server's plugin settings) and the job's limits (its tenant's ``memory_bytes``, ``cpu_seconds``
     and ``cpus`` quotas, None: none; the CPU time at most :data:`CHILD_TIMEOUT_S`) applied as
-    ``limits`` says (:func:`local_limits`; None: rlimits); None when it passes or the child gives
-    no verdict."""
+    ``limits`` says (:func:`local_limits`; None: rlimits); None when it passes, the child gives no
+    verdict or no slot came free in :data:`SLOT_WAIT_S`."""
+    if not _slots.acquire(timeout=SLOT_WAIT_S):
+        log.warning("tune job's study check found no free slot in %.0f s (%d checks running); the job checks it "
+                    "when it runs", SLOT_WAIT_S, AT_ONCE)
+        return None
+    try:
+        return _checked(argv, config, files, plugin_env, memory_bytes, cpu_seconds, cpus, limits)
+    finally:
+        _slots.release()
+
+
+def _checked(argv: list[str], config: str | None, files: Mapping[str, str], plugin_env: Mapping[str, str],
+             memory_bytes: int | None, cpu_seconds: int | None, cpus: float | None,
+             limits: Detection | None) -> str | None:
+    """:func:`study_refusal`'s child run, once it holds a slot."""
     from deepseek_enterprise.service.executor import LocalExecutor
 
-    with _slots, tempfile.TemporaryDirectory(prefix="deepseek-study-check-") as folder:
+    with tempfile.TemporaryDirectory(prefix="deepseek-study-check-") as folder:
         ws = Path(folder)
         (ws / "tmp").mkdir()
         for name, body in {**files, **({"config.toml": config} if config is not None else {})}.items():
