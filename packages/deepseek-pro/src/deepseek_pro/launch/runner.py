@@ -103,8 +103,7 @@ def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
     if not spec.verbose:
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     remove_abandoned()
-    if DUMP_SIGNAL is not None:
-        faulthandler.register(DUMP_SIGNAL, all_threads=True)
+    dump_armed = _arm_stack_dump()
     job = create_job_dir()
     heartbeat_dir = str(job.heartbeats)
     log_dir = spec.log_dir or str(job.logs)
@@ -166,7 +165,7 @@ def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
         finally:
             if watchdog is not None:
                 watchdog.stop()
-            if DUMP_SIGNAL is not None:
+            if dump_armed:
                 faulthandler.unregister(DUMP_SIGNAL)
             _restore_env(saved)
             job.remove()
@@ -280,6 +279,27 @@ def _apply_env(changes: Mapping[str, str | None]) -> dict[str, str | None]:
         else:
             os.environ[key] = value
     return saved
+
+
+def _arm_stack_dump() -> bool:
+    """Make :data:`DUMP_SIGNAL` (SIGUSR2) dump every thread's stack to the launcher's stderr
+    (``faulthandler``, which writes to a file descriptor): ``sys.stderr``'s, else the process's
+    descriptor 2 where ``sys.stderr`` has none (replaced in-process: click's ``CliRunner``, a
+    notebook); False, the signal left as it is, where neither is open or the platform has no
+    SIGUSR2. Registering with a ``sys.stderr`` without a descriptor raised, and the launch failed
+    before it started anything."""
+    if DUMP_SIGNAL is None:
+        return False
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # None, or a stream without one (io.UnsupportedOperation)
+        fd = 2
+    try:
+        os.fstat(fd)
+    except OSError:  # closed: nowhere to write a dump
+        return False
+    faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True)
+    return True
 
 
 def _restore_env(saved: Mapping[str, str | None]) -> None:
