@@ -201,6 +201,20 @@ def broken_link(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def not_a_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path``, where a regular file belongs, is none: ``"is a folder"``, ``"is not a regular
+    file (a FIFO, device or socket)"`` or a broken link's :func:`broken_link`; ``None`` when it is a
+    regular file (a link to one too) or nothing is there."""
+    p = Path(path)
+    if p.is_file():
+        return None
+    if p.is_dir():
+        return "is a folder"
+    if p.exists():
+        return "is not a regular file (a FIFO, device or socket)"
+    return broken_link(p)
+
+
 def write_target(path: str | os.PathLike[str]) -> Path:
     """Where a file written through a temp file and a rename must go for ``path``: the file a
     symbolic link points to (renaming onto the link would replace the link), else ``path``. One

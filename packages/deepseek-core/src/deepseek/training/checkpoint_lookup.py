@@ -76,7 +76,8 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
             raise CheckpointError(f"{p}: is a file; pass the checkpoint folder that contains it")
     if p.is_dir() and (leftover := leftover_refusal(p)) is not None:
         raise CheckpointError(leftover)
-    if any((p / f).exists() for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
+    # a checkpoint folder: any of its files there in any form (a broken link too, whose loading says so)
+    if any(os.path.lexists(p / f) for f in (TRAINER_FILE, MODEL_FILE, OPTIMIZER_FILE, COMMIT_FILE)):
         found = inspect_checkpoint(p, 0) if os.path.lexists(p / COMMIT_FILE) else None  # else the loaders check
         kind, problem = ("incomplete", found.problem) if found is not None else ("", None)
         if found is not None and problem is None:

@@ -71,9 +71,9 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
         try:  # one look per file: a live job may prune the folder meanwhile (then the file is missing)
             st = (path / name).stat()
         except OSError:
-            return Found(step, path, seq, f"{name} missing")
-        if not stat.S_ISREG(st.st_mode):
-            return Found(step, path, seq, f"{name} missing")
+            return Found(step, path, seq, _absent(path / name, name))
+        if not stat.S_ISREG(st.st_mode):  # a commit writes files: a folder or FIFO there is none of them
+            return Found(step, path, seq, _absent(path / name, name))
         if st.st_size != size:
             return Found(step, path, seq, f"{name} is corrupt or truncated: {st.st_size} bytes, {size} were written")
     return Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
@@ -88,9 +88,20 @@ def _unrecorded_problem(path: Path) -> str | None:
     from deepseek.training.checkpoint_sharded import layout_of
 
     if not (path / TRAINER_FILE).is_file():
-        return f"{TRAINER_FILE} missing"
+        return _absent(path / TRAINER_FILE, TRAINER_FILE)
     try:
         layout_of(path)
     except CheckpointError:
         return "no model weights: neither model.safetensors nor model/ shards"
     return None
+
+
+def _absent(path: Path, name: str) -> str:
+    """Why the checkpoint file ``path`` (``name`` in its folder) is not there as a regular file:
+    ``"trainer.json missing"``, or what is in its place (``"trainer.json is a folder"``, ``... is
+    not a regular file (a FIFO, device or socket)``, ``... is a symbolic link to X, which does not
+    exist``)."""
+    from deepseek.paths import not_a_file
+
+    what = not_a_file(path)
+    return f"{name} {what}" if what is not None else f"{name} missing"

@@ -117,8 +117,11 @@ def exported_file(p: Path) -> Path | None:
 
 
 def _holds_nothing(p: Path) -> bool:
+    """``p`` is a folder with no trace of a checkpoint or weights: a ``trainer.json`` or
+    ``model.safetensors`` in any form (a FIFO, a folder, a broken link: ``os.path.lexists``, as
+    :func:`exported_file` asks) makes it a checkpoint, whose loading names what is wrong with it."""
     return p.is_dir() and not (p / "checkpoints").is_dir() and not any(p.glob("step-*")) and not any(
-        (p / f).exists() for f in (ckpt.TRAINER_FILE, ckpt.MODEL_FILE))
+        os.path.lexists(p / f) for f in (ckpt.TRAINER_FILE, ckpt.MODEL_FILE))
 
 
 def refuse_hugging_face_folder(p: Path) -> None:
@@ -126,7 +129,8 @@ def refuse_hugging_face_folder(p: Path) -> None:
     refused in one line naming ``deepseek import-hf``, which turns it into weights that load."""
     if not (p.is_dir() and (p / "config.json").is_file()):
         return
-    ours = (p / ckpt.TRAINER_FILE).exists() or (p / "checkpoints").is_dir() or (p / CONFIG_FILE).exists()
+    ours = (os.path.lexists(p / ckpt.TRAINER_FILE) or (p / "checkpoints").is_dir()
+            or os.path.lexists(p / CONFIG_FILE))
     if not ours and (any(p.glob("*.safetensors")) or any(p.glob("pytorch_model*.bin"))):
         raise CheckpointError(
             f"{p}: a Hugging Face model folder (config.json, no {ckpt.TRAINER_FILE}): import it first, "
