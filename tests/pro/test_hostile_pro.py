@@ -9,6 +9,7 @@ import shutil
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,6 +196,21 @@ def test_checkpoint_export_refuses_per_rank_state_that_is_no_file(hostile: Hosti
             stray.rmdir()
         else:
             stray.unlink()
+
+
+def test_checkpoint_info_names_what_is_in_place_of_the_trainer_state(hostile: Hostile, past_fifo: Any) -> None:
+    """``checkpoint info`` on a run whose trainer.json is a FIFO or a folder said "trainer.json
+    missing" (core's commit record check); it names what is there, never waiting on the FIFO."""
+    import os
+
+    state = hostile.work / "run" / "checkpoints" / "step-1" / "trainer.json"
+    state.unlink()
+    os.mkfifo(state)
+    line = past_fifo(state, lambda: hostile.refused("checkpoint", "info", "run"))
+    assert "step-1 is incomplete (trainer.json is not a regular file (a FIFO, device or socket))" in line, line
+    state.unlink()
+    state.mkdir()
+    hostile.refused("checkpoint", "info", "run", expect=["step-1 is incomplete (trainer.json is a folder)"])
 
 
 def test_the_pro_example_config_loads(pro_host: PluginHost) -> None:
