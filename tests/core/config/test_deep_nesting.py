@@ -1,6 +1,7 @@
 """JSON and TOML nested past the parser's recursion (a few thousand ``[``) raised RecursionError,
 which no "malformed file" handler caught: an "internal error" from ``deepseek train CONFIG``, a
-resume, ``eval``, the optimize cache. Now it is a parse error like any other malformed text."""
+resume, ``eval``, the optimize cache. Now it is a parse error like any other malformed text. (And
+``read_file``, which reads such files, asks for no more bytes than the file holds.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tomllib
 
 from deepseek.config.load import read_toml
 from deepseek.errors import ConfigError
-from deepseek.parsing import MAX_DEPTH, loads_json, loads_toml
+from deepseek.parsing import MAX_DEPTH, loads_json, loads_toml, read_file
 
 
 @pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 5000])
@@ -48,3 +49,19 @@ def test_a_config_file_nested_past_the_stack_is_one_line(tmp_path: Path) -> None
     assert out.stderr.strip().splitlines() == [f"error: {path}: not a config: its values are nested deeper than 64 "
                                                "levels of arrays and tables (a config's are a few); check the path "
                                                "and the file"]
+
+
+def test_a_small_file_is_read_without_taking_its_readers_limit(tmp_path: Path) -> None:
+    """``read_file`` asked Python for ``limit + 1`` bytes, which it allocates before reading: each
+    trainer.json of 3 KiB took 16 MiB, each tokenizer 256 MiB, for the while."""
+    import tracemalloc
+
+    small = tmp_path / "small.json"
+    small.write_bytes(b"{}" * 1000)
+    tracemalloc.start()
+    try:
+        assert read_file(small, 256 << 20) == b"{}" * 1000
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
