@@ -212,11 +212,13 @@ def test_a_replaced_run_tokenizer_is_refused_by_eval_generate_and_resume(trained
 
 
 def test_a_run_without_its_tokenizer_copy_reads_its_setting_checked(trained: dict[str, Any], host: PluginHost,
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, past_fifo: Any) -> None:
     """The run folder's tokenizer.json gone: export --format hf takes the file data.tokenizer names,
     as generate and eval do (it wrote no tokenizer and said 'the vocabulary is raw UTF-8 bytes');
     once that file is retrained in place, all three refuse it in one line (eval and generate read
-    text as other ids, exit 0)."""
+    text as other ids, exit 0). A FIFO in the copy's place is no copy either: the line says so (it
+    said the copy "is gone")."""
+    import os
     import shutil
 
     tok = tmp_path / "tok.json"
@@ -236,6 +238,10 @@ def test_a_run_without_its_tokenizer_copy_reads_its_setting_checked(trained: dic
         assert line.endswith(f"and the run's own copy {run / 'tokenizer.json'} is gone; put the run's "
                              "tokenizer.json back there (token ids would mean other text)"), argv
     assert not (tmp_path / "hf2").exists()
+    os.mkfifo(run / "tokenizer.json")
+    line = past_fifo(run / "tokenizer.json", lambda: refused(host, "eval", "--checkpoint", str(run), "--device", "cpu"))
+    assert line.endswith(f"and the run's own copy {run / 'tokenizer.json'} is not a regular file (a FIFO, device or "
+                         "socket); put the run's tokenizer.json back there (token ids would mean other text)"), line
 
 
 SPARSE = json.dumps({"version": "1.0", "added_tokens": [{"id": 3, "content": "<|endoftext|>", "single_word": False,

@@ -159,7 +159,8 @@ class Dataset(ABC):
         return None
 
     def run_files(self) -> dict[str, Path]:
-        """Files the run folder keeps a copy of: name in the run folder -> source file."""
+        """Files the run folder keeps a copy of: name in the run folder -> source file (a regular
+        file of at most :data:`~deepseek.data.bpe.MAX_TOKENIZER_BYTES`, as a tokenizer is)."""
         return {}
 
     def close(self) -> None:

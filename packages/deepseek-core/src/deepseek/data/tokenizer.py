@@ -178,9 +178,10 @@ def check_run_tokenizer(copy: Path, trainer_state: Any) -> None:
 
 def check_setting_tokenizer(setting: str, copy: Path, trainer_state: Any) -> None:
     """Refuse the file of a run's ``data.tokenizer`` ``setting``, used because the run folder's
-    ``copy`` is gone, when its content is not the tokenizer ``trainer_state`` records (the file was
-    retrained or replaced since the run started: eval and generate read text as other ids, exit 0).
-    A file that cannot be read is left to the loading, which says why."""
+    ``copy`` is no regular file (gone, or a folder, FIFO or broken link in its place: the line says
+    which), when its content is not the tokenizer ``trainer_state`` records (the file was retrained
+    or replaced since the run started: eval and generate read text as other ids, exit 0). A file
+    that cannot be read is left to the loading, which says why."""
     recorded = recorded_tokenizer(trainer_state)
     if recorded is None or not recorded.startswith("bpe:"):
         return  # an older checkpoint, or one whose data position records no tokenizer file
@@ -192,8 +193,11 @@ def check_setting_tokenizer(setting: str, copy: Path, trainer_state: Any) -> Non
     except (OSError, UsageError):
         return
     if found != recorded:
+        from deepseek.paths import not_a_file
+
+        state = not_a_file(copy) or "is gone"
         raise CheckpointError(f"{setting}: is not the tokenizer this run was trained with (its content is {found}, "
-                              f"the checkpoint recorded {recorded}), and the run's own copy {copy} is gone; put "
+                              f"the checkpoint recorded {recorded}), and the run's own copy {copy} {state}; put "
                               "the run's tokenizer.json back there (token ids would mean other text)")
 
 

@@ -138,19 +138,35 @@ def not_written_by_a_run(folder: Path) -> str | None:
     return None
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file of exactly the bytes ``data``, read no further than
+    ``len(data)`` bytes (:func:`deepseek.parsing.read_file`): a larger file is not read, a FIFO not
+    waited on; neither holds ``data``."""
+    from deepseek.parsing import read_file
+
+    try:
+        return read_file(path, len(data)) == data
+    except OSError:
+        return False
+
+
 def copy_run_files(files: dict[str, Path], run_dir: Path) -> None:
     """Copy the dataset's :meth:`~deepseek.data.dataset.Dataset.run_files` into the run folder
-    (temp file + rename; a copy already there with the same bytes is kept)."""
-    import os
+    (temp file + rename; a copy already there with the same bytes is kept). Each source is read as
+    a tokenizer is (:data:`~deepseek.data.bpe.MAX_TOKENIZER_BYTES` at most, a regular file: a FIFO
+    is refused rather than waited on)."""
     import tempfile
+
+    from deepseek.data.bpe import MAX_TOKENIZER_BYTES
+    from deepseek.parsing import read_file
 
     for name, source in files.items():
         target = run_dir / name
         try:
-            data = Path(source).read_bytes()
+            data = read_file(source, MAX_TOKENIZER_BYTES)
         except OSError as exc:
             raise UsageError(f"run folder: cannot copy {source} into it ({exc.strerror}); check the file") from None
-        if target.is_file() and target.read_bytes() == data:
+        if _holds(target, data):
             continue
         if target.exists() and not target.is_file():
             raise UsageError(f"{target}: is a folder or special file where the run keeps its copy of {source}; "
@@ -235,13 +251,15 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     every value of the file is the recorded one or the one that runs (a config changed by this
     command's own options, or the edited file passed as the config: ``deepseek train
     RUN/config.toml --resume RUN``), or there is no file."""
-    from deepseek.parsing import loads_json, loads_toml, read_text
+    from deepseek.parsing import loads_json, loads_toml, read_file, read_text
 
     path = run_dir / "config.toml"
     if not path.is_file():
         return None
+    raw: bytes | None = None  # the file's bytes, when it is no larger than a config read back
     try:
-        data = loads_toml(read_text(path))
+        raw = read_file(path)
+        data = loads_toml(raw.decode("utf-8"))
         problem = None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         data, problem = None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -282,7 +300,7 @@ def keep_edited_config(run_dir: Path, now: dict[str, object], recorded: object, 
     kept = run_dir / EDITED_CONFIG
     n = 2
     while kept.exists() or kept.is_symlink():
-        if kept.is_file() and kept.read_bytes() == path.read_bytes():
+        if raw is not None and _holds(kept, raw):
             break  # the same edit kept already (a resume that failed after keeping it)
         kept, n = run_dir / edited_config(n), n + 1
     durable.move(path, kept)  # the edited file set aside, the folder fsynced
