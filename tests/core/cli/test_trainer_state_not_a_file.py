@@ -67,7 +67,7 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("2 GiB, no commit record", _unrecorded(_huge),
      "trainer.json: trainer state is corrupt or truncated (larger than 16,777,216 bytes, the most such a file has)"),
     ("nested 100,000 deep, no commit record", _unrecorded(_deep),
-     "trainer.json: trainer state is corrupt or truncated (nested deeper than 64 levels"),
+     "trainer.json: trainer state is corrupt or truncated (nested deeper than 64 levels of arrays and tables); "),
 ]
 
 

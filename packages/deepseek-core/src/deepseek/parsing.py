@@ -112,9 +112,17 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+class _TooDeep(json.JSONDecodeError):
+    """A JSON document nested too deeply: its text is :data:`TOO_DEEP` alone (the position
+    ``JSONDecodeError`` adds, ``line 1 column 1 (char 0)``, is no place of the fault)."""
+
+    def __str__(self) -> str:
+        return self.msg
+
+
 def loads_json(text: str | bytes) -> Any:
     """``json.loads``; a document nested too deeply raises ``json.JSONDecodeError`` (a ``ValueError``)
-    as malformed JSON does."""
+    as malformed JSON does, its text :data:`TOO_DEEP`."""
     try:
         value = json.loads(text)
     except RecursionError:
@@ -122,7 +130,7 @@ def loads_json(text: str | bytes) -> Any:
     else:
         if not too_deep(value):
             return value
-    raise json.JSONDecodeError(TOO_DEEP, text if isinstance(text, str) else "", 0)
+    raise _TooDeep(TOO_DEEP, text if isinstance(text, str) else "", 0)
 
 
 def loads_toml(text: str) -> dict[str, Any]:
