@@ -99,6 +99,7 @@ def _corrupt_run(root: Path) -> Path:
     step = run / "checkpoints" / "step-3"
     step.mkdir(parents=True)
     (step / "trainer.json").write_text('{"format": "deepseek-checkpoint", "step": 3, "conf')
+    (step / "model.safetensors").write_bytes(b"")  # a checkpoint without a commit record holds its weights
     (run / "checkpoints" / "latest").write_text("step-3\n")
     return run
 
