@@ -81,3 +81,24 @@ def past_fifo() -> Callable[..., Any]:
         return done[0]
 
     return call
+
+
+@pytest.fixture
+def fifo_after_is_file(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """``fifo_after_is_file(target)``: from then on, right after a ``Path.is_file`` check that
+    finds ``target`` a file, a FIFO takes its place (the race a check-then-read leaves open);
+    pair it with :func:`past_fifo` to fail, not hang, where the read waits on it."""
+
+    def swap(target: Path) -> None:
+        real = Path.is_file
+
+        def is_file(self: Path) -> bool:
+            answer = real(self)
+            if self == target and answer:
+                self.unlink()
+                os.mkfifo(self)
+            return answer
+
+        monkeypatch.setattr(Path, "is_file", is_file)
+
+    return swap

@@ -20,19 +20,11 @@ FIX = "pass results.jsonl files of 'study'"
 
 
 def test_a_results_file_swapped_for_a_fifo_after_a_check_or_too_large_is_one_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, past_fifo: Callable[..., Any]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fifo_after_is_file: Callable[[Path], None],
+        past_fifo: Callable[..., Any]) -> None:
     results = tmp_path / "results.jsonl"
     results.write_text("")
-    real = Path.is_file
-
-    def is_file(self: Path) -> bool:  # the race: a FIFO takes the file's place right after its check
-        answer = real(self)
-        if self == results and answer:
-            self.unlink()
-            os.mkfifo(self)
-        return answer
-
-    monkeypatch.setattr(Path, "is_file", is_file)
+    fifo_after_is_file(results)  # the race: a FIFO takes the file's place right after its check
 
     def read() -> Any:
         try:
@@ -42,7 +34,7 @@ def test_a_results_file_swapped_for_a_fifo_after_a_check_or_too_large_is_one_lin
 
     assert past_fifo(results, read) in (([], None), f"{results}: not a regular file (a folder, device, FIFO or "
                                                     f"socket); {FIX}")
-    monkeypatch.undo()
+    monkeypatch.undo()  # the fixture's is_file patch
     big = tmp_path / "big.jsonl"
     with big.open("wb") as fh:  # sparse: larger than any results file, never read whole
         fh.truncate(MAX_RESULTS_BYTES + 1)

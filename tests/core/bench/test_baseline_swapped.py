@@ -17,19 +17,6 @@ from deepseek.cli.run_cmd import _check_compiles
 from deepseek.errors import UsageError
 
 
-def _swap_after_is_file(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
-    real = Path.is_file
-
-    def is_file(self: Path) -> bool:  # the race: a FIFO takes the file's place right after its check
-        answer = real(self)
-        if self == target and answer:
-            self.unlink()
-            os.mkfifo(self)
-        return answer
-
-    monkeypatch.setattr(Path, "is_file", is_file)
-
-
 def _said(fn: Callable[[], Any]) -> Callable[[], str]:
     def call() -> str:
         with pytest.raises(UsageError) as info:
@@ -39,10 +26,10 @@ def _said(fn: Callable[[], Any]) -> Callable[[], str]:
 
 
 def test_a_baseline_swapped_for_a_fifo_after_its_check_is_one_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, past_fifo: Callable[..., Any]) -> None:
+        tmp_path: Path, fifo_after_is_file: Callable[[Path], None], past_fifo: Callable[..., Any]) -> None:
     base = tmp_path / "base.json"
     base.write_text("{}")
-    _swap_after_is_file(monkeypatch, base)
+    fifo_after_is_file(base)
     said = past_fifo(base, _said(lambda: load_baseline(str(base), "train")))
     assert "give the file 'deepseek bench train --json' wrote" in said, said
     fifo = tmp_path / "fifo.json"

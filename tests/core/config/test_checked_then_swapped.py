@@ -10,25 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from deepseek.config.toml_files import read_toml
 from deepseek.errors import ConfigError, UsageError
 from deepseek.training.serving import MAX_PROMPTS_BYTES, read_prompts
-
-
-def _swap_after_is_file(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
-    """The race: right after ``target``'s is_file check, a FIFO takes its place."""
-    real = Path.is_file
-
-    def is_file(self: Path) -> bool:
-        answer = real(self)
-        if self == target and answer:
-            self.unlink()
-            os.mkfifo(self)
-        return answer
-
-    monkeypatch.setattr(Path, "is_file", is_file)
 
 
 def _read_or_refuse(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -41,10 +25,10 @@ def _read_or_refuse(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def test_a_config_swapped_for_a_fifo_after_its_check_is_not_waited_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, past_fifo: Callable[..., Any]) -> None:
+        tmp_path: Path, fifo_after_is_file: Callable[[Path], None], past_fifo: Callable[..., Any]) -> None:
     cfg = tmp_path / "cfg.toml"
     cfg.write_text("[train]\nmax_steps = 3\n")
-    _swap_after_is_file(monkeypatch, cfg)
+    fifo_after_is_file(cfg)
     got = past_fifo(cfg, _read_or_refuse(lambda: read_toml(cfg)))
     assert got == {"train": {"max_steps": 3}} or got == (
         f"{cfg}: not a regular file (a device, FIFO or socket); give a TOML config file")
@@ -55,10 +39,10 @@ def test_a_config_swapped_for_a_fifo_after_its_check_is_not_waited_on(
 
 
 def test_a_prompts_file_swapped_for_a_fifo_or_too_large_is_refused_in_one_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, past_fifo: Callable[..., Any]) -> None:
+        tmp_path: Path, fifo_after_is_file: Callable[[Path], None], past_fifo: Callable[..., Any]) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("hello\nworld\n")
-    _swap_after_is_file(monkeypatch, prompts)
+    fifo_after_is_file(prompts)
     got = past_fifo(prompts, _read_or_refuse(lambda: read_prompts(prompts)))
     fifo_line = "is not a regular file (a device, FIFO or socket); pass a text file with one prompt per line"
     assert got in (["hello", "world"], f"--prompts: {prompts} {fifo_line}")
