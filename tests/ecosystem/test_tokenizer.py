@@ -1,15 +1,14 @@
 """BPE tokenizers end to end: ``deepseek tokenizer train`` on the text dataset's training split,
 a GPT trained with ``[data] tokenizer`` (its vocabulary follows the tokenizer), the run folder's
 ``tokenizer.json`` used by ``generate`` and ``eval`` (also after the original file is gone),
-exact resume, and hostile tokenizer files and settings (one line each). Every file is written
+exact resume, and hostile tokenizer files and settings checked against that trained tokenizer and
+run (one line each); those needing neither are in test_tokenizer_hostile.py. Every file is written
 here; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import torch
 
 tokenizers = pytest.importorskip("tokenizers")
 
-from _eco_cli import ok, refused, run  # noqa: E402
+from _bpe_corpus import SMALL, UNSEEN, WORDS, write_corpus  # noqa: E402
+from _eco_cli import ok, refused  # noqa: E402
 
 from deepseek.config.load import config_from_dict  # noqa: E402
 from deepseek.data.corpus import path_corpus  # noqa: E402
@@ -28,28 +28,6 @@ from deepseek.data.tokenizer import open_tokenizer  # noqa: E402
 from deepseek.plugins.host import PluginHost  # noqa: E402
 from deepseek.plugins.settings import PluginSettings  # noqa: E402
 from deepseek.training.inference import load_trained  # noqa: E402
-
-WORDS = ["alpha", "beta", "gamma", "delta", "the", "quick", "brown", "fox", "def", "return", "self", "x = 1"]
-UNSEEN = "zqxjv"
-"""A word written only into the validation file: the tokenizer must never learn it."""
-SMALL = ["--set", "model.name=tiny", "--set", "model.d_model=32", "--set", "model.n_heads=2",
-         "--set", "model.n_layers=1", "--set", "model.max_seq_len=32", "--set", "data.seq_len=16",
-         "--set", "data.batch_size=4", "--set", "data.eval_batches=2", "--set", "data.shuffle_buffer=8",
-         "--set", "logging.plot=false", "--set", "strategy.device=\"cpu\"", "--set", "train.warmup_steps=1",
-         "--set", "checkpoint.interval=2", "--precision", "fp32", "--quiet"]
-
-
-def write_corpus(folder: Path) -> Path:
-    """20 files of words; the files the split holds out get a word no training file has."""
-    rng = random.Random(0)
-    folder.mkdir()
-    for i in range(20):
-        (folder / f"doc{i:02d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(600)) + "\n")
-    val = path_corpus(folder, val_fraction=0.05).pieces("val")
-    assert 0 < len(val) < 20
-    for piece in val:
-        Path(piece.path).write_text(" ".join([UNSEEN] * 300 + [rng.choice(WORDS) for _ in range(300)]) + "\n")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -244,49 +222,6 @@ def test_a_run_without_its_tokenizer_copy_reads_its_setting_checked(trained: dic
                          "socket); put the run's tokenizer.json back there (token ids would mean other text)"), line
 
 
-SPARSE = json.dumps({"version": "1.0", "added_tokens": [{"id": 3, "content": "<|endoftext|>", "single_word": False,
-                     "lstrip": False, "rstrip": False, "normalized": False, "special": True}],
-                     "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 5000, "[UNK]": 1}, "unk_token": "[UNK]"}}
-                    ).encode()
-"""A tokenizer.json whose ids skip to 5000 for 4 tokens (an embedding of 4 rows would be indexed past its end)."""
-
-MISNUMBERED = json.dumps({"version": "1.0", "added_tokens": [{"id": 7, "content": "<|endoftext|>", "single_word": False,
-                          "lstrip": False, "rstrip": False, "normalized": False, "special": True}],
-                          "model": {"type": "WordLevel", "vocab": {"a": 0, "[UNK]": 1}, "unk_token": "[UNK]"}}
-                         ).encode()
-"""An added token whose stated id the library ignores (it numbers it 2): the file was edited."""
-
-
-@pytest.mark.parametrize(("content", "words"), [
-    (b"{not json", ["is not valid JSON"]),
-    (b'{"version": "1.0"}', ["is not a Hugging Face tokenizers file"]),
-    (b"\xff\xfe", ["is not valid JSON"]),
-    (SPARSE, ["has token ids that do not run 0..3 (largest 5000, 0 repeated) for its 4 tokens"]),
-    (MISNUMBERED, ["added_tokens[0] '<|endoftext|>' states id 7, but the tokenizer gives it id 2"]),
-])
-def test_bad_tokenizer_files_are_one_line(host: PluginHost, tmp_path: Path, content: bytes, words: list[str]) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_bytes(content)
-    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(bad))}",
-                   "--run-dir", str(tmp_path / "r"))
-    assert "data.tokenizer" in line and str(bad) in line
-    for w in words:
-        assert w in line
-    assert not (tmp_path / "r").exists()
-
-
-def test_a_tokenizer_folder_whose_tokenizer_json_is_a_folder_says_so(host: PluginHost, tmp_path: Path) -> None:
-    """It said the folder 'has no tokenizer.json', which the user could see it had."""
-    (tmp_path / "tok" / "tokenizer.json").mkdir(parents=True)
-    expected = (f"{str(tmp_path / 'tok' / 'tokenizer.json')!r} is not a file (a folder, device or socket); put the "
-                "tokenizer.json that tokenizers saved there, or name a tokenizer.json file")
-    line = refused(host, "train", *SMALL, "--set", f"data.tokenizer={json.dumps(str(tmp_path / 'tok'))}",
-                   "--run-dir", str(tmp_path / "r"))
-    assert line == f"error: data.tokenizer: {expected}"
-    assert refused(host, "tokenizer", "info", str(tmp_path / "tok")) == f"error: tokenizer info: {expected}"
-    assert not (tmp_path / "r").exists()
-
-
 def test_missing_separator_and_missing_file(trained: dict[str, Any], host: PluginHost, tmp_path: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -307,24 +242,6 @@ def test_missing_separator_and_missing_file(trained: dict[str, Any], host: Plugi
     assert "vocabulary" in ok(host, "tokenizer", "info", str(trained["tok"]))
     assert "no document-separator token '<|x|>'" in refused(host, "tokenizer", "info", str(trained["tok"]),
                                                            "--separator", "<|x|>")
-
-
-def test_tokenizer_train_hostile_options(host: PluginHost, tmp_path: Path) -> None:
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "a.txt").write_text("alpha beta " * 100)
-    assert "--vocab-size" in refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--vocab-size", "100",
-                                     "--out", str(tmp_path / "t.json"))
-    line = refused(host, "tokenizer", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "t.json"))
-    assert line.startswith("error: --data: ") and "does not exist" in line
-    (tmp_path / "afile").write_text("x")
-    line = refused(host, "tokenizer", "train", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "afile" / "t.json"))
-    assert "--out" in line
-    assert not (tmp_path / "t.json").exists()
-    code, _, err = run(host, "tokenizer", "train", "--data", str(tmp_path / "c" / "a.txt"), "--pattern", "*.md",
-                       "--vocab-size", "260", "--out", str(tmp_path / "t.json"))  # was ignored without a word
-    assert code == 0 and re.search(r"^warning: --pattern: '\*\.md' selects files under a --data folder, but --data "
-                                   r"'.*a\.txt' is a file, read whole; the pattern is not used: remove --pattern",
-                                   err, re.M), err
 
 
 def test_a_folder_where_the_run_keeps_its_tokenizer_is_refused(trained: dict[str, Any], host: PluginHost,
@@ -361,19 +278,6 @@ def test_out_never_overwrites_data_a_config_or_a_runs_tokenizer(trained: dict[st
                                   "--out", str(again))
 
 
-@pytest.mark.parametrize("content", ["", '{"text": ""}\n{"text": ""}\n'], ids=["empty-file", "empty-texts"])
-def test_training_text_that_holds_nothing_is_refused_before_writing(host: PluginHost, tmp_path: Path,
-                                                                    content: str) -> None:
-    """An empty file wrote the tokenizer, then failed with ZeroDivisionError (exit 1); empty texts
-    wrote a 257-token tokenizer (exit 0)."""
-    (tmp_path / "e.jsonl").write_text(content)
-    (tmp_path / "v.jsonl").write_text('{"text": "alpha beta"}\n')
-    line = refused(host, "tokenizer", "train", "--files", str(tmp_path / "e.jsonl"), "--val-files",
-                   str(tmp_path / "v.jsonl"), "--vocab-size", "300", "--out", str(tmp_path / "t.json"))
-    assert "the training split of 1 file" in line and "holds no text" in line, line
-    assert not (tmp_path / "t.json").exists()
-
-
 def test_a_text_file_that_is_not_utf8_is_refused_by_a_tokenizer(trained: dict[str, Any], host: PluginHost,
                                                                  tmp_path: Path) -> None:
     """A Latin-1 file among the text dataset's files was tokenized with U+FFFD for each accented
@@ -408,12 +312,3 @@ def test_a_text_file_that_is_not_utf8_is_refused_by_a_tokenizer(trained: dict[st
     # byte tokens read any bytes, as before
     ok(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(corpus))}", "--max-steps", "1", "--run-dir",
        str(tmp_path / "bytes"))
-
-
-def test_tokenizer_train_names_a_corpus_folder_with_a_line_break_and_an_escape_escaped(host: PluginHost,
-                                                                                        tmp_path: Path) -> None:
-    """'trained on N bytes of FOLDER' printed the folder raw."""
-    corpus = write_corpus(tmp_path / "c\nx\x1b[2J")
-    out = ok(host, "tokenizer", "train", "--data", str(corpus), "--vocab-size", "300", "--out", str(tmp_path / "t.json"))
-    assert "\x1b" not in out
-    assert f" bytes of $'{tmp_path}/c\\nx\\x1b[2J'\n" in out
