@@ -5,120 +5,36 @@ the run as it was."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _corrupt_state import (
+    MODEL,
+    OPTIMIZER,
+    READERS,
+    STEP,
+    TRAINER,
+    _agree_commit_record,
+    _as_integers,
+    _deep_state,
+    _drop,
+    _drop_first_moment,
+    _edit_first,
+    _edit_state,
+    _edit_tensors,
+    _garbage_header,
+    _nan_in_first,
+    _reshape_first,
+    _set,
+    _set_data,
+    _truncate,
+    _write,
+)
 from hostile_cli import Hostile, snapshot
 
-STEP = Path("checkpoints") / "step-1"
-READERS: dict[str, list[str]] = {
-    "resume": ["train", "--resume", "run", "--max-steps", "3", "--quiet"],
-    "resume elsewhere": ["train", "--resume", "run", "--max-steps", "3", "--quiet", "--run-dir", "new/run"],
-    "generate": ["generate", "--checkpoint", "run", "--max-new-tokens", "2", "--device", "cpu"],
-    "eval": ["eval", "--checkpoint", "run", "--device", "cpu"],
-    "optimize": ["optimize", "--checkpoint", "run", "--seq", "8"],
-    "export": ["export", "--checkpoint", "run", "--out", "m.pt2", "--seq", "8"],
-}
-
-
-def _deep_state(run: Path) -> None:
-    """An extra field nested 5,000 levels deep (json.dumps itself cannot write it)."""
-    path = run / STEP / "trainer.json"
-    text = path.read_text().rstrip()
-    path.write_text(text[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}")
-
-
-def _edit_state(change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
-    def corrupt(run: Path) -> None:
-        path = run / STEP / "trainer.json"
-        state = json.loads(path.read_text())
-        change(state)
-        path.write_text(json.dumps(state))
-    return corrupt
-
-
-def _set(**values: Any) -> Callable[[Path], None]:
-    return _edit_state(lambda state: state.update(values))
-
-
-def _drop(key: str) -> Callable[[Path], None]:
-    return _edit_state(lambda state: state.pop(key))
-
-
-def _set_data(**values: Any) -> Callable[[Path], None]:
-    return _edit_state(lambda state: state["data"].update(values))
-
-
-def _write(name: str, data: bytes) -> Callable[[Path], None]:
-    def corrupt(run: Path) -> None:
-        (run / name).write_bytes(data)
-    return corrupt
-
-
-def _truncate(name: str, keep: int) -> Callable[[Path], None]:
-    def corrupt(run: Path) -> None:
-        path = run / name
-        path.write_bytes(path.read_bytes()[:keep])
-    return corrupt
-
-
-def _garbage_header(name: str) -> Callable[[Path], None]:
-    """A length prefix that fits the file, then bytes that are not the JSON header."""
-    def corrupt(run: Path) -> None:
-        path = run / name
-        size = path.stat().st_size
-        path.write_bytes((64).to_bytes(8, "little") + b"{" * 64 + b"\x00" * (size - 72))
-    return corrupt
-
-
-def _edit_tensors(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
-    """Rewrite the safetensors file ``name`` (metadata kept) after ``change(tensors)``."""
-    def corrupt(run: Path) -> None:
-        from safetensors import safe_open
-        from safetensors.torch import save_file
-
-        path = run / name
-        with safe_open(str(path), framework="pt") as fh:
-            meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-        change(tensors)
-        save_file(tensors, str(path), metadata=meta)
-    return corrupt
-
-
-def _reshape_first(tensors: dict[str, Any]) -> None:
-    first = sorted(k for k in tensors if k.endswith("/exp_avg"))[0]
-    tensors[first] = tensors[first].new_zeros(3, 5)
-
-
-def _drop_first_moment(tensors: dict[str, Any]) -> None:
-    del tensors[sorted(k for k in tensors if k.endswith("/exp_avg"))[0]]
-
-
-def _as_integers(tensors: dict[str, Any]) -> None:
-    tensors.update({k: v.long() for k, v in tensors.items()})
-
-
-def _edit_first(key: str, change: Callable[[Any], Any]) -> Callable[[dict[str, Any]], None]:
-    """Replace the first parameter's optimizer state ``key`` (e.g. ``exp_avg_sq``) by ``change`` of it."""
-    def edit(tensors: dict[str, Any]) -> None:
-        first = sorted(k for k in tensors if k.endswith(f"/{key}"))[0]
-        tensors[first] = change(tensors[first])
-    return edit
-
-
-def _nan_in_first(tensors: dict[str, Any]) -> None:
-    first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
-    tensors[first] = tensors[first].clone().fill_(float("nan"))
-
-
-TRAINER = str(STEP / "trainer.json")
-OPTIMIZER = str(STEP / "optimizer.safetensors")
-MODEL = str(STEP / "model.safetensors")
 STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("step not a number", _set(step="three"), ["step is a string"]),
     ("step negative", _set(step=-4), ["step is a number (-4)", "whole number >= 0"]),
@@ -277,167 +193,4 @@ def test_resuming_a_run_that_is_done_writes_nothing_and_ends_cleanly(hostile: Ho
     assert line == ("--resume run/checkpoints/step-1: the run is complete, its checkpoint is at step 1 and "
                     "train.max_steps is 1; nothing to train (raise --max-steps to train further)"), line
     assert snapshot(hostile.watched) == before
-
-
-def _agree_commit_record(run: Path) -> None:
-    """Rewrite the checkpoint's commit record so it lists the files' sizes as they are now: an
-    edit made on purpose, which only the checks on the files' content can catch."""
-    record = run / STEP / "commit.json"
-    body = json.loads(record.read_text())
-    body["files"] = {name: (run / STEP / name).stat().st_size for name in body["files"]}
-    body["crc32"] = {name: f"{zlib.crc32((run / STEP / name).read_bytes()):08x}" for name in body["files"]}
-    record.write_text(json.dumps(body))
-
-
-@pytest.mark.parametrize("reader", ["resume", "resume elsewhere"])
-def test_a_file_changed_after_its_commit_is_refused(hostile: Hostile, trained_run: Path, reader: str) -> None:
-    """A checkpoint whose trainer.json no longer has the size its commit record lists is incomplete."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    _set(step=1)(run)  # same value, different layout: a size the commit record does not list
-    hostile.refused(*READERS[reader], expect=["no complete checkpoint", "step-1 is incomplete", "trainer.json"])
-
-
-@pytest.mark.parametrize("reader", list(READERS))
-def test_a_bit_flipped_after_its_commit_is_refused_by_every_reader(hostile: Hostile, trained_run: Path,
-                                                                   reader: str) -> None:
-    """A weight off by one bit, the file's size kept: the commit record's CRC-32 refuses it
-    before any command uses its values (was read, and trained on or sampled from, as it was)."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    weights = run / MODEL
-    data = bytearray(weights.read_bytes())
-    data[len(data) - 100] ^= 0x01  # the last weights' bytes: the header is not where this damage lies
-    weights.write_bytes(bytes(data))
-    hostile.refused(*READERS[reader], expect=["model.safetensors changed after it was committed", "CRC-32"])
-
-
-@pytest.mark.parametrize("body", [{"seq": 1e308}, {"seq": True}, {"seq": -1}, {"files": {"trainer.json": "big"}},
-                                  {"files": {}}])
-def test_a_commit_record_read_back_is_checked_like_input(hostile: Hostile, trained_run: Path, body: dict) -> None:
-    """A commit record whose sequence is no commit count, or whose sizes are no byte counts, makes
-    its checkpoint incomplete (a float seq of 1e308 once ordered it after every later commit)."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    record = run / STEP / "commit.json"
-    record.write_text(json.dumps({**json.loads(record.read_text()), **body}))
-    hostile.refused(*READERS["resume"], expect=["no complete checkpoint", "step-1 is incomplete", "commit.json unreadable"])
-
-
-def _exported(trained_run: Path, path: Path, model_meta: str | None) -> None:
-    from safetensors.torch import save_file
-
-    from deepseek.training.checkpoint import load_model_state
-
-    meta = {"format": "deepseek-weights"} | ({"model": model_meta} if model_meta is not None else {})
-    save_file(load_model_state(trained_run / STEP), str(path), metadata=meta)
-
-
-@pytest.mark.parametrize(("what", "meta", "words"), [
-    ("no model config", None, ["has no [model] config"]),
-    ("model config not JSON", "{tiny", ["[model] config in its metadata is not"]),
-    ("model config a string", '"tiny"', ["model: expected a [model] table"]),
-    ("model config of another model", '{"name": "tiny", "d_model": 64}', ["weights do not fit"]),
-])
-def test_corrupt_exported_weights_are_refused(hostile: Hostile, trained_run: Path, what: str, meta: str | None,
-                                              words: list[str]) -> None:
-    weights = hostile.work / "w.safetensors"
-    _exported(trained_run, weights, meta)
-    for argv in (["generate", "--checkpoint", str(weights), "--device", "cpu"], ["export", "--checkpoint", str(weights)]):
-        hostile.refused(*argv, expect=words)
-
-
-def test_a_torn_last_metrics_line_is_dropped_on_resume(hostile: Hostile, trained_run: Path) -> None:
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    metrics = run / "metrics.jsonl"
-    metrics.write_text(metrics.read_text() + '{"step": 2, "lo')
-    done = hostile.run("train", "--resume", "run", "--max-steps", "2", "--quiet")
-    assert done.code == 0, done.stderr
-    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
-    assert steps == sorted(steps) and steps[-1] == 2
-    # said once, naming the file and the line (it used to be dropped without a word)
-    said = [line for line in done.stderr.splitlines() if "half-written last line" in line]
-    assert len(said) == 1 and "metrics.jsonl:" in said[0], done.stderr
-
-
-def test_a_complete_last_metrics_line_that_is_not_a_record_is_refused(hostile: Hostile, trained_run: Path) -> None:
-    """A last line with its newline was written whole: not JSON is damage, not a torn write (a file
-    of that one line used to be dropped on resume, the run's history with it)."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    metrics = run / "metrics.jsonl"
-    metrics.write_text("garbage{{\n")
-    hostile.refused("train", "--resume", "run", "--max-steps", "2",
-                    expect=["metrics.jsonl:1: not a metrics record", "delete or repair that line"])
-    assert metrics.read_text() == "garbage{{\n"  # nothing rewritten
-
-
-def test_a_metrics_file_of_one_torn_line_is_refused(hostile: Hostile, trained_run: Path) -> None:
-    """A run with a checkpoint wrote records before it: a file whose only line is not JSON (no
-    newline) is not a torn write but a lost history (it was dropped with a warning and the
-    run went on without its earlier records)."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    metrics = run / "metrics.jsonl"
-    metrics.write_text("garbage")
-    hostile.refused("train", "--resume", "run", "--max-steps", "2",
-                    expect=["metrics.jsonl:1: not a metrics record", "delete or repair that line"])
-    assert metrics.read_text() == "garbage"  # nothing rewritten
-
-
-def test_a_latest_pointer_that_is_not_text_is_no_hint(hostile: Hostile, trained_run: Path) -> None:
-    """``checkpoints/latest`` is a hint for people and tools: bytes that are not UTF-8 in it
-    are skipped like a missing file, and the run resumes from its newest complete checkpoint."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    (run / "checkpoints" / "latest").write_bytes(b"\xff\xfe")
-    done = hostile.run("train", "--resume", "run", "--max-steps", "2", "--quiet")
-    assert done.code == 0, done.stderr
-    assert (run / "checkpoints" / "latest").read_text() == "step-2\n"
-
-
-@pytest.mark.parametrize("reader", ["resume", "resume elsewhere"])
-def test_resuming_with_another_optimizer_is_refused(hostile: Hostile, trained_run: Path, reader: str) -> None:
-    """AdamW's saved state under ``--set optimizer.name=sgd``: refused while the checkpoint is
-    read, naming the file and optimizer.name (was a KeyError at the first step, after the run's
-    config.toml had been rewritten)."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    # without adamw's own key (master_update), which sgd would refuse before the checkpoint is read
-    hostile.refused(*READERS[reader], "--set", "optimizer.name=\"sgd\"", "--set", "~optimizer.master_update",
-                    expect=[str(STEP / "optimizer.safetensors"), "another optimizer", "'momentum'", "optimizer.name"])
-
-
-def test_a_hyper_parameter_only_one_side_has_is_no_other_optimizer() -> None:
-    """A torch release that added (or dropped) a hyper-parameter resumes; both kinds of difference
-    at once is another optimizer."""
-    from deepseek.errors import CheckpointError
-    from deepseek.training.checkpoint import check_groups_fit
-
-    adamw = {"lr": 1e-3, "betas": (0.9, 0.95), "eps": 1e-8, "params": ["w"], "fused": None}
-    check_groups_fit([adamw], [{**adamw, "decoupled_weight_decay": True, "fused": True}], "opt")
-    check_groups_fit([{**adamw, "decoupled_weight_decay": True}], [adamw], "opt")
-    with pytest.raises(CheckpointError, match=r"opt: .*another optimizer .*\['betas', 'eps'\].*\['momentum'\]"):
-        check_groups_fit([adamw], [{"lr": 1e-3, "momentum": 0.0, "params": ["w"]}], "opt")
-
-
-
-def test_a_damaged_newest_checkpoint_is_passed_over_in_one_warning_line(hostile: Hostile, trained_run: Path) -> None:
-    """A checkpoint under its final name whose file changed after its commit is not resumed from;
-    the run resumes from the newest complete one and says which it passed over, once."""
-    run = hostile.work / "run"
-    shutil.copytree(trained_run, run)
-    more = ("--quiet", "--set", "checkpoint.interval=1")
-    assert hostile.run("train", "--resume", "run", "--max-steps", "2", *more).code == 0
-    model = run / "checkpoints" / "step-2" / "model.safetensors"
-    size = model.stat().st_size
-    model.write_bytes(model.read_bytes()[:100])
-    again = hostile.run("train", "--resume", "run", "--max-steps", "3", *more)
-    assert again.code == 0, again.stderr
-    assert [line for line in again.stderr.splitlines() if line.startswith("warning:")] == [
-        f"warning: {Path('run', 'checkpoints', 'step-2')}: the checkpoint is incomplete (model.safetensors is corrupt "
-        f"or truncated: 100 bytes, {size} were written); using step-1, the newest complete one"], again.stderr
-    assert f"resumed from {Path('run', 'checkpoints', 'step-1')} at step 1" in again.stderr
-    assert json.loads((run / "checkpoints" / "step-3" / "trainer.json").read_text())["step"] == 3
 
