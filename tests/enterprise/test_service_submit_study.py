@@ -208,3 +208,19 @@ def test_a_submit_waits_for_a_free_study_check_a_bounded_time(svc: Deploy, monke
         submit.join(timeout=300)
     assert answer and waited < 30, f"the submit still waited for a check slot after {waited:.0f} s"
     assert answer[0].status_code == 201, answer[0].text
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--help"], 201), ([*TUNE, "--version"], 422)])
+def test_a_tune_job_that_runs_no_study_starts_no_child(svc: Deploy, monkeypatch: pytest.MonkeyPatch,
+                                                       args: list[str], status: int) -> None:
+    # `tune --help` prints its help and succeeds: accepted, as any command's help is, and no child
+    # (one started, imported torch and found nothing to check); `--version` is no option of tune's:
+    # refused by the command line's parse, before any child
+    from deepseek_enterprise.service import proclimits
+
+    started: list[Any] = []
+    spawn = proclimits.spawn
+    monkeypatch.setattr(proclimits, "spawn", lambda argv, *a, **k: started.append(argv) or spawn(argv, *a, **k))
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=args)
+    assert r.status_code == status, r.text
+    assert started == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
+import click
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from deepseek_enterprise.service.api import Caller, JobId, Service, Svc, mutatio
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
 from deepseek_enterprise.service.models import COMMANDS, Job
 from deepseek_enterprise.service.names import JOB_STATES as STATES
+from deepseek_enterprise.service.studycheck import runs_study
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/jobs")
 MAX_LOG_READ = 1 << 20
@@ -56,8 +58,8 @@ def _job(s: Any, tenant_id: int, job_id: int, tenant: str) -> Job:
 def submit(tenant: str, body: JobIn, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
     """Queue a job (member): refused with the reason when over quota, naming paths outside the
     tenant's folder, or with arguments or a config its command would refuse (``jobcheck``)."""
-    refused = _command_refusal(body, svc)  # before the transaction: no database lock held while parsing
-    if refused is None:  # a tune job's study, checked in a child process (seconds): no lock held either
+    refused, runs = _command_refusal(body, svc)  # before the transaction: no database lock held while parsing
+    if refused is None and runs_study(runs):  # a tune job's study, checked in a child process (seconds): no lock
         refused = _study_refusal(tenant, body, who, svc)
     with mutation(svc, who, "job.submit", tenant=tenant, target=f"{body.command} job") as (s, out):
         t = tenant_row(s, who, tenant, "member", lock=True)
@@ -81,10 +83,12 @@ def submit(tenant: str, body: JobIn, who: Principal = Caller, svc: Service = Svc
     return result
 
 
-def _command_refusal(body: JobIn, svc: Service) -> str | None:
-    """The line the job's command would refuse its arguments or config with (``jobcheck``), or None.
-    Its files are read as the server's executor lays out the job's workspace (``Executor.at_start``;
-    the default layout when nothing runs jobs); that method failing its contract is the line too."""
+def _command_refusal(body: JobIn, svc: Service) -> tuple[str | None, click.Command | None]:
+    """The line the job's command would refuse its arguments or config with (``jobcheck``), or None,
+    and the command the job runs (``jobcheck.check_command``'s answer; None with a line, or where
+    the job only prints a help). Its files are read as the server's executor lays out the job's
+    workspace (``Executor.at_start``; the default layout when nothing runs jobs); that method
+    failing its contract is the line too."""
     from deepseek_enterprise.service.executor_calls import ExecutorBroke, call_executor
 
     scheduler = svc.scheduler
@@ -93,16 +97,17 @@ def _command_refusal(body: JobIn, svc: Service) -> str | None:
                                                       has_config, files, allowed=()))
     try:
         config = None if body.config is None else jobpaths.parsed_config(body.config)
-        jobcheck.check_command(body.command, body.args, config, svc.host or get_host(), body.files, at_start)
+        return None, jobcheck.check_command(body.command, body.args, config, svc.host or get_host(), body.files,
+                                            at_start)
     except (jobpaths.PathRefused, jobcheck.JobRefused, ExecutorBroke) as exc:
-        return str(exc)
-    return None
+        return str(exc), None
 
 
 def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> str | None:
-    """For a ``tune`` job that passed ``jobcheck``, the line its study's check before the first
-    trial would refuse it with, run in a child process in its workspace laid out
-    (``studycheck.study_refusal``; the server's executor lays it out as by default), or None. Only
+    """For a job that passed ``jobcheck`` and runs a study (``studycheck.runs_study``: enterprise's
+    ``tune``, not its ``--help``), the line its study's check before the first trial would refuse
+    it with, run in a child process in its workspace laid out (``studycheck.study_refusal``; the
+    server's executor lays it out as by default), or None. Only
     for a job the submit accepts as far as it tells before its transaction (role, quotas, paths:
     the child reads the files its config names); the transaction checks them again and refuses
     with this line after them. None without the child on a server run without the check
@@ -115,7 +120,7 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
 
     scheduler = svc.scheduler
     executor, origin = (None, "") if scheduler is None else (scheduler.executor, scheduler.origin)
-    if body.command != "tune" or not svc.study_check or not studycheck.lays_out_default(executor):
+    if not svc.study_check or not studycheck.lays_out_default(executor):
         return None
     try:
         with svc.store.session() as s:

@@ -98,21 +98,24 @@ class Workspace:
 
 
 def check_command(command: str, args: list[str], config: dict[str, Any] | None, host: Any,
-                  files: Mapping[str, str] | None = None, at_start: AtStart = jobpaths.at_start) -> None:
+                  files: Mapping[str, str] | None = None, at_start: AtStart = jobpaths.at_start) -> click.Command | None:
     """Refuse (:class:`JobRefused`) what ``deepseek COMMAND`` would refuse before reading a file
     of the job's workspace (module docstring); ``config`` is the job's parsed config.toml,
     ``files`` the job's further files (name: text), ``at_start`` the server's executor's
-    :meth:`~deepseek_enterprise.service.executor_base.Executor.at_start`."""
+    :meth:`~deepseek_enterprise.service.executor_base.Executor.at_start`. Returns the command the
+    job runs, as :func:`check_parsed` does (None: it prints a help and succeeds)."""
     ws = Workspace(config, files or {}, at_start)
     # by the command resolved: another plugin's command of the same name is only parsed
-    check_parsed(job_argv(command, config is not None, args), host,
-                 lambda ctx: _own_checks().get(ctx.command, lambda *_: None)(ctx.params, ws, host))
+    return check_parsed(job_argv(command, config is not None, args), host,
+                        lambda ctx: _own_checks().get(ctx.command, lambda *_: None)(ctx.params, ws, host))
 
 
-def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], None]) -> None:
+def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], None]) -> click.Command | None:
     """``deepseek ARGV`` parsed as ``deepseek`` parses it, nothing run (:func:`_parsed`), its paths'
     names checked, then ``check(ctx)`` on its command's context (also ``studycheck``'s child);
-    :class:`JobRefused` with the line ``deepseek`` would print."""
+    :class:`JobRefused` with the line ``deepseek`` would print. Returns the command it runs (the
+    registered click command, as resolved on ``host``), or None where it runs none: a ``--help``
+    anywhere, a group given no sub-command (each prints its help and succeeds), a chained group."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, split_debug, usage_line
@@ -121,15 +124,17 @@ def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], No
     root = click.Context(cli, info_name="deepseek", obj=host, **cli.context_settings)  # as `deepseek` makes it
     root.meta[RUNS_ELSEWHERE] = True  # the job's devices are not the server's: `--device cuda` is checked when it runs
     if any(a in root.help_option_names for a in argv[1:]):
-        return  # the job prints its help and succeeds: nothing to refuse
+        return None  # the job prints its help and succeeds: nothing to refuse
     try:
         with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
             ctx = _parsed(root, argv, contexts)
             jobpaths.check_path_names(ctx)  # a name too long: the job could neither make nor read the path
-            if ctx is not None:
-                check(ctx)
+            if ctx is None:
+                return None
+            check(ctx)
+            return ctx.command
     except click.exceptions.NoArgsIsHelpError:
-        return  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
+        return None  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
         raise JobRefused(usage_line(exc)) from None
     except (DeepseekError, jobpaths.PathRefused) as exc:  # a UsageError; a PluginError: its plugin does not load

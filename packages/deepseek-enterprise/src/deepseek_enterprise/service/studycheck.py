@@ -6,9 +6,11 @@ tuner's own rules for them and for the objective (the ``training`` tuner's ``dat
 0``), a ``model.*`` entry's model built on the meta device
 (:func:`deepseek_enterprise.tune.cli.check_before_trials`).
 
-:func:`study_refusal` runs it once the job passed every other check of its submit (``jobcheck``,
-the role, the quotas and ``jobpaths``: a job naming a path outside its tenant's folder never
-reaches the child, which reads the files the config names). It lays the job's workspace out in a
+Only a job that runs a study gets it (:func:`runs_study`: its command line parsed on the server
+runs enterprise's ``tune``; ``tune --help`` prints its help and succeeds, accepted with no child
+like any command's help). :func:`study_refusal` runs it once the job passed every other check
+of its submit (``jobcheck``, the role, the quotas and ``jobpaths``: a job naming a path outside
+its tenant's folder never reaches the child, which reads the files the config names). It lays the job's workspace out in a
 private temporary folder as the job will find it at its start (the default layout,
 ``jobpaths.at_start``: its ``config.toml``, its files, an empty ``tmp/``) and runs
 ``python -I -m deepseek_enterprise.service.studycheck ARGS`` there, ``ARGS`` the job's command
@@ -61,6 +63,8 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import click
 
 from deepseek_enterprise.service import proclimits
 from deepseek_enterprise.service.cgroups import Detection
@@ -116,6 +120,17 @@ class Refusals:
         """One refusal of the member ``user_id``'s job, now."""
         with self._lock:
             self._recent(user_id).append(time.monotonic())
+
+
+def runs_study(command: click.Command | None) -> bool:
+    """Whether a job whose command line runs ``command`` (``jobcheck.check_command``'s answer: the
+    command as resolved on the server's plugins, None where the job only prints a help) runs a
+    study, which the check at submit then checks: deepseek-enterprise's ``tune``. Not ``tune
+    --help`` (it prints its help and succeeds, accepted like any command's help), nor another
+    plugin's command of that name (its own checks are its own)."""
+    from deepseek_enterprise.tune.cli import tune
+
+    return command is tune
 
 
 def lays_out_default(executor: Any) -> bool:
@@ -226,16 +241,14 @@ def _verdict(done: subprocess.CompletedProcess[str]) -> str | None:
 def main(argv: list[str]) -> int:
     """The child: ``deepseek ARGV`` (a ``tune`` command line) parsed as ``jobcheck`` parses it, its
     study checked, the verdict printed (module docstring)."""
-    import click
-
     from deepseek.plugins.host import get_host
     from deepseek_enterprise.service.jobcheck import JobRefused, check_parsed
-    from deepseek_enterprise.tune.cli import check_before_trials, tune, tune_setup
+    from deepseek_enterprise.tune.cli import check_before_trials, tune_setup
 
     host = get_host()  # the job's: the plugin settings of its environment
 
     def check(ctx: click.Context) -> None:
-        if ctx.command is not tune:
+        if not runs_study(ctx.command):
             return  # another plugin's command of that name: its own checks are its own
         p = ctx.params
         inputs, tuner = tune_setup(host, p["study_name"], p["objective"], p["tuner_name"], p["config_file"],
