@@ -224,3 +224,49 @@ def test_a_tune_job_that_runs_no_study_starts_no_child(svc: Deploy, monkeypatch:
     r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=args)
     assert r.status_code == status, r.text
     assert started == []
+
+
+def test_a_memory_limit_torch_cannot_import_under_is_named_in_one_line(
+        svc: Deploy, caplog: pytest.LogCaptureFixture) -> None:
+    # under rlimits a child held to RLIMIT_AS 1.5 GiB fails at torch's import (it maps ~3.1 GB):
+    # the job, held to the same limit by the local executor without cgroup v2, could not run either,
+    # so it is refused with the tenant's memory-bytes and the fix, not torch's import error
+    # ("model 'tiny' ... could not be loaded ... libtorch_cpu.so: failed to map segment")
+    service = _service(svc)
+    assert svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"memory_bytes": 3 << 29}).status_code == 200
+    try:
+        executor = LocalExecutor(svc.root, limits=cgroups.Detection(None, "--cgroup none"))
+        service.scheduler = Scheduler(svc.store, executor, slots=1, gpus=[])
+        r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        line = r.json()["detail"]
+        assert r.status_code == 422 and line.startswith(f"tenant 'acme': memory-bytes {3 << 29} is too small "), r.text
+        assert "(RLIMIT_AS; cgroup v2 not used: --cgroup none)" in line and "failed to map segment" in line
+        assert "deepseek tenants quota acme --memory-bytes N" in line and "(--cgroup)" in line
+        # where the jobs run elsewhere (no executor here; Slurm's: Executor.local_limits' default) the
+        # limit held only the check, which could not run: the job checks its study when it runs
+        service.scheduler = None
+        r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        assert r.status_code == 201, r.text
+        assert f"memory-bytes {3 << 29} is too small" in caplog.text
+    finally:
+        service.scheduler = None
+        assert svc.call("PUT", "/v1/tenants/acme/quota", svc.admin, json={"memory_bytes": None}).status_code == 200
+
+
+def test_the_study_check_reads_only_the_end_of_its_childs_output(svc: Deploy, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the child's output went to the server's memory whole (communicate): a child printing 64 MiB
+    # before its verdict cost that much; now its last OUTPUT_TAIL bytes only (deepseek.parsing.read_tail)
+    import tracemalloc
+
+    from deepseek_enterprise.service import studycheck
+
+    loud = "import sys; sys.stdout.write('x' * 4096 * (16 << 10)); print('\\n{\"refused\": \"the verdict\"}')"
+    monkeypatch.setattr(studycheck, "CHILD_ARGS", ("-I", "-c", loud))  # this program in the child's place
+    tracemalloc.start()
+    try:
+        r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (r.status_code, r.json()["detail"]) == (422, "the verdict")
+    assert peak < 16 << 20, f"the submit held {peak >> 20} MiB reading the child's output"

@@ -140,7 +140,8 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
         return None  # the executor broke its contract there (logged): the job checks it when it runs
     env = scheduler.plugin_env if scheduler is not None else plugin_env((svc.host or get_host()).settings)
     refused = studycheck.study_refusal(jobcheck.job_argv(body.command, body.config is not None, body.args),
-                                       body.config, body.files, env, memory_bytes, cpu_seconds, cpus, limits)
+                                       body.config, body.files, env, memory_bytes, cpu_seconds, cpus, limits,
+                                       tenant=tenant)
     if refused is not None:
         svc.study_refusals.count(who.user_id)
     return refused

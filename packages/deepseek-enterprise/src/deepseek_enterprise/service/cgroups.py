@@ -162,6 +162,11 @@ class Detection:
 
     cgroups: Cgroups | None
     reason: str
+    holds_jobs: bool = True
+    """Whether the server's jobs run under these limits too (the local executor's, :func:`detect`'s);
+    False where they hold only what the server runs on its own machine for a job (a ``tune`` job's
+    study check, ``studycheck``) while its jobs run elsewhere, under their cluster's limits
+    (``Executor.local_limits``' default)."""
 
     def summary(self) -> str:
         if self.cgroups is not None:

@@ -167,12 +167,15 @@ class Executor:
         submit (``studycheck``), which imports torch. A ``cgroups.Detection``: cgroup v2
         (``Detection.cgroups``: a cgroup of the process's own under that folder, ``memory.max`` a
         total of resident memory) or rlimits (``Detection.cgroups`` None: ``RLIMIT_AS``, address
-        space, of which importing torch alone maps 3.1 GB: a smaller ``memory-bytes`` leaves such a
-        check without a verdict); ``RLIMIT_CPU`` either way. The local executor answers the limits
-        its own jobs get (``--cgroup``); this default, rlimits, is for an executor whose jobs run
-        elsewhere (its cluster's limits are not this machine's). It runs in the server's process at
-        such a submit: read no file, call nothing remote."""
-        return Detection(None, "the executor's jobs run on other machines")
+        space, of which importing torch alone maps 3.1 GB: under a smaller ``memory-bytes`` such a
+        check cannot run); ``RLIMIT_CPU`` either way. ``Detection.holds_jobs`` says whether the
+        executor's jobs run under the same limits: then a check that cannot run under them refuses
+        its job (the job could not run either), else it leaves the study's check to the job. The
+        local executor answers the limits its own jobs get (``--cgroup``); this default, rlimits
+        that hold no job, is for an executor whose jobs run elsewhere (its cluster's limits are not
+        this machine's). It runs in the server's process at such a submit: read no file, call
+        nothing remote."""
+        return Detection(None, "the executor's jobs run on other machines", holds_jobs=False)
 
     def job_import_path(self) -> list[str] | None:
         """Where the Python that runs this executor's jobs finds modules and distributions (its

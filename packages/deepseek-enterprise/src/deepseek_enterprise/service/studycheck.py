@@ -10,9 +10,10 @@ Only a job that runs a study gets it (:func:`runs_study`: its command line parse
 runs enterprise's ``tune``; ``tune --help`` prints its help and succeeds, accepted with no child
 like any command's help). :func:`study_refusal` runs it once the job passed every other check
 of its submit (``jobcheck``, the role, the quotas and ``jobpaths``: a job naming a path outside
-its tenant's folder never reaches the child, which reads the files the config names). It lays the job's workspace out in a
-private temporary folder as the job will find it at its start (the default layout,
-``jobpaths.at_start``: its ``config.toml``, its files, an empty ``tmp/``) and runs
+its tenant's folder never reaches the child, which reads the files the config names). It lays
+the job's workspace out in a private temporary folder (its ``workspace/``) as the job will find
+it at its start (the default layout, ``jobpaths.at_start``: its ``config.toml``, its files, an
+empty ``tmp/``) and runs
 ``python -I -m deepseek_enterprise.service.studycheck ARGS`` there, ``ARGS`` the job's command
 line (``jobcheck.job_argv``): the server's interpreter, isolated as the job's is, with the job's
 environment (``LocalExecutor.environment``: the server's plugin settings, ``HOME`` and
@@ -21,7 +22,9 @@ environment (``LocalExecutor.environment``: the server's plugin settings, ``HOME
 folder as it is now. The child (:func:`main`) parses the line as ``jobcheck`` does, runs
 ``deepseek tune``'s checks before its study folder (:func:`deepseek_enterprise.tune.cli.tune_setup`)
 and the study's check, and prints its verdict as its last line of output, a JSON object:
-``{"refused": LINE}`` (the line the job would print) or ``{"refused": null}``.
+``{"refused": LINE}`` (the line the job would print) or ``{"refused": null}``. Its stdout and
+stderr go to files of the private folder, beside ``workspace/``, of which the server reads the
+last :data:`OUTPUT_TAIL` bytes each (``deepseek.parsing.read_tail``), never the whole.
 
 Cost: one interpreter start and torch import per ``tune`` submit that passed the other checks,
 4.0-4.5 s of CPU and 750 MB resident at its peak, measured (docs/service.md); at most
@@ -34,8 +37,10 @@ them to its jobs (``Executor.local_limits``, :func:`local_limits`): in a cgroup 
 ``check-<pid>-<n>`` beside the jobs' (``memory.max`` ``memory_bytes``, a total of resident memory,
 ``cpu.max`` ``cpus``; removed when it ends), where the local executor's jobs get cgroups, else
 ``RLIMIT_AS`` ``memory_bytes`` (address space: importing torch maps 3.1 GB, so under a smaller
-quota the child fails to import it as the job would: refused with torch's import error, or no
-verdict); ``RLIMIT_CPU`` ``cpu_seconds`` either way, at most :data:`CHILD_TIMEOUT_S` whatever the
+quota the child fails to import it, :func:`_short_of_address_space`: where the server's jobs are
+held so too, ``Detection.holds_jobs``, the job could not run either and is refused with one line
+naming the tenant's ``memory-bytes`` and the fix, else the check is left to the job);
+``RLIMIT_CPU`` ``cpu_seconds`` either way, at most :data:`CHILD_TIMEOUT_S` whatever the
 quota. They apply before the child's interpreter starts, and no code runs between fork and exec
 in the server's threaded process (``proclimits``). Also, the checks that refused a member's jobs
 count toward :class:`Refusals` (:data:`REFUSALS_PER_HOUR` per member): past it, that member's
@@ -66,6 +71,7 @@ from typing import Any
 
 import click
 
+from deepseek.errors import clipped_words, one_line
 from deepseek_enterprise.service import proclimits
 from deepseek_enterprise.service.cgroups import Detection
 
@@ -84,6 +90,18 @@ job's study check to the job (accepted, checked when it runs; logged)."""
 REFUSALS_PER_HOUR = 20
 """Study checks that may refuse one member's ``tune`` jobs per hour before that member's ``tune``
 jobs are checked when they run instead (:class:`Refusals`)."""
+CHILD_ARGS = ("-I", "-m", __name__)
+"""The child's interpreter options before the job's command line: isolated as the job's, this
+module run as its script (:func:`main`)."""
+OUTPUT_TAIL = 64 << 10
+"""Bytes of each of the child's outputs read back, from its end (``deepseek.parsing.read_tail``):
+its stdout's (the verdict is its last line) and its stderr's (its last line for the log, and the
+address-space check). It writes them to files of its private folder, whatever it prints past that
+is never read, and the folder goes when the check ends."""
+OUT_OF_ADDRESS_SPACE = ("MemoryError", "failed to map segment", "Cannot allocate memory")
+"""What a process stopped by ``RLIMIT_AS`` prints last: Python's ``MemoryError``, the dynamic
+loader's failure to map a library (torch's at its import, ``libpython``'s at the interpreter's
+start), the kernel's ``ENOMEM`` (an ``exec`` refused)."""
 UNREAD_OPTIONS = ("--out", "--storage")
 """``deepseek tune``'s options the study check never reads (the study's folder and storage are
 checked when the job runs): an absolute path there leaves the check at submit as it is."""
@@ -143,12 +161,12 @@ def lays_out_default(executor: Any) -> bool:
 
 def local_limits(executor: Any, origin: str) -> Detection | None:
     """The limits a study check runs under on a server whose executor is ``executor`` (None: none
-    runs jobs, rlimits): its ``Executor.local_limits``, the local executor's jobs' own; None when
-    that method breaks its contract (logged: the job checks its study when it runs)."""
+    runs jobs, rlimits that hold no job): its ``Executor.local_limits``, the local executor's jobs'
+    own; None when that method breaks its contract (logged: the job checks its study when it runs)."""
     from deepseek_enterprise.service.executor_calls import ExecutorBroke, call_executor
 
     if executor is None:
-        return Detection(None, "no executor runs jobs")
+        return Detection(None, "no executor runs jobs", holds_jobs=False)
     try:
         return call_executor(executor, origin, "local_limits", allowed=())  # type: ignore[return-value]
     except ExecutorBroke as exc:
@@ -158,42 +176,50 @@ def local_limits(executor: Any, origin: str) -> Detection | None:
 
 def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str], plugin_env: Mapping[str, str],
                   memory_bytes: int | None = None, cpu_seconds: int | None = None, cpus: float | None = None,
-                  limits: Detection | None = None) -> str | None:
-    """The line a ``tune`` job (``argv``: its command line after ``deepseek``; its config.toml
-    text and files) would be refused with by its study's check before the first trial, run in a
-    child process in the job's workspace laid out (module docstring) with ``plugin_env`` (the
-    server's plugin settings) and the job's limits (its tenant's ``memory_bytes``, ``cpu_seconds``
-    and ``cpus`` quotas, None: none; the CPU time at most :data:`CHILD_TIMEOUT_S`) applied as
-    ``limits`` says (:func:`local_limits`; None: rlimits); None when it passes, the child gives no
-    verdict or no slot came free in :data:`SLOT_WAIT_S`."""
+                  limits: Detection | None = None, *, tenant: str = "") -> str | None:
+    """The line a ``tune`` job of the tenant ``tenant`` (``argv``: its command line after
+    ``deepseek``; its config.toml text and files) would be refused with by its study's check
+    before the first trial, run in a child process in the job's workspace laid out (module
+    docstring) with ``plugin_env`` (the server's plugin settings) and the job's limits (its
+    tenant's ``memory_bytes``, ``cpu_seconds`` and ``cpus`` quotas, None: none; the CPU time at
+    most :data:`CHILD_TIMEOUT_S`) applied as ``limits`` says (:func:`local_limits`; None: rlimits
+    that hold no job); the line :func:`_short_of_address_space` gives when the child ran out of
+    its ``RLIMIT_AS``; None when it passes, the child gives no verdict or no slot came free in
+    :data:`SLOT_WAIT_S`."""
     if not _slots.acquire(timeout=SLOT_WAIT_S):
         log.warning("tune job's study check found no free slot in %.0f s (%d checks running); the job checks it "
                     "when it runs", SLOT_WAIT_S, AT_ONCE)
         return None
     try:
-        return _checked(argv, config, files, plugin_env, memory_bytes, cpu_seconds, cpus, limits)
+        return _checked(argv, config, files, plugin_env, memory_bytes, cpu_seconds, cpus,
+                        limits or Detection(None, "no executor limits given", holds_jobs=False), tenant)
     finally:
         _slots.release()
 
 
 def _checked(argv: list[str], config: str | None, files: Mapping[str, str], plugin_env: Mapping[str, str],
              memory_bytes: int | None, cpu_seconds: int | None, cpus: float | None,
-             limits: Detection | None) -> str | None:
+             limits: Detection, tenant: str) -> str | None:
     """:func:`study_refusal`'s child run, once it holds a slot."""
+    from deepseek.parsing import read_tail
     from deepseek_enterprise.service.executor import LocalExecutor
 
     with tempfile.TemporaryDirectory(prefix="deepseek-study-check-") as folder:
-        ws = Path(folder)
-        (ws / "tmp").mkdir()
+        ws = Path(folder) / "workspace"  # beside the child's output files, which are not the job's
+        (ws / "tmp").mkdir(parents=True)
         for name, body in {**files, **({"config.toml": config} if config is not None else {})}.items():
             (ws / name).write_bytes(body.encode("utf-8"))  # as the executor writes it (durable.write_text)
         env = LocalExecutor.environment(ws, [], None, plugin_env=plugin_env)
         cpu = int(CHILD_TIMEOUT_S) if cpu_seconds is None else min(cpu_seconds, int(CHILD_TIMEOUT_S))
-        cg = None if limits is None else limits.cgroups
+        cg = limits.cgroups
         cgroup = f"check-{os.getpid()}-{next(_checks)}"
+        outputs = (Path(folder) / "stdout", Path(folder) / "stderr")
+        unstarted = ""
         try:
             procs = None if cg is None else cg.create(cgroup, memory_bytes, cpus) / "cgroup.procs"
-            done = _run([sys.executable, "-I", "-m", __name__, *argv], ws, env, memory_bytes, cpu, procs)
+            code = _run([sys.executable, *CHILD_ARGS, *argv], ws, env, memory_bytes, cpu, procs, outputs)
+        except proclimits.LimitsRefused as exc:  # nothing of the child ran: its exec may have been out of memory
+            code, unstarted = None, str(exc)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("tune job's study check gave no verdict (%s); the job checks it when it runs", exc)
             return None
@@ -203,44 +229,76 @@ def _checked(argv: list[str], config: str | None, files: Mapping[str, str], plug
                     log.warning("tune job's study check was killed at its memory limit (memory-bytes %s, cgroup "
                                 "%s memory.max)", memory_bytes, cg.path(cgroup))
                 cg.remove(cgroup)
-    return _verdict(done)
+        out, err = (read_tail(path, OUTPUT_TAIL) for path in outputs)
+    err = (err + "\n" + unstarted).strip()
+    last = err.splitlines()[-1] if err else ""
+    if memory_bytes is not None and cg is None and code != 0 and any(s in last for s in OUT_OF_ADDRESS_SPACE):
+        return _short_of_address_space(tenant, memory_bytes, limits, last)
+    return _verdict(code, out, err)
 
 
 def _run(argv: list[str], ws: Path, env: Mapping[str, str], memory_bytes: int | None, cpu_seconds: int,
-         cgroup_procs: Path | None) -> subprocess.CompletedProcess[str]:
-    """The child run in ``ws`` held to its limits (``proclimits``), its output read; killed past
+         cgroup_procs: Path | None, outputs: tuple[Path, Path]) -> int:
+    """The child run in ``ws`` held to its limits (``proclimits``), its stdout and stderr written
+    to the files ``outputs``; its exit code (negative: the signal that ended it); killed past
     :data:`CHILD_TIMEOUT_S` (``TimeoutExpired``)."""
-    proc = proclimits.spawn(argv, memory_bytes, cpu_seconds, cgroup_procs, cwd=ws, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    with open(outputs[0], "wb") as out, open(outputs[1], "wb") as err:
+        proc = proclimits.spawn(argv, memory_bytes, cpu_seconds, cgroup_procs, cwd=ws, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     with proc:
         try:
-            out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+            return proc.wait(timeout=CHILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
             raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def _verdict(done: subprocess.CompletedProcess[str]) -> str | None:
-    """The child's refusal line from its last line of output, read like user input (None: it passed,
-    or gave nothing that is a verdict: logged)."""
-    lines = done.stdout.strip().splitlines()
+def _short_of_address_space(tenant: str, memory_bytes: int, limits: Detection, why: str) -> str | None:
+    """For a child stopped by its ``RLIMIT_AS`` of the tenant's ``memory_bytes`` (``why``: the
+    last line it printed, :data:`OUT_OF_ADDRESS_SPACE`): where the server's jobs run under the
+    same limits (``limits.holds_jobs``: the local executor without cgroup v2), the job could not
+    run either, and the line that says so and how to fix it is its refusal; elsewhere (its jobs
+    run on other machines, under their cluster's limits) the check could not run here, and the
+    job checks its study when it runs (None, logged)."""
+    line = (f"tenant {tenant!r}: memory-bytes {memory_bytes} is too small for a tune job on this server, "
+            f"which holds each process of a job to it as address space (RLIMIT_AS; cgroup v2 not used: "
+            f"{limits.reason}): the job's study check ran out of it ({clipped_words(one_line(why))}), and "
+            f"importing torch alone maps about 3 GB; a platform admin raises it (deepseek tenants quota {tenant} "
+            "--memory-bytes N) or runs the server where cgroup v2 can be written (--cgroup), which limits "
+            "resident memory instead")
+    if limits.holds_jobs:
+        return line
+    log.warning("tune job's study check could not run under its limits; the job checks it when it runs "
+                "(its jobs are not held so): %s", line)
+    return None
+
+
+def _verdict(code: int | None, out: str, err: str) -> str | None:
+    """The child's refusal line from the last line of its output ``out``, read like user input
+    (None: it passed, or gave nothing that is a verdict: logged with its exit ``code`` and the end
+    of its stderr ``err``)."""
+    lines = out.strip().splitlines()
     try:
-        verdict = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+        verdict = json.loads(lines[-1]) if code == 0 and lines else None
     except ValueError:
         verdict = None
     refused = verdict.get("refused", "") if isinstance(verdict, dict) else ""
     if refused is None or (isinstance(refused, str) and refused.strip() and "\n" not in refused):
         return refused
     log.warning("tune job's study check gave no verdict (exit code %s: %s); the job checks it when it runs",
-                done.returncode, done.stderr.strip()[-300:])
+                code, err[-300:])
     return None
 
 
 def main(argv: list[str]) -> int:
     """The child: ``deepseek ARGV`` (a ``tune`` command line) parsed as ``jobcheck`` parses it, its
-    study checked, the verdict printed (module docstring)."""
+    study checked, the verdict printed (module docstring). It imports torch first, unguarded: the
+    check builds configs with it, and under an ``RLIMIT_AS`` too small for it the import's own
+    error is the child's last line (:data:`OUT_OF_ADDRESS_SPACE`), not a plugin's that failed to
+    load."""
+    import torch  # noqa: F401
+
     from deepseek.plugins.host import get_host
     from deepseek_enterprise.service.jobcheck import JobRefused, check_parsed
     from deepseek_enterprise.tune.cli import check_before_trials, tune_setup
