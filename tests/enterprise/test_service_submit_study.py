@@ -84,6 +84,29 @@ def test_a_member_whose_checks_refused_too_many_jobs_has_tune_jobs_checked_when_
         _service(svc).study_refusals = before
 
 
+def test_a_members_submits_at_once_run_no_more_checks_than_refusals_left(svc: Deploy) -> None:
+    # one refusal left: two submits at once each passed the count of refusals alone, both ran a
+    # child and both were refused, 3 of a limit of 2; a check running counts as a refusal may
+    import threading
+
+    gil = _user_id(svc, "gil")
+    before, _service(svc).study_refusals = _service(svc).study_refusals, Refusals(limit=2)
+    answers: list[Any] = []
+    try:
+        _service(svc).study_refusals.count(gil)
+        submits = [threading.Thread(target=lambda: answers.append(svc.submit(
+            "globex", svc.tokens["gil"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)))
+            for _ in range(2)]
+        for submit in submits:
+            submit.start()
+        for submit in submits:
+            submit.join(timeout=300)
+        assert sorted(r.status_code for r in answers) == [201, 422], [r.text for r in answers]
+        assert _service(svc).study_refusals.recent(gil) == 2
+    finally:
+        _service(svc).study_refusals = before
+
+
 def test_the_study_check_runs_under_the_jobs_cpu_time_limit(svc: Deploy) -> None:
     # the tenant's cpu_seconds quota holds the child as it holds the job's processes (RLIMIT_CPU):
     # 1 s cannot import torch, so the kernel ends the child, which gives no verdict: accepted

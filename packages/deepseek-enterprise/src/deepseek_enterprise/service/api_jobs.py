@@ -133,18 +133,20 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
         return None  # the transaction refuses it so, as without this check
     if jobpaths.names_absolute_path(body.args, body.config, body.files, unread=studycheck.UNREAD_OPTIONS):
         return None  # a file of the tenant's folder may be written before the job starts: checked when it runs
-    if svc.study_refusals.spent(who.user_id):
-        return None  # this member's refused checks reached the rate: the job checks it when it runs
-    limits = studycheck.local_limits(executor, origin)
-    if limits is None:
-        return None  # the executor broke its contract there (logged): the job checks it when it runs
-    env = scheduler.plugin_env if scheduler is not None else plugin_env((svc.host or get_host()).settings)
-    refused = studycheck.study_refusal(jobcheck.job_argv(body.command, body.config is not None, body.args),
-                                       body.config, body.files, env, memory_bytes, cpu_seconds, cpus, limits,
-                                       tenant=tenant)
-    if refused is not None:
-        svc.study_refusals.count(who.user_id)
-    return refused
+    if not svc.study_refusals.begin(who.user_id):
+        return None  # this member's refused checks (and checks running) reached the rate: checked when it runs
+    refused = None
+    try:
+        limits = studycheck.local_limits(executor, origin)
+        if limits is None:
+            return None  # the executor broke its contract there (logged): the job checks it when it runs
+        env = scheduler.plugin_env if scheduler is not None else plugin_env((svc.host or get_host()).settings)
+        refused = studycheck.study_refusal(jobcheck.job_argv(body.command, body.config is not None, body.args),
+                                           body.config, body.files, env, memory_bytes, cpu_seconds, cpus, limits,
+                                           tenant=tenant)
+        return refused
+    finally:
+        svc.study_refusals.end(who.user_id, refused is not None)
 
 
 @router.get("")

@@ -112,11 +112,15 @@ class Refusals:
     seconds (this server's memory: a restart forgets them). A refused job is no job, so no quota
     counts it; this does: a member who reached ``limit`` has their ``tune`` jobs accepted without
     the check at submit, checked when they run (queued, so the tenant's ``queued_jobs`` and
-    ``running_jobs`` count them), until older refusals leave the window."""
+    ``running_jobs`` count them), until older refusals leave the window. A check counts from its
+    start (:meth:`begin`) to its end (:meth:`end`) as a refusal may: a member's submits at once
+    never run more checks than the refusals they have left (each would have passed a count of
+    the refusals alone, and their refusals overshot the limit)."""
 
     def __init__(self, limit: int = REFUSALS_PER_HOUR, window_s: float = 3600.0) -> None:
         self.limit, self.window_s = limit, window_s
         self._times: dict[int, deque[float]] = {}
+        self._running: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def _recent(self, user_id: int) -> deque[float]:
@@ -130,9 +134,25 @@ class Refusals:
         with self._lock:
             return len(self._recent(user_id))
 
-    def spent(self, user_id: int) -> bool:
-        """Whether the member ``user_id`` reached :attr:`limit` refusals in the window."""
-        return self.recent(user_id) >= self.limit
+    def begin(self, user_id: int) -> bool:
+        """A check of the member ``user_id``'s job starting, unless their refusals in the window and
+        their checks running reach :attr:`limit` (False: no check, nothing counted); each True
+        is followed by one :meth:`end`."""
+        with self._lock:
+            running = self._running.get(user_id, 0)
+            if len(self._recent(user_id)) + running >= self.limit:
+                return False
+            self._running[user_id] = running + 1
+            return True
+
+    def end(self, user_id: int, refused: bool) -> None:
+        """The member ``user_id``'s check that :meth:`begin` started has ended, ``refused`` or not."""
+        with self._lock:
+            self._running[user_id] -= 1
+            if not self._running[user_id]:
+                del self._running[user_id]
+        if refused:
+            self.count(user_id)
 
     def count(self, user_id: int) -> None:
         """One refusal of the member ``user_id``'s job, now."""
