@@ -277,13 +277,13 @@ def test_a_memory_limit_torch_cannot_import_under_is_named_in_one_line(
 
 
 def test_the_study_check_reads_only_the_end_of_its_childs_output(svc: Deploy, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the child's output went to the server's memory whole (communicate): a child printing 64 MiB
-    # before its verdict cost that much; now its last OUTPUT_TAIL bytes only (deepseek.parsing.read_tail)
+    # the child's output went to the server's memory whole (communicate): a child printing 12 MiB
+    # before its verdict cost three times that; now its last OUTPUT_TAIL bytes only (read_tail)
     import tracemalloc
 
     from deepseek_enterprise.service import studycheck
 
-    loud = "import sys; sys.stdout.write('x' * 4096 * (16 << 10)); print('\\n{\"refused\": \"the verdict\"}')"
+    loud = "import sys; sys.stdout.write('x' * (12 << 20)); print('\\n{\"refused\": \"the verdict\"}')"
     monkeypatch.setattr(studycheck, "CHILD_ARGS", ("-I", "-c", loud))  # this program in the child's place
     tracemalloc.start()
     try:
@@ -292,4 +292,18 @@ def test_the_study_check_reads_only_the_end_of_its_childs_output(svc: Deploy, mo
     finally:
         tracemalloc.stop()
     assert (r.status_code, r.json()["detail"]) == (422, "the verdict")
-    assert peak < 16 << 20, f"the submit held {peak >> 20} MiB reading the child's output"
+    assert peak < 4 << 20, f"the submit held {peak >> 20} MiB reading the child's output"
+
+
+def test_a_child_that_prints_past_the_bound_is_stopped_there(svc: Deploy, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    # its output files are measured while it runs: past OUTPUT_BYTES it is killed (no verdict, the
+    # job checks its study when it runs), never left to fill the server's disk until its CPU limit
+    from deepseek_enterprise.service import studycheck
+
+    loud = ("import sys, time\nfor _ in range(256): sys.stdout.write('x' * (1 << 20)); time.sleep(0.01)\n"
+            "print('\\n{\"refused\": \"the verdict\"}')")
+    monkeypatch.setattr(studycheck, "CHILD_ARGS", ("-I", "-c", loud))
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=TUNE)
+    assert r.status_code == 201, r.text
+    assert f"gave no verdict (it wrote more than {studycheck.OUTPUT_BYTES} bytes of output" in caplog.text

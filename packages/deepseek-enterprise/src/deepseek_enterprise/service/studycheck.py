@@ -24,7 +24,8 @@ folder as it is now. The child (:func:`main`) parses the line as ``jobcheck`` do
 and the study's check, and prints its verdict as its last line of output, a JSON object:
 ``{"refused": LINE}`` (the line the job would print) or ``{"refused": null}``. Its stdout and
 stderr go to files of the private folder, beside ``workspace/``, of which the server reads the
-last :data:`OUTPUT_TAIL` bytes each (``deepseek.parsing.read_tail``), never the whole.
+last :data:`OUTPUT_TAIL` bytes each (``deepseek.parsing.read_tail``), never the whole; a child
+writing more than :data:`OUTPUT_BYTES` to one is killed (no verdict), so it fills no disk either.
 
 Cost: one interpreter start and torch import per ``tune`` submit that passed the other checks,
 4.0-4.5 s of CPU and 750 MB resident at its peak, measured (docs/service.md); at most
@@ -98,6 +99,13 @@ OUTPUT_TAIL = 64 << 10
 its stdout's (the verdict is its last line) and its stderr's (its last line for the log, and the
 address-space check). It writes them to files of its private folder, whatever it prints past that
 is never read, and the folder goes when the check ends."""
+OUTPUT_BYTES = 16 << 20
+"""The most the child may write to each of those files (its verdict, a traceback: a few KiB);
+past it, it is killed (no verdict: the job checks its study when it runs), so a child printing
+without end fills neither the server's memory nor its disk."""
+POLL_S = 0.1
+"""How often a running child's output files are measured against :data:`OUTPUT_BYTES` (it may
+write what it can in that time past it)."""
 OUT_OF_ADDRESS_SPACE = ("MemoryError", "failed to map segment", "Cannot allocate memory")
 """What a process stopped by ``RLIMIT_AS`` prints last: Python's ``MemoryError``, the dynamic
 loader's failure to map a library (torch's at its import, ``libpython``'s at the interpreter's
@@ -260,18 +268,26 @@ def _checked(argv: list[str], config: str | None, files: Mapping[str, str], plug
 def _run(argv: list[str], ws: Path, env: Mapping[str, str], memory_bytes: int | None, cpu_seconds: int,
          cgroup_procs: Path | None, outputs: tuple[Path, Path]) -> int:
     """The child run in ``ws`` held to its limits (``proclimits``), its stdout and stderr written
-    to the files ``outputs``; its exit code (negative: the signal that ended it); killed past
-    :data:`CHILD_TIMEOUT_S` (``TimeoutExpired``)."""
+    to the files ``outputs``; its exit code (negative: the signal that ended it). Killed past
+    :data:`CHILD_TIMEOUT_S` (``TimeoutExpired``) or once a file holds more than
+    :data:`OUTPUT_BYTES` (``OSError``), measured every :data:`POLL_S`."""
     with open(outputs[0], "wb") as out, open(outputs[1], "wb") as err:
         proc = proclimits.spawn(argv, memory_bytes, cpu_seconds, cgroup_procs, cwd=ws, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-    with proc:
-        try:
-            return proc.wait(timeout=CHILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        with proc:
+            deadline = time.monotonic() + CHILD_TIMEOUT_S
+            while True:
+                try:
+                    return proc.wait(timeout=POLL_S)
+                except subprocess.TimeoutExpired:
+                    wrote = max(os.fstat(f.fileno()).st_size for f in (out, err))
+                    if wrote <= OUTPUT_BYTES and time.monotonic() < deadline:
+                        continue
+                proc.kill()
+                proc.wait()
+                if wrote > OUTPUT_BYTES:
+                    raise OSError(f"it wrote more than {OUTPUT_BYTES} bytes of output, and was killed")
+                raise subprocess.TimeoutExpired(argv, CHILD_TIMEOUT_S)
 
 
 def _short_of_address_space(tenant: str, memory_bytes: int, limits: Detection, why: str) -> str | None:
