@@ -204,7 +204,7 @@ def local_limits(executor: Any, origin: str) -> Detection | None:
 
 def study_refusal(argv: list[str], config: str | None, files: Mapping[str, str], plugin_env: Mapping[str, str],
                   memory_bytes: int | None = None, cpu_seconds: int | None = None, cpus: float | None = None,
-                  limits: Detection | None = None, *, tenant: str = "") -> str | None:
+                  limits: Detection | None = None, *, tenant: str) -> str | None:
     """The line a ``tune`` job of the tenant ``tenant`` (``argv``: its command line after
     ``deepseek``; its config.toml text and files) would be refused with by its study's check
     before the first trial, run in a child process in the job's workspace laid out (module
