@@ -84,11 +84,17 @@ def test_a_member_whose_checks_refused_too_many_jobs_has_tune_jobs_checked_when_
         _service(svc).study_refusals = before
 
 
-def test_a_members_submits_at_once_run_no_more_checks_than_refusals_left(svc: Deploy) -> None:
+def test_a_members_submits_at_once_run_no_more_checks_than_refusals_left(svc: Deploy,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # one refusal left: two submits at once each passed the count of refusals alone, both ran a
     # child and both were refused, 3 of a limit of 2; a check running counts as a refusal may
     import threading
 
+    from deepseek_enterprise.service import studycheck
+
+    # a child that refuses after a second in the study check's place: the two submits overlap
+    slow = "import time; time.sleep(1); print('{\"refused\": \"refused\"}')"
+    monkeypatch.setattr(studycheck, "CHILD_ARGS", ("-I", "-c", slow))
     gil = _user_id(svc, "gil")
     before, _service(svc).study_refusals = _service(svc).study_refusals, Refusals(limit=2)
     answers: list[Any] = []

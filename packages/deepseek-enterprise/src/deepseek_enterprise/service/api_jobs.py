@@ -112,7 +112,7 @@ def _study_refusal(tenant: str, body: JobIn, who: Principal, svc: Service) -> st
     the child reads the files its config names); the transaction checks them again and refuses
     with this line after them. None without the child on a server run without the check
     (``Service.study_check``), for a job naming a file it reads by an absolute path, and for a
-    member whose refused checks reached ``Service.study_refusals``' limit; the child runs with
+    member whose refused checks (and checks running) reached ``Service.study_refusals``' limit; the child runs with
     the job's limits (its tenant's ``memory_bytes``, ``cpu_seconds`` and ``cpus``), applied as the
     executor applies them to its jobs (``Executor.local_limits``)."""
     from deepseek_enterprise.service import studycheck
