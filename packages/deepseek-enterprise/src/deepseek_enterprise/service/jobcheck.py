@@ -102,8 +102,7 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
     """Refuse (:class:`JobRefused`) what ``deepseek COMMAND`` would refuse before reading a file
     of the job's workspace (module docstring); ``config`` is the job's parsed config.toml,
     ``files`` the job's further files (name: text), ``at_start`` the server's executor's
-    :meth:`~deepseek_enterprise.service.executor_base.Executor.at_start`. Returns the command the
-    job runs, as :func:`check_parsed` does (None: it prints a help and succeeds)."""
+    :meth:`~deepseek_enterprise.service.executor_base.Executor.at_start`; its command (:func:`check_parsed`)."""
     ws = Workspace(config, files or {}, at_start)
     # by the command resolved: another plugin's command of the same name is only parsed
     return check_parsed(job_argv(command, config is not None, args), host,
@@ -112,10 +111,8 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
 
 def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], None]) -> click.Command | None:
     """``deepseek ARGV`` parsed as ``deepseek`` parses it, nothing run (:func:`_parsed`), its paths'
-    names checked, then ``check(ctx)`` on its command's context (also ``studycheck``'s child);
-    :class:`JobRefused` with the line ``deepseek`` would print. Returns the command it runs (the
-    registered click command, as resolved on ``host``), or None where it runs none: a ``--help``
-    anywhere, a group given no sub-command (each prints its help and succeeds), a chained group."""
+    names checked, ``check(ctx)`` on its command's context (also ``studycheck``'s child): that command
+    (None: a help, which succeeds), or :class:`JobRefused` with the line ``deepseek`` would print."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, split_debug, usage_line
@@ -129,10 +126,9 @@ def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], No
         with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
             ctx = _parsed(root, argv, contexts)
             jobpaths.check_path_names(ctx)  # a name too long: the job could neither make nor read the path
-            if ctx is None:
-                return None
-            check(ctx)
-            return ctx.command
+            if ctx is not None:
+                check(ctx)
+            return None if ctx is None else ctx.command
     except click.exceptions.NoArgsIsHelpError:
         return None  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
     except click.UsageError as exc:
