@@ -99,12 +99,11 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool, host: 
     """A plain PyTorch loop over the same model, seeded the same way."""
     import torch
 
-    from deepseek.models.factory import instantiate_model
+    from deepseek.models.factory import registered_model
     from deepseek.plugins.host import get_host
 
     torch.manual_seed(s.seed)
-    target = (host or get_host()).resolve("model", s.model).load()
-    model = instantiate_model(target, model_overrides(s), name=s.model).float().to(device)
+    model = registered_model(host or get_host(), s.model, model_overrides(s)).float().to(device)
     model.set_activation_checkpointing(s.activation_checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},

@@ -213,8 +213,8 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     from deepseek.bench.latency import run_latency
     from deepseek.cli.context import command_host
     from deepseek.models.capabilities import model_capabilities
+    from deepseek.models.factory import registered_model
     from deepseek.paths import check_output, created_note, make_folders
-    from deepseek.plugins.registry import create_model
 
     to_file = json_path is not None and json_path != "-"
     missing = check_output(json_path, where="--json", folder=False, file_name="latency.json",
@@ -231,7 +231,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
 
         check_fits_memory(batch * (seq + (mode == "decode")), ("--batch", f"--batch {batch}"), ("--seq", f"--seq {seq}"))
         with torch.device("cpu"):
-            model = create_model(model_name)
+            model = registered_model(command_host(), model_name)  # the command's host: a plugin given to main(host=)
     else:
         model, batches, model_name = _from_config(config_path, batch)
     if mode == "decode" and "cached_decoding" not in model_capabilities(model):

@@ -49,6 +49,18 @@ def instantiate_model(
     return model
 
 
+def registered_model(host: Any, name: str, options: Any = None, *, device: Any = None) -> nn.Module:
+    """The model registered as ``name`` on ``host`` (a :class:`~deepseek.plugins.host.PluginHost`:
+    a command's, :func:`deepseek.cli.context.command_host`; :func:`deepseek.create_model` passes
+    the process's) built with ``options`` (its keys, validated) on ``device``
+    (:func:`instantiate_model`); a component builder gets ``host=`` too."""
+    from deepseek.plugins.calls import blames
+
+    component = host.resolve("model", name)
+    return instantiate_model(component.load(), options, name=name, device=device, host=host,
+                             label=component.label if blames(component) else None)
+
+
 def _call(target: Any, options: Any, device: Any, host: Any) -> Any:
     """``target(options)`` (with ``host=`` for a component builder) on ``device``."""
     from deepseek.models.protocol import BuildsComponents

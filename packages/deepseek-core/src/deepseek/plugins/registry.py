@@ -88,11 +88,9 @@ def create_model(name: str, /, *, device: Any = None, **options: Any) -> Any:
     """Build the model registered as ``name`` with its ``[model]`` keys as keyword arguments
     (validated by the model's ``Options``), on ``device`` (``"meta"``: no memory) or the
     current default device."""
-    from deepseek.models.factory import instantiate_model
+    from deepseek.models.factory import registered_model
 
-    device = _device(device)
-    component = get_host().resolve("model", name)
-    return instantiate_model(component.load(), options, name=name, device=device, label=component.label)
+    return registered_model(get_host(), name, options, device=_device(device))
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:
