@@ -151,7 +151,22 @@ def cli(ctx: click.Context, **_: Any) -> None:
     command_host(ctx)
 
 
+DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, SyntaxWarning)
+"""Warnings for whoever maintains the code that raised them, never shown to the user of a command:
+Python hides the deprecations outside ``__main__`` by default (a test runner shows them), and a
+``SyntaxWarning`` (an invalid escape sequence; a ``DeprecationWarning`` before Python 3.12) is
+raised while a module's source compiles, when no cached bytecode is there, e.g. torchao's on
+``PYTHONDONTWRITEBYTECODE=1``. Neither is about the command or its input, and as a line of its
+own it came before the command's one-line error. Warnings meant for users are ``UserWarning`` or
+``FutureWarning`` (:class:`deepseek.config.load.DeprecatedConfigWarning`); this repository's own
+code is kept free of invalid escapes by its linter (ruff's W605)."""
+
+
 def _show_warning_on_one_line(message: Any, category: type, *_: Any, **__: Any) -> None:
+    """The CLI's display of a warning: ``warning: <message>`` on one line of stderr, none for
+    :data:`DEVELOPER_WARNINGS`."""
+    if issubclass(category, DEVELOPER_WARNINGS):
+        return
     click.secho(f"warning: {one_line(str(message))}", fg="yellow", err=True)
 
 
@@ -160,7 +175,8 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
 
     ``host`` is the plugin host the commands use (sub-commands get it from
     :func:`deepseek.cli.context.command_host`); by default the root options and the environment
-    choose it. Warnings show as one line each while the command runs. As the process's entry
+    choose it. Warnings show as one line each while the command runs, those for developers
+    (:data:`DEVELOPER_WARNINGS`) not at all. As the process's entry
     point (no ``argv``, no ``host``) in a rank of a multi-process job (``RANK`` and
     ``WORLD_SIZE`` set, as torchrun and ``deepseek launch`` set them), the rank leaves through
     :func:`leave_rank`, success included; the process of a launcher

@@ -1,0 +1,57 @@
+"""Warnings meant for the developers of the code that raised them (deprecations, and the
+``SyntaxWarning`` / ``DeprecationWarning`` of an invalid escape sequence, which Python raises while
+it compiles a module that has no cached bytecode: torchao's under ``PYTHONDONTWRITEBYTECODE=1``)
+do not reach the user of a command, whose bad input stays one line; a warning for users still
+shows as one ``warning:`` line. The module here is a plugin's, compiled while the command runs."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepseek import hookimpl
+from deepseek.cli.main import main
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+MODULE = r'''
+import warnings
+
+PATTERN = "acme\.model"  # an invalid escape sequence: warned about when this source compiles
+
+warnings.warn("acme_escapes.old_api is deprecated", DeprecationWarning)
+warnings.warn_explicit("invalid escape sequence '\\.'", SyntaxWarning, __file__, 4)  # Python 3.12's form
+warnings.warn("acme: the model is a demo")  # for the user: shown
+from deepseek.models.presets import tiny
+'''
+
+
+@pytest.mark.parametrize("user_warning", [True, False])
+def test_warnings_for_developers_are_not_shown_before_the_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], user_warning: bool) -> None:
+    name = f"acme_escapes_{user_warning}"
+    source = MODULE if user_warning else MODULE.replace('warnings.warn("acme: the model is a demo")', "")
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.delitem(sys.modules, name, raising=False)
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_models(self, register: Any) -> None:
+            register("acme.escapes", f"{name}:tiny")
+
+    host = PluginHost(PluginSettings(autoload=False))
+    host.register_plugin(Plugin(), dist="deepseek-acme")
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_:
+        warnings.simplefilter("always")  # whatever filters the process has: the command decides what shows
+        main(["bench", "latency", "--model", "acme.escapes", "--seq", "1000"], host=host)
+    assert name in sys.modules  # compiled and imported while the command ran
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [*(["warning: acme: the model is a demo"] if user_warning else []),
+                   "error: --seq 1000: the model 'acme.escapes' takes at most 128 positions"]
