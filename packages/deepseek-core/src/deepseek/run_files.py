@@ -133,18 +133,14 @@ def written_files_problems(host: PluginHost, of: Component | None = None) -> lis
     another distribution's component, whichever of the two declared it first (the contract
     suite's per-component check, whose test id names it). The contract suite's check
     (``tests/contract``); it imports every such component."""
-    from deepseek.data.dataset import Dataset
     from deepseek.errors import DeepseekError
-    from deepseek.models.protocol import TrainableModel
 
     problems: list[str] = []
     first: dict[str, Component] = {}
-    for kind, base in (("dataset", Dataset), ("model", TrainableModel)):
+    for kind in ("dataset", "model"):
         for component in host.components(kind):
             try:
-                cls = component.load()
-                names = declared_written_files(cls, kind, component, host) if (
-                    isinstance(cls, type) and issubclass(cls, base)) else ()
+                names = class_written_files(host, component)
             except DeepseekError as exc:
                 if of is None or of == component:
                     problems.append(str(exc))
@@ -155,6 +151,52 @@ def written_files_problems(host: PluginHost, of: Component | None = None) -> lis
                 if problem is not None and (of is None or of in (component, earlier)):
                     problems.append(problem)
     return problems
+
+
+def class_written_files(host: PluginHost, component: Component) -> tuple[str, ...]:
+    """The ``written_files`` of the dataset or model ``component`` registered on ``host``, its
+    class imported (torch with it) and its list checked (:func:`declared_written_files`); ``()``
+    for one registered as a factory function, which declares nothing. A class that does not
+    import, or a list that is malformed or names another distribution's file, is one
+    :class:`~deepseek.errors.PluginError`."""
+    from deepseek.data.dataset import Dataset
+    from deepseek.models.protocol import TrainableModel
+
+    base = Dataset if component.kind == "dataset" else TrainableModel
+    cls = component.load()
+    return declared_written_files(cls, component.kind, component, host) if (
+        isinstance(cls, type) and issubclass(cls, base)) else ()
+
+
+def component_run_files(host: PluginHost, dist: str, *, classes: bool = False
+                        ) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+    """The files distribution ``dist``'s components on ``host`` declare they write in run folders,
+    by kind and name (``{"command": {"export": ["model.pt2", ...]}}``), and what is wrong with them,
+    one line each: each command's ``run_files`` (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`,
+    read from its registration, nothing imported, checked when it registered) and, with
+    ``classes``, each dataset's and model's ``written_files`` (:func:`class_written_files`:
+    importing the classes, torch with them), a name shared with another distribution's dataset or
+    model included (:func:`written_files_problems`). ``deepseek plugins list`` shows them; the
+    files a distribution's lifecycle hooks declare are its record's
+    (:attr:`~deepseek.plugins.records.PluginRecord.run_files`)."""
+    from deepseek.errors import DeepseekError
+
+    found: dict[str, dict[str, list[str]]] = {}
+    for component in host.components("command"):
+        names = component.declared(COMMAND_RUN_FILES)
+        if component.dist == dist and names:
+            found.setdefault("command", {})[component.name] = list(names)
+    problems: list[str] = []
+    for kind in ("dataset", "model") if classes else ():
+        for component in (c for c in host.components(kind) if c.dist == dist):
+            try:
+                names = class_written_files(host, component)
+            except DeepseekError:
+                names = ()
+            if names:
+                found.setdefault(kind, {})[component.name] = list(names)
+            problems += [p for p in written_files_problems(host, of=component) if p not in problems]
+    return found, problems
 
 
 def _registered(host: PluginHost, kind: str, name: object) -> Component | None:

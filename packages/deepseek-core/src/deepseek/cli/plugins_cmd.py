@@ -31,14 +31,23 @@ def plugins() -> None:
 
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
-def list_plugins(as_json: bool) -> None:
+@click.option("--written-files", "classes", is_flag=True,
+              help="Also the files each dataset's and model's runs write (written_files): imports their classes, "
+                   "torch with them.")
+def list_plugins(as_json: bool, classes: bool) -> None:
     """Plugin distributions: version, edition, components by kind, the other hooks they
-    implement, the files those hooks write in run folders, and status."""
+    implement, the files those hooks and their commands (with --written-files, their datasets and
+    models too) write in run folders, and status."""
+    from deepseek.run_files import component_run_files
+
     host = command_host()
     records = _records(host)
     shared = {r.dist: _shared_names(host, r.dist) for r in records}
+    declared = {r.dist: component_run_files(host, r.dist, classes=classes) for r in records}
     if as_json:
-        click.echo(json.dumps([{**r.as_dict(), "conflicts": shared[r.dist]} for r in records], indent=2))
+        click.echo(json.dumps([{**r.as_dict(), "component_run_files": declared[r.dist][0],
+                                **({"run_file_problems": declared[r.dist][1]} if classes else {}),
+                                "conflicts": shared[r.dist]} for r in records], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -55,10 +64,13 @@ def list_plugins(as_json: bool) -> None:
             [f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(r.components.items())]
             + ([f"hooks: {', '.join(r.hooks)}"] if r.hooks else [])
             + ([f"run files: {', '.join(r.run_files)}"] if r.run_files else [])
+            + [f"run files ({kind} {name}): {', '.join(files)}" for kind, by_name in declared[r.dist][0].items()
+               for name, files in by_name.items()]
         ))
         style = _STATUS_STYLE.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f"\n{shown_markup(r.reason)}" if r.reason else "")
         status += "".join(f"\n[yellow]skipped {shown_markup(s)}[/]" for s in r.skipped)
+        status += "".join(f"\n[yellow]{shown_markup(p)}[/]" for p in declared[r.dist][1])
         for c in shared[r.dist]:
             others = ", ".join(shown_markup(d) for d in c["with"])
             fix = (f"set {ENV_PREFER}" if c["kind"] == "command" else  # a command is never qualified
