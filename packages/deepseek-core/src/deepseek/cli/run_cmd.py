@@ -7,10 +7,17 @@ every rank, and the strategy finds its rank in the environment the launcher sets
 ``sys.argv`` is ``[SCRIPT, *ARGS]`` and its folder is first on ``sys.path``, as with ``python
 SCRIPT``. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with exit
 code 2, like every command's; any other exception is the script's own, and prints the script's
-traceback with exit code 1, as ``python SCRIPT`` does. Nothing here imports torch.
+traceback with exit code 1, as ``python SCRIPT`` does. The script's :func:`deepseek.fit` (and
+``deepseek.create_*``) use the process's plugin host, built from the ``DEEPSEEK_*`` variables:
+the plugins the root options choose (``deepseek --plugins pro run train.py``) reach it through
+those variables, set while the script runs, as ``deepseek launch`` gives them to its workers
+(:func:`script_environment`). Nothing here imports torch.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import click
 
@@ -41,12 +48,46 @@ def run(script: str, args: tuple[str, ...]) -> None:
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.resolve().parent))
     try:
-        runpy.run_path(str(path), run_name="__main__")
+        with script_environment():
+            runpy.run_path(str(path), run_name="__main__")
     except DeepseekError:
         raise  # deepseek's own errors: one line, as from every command
     except Exception as exc:
         _print_traceback(exc, path)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def script_environment() -> Iterator[None]:
+    """While the script runs, the ``DEEPSEEK_*`` plugin variables say what the command's host was
+    built with (:meth:`~deepseek.plugins.settings.PluginSettings.as_env`), when its root options
+    changed it from the environment's: the script's ``deepseek.fit`` builds the process's host
+    from them, its subprocesses inherit them. Restored after. (Plugins registered in-process on a
+    host given to ``main(host=...)`` are not settings: the script does not see them.)"""
+    import os
+
+    from deepseek.cli.context import command_host
+    from deepseek.plugins.settings import PluginSettings
+
+    settings = command_host().settings
+    changed = {} if settings == PluginSettings.from_env() else settings.as_env()
+    before = {key: os.environ.get(key) for key in changed}
+    try:
+        for key, value in changed.items():
+            _set_env(key, value)
+        yield
+    finally:
+        for key, value in before.items():
+            _set_env(key, value)
+
+
+def _set_env(key: str, value: str | None) -> None:
+    import os
+
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
 
 
 def _print_traceback(exc: Exception, path: object) -> None:
