@@ -30,11 +30,8 @@ from deepseek.models.presets import tiny
 '''
 
 
-@pytest.mark.parametrize("user_warning", [True, False])
-def test_warnings_for_developers_are_not_shown_before_the_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], user_warning: bool) -> None:
-    name = f"acme_escapes_{user_warning}"
-    source = MODULE if user_warning else MODULE.replace('warnings.warn("acme: the model is a demo")', "")
+def _bench_acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> int | str | None:
+    """``bench latency`` of a plugin's model whose module (``source``) compiles while it runs."""
     (tmp_path / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
@@ -51,7 +48,28 @@ def test_warnings_for_developers_are_not_shown_before_the_error(
         warnings.simplefilter("always")  # whatever filters the process has: the command decides what shows
         main(["bench", "latency", "--model", "acme.escapes", "--seq", "1000"], host=host)
     assert name in sys.modules  # compiled and imported while the command ran
-    assert exit_.value.code == 2
+    return exit_.value.code
+
+
+ERROR = "error: --seq 1000: the model 'acme.escapes' takes at most 128 positions"
+
+
+@pytest.mark.parametrize("user_warning", [True, False])
+def test_warnings_for_developers_are_not_shown_before_the_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], user_warning: bool) -> None:
+    name = f"acme_escapes_{user_warning}"
+    source = MODULE if user_warning else MODULE.replace('warnings.warn("acme: the model is a demo")', "")
+    monkeypatch.setattr(sys, "warnoptions", [])  # python run as it usually is: no -W, no PYTHONWARNINGS
+    assert _bench_acme(tmp_path, monkeypatch, name, source) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [*(["warning: acme: the model is a demo"] if user_warning else []),
-                   "error: --seq 1000: the model 'acme.escapes' takes at most 128 positions"]
+    assert err == [*(["warning: acme: the model is a demo"] if user_warning else []), ERROR]
+
+
+def test_a_user_who_asks_python_for_warnings_gets_the_developers_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "warnoptions", ["default"])  # python -W default / PYTHONWARNINGS=default
+    assert _bench_acme(tmp_path, monkeypatch, "acme_escapes_asked", MODULE) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    escape = "warning: invalid escape sequence '\\.'"  # compiling the source, then its warn_explicit
+    assert err == [escape, "warning: acme_escapes.old_api is deprecated", escape,
+                   "warning: acme: the model is a demo", ERROR]

@@ -159,13 +159,14 @@ raised while a module's source compiles, when no cached bytecode is there, e.g. 
 ``PYTHONDONTWRITEBYTECODE=1``. Neither is about the command or its input, and as a line of its
 own it came before the command's one-line error. Warnings meant for users are ``UserWarning`` or
 ``FutureWarning`` (:class:`deepseek.config.load.DeprecatedConfigWarning`); this repository's own
-code is kept free of invalid escapes by its linter (ruff's W605)."""
+code is kept free of invalid escapes by its linter (ruff's W605). A user who asks Python for
+warnings (``-W``, ``PYTHONWARNINGS``: ``sys.warnoptions``) gets these too, one line each."""
 
 
 def _show_warning_on_one_line(message: Any, category: type, *_: Any, **__: Any) -> None:
     """The CLI's display of a warning: ``warning: <message>`` on one line of stderr, none for
-    :data:`DEVELOPER_WARNINGS`."""
-    if issubclass(category, DEVELOPER_WARNINGS):
+    :data:`DEVELOPER_WARNINGS` unless Python was asked for warnings (``-W``, ``PYTHONWARNINGS``)."""
+    if issubclass(category, DEVELOPER_WARNINGS) and not sys.warnoptions:
         return
     click.secho(f"warning: {one_line(str(message))}", fg="yellow", err=True)
 
