@@ -125,9 +125,6 @@ class FirstStageBug(Padded):
     """Its first stage raises :data:`BUG_LINE` for a row whose first feature is 77."""
 
 
-
-
-
 class PluginEvalBug(EvalBug):
     """:class:`EvalBug` as a plugin registers it: created from its options."""
 
@@ -188,7 +185,8 @@ class DecodingStage(Stage):
     hot (ids mod 4), the last's on the hidden states; the cache counts positions only. ``bug``: its
     ``decode_window`` or ``new_cache`` raises :data:`BUG_LINE`, or its ``forward_cached`` on the
     second token; ``"other_window"``: its ``decode_window`` is 8, not 16; ``"lambda_window"``: its
-    ``decode_window`` returns a lambda (which cannot be pickled)."""
+    ``decode_window`` returns a lambda (which cannot be pickled); ``"stuck_length"``: its
+    ``forward_cached`` never advances ``cache.length``."""
 
     def __init__(self, bug: str | None, **named: nn.Module) -> None:
         super().__init__(**named)
@@ -209,7 +207,7 @@ class DecodingStage(Stage):
     def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
         if self.bug == "forward_cached" and cache.length:
             raise RuntimeError(BUG_LINE)
-        cache.length += x.size(1)
+        cache.length += 0 if self.bug == "stuck_length" else x.size(1)
         if x.is_floating_point():
             return self.get_submodule(self.key)(x)
         return self.get_submodule(self.key).net(F.one_hot(x % 4, 4).float())
@@ -266,9 +264,15 @@ class LambdaWindow(Decoding):
     bug_stage, bug = 1, "lambda_window"
 
 
+class StuckLength(Decoding):
+    """The first stage's ``forward_cached`` never advances ``cache.length`` (its output is right)."""
+
+    bug = "stuck_length"
+
+
 DECODING_MODELS = {"FirstStageDecodeBug": FirstStageDecodeBug, "LastStageDecodeBug": LastStageDecodeBug,
                    "WindowDecodeBug": WindowDecodeBug, "NoTokensWindowDecodeBug": NoTokensWindowDecodeBug,
-                   "UnequalWindows": UnequalWindows, "LambdaWindow": LambdaWindow}
+                   "UnequalWindows": UnequalWindows, "LambdaWindow": LambdaWindow, "StuckLength": StuckLength}
 """Plugin models (:class:`Acme` registers them too) whose code raises on one stage while
 ``deepseek generate --strategy pipeline`` decodes (:func:`generated_attempt`)."""
 

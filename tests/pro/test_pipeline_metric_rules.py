@@ -22,7 +22,8 @@
   are the model's bug, its one-line PluginError on both ranks (was: a UsageError, the user's
   fault), and a ``decode_window`` answer that cannot be pickled (a lambda) is refused before
   the ranks exchange it, its line on both ranks (was: the exchange failed on its rank
-  alone, the other dying of gloo's closed connection);
+  alone, the other dying of gloo's closed connection); a stage's ``forward_cached`` that never
+  advances ``cache.length`` is the model's line on both ranks (was: decoded on, no word);
 - a plugin model's ``pipeline_loss`` returning a loss per row (no 0-dim tensor), in training or in
   an evaluation, is the model's bug, its one-line PluginError on both ranks (was: a UsageError, as
   if the user's input were wrong); a script's model's is blamed on no plugin (was: it would have
@@ -204,3 +205,17 @@ def test_a_decode_window_that_cannot_be_pickled_is_the_models_line_on_every_rank
             "function, not a positive int: the most positions its KV cache holds, the model's context length "
             "(docs/plugins.md, 'Models'); a bug in the plugin: upgrade it or report it to its authors")
     assert [seen["LambdaWindow"] for seen in job] == [{"type": "PluginError", "message": line}] * 2
+
+
+def test_a_stage_that_never_advances_its_cache_length_is_the_models_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]]) -> None:
+    """The first stage's ``forward_cached`` leaving ``cache.length`` at 0 (its output right): checked
+    on that stage before its hidden states are sent on, its line blaming the model ends every rank,
+    a PluginError on each (was: no word; the stage's length, which the loop reads to rebuild the
+    cache at the window, never reaching it, so past the window the stages would rebuild at
+    different tokens; one process: test_cache_length)."""
+    line = ("model 'acme.stucklength' (deepseek-acme 0.1, registered by __main__): forward_cached was fed 2 "
+            "position(s) at cache.length 0 and left it at 0, not 2: it must add the positions it consumed to "
+            "cache.length, which the decoding loop reads to rebuild the cache at the window (docs/plugins.md, "
+            "'Models'); a bug in the plugin: upgrade it or report it to its authors")
+    assert [seen["StuckLength"] for seen in job] == [{"type": "PluginError", "message": line}] * 2

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import torch
 
 from deepseek.errors import UsageError
+from deepseek.models.cache_checks import decode_window_of, fed_cached, fresh_cache
 
 NextLogits = Callable[[torch.Tensor, Any], torch.Tensor]
 NewCache = Callable[[int, int], Any]
@@ -179,24 +180,6 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int | None) -> None:
                          f"{vocab_size} tokens (0 to {vocab_size - 1}); encode the prompt with the model's tokenizer")
 
 
-def decode_window_of(model: Any) -> int:
-    """``model.decode_window()`` (a whole model's or a pipeline stage's) held to its contract
-    (:meth:`~deepseek.models.protocol.TrainableModel.decode_window`): a positive int, returned as a
-    plain ``int`` (which another rank can be sent); anything else is a
-    :class:`~deepseek.plugins.calls.BrokenAnswer`, the model's bug (its one-line ``PluginError`` in
-    its ``model_calls`` block), never read as a window."""
-    from deepseek.plugins.calls import BrokenAnswer
-
-    window = model.decode_window()
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        got = (f"{window!r:.60} ({type(window).__name__})" if isinstance(window, (int, float, str))
-               else f"a {type(window).__name__}")  # not the repr of any object: a function's holds its address
-        raise BrokenAnswer(f"decode_window returned {got}, not a positive int: "
-                           "the most positions its KV cache holds, the model's context length (docs/plugins.md, "
-                           "'Models')")
-    return int(window)
-
-
 @torch.no_grad()
 def decode(
     next_logits: NextLogits,
@@ -235,8 +218,9 @@ def generate_cached(
     repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """``TrainableModel.generate`` of ``model`` (a model offering ``cached_decoding``): its own
-    ``forward_cached`` / ``new_cache`` / ``decode_window`` (checked: :func:`decode_window_of`)
-    through :func:`run_decode`, in eval mode (its training mode restored after). ``static``: a
+    ``forward_cached`` / ``new_cache`` / ``decode_window`` through :func:`run_decode`, each answer
+    held to its contract (:mod:`deepseek.models.cache_checks`: the window a positive int, a new
+    cache of length 0, ``cache.length`` advanced by the positions each call was fed), in eval mode (its training mode restored after). ``static``: a
     :class:`~deepseek.models.static_decoding.StaticDecoders` to decode on (one static-cache
     decoder per batch size, its cache sized to the prompt plus the new tokens; a model without
     ``static_decoding`` is refused in one line). ``repetition_penalty``: :func:`penalize_repeats`
@@ -262,7 +246,8 @@ def generate_cached(
                                      generator=generator, positions=min(idx.size(1), window) + max_new_tokens,
                                      top_p=top_p, repetition_penalty=repetition_penalty)
         else:
-            session = EagerSession(lambda ids, cache: model.forward_cached(ids, cache)[:, -1], model.new_cache,
+            session = EagerSession(lambda ids, cache: fed_cached(model, ids, cache)[:, -1],
+                                   lambda batch, size: fresh_cache(model, batch, size),
                                    idx.size(0), window, temperature=temperature, top_k=top_k, generator=generator,
                                    top_p=top_p, repetition_penalty=repetition_penalty)
         return run_decode(session, idx, max_new_tokens, window=window, on_token=on_token)

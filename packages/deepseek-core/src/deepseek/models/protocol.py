@@ -268,13 +268,16 @@ class TrainableModel(nn.Module):
 
     def new_cache(self, batch: int, max_len: int) -> Any:
         """An empty KV cache for ``batch`` sequences of up to ``max_len`` positions, for the
-        layers and heads this module computes; it has a ``length`` (positions filled)."""
+        layers and heads this module computes; it has an int ``length`` (positions filled), 0
+        when new (:func:`~deepseek.models.cache_checks.fresh_cache` checks it)."""
         raise NotImplementedError
 
     def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
         """The output for ``x`` (token ids, or a previous stage's hidden states) following the
         ``cache.length`` cached positions, whose keys and values are appended to ``cache``: the
-        logits ``(B, T, V)`` of a whole model or a last stage, else hidden states."""
+        logits ``(B, T, V)`` of a whole model or a last stage, else hidden states. It adds the
+        ``T`` positions it consumed to ``cache.length``
+        (:func:`~deepseek.models.cache_checks.fed_cached` checks it)."""
         raise NotImplementedError
 
     static_decoding: ClassVar[bool] = False
@@ -286,7 +289,7 @@ class TrainableModel(nn.Module):
 
     def decode_window(self) -> int:
         """The most positions the cache may hold (the model's context length): a positive int,
-        the same on every stage of ``split_stages`` (:func:`~deepseek.models.decoding.decode_window_of`
+        the same on every stage of ``split_stages`` (:func:`~deepseek.models.cache_checks.decode_window_of`
         checks it)."""
         raise NotImplementedError
 

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepseek.models.cache_checks import fed_cached
 from deepseek.models.capabilities import model_capabilities
 from deepseek.models.decoding import SeenTokens, sample_next
 from deepseek.models.layers import KVCache, KVCursor
@@ -174,7 +175,7 @@ class StaticDecoder:
         the position after them and sample the next token; ``prompt``: the request's whole prompt
         when this prefill starts it (the seen tokens start from it), ``None`` on a rebuild."""
         self.cache.length = 0
-        logits = self.model.forward_cached(ids, self.cache)[:, -1]  # type: ignore[operator]
+        logits = fed_cached(self.model, ids, self.cache)[:, -1]  # the host-side length advanced, as eagerly
         self.cursor.position.fill_(ids.size(1))
         if self.repetition_penalty != 1.0 and prompt is not None:
             self.seen.start(logits, prompt)

@@ -24,7 +24,10 @@ positive int ends every rank with its line as below.
 
 An error the model's code raises on one stage while decoding (its ``new_cache`` or
 ``forward_cached``; run in ``settings.model_calls``, so a plugin model's bug is its one-line
-:class:`~deepseek.errors.PluginError`, as ``single`` blames it) ends every rank with its line, with
+:class:`~deepseek.errors.PluginError`, as ``single`` blames it), or an answer of theirs against
+the contract (:mod:`deepseek.models.cache_checks`: a new cache of a length other than 0, a
+``forward_cached`` that does not add the positions it was fed to ``cache.length``, checked on the
+stage before its output is sent on), ends every rank with its line, with
 no message more per token: the stage sends
 :func:`~deepseek_pro.strategies.pipeline_wire.send_refusal` in place of its hidden states, each
 stage after it passes the refusal on, the last stage broadcasts a width of
@@ -48,9 +51,10 @@ import torch.distributed as dist
 from torch import nn
 
 from deepseek.errors import UsageError
+from deepseek.models.cache_checks import decode_window_of, fed_cached, fresh_cache
 from deepseek.models.capabilities import model_capabilities
 from deepseek.models.declared import generation_vocab_size
-from deepseek.models.decoding import decode, decode_window_of
+from deepseek.models.decoding import decode
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.calls import BrokenAnswer
 from deepseek_pro.strategies.metric_names import described, raise_shared
@@ -127,7 +131,7 @@ class PipelinedModel(TrainableModel):
     def _agreed_window(self) -> int:
         """The stages' one ``decode_window``, agreed on by every rank before decoding (one
         ``all_gather_object``, also when no token is asked). Each rank checks its stage's answer
-        first (:func:`~deepseek.models.decoding.decode_window_of`: a positive int), so only plain
+        first (:func:`~deepseek.models.cache_checks.decode_window_of`: a positive int), so only plain
         values are exchanged (an answer that cannot be pickled would fail the exchange on its rank
         alone, the others dying of the lost peer); a stage's error, raising or answering wrong, is
         raised on every rank (:func:`~deepseek_pro.strategies.metric_names.raise_shared`). Stages
@@ -151,13 +155,15 @@ class PipelinedModel(TrainableModel):
         return window
 
     def _new_cache(self, batch: int, window: int) -> Any:
-        return self._stage_code(lambda: self.stage.new_cache(batch, window))
+        return self._stage_code(lambda: fresh_cache(self.stage, batch, window))
 
     def _stage_forward(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
         """The stage's output for ``x`` (token ids on the first stage, hidden states after it),
-        on the last stage its last position's logits in fp32."""
+        on the last stage its last position's logits in fp32; its ``forward_cached`` held to the
+        contract (:func:`~deepseek.models.cache_checks.fed_cached`: ``cache.length`` advanced by
+        the positions fed), a broken answer raised on every rank like any error of the stage."""
         s = self.strategy
-        out = self.stage.forward_cached(x if s.is_first else x.to(self._dtype()), cache)
+        out = fed_cached(self.stage, x if s.is_first else x.to(self._dtype()), cache)
         return out[:, -1].float() if s.is_last else out
 
     def _next_logits(self, ids: torch.Tensor, cache: Any) -> torch.Tensor:

@@ -1,0 +1,116 @@
+"""``cache.length`` held to the ``cached_decoding`` contract (docs/plugins.md section 10) where
+core drives cached decoding in one process (``generate_cached``, eager and on a static cache): a
+``forward_cached`` adds the positions it was fed, a ``new_cache`` starts at 0. A model breaking it
+(was: no word, and wrong tokens: a length left unchanged is never rebuilt at the window, so the
+cache overruns it or the model attends at the wrong positions) is its one-line PluginError naming
+the model and its distribution in its ``model_calls`` block, as ``deepseek generate`` runs it, and
+the BrokenAnswer itself where nothing is blamed (core's own model, a script's). The pipeline's
+stages: ``tests/pro/test_pipeline_metric_rules.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from _small_gpt import small_gpt
+
+from deepseek.errors import PluginError
+from deepseek.models.decoding import generate_cached
+from deepseek.models.gpt import GPT
+from deepseek.models.layers import KVCursor
+from deepseek.models.protocol import TrainableModel
+from deepseek.models.static_decoding import StaticDecoders
+from deepseek.plugins.calls import PLUGIN_BUG, BrokenAnswer, blame_for, code_package
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LABEL = "model 'acme.lm' (deepseek-acme 0.1, registered by acme.plugin)"
+
+
+class MovesLength(TrainableModel):
+    """A plugin's model decoding over a GPT's layers, which then sets ``cache.length`` to
+    ``moved(before, fed)`` (the honest answer: ``before + fed``); its new cache starts at ``start``.
+    It declares ``static_decoding``, its steps on a static cache the GPT's own."""
+
+    static_decoding = True
+
+    def __init__(self, inner: GPT, moved: Callable[[int, int], Any], start: int = 0) -> None:
+        super().__init__()
+        self.inner, self.moved, self.start = inner, moved, start
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.inner(input_ids, targets)
+
+    def new_cache(self, batch: int, max_len: int) -> Any:
+        cache = self.inner.new_cache(batch, max_len)
+        cache.length = self.start
+        return cache
+
+    def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+        if isinstance(cache, KVCursor):  # a static cache's step: the position on the device, advanced as the GPT does
+            return self.inner.forward_cached(x, cache)
+        before = cache.length
+        out = self.inner.forward_cached(x, cache)
+        cache.length = self.moved(before, x.size(1))
+        return out
+
+    def decode_window(self) -> int:
+        return self.inner.decode_window()
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, on_token=None,
+                 static=None, top_p=None, repetition_penalty=1.0):
+        return generate_cached(self, idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                               generator=generator, on_token=on_token, static=static, top_p=top_p,
+                               repetition_penalty=repetition_penalty)
+
+
+def _fed(fed: int, before: int, after: int) -> str:
+    return (f"forward_cached was fed {fed} position(s) at cache.length {before} and left it at {after}, not "
+            f"{before + fed}: it must add the positions it consumed to cache.length, which the decoding loop reads "
+            "to rebuild the cache at the window (docs/plugins.md, 'Models')")
+
+
+CASES = {  # the model's answer -> what is wrong with it, fed the 3-token prompt then 1 token a step
+    "never-advances": (lambda before, fed: before, 0, _fed(3, 0, 0)),
+    "stops-after-the-prompt": (lambda before, fed: before if before else fed, 0, _fed(1, 3, 3)),
+    "jumps": (lambda before, fed: before + 2 * fed, 0, _fed(3, 0, 6)),
+    "goes-backwards": (lambda before, fed: before - 1 if before else fed, 0, _fed(1, 3, 2)),
+    "tensor-length": (lambda before, fed: torch.tensor(before + fed), 0,
+                      "forward_cached gave a KVCache whose length is a Tensor: a cache must hold an int length, the "
+                      "positions it holds (docs/plugins.md, 'Models')"),
+    "new-cache-not-empty": (lambda before, fed: before + fed, 5,
+                            "new_cache(1, 16) gave a cache of length 5; a new cache holds no positions, length 0 "
+                            "(docs/plugins.md, 'Models')"),
+}
+
+
+ON_PREFILL = ("never-advances", "jumps", "tensor-length")
+"""The cases a static cache finds: it starts at 0 itself, and only its prefill (host-side length)
+reads ``cache.length``; its steps move a position on the device, read by no host."""
+
+
+@pytest.mark.parametrize(("case", "static"), [*((case, False) for case in CASES), *((case, True) for case in ON_PREFILL)],
+                         ids=[*(f"{case}-eager" for case in CASES), *(f"{case}-static" for case in ON_PREFILL)])
+def test_a_cache_length_against_the_contract_is_the_models_bug(case: str, static: bool) -> None:
+    moved, start, what = CASES[case]
+    model = MovesLength(small_gpt(window=16, vocab_size=256), moved, start)
+    idx = torch.tensor([[1, 2, 3]])
+    pool = StaticDecoders(graphs=False, compile_step=False) if static else None
+    with pytest.raises(PluginError) as raised, blame_for(LABEL, code_package(model))("generate"):
+        model.generate(idx, 4, temperature=0, static=pool)
+    assert str(raised.value) == f"{LABEL}: {what}; {PLUGIN_BUG}"
+    with pytest.raises(BrokenAnswer) as unblamed, blame_for(None, None)("generate"):
+        model.generate(idx, 4, temperature=0, static=pool)
+    assert str(unblamed.value) == what
+
+
+def test_an_honest_length_decodes_the_gpts_tokens_through_window_rebuilds() -> None:
+    """The same model advancing by what it was fed passes the check at every step, across the
+    window's rebuilds (3 + 30 positions in 16), and draws the GPT's own tokens."""
+    gpt = small_gpt(window=16, vocab_size=256)
+    idx = torch.tensor([[1, 2, 3]])
+    model = MovesLength(gpt, lambda before, fed: before + fed)
+    with blame_for(LABEL, code_package(model))("generate"):
+        assert torch.equal(model.generate(idx, 30, temperature=0), gpt.generate(idx, 30, temperature=0))
