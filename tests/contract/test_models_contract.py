@@ -201,7 +201,7 @@ def test_pipeline_stages_keep_the_models_names_and_decode_window(name: str) -> N
     returns the whole model's ``decode_window`` (``generate --strategy pipeline`` refuses stages of
     different windows only once it runs on several processes; here one process finds it)."""
     from deepseek.errors import DeepseekError
-    from deepseek.models.decoding import decode_window_of
+    from deepseek.models.cache_checks import decode_window_of
 
     model = deepseek.create_model(name, device="meta")  # weightless: any size, and only names and windows are read
     if "pipeline" not in model_capabilities(model):
@@ -218,3 +218,37 @@ def test_pipeline_stages_keep_the_models_names_and_decode_window(name: str) -> N
         decoding = [stage for stage in stages if "cached_decoding" in model_capabilities(stage)]
         assert [decode_window_of(stage) for stage in decoding] == [window] * len(decoding), (
             f"{name}: every stage's decode_window must be the model's {window}")
+
+
+@pytest.mark.parametrize("name", MODELS, ids=MODELS)
+def test_cached_decoding_advances_the_length_and_agrees_with_one_prefill(name: str) -> None:
+    """Any model with capability ``cached_decoding`` (docs/plugins.md section 10), small
+    (``SHRINK``): a new cache holds no positions, each ``forward_cached`` adds the positions it was
+    fed to ``cache.length`` (both checked as ``generate`` checks them:
+    :mod:`deepseek.models.cache_checks`), and half the positions prefilled, then one token a step,
+    give the outputs of one prefill of all of them on a fresh cache (nothing cached before); for a
+    GPT also its uncached ``forward``. Within 5% of the largest output, as quantized arithmetic
+    (``quantized``) differs a little with the shapes fed (0.6% measured); a cache read at the wrong
+    positions is off by about half."""
+    from deepseek.models.cache_checks import decode_window_of, fed_cached, fresh_cache
+
+    if "cached_decoding" not in model_capabilities(deepseek.create_model(name, device="meta")):
+        pytest.skip(f"{name}: no capability 'cached_decoding'")
+    model = tiny_model(get_host(), name).eval()
+    window = decode_window_of(model)
+    ids = generation_vocab_size(model) or token_input_limits(model)[0]
+    n = min(8, window)
+    idx = torch.randint(0, ids, (2, n), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = fed_cached(model, idx, fresh_cache(model, 2, window))
+        cache = fresh_cache(model, 2, window)
+        parts = [fed_cached(model, idx[:, : n // 2], cache)]
+        parts += [fed_cached(model, idx[:, i : i + 1], cache) for i in range(n // 2, n)]
+        stepped = torch.cat(parts, dim=1)
+    assert cache.length == n
+    tolerance = 0.05 * float(whole.abs().max())  # quantized arithmetic differs a little with the shapes fed
+    assert float((stepped - whole).abs().max()) <= tolerance, (
+        f"{name}: one token a step after a prefill gives outputs unlike one prefill of the same positions")
+    if isinstance(model, GPT):
+        with torch.no_grad():
+            assert float((model(idx) - whole).abs().max()) <= tolerance, f"{name}: forward_cached unlike forward"

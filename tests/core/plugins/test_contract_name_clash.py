@@ -83,6 +83,6 @@ def test_each_distribution_of_a_shared_name_is_tested_on_its_own(make_dist: Dist
     ran = set(re.findall(r"::(\S+\[deepseek-(?:alpha|beta):[^\]]+\]) (?:PASSED|SKIPPED)", out))
     passed = int(re.search(r"(\d+) passed", out.strip().splitlines()[-1]).group(1))
     # per distribution: the registry's 3 (pass, model, the model's written_files), the pass's aten and
-    # module forms, the models' 4 non-GPT-only tests (with its pipeline stages') and the GPT family's 4:
-    # alpha's 13, beta's 12 (its module form failed)
-    assert passed == 25 and proc.returncode == 1, (passed, ran, out[-2000:])
+    # module forms, the models' 5 non-GPT-only tests (with its pipeline stages' and its cached
+    # decoding's) and the GPT family's 4: alpha's 14, beta's 13 (its module form failed)
+    assert passed == 27 and proc.returncode == 1, (passed, ran, out[-2000:])
