@@ -1,6 +1,7 @@
 """``cache.length`` held to the ``cached_decoding`` contract (docs/plugins.md section 10) where
 core drives cached decoding in one process (``generate_cached``, eager and on a static cache): a
-``forward_cached`` adds the positions it was fed, a ``new_cache`` starts at 0. A model breaking it
+``forward_cached`` adds the positions it was fed (on a static cache's cursor, to its device
+position), a ``new_cache`` starts at 0. A model breaking it
 (was: no word, and wrong tokens: a length left unchanged is never rebuilt at the window, so the
 cache overruns it or the model attends at the wrong positions) is its one-line PluginError naming
 the model and its distribution in its ``model_calls`` block, as ``deepseek generate`` runs it, and
@@ -114,3 +115,34 @@ def test_an_honest_length_decodes_the_gpts_tokens_through_window_rebuilds() -> N
     model = MovesLength(gpt, lambda before, fed: before + fed)
     with blame_for(LABEL, code_package(model))("generate"):
         assert torch.equal(model.generate(idx, 30, temperature=0), gpt.generate(idx, 30, temperature=0))
+
+
+class CursorStuck(MovesLength):
+    """Honest on a ``KVCache``; its steps on a static cache's ``KVCursor`` leave the device
+    position where it was (``cache.advance`` forgotten: each step writes over the last one's keys)."""
+
+    def forward_cached(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+        if not isinstance(cache, KVCursor):
+            return super().forward_cached(x, cache)
+        position = cache.position.clone()
+        out = self.inner.forward_cached(x, cache)
+        cache.position.copy_(position)
+        return out
+
+
+def test_a_static_step_that_does_not_advance_the_cursor_is_the_models_bug() -> None:
+    """On a static cache the steps move a position on the device, which no host reads per step
+    (a CUDA graph replays them): it is read back where the tokens are (a rebuild, the end), one
+    read per request, and a position the steps did not move is the model's line there (was: no
+    word, every step's keys written over the last's)."""
+    model = CursorStuck(small_gpt(window=16, vocab_size=256), lambda before, fed: before + fed)
+    what = ("forward_cached on a static cache (KVCursor) left its position at 3 after 3 one-token step(s), not 6: "
+            "it must call cache.advance(t) with the positions it consumed, as it adds them to a KVCache's length "
+            "(docs/plugins.md, 'Models', static_decoding)")
+    pool = StaticDecoders(graphs=False, compile_step=False)
+    with pytest.raises(PluginError) as raised, blame_for(LABEL, code_package(model))("generate"):
+        model.generate(torch.tensor([[1, 2, 3]]), 4, temperature=0, static=pool)
+    assert str(raised.value) == f"{LABEL}: {what}; {PLUGIN_BUG}"
+    honest = MovesLength(model.inner, lambda before, fed: before + fed)
+    idx = torch.tensor([[1, 2, 3]])  # through the window's rebuilds (3 + 30 positions in 16), as eagerly
+    assert torch.equal(honest.generate(idx, 30, temperature=0, static=pool), model.inner.generate(idx, 30, temperature=0))

@@ -2,7 +2,8 @@
 contract where core drives cached decoding (:func:`~deepseek.models.decoding.generate_cached` in
 one process, pro's ``generate --strategy pipeline`` on each stage): ``decode_window`` a positive
 int, ``new_cache`` a cache of ``length`` 0, and ``forward_cached`` adding the positions it was fed
-to ``cache.length``. Each answer against its contract is a
+to ``cache.length`` (on a static cache's ``KVCursor``, to its device position:
+:func:`check_cursor`). Each answer against its contract is a
 :class:`~deepseek.plugins.calls.BrokenAnswer`: raised in the model's ``model_calls`` block, a
 plugin model's one-line ``PluginError`` naming its distribution (exit code 1); where nothing is
 blamed (core's own model, a script's) the ``BrokenAnswer`` itself."""
@@ -75,3 +76,16 @@ def fed_cached(model: Any, ids: torch.Tensor, cache: Any) -> torch.Tensor:
                            "which the decoding loop reads to rebuild the cache at the window (docs/plugins.md, "
                            "'Models')")
     return out
+
+
+def check_cursor(position: int, expected: int, steps: int) -> None:
+    """A static cache's device position (a :class:`~deepseek.models.layers.KVCursor`'s, read back
+    once when the tokens are: at a rebuild and at the end) after ``steps`` one-token steps, held
+    to the contract of ``forward_cached`` on a cursor: ``cache.advance(t)`` moved it by every
+    token fed, to ``expected``. Anything else is a :class:`~deepseek.plugins.calls.BrokenAnswer`
+    (the steps wrote their keys over each other, or past the positions attended)."""
+    if position != expected:
+        raise BrokenAnswer(f"forward_cached on a static cache (KVCursor) left its position at {position} after "
+                           f"{steps} one-token step(s), not {expected}: it must call cache.advance(t) with the "
+                           "positions it consumed, as it adds them to a KVCache's length (docs/plugins.md, "
+                           "'Models', static_decoding)")

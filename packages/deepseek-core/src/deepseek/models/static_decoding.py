@@ -16,7 +16,8 @@ top-p, repetition penalty) of one model:
   and into a ring of the last :data:`RING` tokens (and, with a repetition penalty, into the
   :class:`~deepseek.models.decoding.SeenTokens` mask the penalty reads) are captured in one ``torch.cuda.CUDAGraph``.
   A step is then one ``replay()``: no host sync between steps; the host copies the ring out every
-  :data:`RING` steps and at the end.
+  :data:`RING` steps and at the end, and reads the device position back where it reads the tokens
+  (a rebuild, the end) to check that the model's steps advanced it.
 
 :class:`StaticSession` is the :class:`~deepseek.models.decoding.DecodeSession` over a decoder:
 the caller's generator state is copied into the decoder's generator at the start and back at the
@@ -43,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepseek.models.cache_checks import fed_cached
+from deepseek.models.cache_checks import check_cursor, fed_cached
 from deepseek.models.capabilities import model_capabilities
 from deepseek.models.decoding import SeenTokens, sample_next
 from deepseek.models.layers import KVCache, KVCursor
@@ -221,6 +222,8 @@ class StaticSession:
         self.filled = 0
         """Ring columns written in this session since the last copy-out."""
         self.length = 0
+        self.steps = 0
+        """One-token steps since the last prefill."""
 
     def _make_room(self) -> None:
         if self.filled == RING:
@@ -234,6 +237,7 @@ class StaticSession:
         self.decoder.prefill(ids, prompt)
         self.filled += 1
         self.length = ids.size(1)
+        self.steps = 0
 
     def step(self) -> None:
         """One step (a graph replay on CUDA)."""
@@ -241,13 +245,16 @@ class StaticSession:
         self.decoder.step()
         self.filled += 1
         self.length += 1
+        self.steps += 1
 
     def last(self) -> torch.Tensor:
         """The token sampled last (a copy)."""
         return self.decoder.ring[:, self.filled - 1:self.filled].clone()
 
     def generated(self) -> torch.Tensor:
-        """Every token sampled in this session."""
+        """Every token sampled in this session (read back at a rebuild and at the end, so the
+        device position is checked there too: :func:`~deepseek.models.cache_checks.check_cursor`)."""
+        check_cursor(int(self.decoder.cursor.position), self.length, self.steps)
         return torch.cat([*self.chunks, self.decoder.ring[:, :self.filled]], dim=1)
 
     def close(self) -> None:
