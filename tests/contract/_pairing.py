@@ -38,6 +38,7 @@ from deepseek.models.checks import check_model_data, declared_metrics, split_out
 from deepseek.models.declared import training_refusal
 from deepseek.models.factory import instantiate_model
 from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import model_blame
 from deepseek.training.totals import (
     TOTALS,
     TotalsCapture,
@@ -242,8 +243,10 @@ class FirstBatches:
 def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | None = None) -> Calls:
     """Model ``name`` called on the first training batch of every dataset of ``host`` it takes
     (``batches``: the datasets made already, shared by a test module's models; else made in
-    ``folder``). A broken output raises the trainer's one-line UsageError; a non-finite loss or
-    metric fails."""
+    ``folder``). A broken answer (an output without a 0-dim loss, a ``check_data`` that returns
+    something, a ``metric_names()`` of no names) fails with the trainer's line, read in the model's
+    block (a plugin model's ``PluginError`` naming it); a reserved metric name with its one-line
+    UsageError; a non-finite loss or metric fails."""
     batches = batches or FirstBatches(host, folder)
     calls = Calls({}, {})
     try:
@@ -262,7 +265,8 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
         try:  # the batch's keys worked out and the model built with them (either may be refused)
             keys = batch_keys(host, name, data, val)
             model = _built(host, name, data, keys)
-            check_model_data(model, val, data, model_name=name)
+            blame = model_blame(host.resolve("model", name), model)  # a broken answer: one line naming the model
+            check_model_data(model, val, data, model_name=name, calls=blame)
         except UsageError as exc:  # one the model refuses
             calls.refused[data_name] = str(exc).splitlines()[0]
             if keys is None or keys:  # batches of the kind it reads (keys for them, or refused working them out)
@@ -270,14 +274,15 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
             continue
         model.train()
         output = model(**train)
-        loss, metrics = split_output(output, model_name=name)
+        with blame("forward"):
+            loss, metrics = split_output(output, model_name=name)
         metrics = {**metrics, **_whole_set(model, output, name, metrics)}
         values = {"loss": loss, **metrics}
         bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
         assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"
         # a model that declares its metrics (TrainableModel.metric_names) reports exactly those:
         # the model built for this dataset (its modalities, say) declares them
-        declared = declared_metrics(model, model_name=name)
+        declared = declared_metrics(model, model_name=name, calls=blame)
         assert declared is None or declared == tuple(sorted(metrics)), (
             f"model {name!r} declares metrics {declared} but reports {sorted(metrics)} on dataset {data_name!r}")
         if training_refusal(model, model_name=name) is None:  # one training step reaches every parameter

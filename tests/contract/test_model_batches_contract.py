@@ -17,7 +17,7 @@ from torch import nn
 
 from deepseek import hookimpl
 from deepseek.data.dataset import Dataset
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
@@ -148,14 +148,18 @@ def test_a_model_that_meets_the_contract_is_called_on_the_data_it_takes(host: Pl
     assert "unexpected ['input_ids', 'targets']" in calls.refused["deepseek-core:text"]
 
 
-@pytest.mark.parametrize(("mode", "error"), [
-    ("vector", r"^model 'acme\.regressor': output\['loss'\] is a tensor of shape \(4,\)"),
-    ("reserved", r"^model 'acme\.regressor': metrics \['lr'\] are names the trainer logs itself"),
+@pytest.mark.parametrize(("mode", "kind", "error"), [
+    # the model's broken answer: its plugin's line, as the trainer gives it (was the UsageError
+    # "model 'acme.regressor': output['loss'] is a tensor of shape (4,)")
+    ("vector", PluginError, r"^model 'acme\.regressor' \(acme-contract .*\): forward returned a 'loss' that is a "
+                            r"tensor of shape \(4,\)"),
+    ("reserved", UsageError, r"^model 'acme\.regressor': metrics \['lr'\] are names the trainer logs itself"),
 ])
 def test_a_broken_output_fails_with_the_trainers_own_message(
-        host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, error: str) -> None:
+        host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, kind: type[Exception],
+        error: str) -> None:
     monkeypatch.setattr(Regressor, "MODE", mode)
-    with pytest.raises(UsageError, match=error):
+    with pytest.raises(kind, match=error):
         call_on_batches(host, "acme.regressor", tmp_path)
 
 

@@ -1,5 +1,8 @@
-"""A model refuses data through ``check_data`` before anything is written: by raising
-``UsageError`` (the contract) or, as a plugin author may write it, by returning the message."""
+"""A model refuses data through ``check_data`` before anything is written, by raising
+``UsageError`` (the contract). A model that returns its refusal instead (or anything but ``None``)
+answers outside the contract: its plugin's ``PluginError`` naming the model, its distribution and
+``check_data`` (exit code 1), still before anything is written; it was the user's ``UsageError``
+(the returned string as the message, exit code 2)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.models.gpt import GPT, GPTConfig
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
@@ -18,7 +21,7 @@ from deepseek.training.trainer import Trainer
 
 
 class Picky(GPT):
-    """A GPT whose check_data answers with whatever ``ANSWER`` holds."""
+    """A GPT whose check_data answers with whatever ``ANSWER`` holds (raises it, an exception)."""
 
     ANSWER: Any = None
 
@@ -26,6 +29,8 @@ class Picky(GPT):
         super().__init__(options)
 
     def check_data(self, batch: Any, dataset: Any) -> Any:
+        if isinstance(type(self).ANSWER, Exception):
+            raise type(self).ANSWER
         return type(self).ANSWER
 
 
@@ -49,21 +54,35 @@ CONFIG = {"model": {"name": "picky", "d_model": 32, "n_heads": 2, "n_layers": 1,
           "strategy": {"name": "single", "device": "cpu"}, "logging": {"progress": False, "plot": False}}
 
 
-@pytest.mark.parametrize(("answer", "message"), [
+@pytest.mark.parametrize(("answer", "shown"), [
     ("data: this model wants spoken digits; set data.name = multimodal.digits",
-     "data: this model wants spoken digits; set data.name = multimodal.digits"),
-    (False, "model 'picky': check_data returned False; it must return None to accept the data or raise "
-            "UsageError (one line) to refuse it"),
+     "'data: this model wants spoken digits; set data.name = multimodal.digits'"),
+    (False, "False"),
 ])
-def test_a_returned_refusal_stops_the_run_before_anything_is_written(
-        host: PluginHost, tmp_path: Path, answer: Any, message: str) -> None:
+def test_a_returned_refusal_is_the_models_bug_and_stops_the_run_before_anything_is_written(
+        host: PluginHost, tmp_path: Path, answer: Any, shown: str) -> None:
     Picky.ANSWER = answer
+    try:
+        with pytest.raises(PluginError) as caught:
+            Trainer(config_from_dict(CONFIG, host=host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    finally:
+        Picky.ANSWER = None
+    assert str(caught.value) == (
+        f"model 'picky' (deepseek-picky 0.0.0, registered by {__name__}): check_data returned {shown}; it must "
+        "return None to accept the data or raise UsageError (one line) to refuse it (docs/plugins.md, 'Models'); "
+        "a bug in the plugin: upgrade it or report it to its authors")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_raised_refusal_is_the_users_line(host: PluginHost, tmp_path: Path) -> None:
+    Picky.ANSWER = UsageError("data: this model wants spoken digits; set data.name = multimodal.digits")
     try:
         with pytest.raises(UsageError) as caught:
             Trainer(config_from_dict(CONFIG, host=host), run_dir=tmp_path / "run", quiet=True, host=host).fit()
     finally:
         Picky.ANSWER = None
-    assert str(caught.value) == message
+    assert str(caught.value) == "data: this model wants spoken digits; set data.name = multimodal.digits"
+    assert caught.value.exit_code == 2
     assert not (tmp_path / "run").exists()
 
 

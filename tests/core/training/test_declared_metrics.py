@@ -18,6 +18,7 @@ from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.checks import declared_metrics
 from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import BrokenAnswer
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.metrics import read_metrics
@@ -101,16 +102,18 @@ def test_a_model_whose_forward_returns_other_metrics_than_declared_is_refused(
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("declared", "message"), [
-    (["accuracy", "lr"], "model 'declaring': metric_names() declares ['lr'], names the trainer logs itself; "
-                         "rename the model's metric"),
-    ("accuracy", "model 'declaring': metric_names() returned 'accuracy'; it must return a tuple of the metric "
-                 "names forward reports (() for none) or None when not declared"),
+@pytest.mark.parametrize(("declared", "error", "message"), [
+    (["accuracy", "lr"], UsageError, "model 'declaring': metric_names() declares ['lr'], names the trainer logs "
+                                     "itself; rename the model's metric"),
+    # no tuple of names: the model's broken answer (its plugin's PluginError in its block:
+    # tests/core/models/test_model_broken_answers.py), was a UsageError
+    ("accuracy", BrokenAnswer, "metric_names() returned 'accuracy'; it must return a tuple of the metric names "
+                               "forward reports (() for none) or None when not declared (docs/plugins.md, 'Models')"),
 ])
-def test_a_malformed_declaration_is_refused_in_one_line(declared: Any, message: str) -> None:
+def test_a_malformed_declaration_is_refused_in_one_line(declared: Any, error: type[Exception], message: str) -> None:
     Declaring.DECLARED = declared
     try:
-        with pytest.raises(UsageError) as caught:
+        with pytest.raises(error) as caught:
             declared_metrics(Declaring(), model_name="declaring")
         assert str(caught.value) == message
     finally:

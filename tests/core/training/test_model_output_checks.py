@@ -16,9 +16,10 @@ from torch import nn
 from deepseek import hookimpl
 from deepseek.config.components import NoOptions
 from deepseek.config.load import config_from_dict
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.models import split_output
 from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import BrokenAnswer
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.metrics import read_metrics
@@ -88,12 +89,15 @@ def _train(host: PluginHost, run: Path, model: str = "probe", **train: Any) -> A
 
 
 def test_a_loss_per_row_is_refused_in_one_line_with_its_shape_and_the_fix(host: PluginHost, tmp_path: Path) -> None:
+    """The model's broken answer: its plugin's line (was the user's UsageError, exit code 2)."""
     Probe.LOSS_PER_ROW = True
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(PluginError) as caught:
         _train(host, tmp_path / "run")
     assert str(caught.value) == (
-        "model 'probe': output['loss'] is a tensor of shape (4,) (float32); it must be the mean loss over the "
-        "batch's rows, a 0-dim tensor: reduce it (loss.mean(), or reduction='mean' in the loss function)")
+        f"model 'probe' (deepseek-probe 0.0.0, registered by {__name__}): forward returned a 'loss' that is a tensor "
+        "of shape (4,) (float32); it must be the mean loss over the batch's rows, a 0-dim tensor: reduce it "
+        "(loss.mean(), or reduction='mean' in the loss function); a bug in the plugin: upgrade it or report it to "
+        "its authors")
     assert not (tmp_path / "run").exists()
 
 
@@ -148,17 +152,18 @@ def test_batch_keys_the_forward_does_not_take_are_refused_in_one_line(host: Plug
 
 def test_an_output_without_a_loss_names_what_it_held_and_the_fix() -> None:
     # a mapping without "loss" was "returned dict for a batch", not which keys it held; a per-row loss
-    # returned bare had no fix in its line, where the same tensor under "loss" had one
-    with pytest.raises(UsageError) as caught:
+    # returned bare had no fix in its line, where the same tensor under "loss" had one. Each is the
+    # model's broken answer, which its forward block names it in (tests/core/models/test_model_broken_answers.py)
+    with pytest.raises(BrokenAnswer) as caught:
         split_output({"acc": torch.tensor(1.0), "logits": torch.zeros(2, 3)}, model_name="m")
     assert str(caught.value) == (
-        "model 'm' returned a dict without the key 'loss' (its keys: 'acc', 'logits') for a batch; it must return "
+        "forward returned a dict without the key 'loss' (its keys: 'acc', 'logits') for a batch; it must return "
         "the mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')")
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(BrokenAnswer) as caught:
         split_output(torch.zeros(4), model_name="m")
     assert str(caught.value) == (
-        "model 'm' returned a tensor of shape (4,) for a batch; it must return the mean loss (a 0-dim tensor: "
+        "forward returned a tensor of shape (4,) for a batch; it must return the mean loss (a 0-dim tensor: "
         "loss.mean(), or reduction='mean' in the loss function) or a mapping with the key 'loss' "
         "(docs/plugins.md, 'Models')")
-    with pytest.raises(UsageError, match=r"^model 'm' returned str for a batch; it must return the mean loss"):
+    with pytest.raises(BrokenAnswer, match=r"^forward returned str for a batch; it must return the mean loss"):
         split_output("loss", model_name="m")

@@ -39,9 +39,10 @@ class Picky(GPT):
     def __init__(self, options: GPTConfig) -> None:
         super().__init__(options)
 
-    def check_data(self, batch: Any, dataset: Any) -> str | None:
+    def check_data(self, batch: Any, dataset: Any) -> None:
         type(self).seen.append({k: v.clone() for k, v in batch.items()})
-        return type(self).REFUSE or None
+        if type(self).REFUSE:  # the contract: a refusal is raised (a returned one is the model's bug)
+            raise UsageError(type(self).REFUSE)
 
 
 class Plugin:

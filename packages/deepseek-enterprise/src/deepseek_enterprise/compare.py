@@ -168,7 +168,7 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     from deepseek.models.checks import check_model_data
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import batches_named, eval_batch_count
-    from deepseek.training.inference import load_trained
+    from deepseek.training.inference import load_trained, served_calls
     from deepseek.training.weights_source import DataChoice
     from deepseek_enterprise.paired_bootstrap import Estimate, bootstrap, whole_set_bootstrap
 
@@ -185,7 +185,8 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
         raise UsageError(f"--data: dataset {source.data.name!r} gave no validation batches to compare on")
     for name, model, config in (("RUN_A", model_a, config_a), ("RUN_B", model_b, config_b)):
         try:  # the rule every run's set-up applies: the batch's keys, then the model's own check_data
-            check_model_data(model, val[0], dataset, model_name=config.model.name)
+            check_model_data(model, val[0], dataset, model_name=config.model.name,
+                             calls=served_calls(model, config, host))
         except UsageError as exc:
             raise UsageError(f"{name}: cannot take these examples: {exc}") from None
     labels = [model_label(config, host) for config in (config_a, config_b)]

@@ -120,7 +120,10 @@ def _from_config(path: str, rows: int) -> tuple[Any, list[Any], str]:
     val = checked_validation_batches(dataset, eval_batch_count(config))
     if not val:
         raise UsageError(f"--config {path}: dataset {config.data.name!r} gave no validation batches to time on")
-    check_model_data(model, val[0], dataset)  # the trainer's check: can this model take these batches
+    from deepseek.training.inference import served_calls
+
+    # the trainer's check: can this model take these batches (its check_data in the model's block)
+    check_model_data(model, val[0], dataset, model_name=config.model.name, calls=served_calls(model, config, host))
     joined = concat_rows(val)
     have = batch_rows(joined)
     if have < rows:

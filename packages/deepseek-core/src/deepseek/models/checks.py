@@ -1,7 +1,16 @@
 """What the trainer checks of a model before and while it trains: the metrics it declares
 against those its ``forward`` returns, what a call returns (:func:`split_output`: the loss and
 the metrics, :mod:`deepseek.models.protocol` says the contract), and whether it takes a
-dataset's batches (:func:`check_model_data`). Each check refuses in one line naming the model."""
+dataset's batches (:func:`check_model_data`). Each check refuses in one line naming the model.
+
+A model answering outside its contract (a ``forward`` whose output holds no 0-dim loss, a
+``metric_names()`` that is no tuple of names, a ``check_data`` that returns anything but
+``None``) is the model's bug, never the user's: each raises a
+:class:`~deepseek.plugins.calls.BrokenAnswer` in the model's block (``model_calls``, as
+:mod:`deepseek.models.declared` reads its declarations), a plugin model's one-line
+``PluginError`` naming its distribution and the method (exit code 1); core's own model's, an
+internal error; a script's, the exception itself. The user's data that a ``check_data`` refuses
+by raising, and a pairing of model and data that does not fit, stay the user's ``UsageError``."""
 
 from __future__ import annotations
 
@@ -13,23 +22,30 @@ import torch
 from torch import nn
 
 from deepseek.errors import UsageError
+from deepseek.models.declared import Blame, answer_block
 from deepseek.models.protocol import Batch, TrainableModel
+from deepseek.plugins.calls import BrokenAnswer
 from deepseek.training.run_values import RESERVED_METRICS
 
 
-def declared_metrics(model: Any, *, model_name: str | None = None) -> tuple[str, ...] | None:
+def declared_metrics(model: Any, *, model_name: str | None = None,
+                     calls: Blame | None = None) -> tuple[str, ...] | None:
     """The metric names ``model`` declares (:meth:`TrainableModel.metric_names`), sorted; ``None``
-    for a model that declares none or is not a :class:`TrainableModel`. A declaration that is not
-    a tuple of names, or names a value the trainer logs itself, is refused in one line."""
+    for a model that declares none or is not a :class:`TrainableModel`. Read in ``calls``, the
+    model's block (``None``: the caller's): a declaration that is not a tuple of names is its
+    broken answer (the module docstring); one naming a value the trainer logs itself is refused
+    in one line."""
     if not isinstance(model, TrainableModel):
         return None
-    names = model.metric_names()
+    with answer_block(calls, "metric_names"):
+        names = model.metric_names()
+        if names is not None and (not isinstance(names, (tuple, list))
+                                  or not all(isinstance(n, str) and n for n in names)):
+            raise BrokenAnswer(f"metric_names() returned {names!r:.80}; it must return a tuple of the metric names "
+                               "forward reports (() for none) or None when not declared (docs/plugins.md, 'Models')")
     if names is None:
         return None
     label = model_name or type(model).__name__
-    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n for n in names):
-        raise UsageError(f"model {label!r}: metric_names() returned {names!r:.80}; it must return a tuple of the "
-                         "metric names forward reports (() for none) or None when not declared")
     clash = RESERVED_METRICS.intersection(names)
     if clash:
         raise UsageError(f"model {label!r}: metric_names() declares {sorted(clash)}, names the trainer logs itself; "
@@ -38,15 +54,15 @@ def declared_metrics(model: Any, *, model_name: str | None = None) -> tuple[str,
 
 
 def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: str,
-                           whole_set: bool = False) -> tuple[str, ...]:
+                           whole_set: bool = False, calls: Blame | None = None) -> tuple[str, ...]:
     """The metric names of a run: ``reported`` (what ``forward`` returned on the first validation
     batch, with the whole-set metrics of that batch), which must equal the names ``model``
     declares when it declares them; refused in one line naming the model otherwise. A model that
     offers whole-set metrics (``whole_set``: it overrides ``metrics_from_totals``, which may leave
     out a metric the data gave nothing to measure) may report fewer than it declares, none
-    undeclared."""
+    undeclared. ``calls``: the model's block, where the declaration is read (:func:`declared_metrics`)."""
     got = tuple(sorted(reported))
-    declared = declared_metrics(model, model_name=model_name)
+    declared = declared_metrics(model, model_name=model_name, calls=calls)
     if declared is not None and (declared != got if not whole_set else not set(got) <= set(declared)):
         raise UsageError(
             f"model {model_name!r} ({type(model).__name__}): metric_names() declares {list(declared)} but forward "
@@ -60,13 +76,15 @@ def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: s
 def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(loss, metrics)`` of what a model returned for a batch (see the module docstring); a
     metric named like a value the trainer logs itself (:data:`RESERVED_METRICS`) is refused, on
-    training steps and evaluations alike."""
+    training steps and evaluations alike. Call it in the model's ``forward`` block
+    (``model_calls``): an output holding no 0-dim loss (a tensor of another shape, no mapping, a
+    mapping without ``"loss"``) is the model's broken answer there."""
     if isinstance(output, torch.Tensor):
         if output.dim() != 0:
-            raise UsageError(
-                f"model {model_name!r} returned a tensor of shape {tuple(output.shape)} for a batch; "
-                "it must return the mean loss (a 0-dim tensor: loss.mean(), or reduction='mean' in the loss "
-                "function) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"
+            raise BrokenAnswer(
+                f"forward returned a tensor of shape {tuple(output.shape)} for a batch; it must return the mean "
+                "loss (a 0-dim tensor: loss.mean(), or reduction='mean' in the loss function) or a mapping with "
+                "the key 'loss' (docs/plugins.md, 'Models')"
             )
         return _real_loss(output, model_name), {}
     if not isinstance(output, Mapping) or "loss" not in output:
@@ -74,17 +92,17 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
         if isinstance(output, Mapping):
             keys = ", ".join(repr(k) for k in list(output)[:8]) or "none"
             got = f"a {got} without the key 'loss' (its keys: {keys})"
-        raise UsageError(
-            f"model {model_name!r} returned {got} for a batch; it must return the "
-            "mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"
+        raise BrokenAnswer(
+            f"forward returned {got} for a batch; it must return the mean loss (a 0-dim tensor) or a mapping "
+            "with the key 'loss' (docs/plugins.md, 'Models')"
         )
     loss = output["loss"]
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         got = (f"a tensor of shape {tuple(loss.shape)} ({str(loss.dtype).removeprefix('torch.')})"
                if isinstance(loss, torch.Tensor) else type(loss).__name__)
-        raise UsageError(
-            f"model {model_name!r}: output['loss'] is {got}; it must be the mean loss over the batch's rows, "
-            "a 0-dim tensor: reduce it (loss.mean(), or reduction='mean' in the loss function)"
+        raise BrokenAnswer(
+            f"forward returned a 'loss' that is {got}; it must be the mean loss over the batch's rows, a 0-dim "
+            "tensor: reduce it (loss.mean(), or reduction='mean' in the loss function)"
         )
     _real_loss(loss, model_name)
     metrics: dict[str, torch.Tensor] = {}
@@ -133,22 +151,24 @@ def loss_grad_problem(loss: torch.Tensor, model_name: str) -> str | None:
             "computed under torch.no_grad(), .detach()ed, or a constant); compute it from the model's outputs")
 
 
-def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None) -> None:
+def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None,
+                     calls: Blame | None = None) -> None:
     """For any module :func:`check_batch_keys` (batches the forward cannot take are refused
     before the model's own check reads them), then ``model.check_data(batch, dataset)`` for a
-    :class:`TrainableModel`. A model that *returns* its refusal instead of raising it is refused
-    all the same: a returned string is the message; any other value names the contract."""
+    :class:`TrainableModel`, in ``calls``, the model's block (``None``: the caller's). What it
+    raises on purpose (a ``UsageError`` refusing the user's data) passes as it is; a model that
+    *returns* anything but ``None`` (its refusal as a string, ``False``) answers outside its
+    contract, its broken answer (the module docstring) saying what it returned, before anything
+    is written."""
     name = model_name or type(model).__name__  # the registered name where the run has one
     if isinstance(model, nn.Module):
         check_batch_keys(model, batch, model_name=name)
     if isinstance(model, TrainableModel):
-        answer = model.check_data(batch, dataset)
-        if isinstance(answer, str):
-            raise UsageError(answer.strip().splitlines()[0] if answer.strip() else
-                             f"model {name!r}: check_data refused the data without a message")
-        if answer is not None:
-            raise UsageError(f"model {name!r}: check_data returned {answer!r:.80}; it must return None to "
-                             "accept the data or raise UsageError (one line) to refuse it")
+        with answer_block(calls, "check_data"):
+            answer = model.check_data(batch, dataset)
+            if answer is not None:
+                raise BrokenAnswer(f"check_data returned {answer!r:.200}; it must return None to accept the data "
+                                   "or raise UsageError (one line) to refuse it (docs/plugins.md, 'Models')")
 
 
 def parameter_list(params: Iterable[inspect.Parameter]) -> str:

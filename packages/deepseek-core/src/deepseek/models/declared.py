@@ -32,8 +32,11 @@ def _positive(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
-def _block(calls: Blame | None, declaration: str) -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext() if calls is None else calls(declaration)
+def answer_block(calls: Blame | None, call: str) -> contextlib.AbstractContextManager[None]:
+    """The model's block ``calls(call)`` in which one of its answers is read and checked (a
+    declaration here; ``metric_names`` and ``check_data`` in :mod:`deepseek.models.checks`);
+    ``calls`` ``None``: no block of its own, what is raised reaches the caller's."""
+    return contextlib.nullcontext() if calls is None else calls(call)
 
 
 def generation_vocab_size(model: nn.Module, *, calls: Blame | None = None) -> int | None:
@@ -43,7 +46,7 @@ def generation_vocab_size(model: nn.Module, *, calls: Blame | None = None) -> in
     the module docstring)."""
     if not isinstance(model, TrainableModel):
         return None
-    with _block(calls, "generation_vocab_size"):
+    with answer_block(calls, "generation_vocab_size"):
         vocab = model.generation_vocab_size()
         if vocab is not None and not _positive(vocab):
             raise BrokenAnswer(f"generation_vocab_size() returned {vocab!r:.80}; it must return the number of token "
@@ -59,7 +62,7 @@ def token_input_limits(model: nn.Module, *, calls: Blame | None = None) -> tuple
     (read in ``calls``: the module docstring)."""
     if not isinstance(model, TrainableModel):
         return BYTE_IDS, None
-    with _block(calls, "token_input_limits"):
+    with answer_block(calls, "token_input_limits"):
         declared = model.token_input_limits()
         if declared is not None and (not isinstance(declared, tuple) or len(declared) != 2 or not _positive(declared[0])
                                      or not (declared[1] is None or _positive(declared[1]))):
@@ -80,7 +83,7 @@ def encoder_modules(model: nn.Module, *, calls: Blame | None = None) -> dict[str
 
     if not isinstance(model, TrainableModel):
         return {}
-    with _block(calls, "encoder_modules"):
+    with answer_block(calls, "encoder_modules"):
         declared = model.encoder_modules()
         items = list(declared.items()) if isinstance(declared, Mapping) else None
         bad = next((f"{k!r}: {type(v).__name__}" for k, v in items or []
@@ -99,7 +102,7 @@ def training_refusal(model: nn.Module, *, model_name: str, calls: Blame | None =
     model's broken answer naming the attribute (read in ``calls``: the module docstring)."""
     if not isinstance(model, TrainableModel):
         return None
-    with _block(calls, "not_trainable"):
+    with answer_block(calls, "not_trainable"):
         reason = model.not_trainable
         if reason is not None and (not isinstance(reason, str) or not reason.strip() or "\n" in reason):
             raise BrokenAnswer(f"not_trainable is {reason!r:.80}; it must be None (the model trains) or one line "

@@ -162,8 +162,10 @@ class TrainableModel(nn.Module):
         model that declares them has ``train.monitor`` and ``deepseek tune --objective`` checked
         against them before anything runs (:func:`deepseek.training.run_values.reported_values`);
         the trainer refuses a model whose first evaluation returns other names (fewer may come
-        from :meth:`metrics_from_totals`, which leaves out what the data did not measure). Default:
-        ``None``, not declared (the names are learnt from the first evaluation)."""
+        from :meth:`metrics_from_totals`, which leaves out what the data did not measure). An
+        answer that is neither ``None`` nor a tuple of names is the model's broken answer (a
+        plugin model's ``PluginError``). Default: ``None``, not declared (the names are learnt
+        from the first evaluation)."""
         return None
 
     def loss_items(self, batch: Batch) -> int | None:
@@ -195,8 +197,9 @@ class TrainableModel(nn.Module):
     def check_data(self, batch: Batch, dataset: Any) -> None:
         """Raise :class:`~deepseek.errors.UsageError` (one line) when this model cannot train on
         ``dataset`` (a :class:`deepseek.data.dataset.Dataset`), of which ``batch`` is one
-        validation batch; called before training starts (through :func:`deepseek.models.checks.check_model_data`, which
-        also takes a returned message as a refusal). Default: accept."""
+        validation batch; called before training starts (through :func:`deepseek.models.checks.check_model_data`).
+        Return ``None`` to accept: anything returned (a message, ``False``) is the model's broken
+        answer, a plugin model's ``PluginError``, not a refusal of the data. Default: accept."""
 
     @classmethod
     def keys_for_batch(cls, batch: Batch, build: Callable[[Mapping[str, Any]], nn.Module]) -> Mapping[str, Any]:

@@ -369,8 +369,7 @@ def evaluate_validation(
     label = component.label if blames(component) else None
     blamed = served_calls(model, config, host, placer)
     if val.batches:  # the model's own check of the data, as the trainer makes it (sequence length, vocabulary)
-        with blamed("check_data"):
-            check_model_data(model, val.batches[0], dataset, model_name=config.model.name)
+        check_model_data(model, val.batches[0], dataset, model_name=config.model.name, calls=blamed)
     from deepseek.training.evaluation import batch_weights
     from deepseek.training.loss_items import item_weights
 

@@ -212,9 +212,8 @@ def check_evaluation(engine: StepEngine, model: torch.nn.Module, dataset: Datase
         results, whole_set = engine.evaluate_all(val_set[:1], first=True)
     reported = [*results[0][1], *(name.removeprefix("val_") for name in whole_set)]
     whole = offers_whole_set_metrics(model)
-    with engine.model_calls("metric_names"):
-        got = check_declared_metrics(model, reported, model_name=model_name, whole_set=whole)
-        declared = declared_metrics(model, model_name=model_name) or ()
+    got = check_declared_metrics(model, reported, model_name=model_name, whole_set=whole, calls=engine.model_calls)
+    declared = declared_metrics(model, model_name=model_name, calls=engine.model_calls) or ()
     monitored = monitor.name.removeprefix("val_")
     if whole and monitored in declared and monitored not in got and len(val_set) > 1:
         with rng_kept(device):

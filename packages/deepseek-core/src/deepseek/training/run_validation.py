@@ -61,8 +61,7 @@ class TrainingBatches:
                  engine: StepEngine) -> None:
         self.dataset, self.data = dataset, data
         first = val_set[0] if val_set else self._peek()
-        with engine.model_calls("check_data"):
-            check_model_data(model, first, dataset, model_name=engine.config.model.name)
+        check_model_data(model, first, dataset, model_name=engine.config.model.name, calls=engine.model_calls)
 
     def _peek(self) -> Batch:
         from deepseek.training.checkpoint_rng import rng_snapshot

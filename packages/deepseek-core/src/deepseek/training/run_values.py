@@ -114,10 +114,13 @@ def config_values(config: Any, host: Any = None) -> RunValues:
     import torch
 
     from deepseek.models.checks import declared_metrics
+    from deepseek.plugins.calls import model_blame
     from deepseek.training.build import build_model, run_host
 
-    data_cls = run_host(config, host).resolve("dataset", config.data.name).load()
+    lookups = run_host(config, host)
+    data_cls = lookups.resolve("dataset", config.data.name).load()
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, host=host, create_on=torch.device("meta"))
-    return reported_values(declared_metrics(model, model_name=config.model.name), **dataset_reports(data_cls),
-                           loss_scale=config.precision.dtype == "fp16")
+    calls = model_blame(lookups.resolve("model", config.model.name), model)  # its declaration: its bug
+    return reported_values(declared_metrics(model, model_name=config.model.name, calls=calls),
+                           **dataset_reports(data_cls), loss_scale=config.precision.dtype == "fp16")
