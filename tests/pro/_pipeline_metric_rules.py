@@ -8,8 +8,8 @@ micro-batches only, then by neither in step 3. ``EvalRefusal`` raises a UsageErr
 ``FirstStageRefusal`` in its first stage's forward, each for the second validation batch only:
 on the first evaluation after training began, when the metric names are agreed on already.
 ``EvalBug`` and ``FirstStageBug`` raise a plain ``RuntimeError`` (a bug in model code) there instead;
-``PluginEvalShape``'s ``pipeline_loss`` returns a loss per row there, ``PluginTrainShape``'s on every
-batch (its first training step); ``TrainShape`` is the latter as a script's model.
+``PluginEvalShape``'s ``pipeline_loss`` returns a loss per row there (``PluginEvalNoLoss``'s a
+mapping without ``"loss"``), ``PluginTrainShape``'s on every batch (its first training step); ``TrainShape`` is the latter as a script's model.
 A name ``Served<plugin model>`` (``ServedPluginEvalBug``): ``deepseek eval --strategy pipeline``'s
 evaluation of that plugin model (:func:`served_attempt`). A name of :data:`DECODING_MODELS`:
 ``deepseek generate --strategy pipeline``'s decoding of that plugin model, whose code raises on
@@ -158,6 +158,16 @@ class PluginEvalShape(EvalShape):
         super().__init__()
 
 
+class PluginEvalNoLoss(PluginEvalShape):
+    """Its ``pipeline_loss`` returns a mapping without ``"loss"`` for :class:`EvalShape`'s marked
+    validation batch."""
+
+    def pipeline_loss(self, output: torch.Tensor, target: torch.Tensor) -> Any:
+        if bool((target == -4).any()):
+            return {"accuracy": (output.argmax(-1) == target).float().mean()}
+        return super().pipeline_loss(output, target)
+
+
 class PluginTrainShape(PluginEvalShape):
     """Its loss per row on every batch: the first training step's."""
 
@@ -175,7 +185,8 @@ MODELS = {"Padded": Padded, "EvalRefusal": EvalRefusal, "FirstStageRefusal": Fir
 
 
 PLUGIN_MODELS = {"PluginEvalBug": PluginEvalBug, "PluginFirstStageBug": PluginFirstStageBug,
-                 "PluginEvalShape": PluginEvalShape, "PluginTrainShape": PluginTrainShape}
+                 "PluginEvalShape": PluginEvalShape, "PluginTrainShape": PluginTrainShape,
+                 "PluginEvalNoLoss": PluginEvalNoLoss}
 """The bugs of a plugin's model, registered as ``acme.<name>`` by distribution ``deepseek-acme``
 (:class:`Acme`) and trained on the script's rows by :func:`plugin_attempt`."""
 

@@ -25,8 +25,8 @@
   alone, the other dying of gloo's closed connection); a stage's ``forward_cached`` that never
   advances ``cache.length`` is the model's line on both ranks (was: decoded on, no word);
 - a plugin model's ``pipeline_loss`` returning a loss per row (no 0-dim tensor), in training or in
-  an evaluation, is the model's bug, its one-line PluginError on both ranks (was: a UsageError, as
-  if the user's input were wrong); a script's model's is blamed on no plugin (was: it would have
+  an evaluation, or a mapping without ``"loss"`` in an evaluation, is the model's bug, its one-line
+  PluginError on both ranks (was: a UsageError, as if the user's input were wrong); a script's model's is blamed on no plugin (was: it would have
   been blamed on the pipeline strategy).
 
 The models run one after another in one job, so a rank left waiting hangs the next: the job's
@@ -148,6 +148,18 @@ def test_a_pipeline_loss_that_is_no_0_dim_tensor_is_the_models_line_on_every_ran
             "tensor of shape (8,); it must return the mean loss of the micro-batch, a 0-dim tensor (loss.mean(), or "
             "reduction='mean' in the loss function); a bug in the plugin: upgrade it or report it to its authors")
     assert [seen[model] for seen in job] == [{"type": "PluginError", "message": line}] * 2, when
+
+
+def test_a_pipeline_loss_without_a_loss_in_an_evaluation_is_the_models_line_on_every_rank(
+        job: list[dict[str, dict[str, Any]]]) -> None:
+    """A plugin model's ``pipeline_loss`` returning a mapping without ``"loss"`` in an evaluation:
+    its broken answer, as in training (where it already was: the same rule, ``shape_problem``),
+    the one-line PluginError naming the model on both ranks (was: a UsageError, exit code 2)."""
+    line = ("model 'acme.pluginevalnoloss' (deepseek-acme 0.1, registered by __main__): pipeline_loss returned a dict "
+            "without the key 'loss' (its keys: 'accuracy'); it must return the mean loss of the micro-batch, a 0-dim "
+            "tensor (loss.mean(), or reduction='mean' in the loss function), or a mapping with the key 'loss' and the "
+            "model's metrics; a bug in the plugin: upgrade it or report it to its authors")
+    assert [seen["PluginEvalNoLoss"] for seen in job] == [{"type": "PluginError", "message": line}] * 2
 
 
 def test_a_scripts_pipeline_loss_that_is_no_0_dim_tensor_is_blamed_on_no_plugin(

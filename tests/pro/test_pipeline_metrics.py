@@ -12,6 +12,7 @@ import pytest
 import torch
 from _prohelpers import run_probe_here, run_torchrun
 
+from deepseek_pro.strategies.pipeline_loss import shape_problem
 from deepseek_pro.strategies.pipeline_metrics import StageMetrics
 
 PROBE = Path(__file__).with_name("_pipeline_metrics_fit.py")
@@ -44,7 +45,10 @@ def test_what_pipeline_loss_returns_is_split_into_loss_and_metrics() -> None:
     got, found = metrics.split({"loss": loss, "accuracy": torch.tensor(0.5), "n": 3, "logits": torch.ones(2, 3),
                                 "flag": True})
     assert got is loss and set(found) == {"accuracy", "n"} and float(found["n"]) == 3.0
-    assert metrics.missing_loss(None) == ("model 'acme.gpt': pipeline_loss returned a mapping without 'loss'; return "
-                                          "the mean loss (a 0-dim tensor) or a mapping with the key 'loss' and the "
-                                          "model's metrics")
-    assert metrics.missing_loss(loss) is None
+    # a mapping without "loss": the model's broken answer (shape_problem, training and evaluation alike;
+    # was StageMetrics.missing_loss, the user's UsageError in an evaluation)
+    assert shape_problem({"accuracy": 0.5}) == (
+        "pipeline_loss returned a dict without the key 'loss' (its keys: 'accuracy'); it must return the mean loss "
+        "of the micro-batch, a 0-dim tensor (loss.mean(), or reduction='mean' in the loss function), or a mapping "
+        "with the key 'loss' and the model's metrics")
+    assert shape_problem(loss) is None

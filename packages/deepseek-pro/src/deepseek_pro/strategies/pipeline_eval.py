@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from deepseek.data.batch import move_to
-from deepseek.errors import UsageError
 from deepseek.plugins.calls import BrokenAnswer
 from deepseek_pro.strategies.pipeline_loss import shape_problem
 from deepseek_pro.strategies.pipeline_wire import recv_output, send_refusal, send_tensor
@@ -59,11 +58,9 @@ def evaluate_stage(strategy: PipelineStrategy, stage: nn.Module, args: Sequence[
             send_tensor(out, following, strategy.comm_device)
             return None, {}, None
         with blamed("pipeline_loss"):
-            loss, found = metrics.split(template.pipeline_loss(out, target.to(strategy.device)))  # type: ignore[operator]
-            refusal = metrics.missing_loss(loss)
-            if refusal is not None:
-                raise UsageError(refusal)
-            shape = shape_problem(loss)
+            returned = template.pipeline_loss(out, target.to(strategy.device))  # type: ignore[operator]
+            loss, found = metrics.split(returned)
+            shape = shape_problem(returned if loss is None else loss)  # the training step's rule (LossCheck)
             if shape is not None:  # its broken answer: a plugin model's PluginError, raised in its block
                 raise BrokenAnswer(shape)
     except Exception as exc:  # noqa: BLE001 - raised on every rank through agree

@@ -25,7 +25,7 @@ data-parallel replicas.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -45,11 +45,17 @@ shard holding its share of the items): a share of ``p / q`` items differs from 1
 
 def shape_problem(loss: Any) -> str | None:
     """What is wrong with a ``pipeline_loss`` value that is not a 0-dim tensor (the model's broken
-    answer: :class:`~deepseek.plugins.calls.BrokenAnswer`'s message), or ``None``."""
+    answer: :class:`~deepseek.plugins.calls.BrokenAnswer`'s message), or ``None``. ``loss``: the
+    ``"loss"`` of the mapping it returned, or what it returned where that is no mapping holding
+    one (a mapping without ``"loss"`` is named so), in training and evaluation alike."""
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        mapping = ""
+        if isinstance(loss, Mapping):
+            got = f"a {got} without the key 'loss' (its keys: {', '.join(repr(k) for k in list(loss)[:8]) or 'none'})"
+            mapping = ", or a mapping with the key 'loss' and the model's metrics"
         return (f"pipeline_loss returned {got}; it must return the mean loss of the micro-batch, a 0-dim tensor "
-                "(loss.mean(), or reduction='mean' in the loss function)")
+                f"(loss.mean(), or reduction='mean' in the loss function){mapping}")
     return None
 
 

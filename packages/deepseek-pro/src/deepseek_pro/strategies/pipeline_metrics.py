@@ -15,8 +15,8 @@ Every rank must take part in that all-reduce, so every rank holds the run's metr
 agreed on after each step and evaluation by the multi-process strategies' one agreement
 (:meth:`~deepseek_pro.strategies.metric_names.MetricNames.agree`, the last stages handing it the
 names they saw): a metric that first appears after the first step is recorded from that step on,
-as ``single`` records it, and an error found on one rank (a loss that cannot train, a mapping
-without ``"loss"``, any error the model raised on a stage during an evaluation, a metric named like
+as ``single`` records it, and an error found on one rank (a loss that cannot train, the model's
+broken answer such as a mapping without ``"loss"``, any error the model raised on a stage during an evaluation, a metric named like
 a value the trainer logs) ends every rank with the same line. Whole-set ``"totals"`` are not read
 from ``pipeline_loss``: the pipeline strategies report scalar metrics only.
 """
@@ -57,13 +57,6 @@ class StageMetrics(MetricNames):
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics[str(key)] = torch.tensor(float(value))
         return returned.get("loss"), metrics
-
-    def missing_loss(self, loss: Any) -> str | None:
-        """The line refusing a mapping without ``"loss"`` (``loss`` is what :meth:`split` found)."""
-        if loss is None:
-            return (f"model {self.model_name!r}: pipeline_loss returned a mapping without 'loss'; return the mean "
-                    "loss (a 0-dim tensor) or a mapping with the key 'loss' and the model's metrics")
-        return None
 
     def check(self, names: set[str]) -> None:
         """Refuse a metric named like a value the trainer logs (``single`` refuses it in
