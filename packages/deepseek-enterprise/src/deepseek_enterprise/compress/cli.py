@@ -71,13 +71,16 @@ def _method_table(method: str, settings: tuple[str, ...]) -> dict[str, Any]:
     return option_table(settings, malformed, where=f"--set ({method}):")
 
 
-def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool) -> dict[str, Any]:
+def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: Path | None, optimized: bool,
+             host: Any) -> dict[str, Any]:
     from deepseek.training.evaluation import evaluate_in_process
+    from deepseek.training.inference import served_calls
     from deepseek_enterprise.compare import p50_ms
     from deepseek_enterprise.compress.compressor import model_figures
 
     device = next(model.parameters()).device
-    values = evaluate_in_process(model, val, device=device, model_name=config.model.name)
+    with served_calls(model, config, host)("forward"):  # a plugin model's bug or broken output: its one line
+        values = evaluate_in_process(model, val, device=device, model_name=config.model.name)
     return {**model_figures(model), **values,
             "weights_bytes": path.stat().st_size if path is not None and path.is_file() else None,
             "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None,
@@ -205,7 +208,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     steps = DEFAULT_RECOVERY_STEPS if recovery_steps is None else recovery_steps
     asked_by = ("--recovery-steps" if recovery_steps else "--recipe" if _recovers(tried_recipes) else "")
     unavailable = _unavailable(model, config, state, dataset, asked_by, host) if budget is not None and (steps or asked_by) else ""
-    before = _measure(model, config, val, latency_runs, source / MODEL_FILE, optimize)
+    before = _measure(model, config, val, latency_runs, source / MODEL_FILE, optimize, host)
     if budget is not None and budget.unit == "pt" and "val_accuracy" not in before:
         raise UsageError(f"--max-drop {budget.text}: {config.model.name!r} reports no validation accuracy; "
                          "give a loss budget such as 1%")
@@ -235,7 +238,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
 
     with staged_folder(out) as stage:  # the run folder appears whole, or not at all
         final = _write(stage, state, new_config, result, report)
-        after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize)
+        after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize, host)
         report["original"], report["compressed"] = before, after
         atomic_write_text(stage / "compression.json", json.dumps(report, indent=1, default=str))
     _print(report, out)
@@ -273,7 +276,7 @@ def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any,
     from deepseek_enterprise.compress.search import default_recipes, search, state_bytes
 
     def measure(m: Any, c: Any) -> dict[str, Any]:
-        return {**_measure(m, c, val, latency_runs, None, False), "weights_bytes": state_bytes(m)}
+        return {**_measure(m, c, val, latency_runs, None, False, host), "weights_bytes": state_bytes(m)}
 
     device = next(model.parameters()).device
     original = {**before, "weights_bytes": state_bytes(model)}

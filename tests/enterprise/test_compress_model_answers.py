@@ -1,0 +1,73 @@
+"""``deepseek compress`` measures the model it was given as ``deepseek eval`` does, in the model's
+block: a plugin model whose output holds no 0-dim loss is its plugin's one ``PluginError`` line
+naming the model, its distribution and ``forward``, exit code 1, nothing written (was: the
+model's ``BrokenAnswer`` outside any block, an internal error blaming deepseek; before that, the
+user's ``UsageError``)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from _hosts import enterprise_host, registering
+from _inprocess import deepseek_here
+from torch import nn
+
+from deepseek import hookimpl
+from deepseek.config.components import NoOptions
+from deepseek.config.load import config_from_dict
+from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import PLUGIN_BUG
+from deepseek.training.trainer import Trainer
+from deepseek_enterprise.compress.compressor import Compressed, Compressor
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Bigram(TrainableModel):
+    """A bigram model on byte tokens; its loss per row where ``PER_ROW``."""
+
+    Options = NoOptions
+    PER_ROW: ClassVar[bool] = False
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(256, 8)
+        self.head = nn.Linear(8, 256)
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.embed(input_ids))
+        per_row = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=1)
+        return per_row if type(self).PER_ROW else per_row.mean()
+
+
+class Same(Compressor):
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        return Compressed(copy.deepcopy(model), config.to_dict()["model"])
+
+
+class Models:
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("acme.bigram", Bigram, description="a bigram model")
+
+
+def test_a_models_output_without_a_0_dim_loss_is_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = enterprise_host((Models(), "deepseek-acme"),
+                           (registering("deepseek_register_compressors", {"acme.same": Same}), "acme-compressors"))
+    config = config_from_dict({"model": {"name": "acme.bigram"}, "data": {"seq_len": 16, "batch_size": 4,
+                                                                          "eval_batches": 1},
+                               "train": {"max_steps": 1, "warmup_steps": 0}, "strategy": {"device": "cpu"},
+                               "logging": {"progress": False, "plot": False}}, host=host)
+    Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    monkeypatch.setattr(Bigram, "PER_ROW", True)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "compress", "--checkpoint", "run", "--method", "acme.same",
+                                 "--out", "out", "--latency-runs", "0", "--calibration-batches", "0", host=host)
+    assert (code, err.splitlines()) == (1, [
+        f"error: model 'acme.bigram' (deepseek-acme 1.0, registered by {__name__}): forward returned a tensor of "
+        "shape (4,) for a batch; it must return the mean loss (a 0-dim tensor: loss.mean(), or reduction='mean' in "
+        f"the loss function) or a mapping with the key 'loss' (docs/plugins.md, 'Models'); {PLUGIN_BUG}"])
+    assert not (tmp_path / "out").exists()
