@@ -86,7 +86,8 @@ def head_scores(model: Any, score: str, calibration: list[Any]) -> list[Any]:
 
 def _taylor_grads(model: Any, calibration: list[Any], method: str, layers: Any) -> list[tuple[Any, Any, Any]]:
     """Per block, ``(w * dL/dw of the first layer, of its bias or None, of the second layer)``
-    accumulated over the calibration batches (on a copy of the model in train mode)."""
+    accumulated over the calibration batches (on a copy of the model in train mode), called in the
+    model's block (:meth:`PruneFFN.model_calls`)."""
     import torch
 
     if not calibration:
@@ -141,6 +142,13 @@ class PruneFFN(Compressor):
                              f"{type(model).__name__}")
         refuse_quantized(model, self.method)
 
+    def model_calls(self, model: Any, config: Any) -> Any:
+        """The model's ``forward`` block around its scores (Taylor's calibration forwards): a
+        plugin model's bug or broken output there is its one line naming it (``served_calls``)."""
+        from deepseek.training.inference import served_calls
+
+        return served_calls(model, config, self.host)("forward")
+
     def kept(self, d_ff: int) -> int:
         """Channels kept per block."""
         m = self.options.multiple_of
@@ -155,7 +163,8 @@ class PruneFFN(Compressor):
 
         d_ff = model.config.d_ff
         keep = self.kept(d_ff)
-        scores = channel_scores(model, self.options.score, calibration)
+        with self.model_calls(model, config):
+            scores = channel_scores(model, self.options.score, calibration)
         kept_idx = [torch.sort(torch.topk(s, keep).indices).values for s in scores]
 
         def select(parts: list[str], tensor: Any) -> Any:
@@ -215,7 +224,8 @@ class PruneHeads(PruneFFN):
 
         c = model.config
         keep = self.kept(c.n_heads)
-        scores = head_scores(model, self.options.score, calibration)
+        with self.model_calls(model, config):
+            scores = head_scores(model, self.options.score, calibration)
         heads = [torch.sort(torch.topk(s, keep).indices).values.tolist() for s in scores]
         # qkv rows of the kept heads in the new layout (query, key, value thirds; heads in order)
         order = [torch.tensor([part * c.n_heads * c.head_dim + h * c.head_dim + i for part in range(3)
