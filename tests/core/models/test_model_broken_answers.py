@@ -130,3 +130,31 @@ def test_a_check_data_that_returns_is_the_models_bug_one_that_raises_refuses_the
     assert _train(host, tmp_path, capsys) == (2, ["error: data: not the bytes this model wants; set data.name to "
                                                   "acme.bytes"])
     assert not (tmp_path / "run").exists()
+
+
+class ScriptNet(nn.Module):
+    """A script's own model (``deepseek.fit``) whose ``forward`` returns a loss per row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> Any:
+        return {"loss": nn.functional.cross_entropy(self.body(x), label, reduction="none")}
+
+
+def test_a_scripts_own_model_answering_outside_the_contract_is_the_scripts_one_line(tmp_path: Path) -> None:
+    """The script's author is the user: a ``UsageError`` (one line, exit code 2 under ``deepseek
+    run``), not the ``BrokenAnswer`` with a traceback nor a plugin's bug."""
+    import deepseek
+
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.TensorDataset(x, (x > 0).sum(1))
+    with pytest.raises(UsageError) as raised:
+        deepseek.fit(ScriptNet, data, names=("x", "label"), batch_size=16, strategy="single",
+                     config={"train": {"max_steps": 2}}, run_dir=tmp_path / "run", quiet=True)
+    assert str(raised.value) == (  # the first batch of the rows fit holds out of the 64 for validation
+        "the model given to deepseek.fit: forward returned a 'loss' that is a tensor of shape (6,) (float32); it "
+        "must be the mean loss over the batch's rows, a 0-dim tensor: reduce it (loss.mean(), or reduction='mean' "
+        "in the loss function)")
+    assert not (tmp_path / "run").exists()

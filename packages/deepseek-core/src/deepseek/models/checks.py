@@ -9,7 +9,7 @@ A model answering outside its contract (a ``forward`` whose output holds no 0-di
 :class:`~deepseek.plugins.calls.BrokenAnswer` in the model's block (``model_calls``, as
 :mod:`deepseek.models.declared` reads its declarations), a plugin model's one-line
 ``PluginError`` naming its distribution and the method (exit code 1); core's own model's, an
-internal error; a script's, the exception itself. The user's data that a ``check_data`` refuses
+internal error; a script's (``deepseek.fit``), the script's ``UsageError``. The user's data that a ``check_data`` refuses
 by raising, and a pairing of model and data that does not fit, stay the user's ``UsageError``."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from deepseek.errors import DeepseekError, PluginError, RankError
+from deepseek.errors import DeepseekError, PluginError, RankError, UsageError
 
 if TYPE_CHECKING:
     from deepseek.plugins.records import Component
@@ -51,8 +51,9 @@ class BrokenAnswer(RuntimeError):
     :func:`broken_answer`. Raised in the block that blames that component (:func:`blamed_on`, a
     ``model_calls`` block for a model's answer), it becomes that component's
     :func:`broken_answer` there whatever code raised it; where the block blames nothing (deepseek's
-    own component: our internal error, its traceback kept; a script's: it reaches the script) it
-    passes as it is. A check that has the component's label raises :func:`broken_answer` itself.
+    own component: our internal error, its traceback kept) it passes as it is; in a script's
+    component's block it is the script's one-line ``UsageError`` (:func:`scripts_own`). A check
+    that has the component's label raises :func:`broken_answer` itself.
 
     Once a block of that component blamed nothing (:func:`unblamed`), the answer is
     :attr:`settled`: an outer block blaming another component (a strategy's ``train_step``
@@ -74,16 +75,36 @@ def unblamed() -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def scripts_own() -> Iterator[None]:
+    """The block of a script's own component (the model a script hands to :func:`deepseek.fit`,
+    :data:`SCRIPT_DIST`): what its code raises passes as it is, its traceback for the script; a
+    :class:`BrokenAnswer` (that model answering outside its contract, a loss per row) is the
+    script's :class:`~deepseek.errors.UsageError`, one line (exit code 2 under ``deepseek run``):
+    the script's author is the user, and the fix is in the script."""
+    try:
+        yield
+    except BrokenAnswer as exc:
+        raise UsageError(f"the model given to deepseek.fit: {exc}") from None
+
+
+def _unblamed_calls(label: str | None, package: str | None) -> contextlib.AbstractContextManager[None]:
+    """The block of a component blamed on no plugin (``label`` or ``package`` ``None``): a
+    script's (no label, its own code's ``package``: :func:`scripts_own`) or deepseek's own (its
+    errors are ours: :func:`unblamed`)."""
+    return scripts_own() if label is None and package is not None else unblamed()
+
+
 def answer_error(calls: Callable[[str], contextlib.AbstractContextManager[None]], call: str, what: str) -> Exception:
     """The error a component's broken answer ``what`` (a :class:`BrokenAnswer`'s message) is in
     the component's block ``calls(call)`` (a model's ``model_calls``), returned, not raised: for a
     check whose error is raised later or on every rank (a pipeline's loss, refused after its
-    step). Its :func:`broken_answer` where the block blames the component, else the
-    :class:`BrokenAnswer` itself."""
+    step). Its :func:`broken_answer` where the block blames the component, a script's
+    ``UsageError`` (:func:`scripts_own`), else the :class:`BrokenAnswer` itself."""
     try:
         with calls(call):
             raise BrokenAnswer(what)
-    except (BrokenAnswer, PluginError) as exc:
+    except (BrokenAnswer, PluginError, UsageError) as exc:  # UsageError: a script's model (scripts_own)
         return exc
 
 
@@ -184,9 +205,11 @@ def instance_calls(component: object, label: str | None, call: str) -> contextli
     ``lr_at`` or ``state_dict``): what it raises in its own code becomes one line naming it
     (:func:`blamed_on` with its :func:`code_package`); for deepseek's own components (core's
     schedules, whose bugs are ours and keep their traceback) and a script's (``label`` ``None``),
-    what it raises passes as it is (:func:`unblamed`)."""
+    what it raises passes as it is (:func:`unblamed`; a script's broken answer: :func:`scripts_own`)."""
     package = code_package(component)
-    return unblamed() if package is None or label is None else blamed_on(label, call, package=package)
+    if label is None or package is None:
+        return _unblamed_calls(label, package)
+    return blamed_on(label, call, package=package)
 
 
 def model_calls(model: object, label: str | None, call: str = "forward") -> contextlib.AbstractContextManager[None]:
@@ -199,10 +222,10 @@ def blame_for(label: str | None, package: str | None) -> Callable[[str], context
     """``call -> block`` that makes what the code of the top-level ``package`` raises in the
     block one line naming ``label`` and ``call`` (:func:`blamed_on`); where either is ``None``
     (deepseek's own component, a script's) one that passes what it raises as it is
-    (:func:`unblamed`). It holds no more
+    (:func:`unblamed`; a script's broken answer: :func:`scripts_own`). It holds no more
     than the two strings: a strategy may keep it (``StepSettings.model_calls``)."""
     if label is None or package is None:
-        return lambda call: unblamed()
+        return lambda call: _unblamed_calls(label, package)
     return functools.partial(blamed_on, label, package=package)
 
 
