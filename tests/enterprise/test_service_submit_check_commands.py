@@ -1,7 +1,8 @@
 """``bench latency`` and ``eval`` jobs their command would refuse before doing any work are refused
 at submit (422, the command's own line), their ``--config`` / ``--against`` files read as the job
 will find them (service.jobcheck); a compressor's options are checked at submit when it declares
-that it loads without torch; and a submit imports no torch into the server."""
+that it loads without torch; a job holding a help option's name is accepted as a help only where
+the command shows one (service.jobparse); and a submit imports no torch into the server."""
 
 from __future__ import annotations
 
@@ -281,3 +282,46 @@ def test_the_bench_latency_command_still_refuses_what_the_submit_check_shares_wi
         "--dtype float16 is for GPUs; use float32 or bfloat16 on CPU")
     assert cli_line(tmp_path, ["bench", "latency", "--model", "tinyy"]).startswith(
         "unknown model 'tinyy'; did you mean 'tiny'?")
+
+
+BAD = "[train]\nmax_stepz = 5\n"
+TUNE_SPACE = {"space.toml": '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2 }\n'}
+
+
+@pytest.mark.parametrize(("command", "config", "files", "args"), [
+    # a help option's name as an option's value: the job runs (study '--help') and refuses its config
+    ("tune", BAD, TUNE_SPACE, ["--study", "--help", "--space", "space.toml"]),
+    ("tune", BAD, TUNE_SPACE, ["--study", "-h", "--space", "space.toml"]),
+    ("train", None, {}, ["--max-steps", "--help"]),        # the value of the wrong type
+    ("train", None, {}, ["--", "--help"]),                 # after `--`: train's CONFIG, not a file the job has
+    ("train", None, {}, ["--bogus", "--help"]),            # an unknown option: click refuses it before any help
+    ("bench", None, {}, ["latency", "--runs", "--help"]),
+])
+def test_a_help_option_name_where_the_command_shows_no_help_is_checked(
+        svc: Deploy, tmp_path: Path, command: str, config: str | None, files: dict[str, str], args: list[str]) -> None:
+    # every check was skipped (201) for a job holding `--help` or `-h` anywhere after its command
+    _refused_as_the_job(svc, tmp_path, command, config, files, args)
+
+
+def test_a_config_refused_with_a_help_as_the_study_name_is_refused_as_with_any_name(svc: Deploy) -> None:
+    got = [svc.submit("acme", svc.tokens["bob"], command="tune", config=BAD, files=TUNE_SPACE,
+                      args=["--study", study, "--space", "space.toml"]) for study in ("s", "--help")]
+    assert [(r.status_code, r.json()["detail"]) for r in got] == [(422, got[0].json()["detail"])] * 2
+
+
+@pytest.mark.parametrize(("command", "args"), [
+    ("tune", ["--help"]),
+    ("tune", ["--study", "s", "-h"]),
+    ("bench", ["--help"]),
+    ("bench", []),                                        # a group given no sub-command prints its help
+    ("bench", ["latency", "--runs", "many", "--help"]),   # the help option is eager: shown before --runs' type
+    ("train", ["--set", "x", "--help"]),
+])
+def test_a_help_is_accepted_where_the_command_shows_one_and_the_server_prints_nothing(
+        svc: Deploy, tmp_path: Path, capfd: pytest.CaptureFixture[str], command: str, args: list[str]) -> None:
+    code, out, _ = run_in(tmp_path, [command, *args])
+    assert code == 0 and out.startswith("Usage: deepseek "), out  # the command prints its help and succeeds
+    capfd.readouterr()
+    r = svc.submit("acme", svc.tokens["bob"], command=command, args=args)
+    assert r.status_code == 201, r.text
+    assert capfd.readouterr() == ("", "")  # the help the check found is not printed on the server's outputs

@@ -4,12 +4,13 @@ The job runs ``deepseek COMMAND [config.toml] ARGS`` (:func:`job_argv`) in its w
 submit, before the job is queued, :func:`check_command`:
 
 - parses that command line with the registered command itself, as ``deepseek`` parses it and
-  without running it (:func:`_parsed`): the server's plugin host resolves the command (one that
+  without running it (:func:`.jobparse.parsed`): the server's plugin host resolves the command (one that
   no loaded plugin provides, or whose plugin code does not load, is refused with the line the
   CLI prints for it), each group resolves its sub-command (``bench latency``) and every level
   parses its own options (click's ``resolve_command`` and ``make_context``): an unknown command
   or option, a missing value, a value of the wrong type, a path with a name over 255 bytes
   (:func:`jobpaths.check_path_names`) is refused with the line ``deepseek COMMAND`` would print;
+  a help, where click shows one (not a help option's name as a value or after ``--``), is accepted;
 - for ``train`` (not ``--resume``): builds the config table ``deepseek train`` would validate
   (its config file with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
@@ -57,7 +58,7 @@ from typing import Any
 import click
 
 from deepseek.errors import DeepseekError
-from deepseek_enterprise.service import jobpaths
+from deepseek_enterprise.service import jobparse, jobpaths
 
 CONFIG_COMMANDS = ("train", "tune")
 """The commands that get the job's ``config.toml`` as their CONFIG argument."""
@@ -110,9 +111,9 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
 
 
 def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], None]) -> click.Command | None:
-    """``deepseek ARGV`` parsed as ``deepseek`` parses it, nothing run (:func:`_parsed`), its paths'
+    """``deepseek ARGV`` parsed as ``deepseek`` parses it, nothing run (:func:`.jobparse.parsed`), its paths'
     names checked, ``check(ctx)`` on its command's context (also ``studycheck``'s child): that command
-    (None: a help, which succeeds), or :class:`JobRefused` with the line ``deepseek`` would print."""
+    (None: a help where click shows one, which succeeds), or :class:`JobRefused` with the line ``deepseek`` would print."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, split_debug, usage_line
@@ -120,44 +121,19 @@ def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], No
     argv, _ = split_debug(argv)  # `--debug` is taken anywhere before a `--`
     root = click.Context(cli, info_name="deepseek", obj=host, **cli.context_settings)  # as `deepseek` makes it
     root.meta[RUNS_ELSEWHERE] = True  # the job's devices are not the server's: `--device cuda` is checked when it runs
-    if any(a in root.help_option_names for a in argv[1:]):
-        return None  # the job prints its help and succeeds: nothing to refuse
     try:
         with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
-            ctx = _parsed(root, argv, contexts)
+            ctx = jobparse.parsed(root, argv, contexts)
             jobpaths.check_path_names(ctx)  # a name too long: the job could neither make nor read the path
             if ctx is not None:
                 check(ctx)
             return None if ctx is None else ctx.command
-    except click.exceptions.NoArgsIsHelpError:
-        return None  # a group given no sub-command (`bench`): the job prints the group's help and succeeds
+    except jobparse.HelpShown:
+        return None  # where click shows a help (`tune --help`, `bench`): the job prints it and succeeds
     except click.UsageError as exc:
         raise JobRefused(usage_line(exc)) from None
     except (DeepseekError, jobpaths.PathRefused) as exc:  # a UsageError; a PluginError: its plugin does not load
         raise JobRefused(str(exc)) from None
-
-
-def _parsed(root: click.Context, args: list[str], contexts: contextlib.ExitStack) -> click.Context | None:
-    """The context of the command ``args`` runs, parsed as ``deepseek`` parses it and nothing run:
-    each group resolves its sub-command (click's ``resolve_command``; at the root the plugin
-    host's lookup, with its one-line errors) and parses its own options, down to the command.
-    ``None`` when there is nothing more to check here: a group that runs without a sub-command
-    given none, or a chained group (none of the job commands is one; checked when the job runs)."""
-    ctx, group = root, root.command
-    while isinstance(group, click.Group) and not group.chain:
-        name, command, rest = group.resolve_command(ctx, args)
-        assert command is not None  # resolve_command fails when there is none
-        sub = contexts.enter_context(command.make_context(name, rest, parent=ctx))
-        if not isinstance(command, click.Group):
-            return sub
-        # What the group left for its sub-command, as click's Group.invoke takes it back
-        args = [*sub._protected_args, *sub.args]  # noqa: SLF001 - click's own split of the rest
-        if not args:
-            if command.invoke_without_command:
-                return None
-            sub.fail("Missing command.")  # as click's Group.invoke
-        ctx, group = sub, command
-    return None
 
 
 class _NotKnownAtSubmit(Exception):

@@ -1,0 +1,65 @@
+"""A job's command line parsed as ``deepseek`` parses it, nothing run and nothing printed
+(:func:`parsed`), for the checks at submit (``jobcheck.check_parsed``, also in ``studycheck``'s child).
+
+A help is click's own decision: the command line asks for one where click would show one (a help
+option parsed as an option on some level, which is eager: before the other values are converted;
+a command or group given no arguments that shows its help then), not wherever a help option's
+name appears (``tune --study --help`` runs the study ``--help``; after ``--`` it is an argument;
+``train --bogus --help`` is refused for ``--bogus``). Where click would format the help to print
+it, the parse's contexts raise :class:`HelpShown` instead, so the server's outputs get nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+
+class HelpShown(Exception):  # noqa: N818 - what happened, not an error: the job prints its help and succeeds
+    """The command line asks for a help where click shows one: the job prints it and exits 0."""
+
+
+def parsed(root: click.Context, args: list[str], contexts: contextlib.ExitStack) -> click.Context | None:
+    """The context of the command ``args`` runs, parsed as ``deepseek`` parses it and nothing run:
+    each group resolves its sub-command (click's ``resolve_command``; at the root the plugin
+    host's lookup, with its one-line errors) and parses its own options (:func:`_context`), down
+    to the command. ``None`` when there is nothing more to check here: a group that runs without
+    a sub-command given none, or a chained group (none of the job commands is one; checked when
+    the job runs). :class:`HelpShown` where a level shows its help."""
+    ctx, group = root, root.command
+    while isinstance(group, click.Group) and not group.chain:
+        name, command, rest = group.resolve_command(ctx, args)
+        assert command is not None  # resolve_command fails when there is none
+        sub = contexts.enter_context(_context(command, name, rest, ctx))
+        if not isinstance(command, click.Group):
+            return sub
+        # What the group left for its sub-command, as click's Group.invoke takes it back
+        args = [*sub._protected_args, *sub.args]  # noqa: SLF001 - click's own split of the rest
+        if not args:
+            if command.invoke_without_command:
+                return None
+            sub.fail("Missing command.")  # as click's Group.invoke
+        ctx, group = sub, command
+    return None
+
+
+def _context(command: click.Command, name: str | None, args: list[str], parent: click.Context) -> click.Context:
+    """``command.make_context(name, args, parent=parent)`` as click makes it (a context of the
+    command's ``context_class`` with its ``context_settings``, its parse in that context's scope),
+    but of a subclass whose help is :class:`HelpShown`: click's help option calls ``get_help`` to
+    print it, and so does a command given no arguments that shows its help (``NoArgsIsHelpError``)."""
+    ctx = _without_help(command.context_class)(command, info_name=name, parent=parent, **command.context_settings)
+    with ctx.scope(cleanup=False):
+        command.parse_args(ctx, args)
+    return ctx
+
+
+def _without_help(context_class: type[click.Context]) -> type[click.Context]:
+    """``context_class`` whose ``get_help`` raises :class:`HelpShown`."""
+
+    class WithoutHelp(context_class):  # type: ignore[misc,valid-type]
+        def get_help(self) -> str:
+            raise HelpShown
+
+    return WithoutHelp
