@@ -289,9 +289,10 @@ TUNE_SPACE = {"space.toml": '[space]\n"train.lr" = { type = "float", low = 1e-4,
 
 
 @pytest.mark.parametrize(("command", "config", "files", "args"), [
-    # a help option's name as an option's value: the job runs (study '--help') and refuses its config
-    ("tune", BAD, TUNE_SPACE, ["--study", "--help", "--space", "space.toml"]),
-    ("tune", BAD, TUNE_SPACE, ["--study", "-h", "--space", "space.toml"]),
+    # a help option's name as an option's value: the job runs (study folder '--help') and refuses its config
+    ("tune", BAD, TUNE_SPACE, ["--study", "s", "--out", "--help", "--space", "space.toml", "--trials", "4"]),
+    ("tune", BAD, TUNE_SPACE, ["--study", "--help", "--space", "space.toml", "--trials", "4"]),  # tune's name rule
+    ("tune", BAD, TUNE_SPACE, ["--study", "-h", "--space", "space.toml", "--trials", "4"]),
     ("train", None, {}, ["--max-steps", "--help"]),        # the value of the wrong type
     ("train", None, {}, ["--", "--help"]),                 # after `--`: train's CONFIG, not a file the job has
     ("train", None, {}, ["--bogus", "--help"]),            # an unknown option: click refuses it before any help
@@ -303,10 +304,13 @@ def test_a_help_option_name_where_the_command_shows_no_help_is_checked(
     _refused_as_the_job(svc, tmp_path, command, config, files, args)
 
 
-def test_a_config_refused_with_a_help_as_the_study_name_is_refused_as_with_any_name(svc: Deploy) -> None:
+def test_a_config_refused_with_a_help_as_the_study_folder_is_refused_as_with_any_folder(svc: Deploy) -> None:
     got = [svc.submit("acme", svc.tokens["bob"], command="tune", config=BAD, files=TUNE_SPACE,
-                      args=["--study", study, "--space", "space.toml"]) for study in ("s", "--help")]
-    assert [(r.status_code, r.json()["detail"]) for r in got] == [(422, got[0].json()["detail"])] * 2
+                      args=["--study", "s", "--out", out, "--space", "space.toml", "--trials", "4"])
+           for out in ("st", "--help")]
+    line = got[0].json()["detail"]
+    assert line.startswith("train.max_stepz: unknown key"), line
+    assert [(r.status_code, r.json()["detail"]) for r in got] == [(422, line)] * 2
 
 
 @pytest.mark.parametrize(("command", "args"), [

@@ -255,6 +255,19 @@ def test_a_tune_job_that_runs_no_study_starts_no_child(svc: Deploy, monkeypatch:
     assert started == []
 
 
+def test_a_tune_job_whose_study_folder_is_named_like_a_help_has_its_study_checked(svc: Deploy,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # `tune --out --help` runs the study in the folder `--help` (click takes it as --out's value):
+    # its study is checked in a child (here a program refusing with the command line it was given)
+    from deepseek_enterprise.service import studycheck
+
+    echo = "import json, sys; print(json.dumps({'refused': ' '.join(sys.argv[1:])}))"
+    monkeypatch.setattr(studycheck, "CHILD_ARGS", ("-I", "-c", echo))
+    args = [*TUNE, "--out", "--help"]
+    r = svc.submit("acme", svc.tokens["bob"], command="tune", config=KEY, files={"space.toml": SPACE}, args=args)
+    assert (r.status_code, r.json()["detail"]) == (422, " ".join(["tune", "config.toml", *args]))
+
+
 def test_a_memory_limit_torch_cannot_import_under_is_named_in_one_line(
         svc: Deploy, caplog: pytest.LogCaptureFixture) -> None:
     # under rlimits a child held to RLIMIT_AS 1.5 GiB fails at torch's import (it maps ~3.1 GB):

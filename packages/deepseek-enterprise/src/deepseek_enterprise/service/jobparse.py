@@ -4,7 +4,7 @@
 A help is click's own decision: the command line asks for one where click would show one (a help
 option parsed as an option on some level, which is eager: before the other values are converted;
 a command or group given no arguments that shows its help then), not wherever a help option's
-name appears (``tune --study --help`` runs the study ``--help``; after ``--`` it is an argument;
+name appears (``tune --out --help`` runs its study in the folder ``--help``; after ``--`` it is an argument;
 ``train --bogus --help`` is refused for ``--bogus``). Where click would format the help to print
 it, the parse's contexts raise :class:`HelpShown` instead, so the server's outputs get nothing.
 """
