@@ -6,6 +6,8 @@ laid out (service.studycheck); the server's own process imports none
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePath
 from typing import Any
@@ -255,6 +257,19 @@ def test_a_tune_job_that_runs_no_study_starts_no_child(svc: Deploy, monkeypatch:
     assert started == []
 
 
+def test_a_memory_limit_the_interpreter_cannot_start_under_is_quoted_without_the_servers_folders() -> None:
+    # 4 MiB of address space (under the quota's least, 64 MiB: a direct call) and the child's
+    # interpreter does not start: the loader's line (`/.../bin/python: error while loading shared
+    # libraries: ...`), or limitexec's (`/.../bin/python could not be run: ...`); quoted by its name
+    from deepseek_enterprise.service import studycheck
+
+    line = studycheck.study_refusal(["tune", "config.toml", *TUNE], KEY, {"space.toml": SPACE}, {}, 4 << 20,
+                                    limits=cgroups.Detection(None, "--cgroup none"), tenant="acme")
+    assert line is not None and line.startswith(f"tenant 'acme': memory-bytes {4 << 20} is too small "), line
+    assert f"ran out of it ({Path(sys.executable).name}" in line and sys.executable not in line, line
+    assert re.search(r"(^|[\s'\"(])/", line) is None, line
+
+
 def test_a_tune_job_whose_study_folder_is_named_like_a_help_has_its_study_checked(svc: Deploy,
                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # `tune --out --help` runs the study in the folder `--help` (click takes it as --out's value):
@@ -284,6 +299,8 @@ def test_a_memory_limit_torch_cannot_import_under_is_named_in_one_line(
         assert r.status_code == 422 and line.startswith(f"tenant 'acme': memory-bytes {3 << 29} is too small "), r.text
         assert "(RLIMIT_AS; cgroup v2 not used: --cgroup none)" in line and "failed to map segment" in line
         assert "deepseek tenants quota acme --memory-bytes N" in line and "(--cgroup)" in line
+        # the loader's message quoted without the server's folders (its interpreter's, torch's)
+        assert re.search(r"(^|[\s'\"(])/", line) is None, line
         # where the jobs run elsewhere (no executor here; Slurm's: Executor.local_limits' default) the
         # limit held only the check, which could not run: the job checks its study when it runs
         service.scheduler = None

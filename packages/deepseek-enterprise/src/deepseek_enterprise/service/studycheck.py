@@ -60,6 +60,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -299,7 +300,7 @@ def _short_of_address_space(tenant: str, memory_bytes: int, limits: Detection, w
     job checks its study when it runs (None, logged)."""
     line = (f"tenant {tenant!r}: memory-bytes {memory_bytes} is too small for a tune job on this server, "
             f"which holds each process of a job to it as address space (RLIMIT_AS; cgroup v2 not used: "
-            f"{limits.reason}): the job's study check ran out of it ({clipped_words(one_line(why))}), and "
+            f"{limits.reason}): the job's study check ran out of it ({clipped_words(one_line(_names_only(why)))}), and "
             f"importing torch alone maps about 3 GB; a platform admin raises it (deepseek tenants quota {tenant} "
             "--memory-bytes N) or runs the server where cgroup v2 can be written (--cgroup), which limits "
             "resident memory instead")
@@ -308,6 +309,18 @@ def _short_of_address_space(tenant: str, memory_bytes: int, limits: Detection, w
     log.warning("tune job's study check could not run under its limits; the job checks it when it runs "
                 "(its jobs are not held so): %s", line)
     return None
+
+
+_FOLDERS = re.compile(r"(?<![^\s'\"(])/(?:[^\s/:'\"]+/)*(?=[^\s/:'\"])")
+"""The folders of an absolute path that starts a word of a message (at its start, after a space,
+a quote or a parenthesis), up to its last name."""
+
+
+def _names_only(message: str) -> str:
+    """``message`` with each absolute path cut to its last name: the server's folders (its
+    interpreter's in the loader's ``.../bin/python: error while loading shared libraries: ...``
+    and limitexec's ``... could not be run: ...``, its libraries') are not the tenant's to read."""
+    return _FOLDERS.sub("", message)
 
 
 def _verdict(code: int | None, out: str, err: str) -> str | None:
