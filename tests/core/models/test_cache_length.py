@@ -1,5 +1,6 @@
 """``cache.length`` held to the ``cached_decoding`` contract (docs/plugins.md section 10) where
-core drives cached decoding in one process (``generate_cached``, eager and on a static cache): a
+core drives cached decoding in one process (``generate_cached``, eager and on a static cache;
+``bench latency --mode decode``, on its prompt and one step before timing): a
 ``forward_cached`` adds the positions it was fed (on a static cache's cursor, to its device
 position), a ``new_cache`` starts at 0. A model breaking it
 (was: no word, and wrong tokens: a length left unchanged is never rebuilt at the window, so the
@@ -17,6 +18,10 @@ import pytest
 import torch
 from _small_gpt import small_gpt
 
+from deepseek import hookimpl
+from deepseek.bench.latency import run_latency
+from deepseek.cli.main import main
+from deepseek.config.components import NoOptions
 from deepseek.errors import PluginError
 from deepseek.models.decoding import generate_cached
 from deepseek.models.gpt import GPT
@@ -24,6 +29,8 @@ from deepseek.models.layers import KVCursor
 from deepseek.models.protocol import TrainableModel
 from deepseek.models.static_decoding import StaticDecoders
 from deepseek.plugins.calls import PLUGIN_BUG, BrokenAnswer, blame_for, code_package
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -146,3 +153,55 @@ def test_a_static_step_that_does_not_advance_the_cursor_is_the_models_bug() -> N
     honest = MovesLength(model.inner, lambda before, fed: before + fed)
     idx = torch.tensor([[1, 2, 3]])  # through the window's rebuilds (3 + 30 positions in 16), as eagerly
     assert torch.equal(honest.generate(idx, 30, temperature=0, static=pool), model.inner.generate(idx, 30, temperature=0))
+
+
+BENCH_SEQ = {"never-advances": 3, "stops-after-the-prompt": 3, "goes-backwards": 3, "new-cache-not-empty": 15}
+"""The cases ``bench latency --mode decode`` finds, with the prompt each one's line is about: 3
+tokens (then the one checked step), or 15 for a new cache of the window's 16 positions."""
+
+
+@pytest.mark.parametrize("case", BENCH_SEQ)
+def test_bench_latency_of_a_cache_length_against_the_contract_is_the_models_bug(case: str) -> None:
+    """``run_latency`` in decode mode holds ``new_cache`` and ``forward_cached`` to the contract
+    on the prompt and on one step before timing (was: a model generate refuses was timed, no
+    word): the plugin's line in its block, the BrokenAnswer itself given none; an honest model's
+    step is timed and agrees with itself."""
+    moved, start, what = CASES[case]
+    model = MovesLength(small_gpt(window=16, vocab_size=256), moved, start)
+    args = {"batch": 1, "seq": BENCH_SEQ[case], "mode": "decode", "runs": 2, "warmup": 1, "only": ["eager"]}
+    with pytest.raises(PluginError) as raised:
+        run_latency(model, **args, calls=blame_for(LABEL, code_package(model)))
+    assert str(raised.value) == f"{LABEL}: {what}; {PLUGIN_BUG}"
+    with pytest.raises(BrokenAnswer) as unblamed:
+        run_latency(model, **args)
+    assert str(unblamed.value) == what
+    honest = MovesLength(model.inner, lambda before, fed: before + fed)
+    (eager,) = run_latency(honest, **args, calls=blame_for(LABEL, code_package(honest))).rows
+    assert eager.name == "eager" and eager.max_rel_error == 0.0 and eager.top1_agreement == 1.0
+
+
+class StuckLM(MovesLength):
+    """A registered plugin model whose ``forward_cached`` never advances ``cache.length``."""
+
+    Options = NoOptions
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(small_gpt(window=16, vocab_size=256), lambda before, fed: before)
+
+
+def test_the_bench_latency_command_says_a_plugin_models_cache_length_is_its_bug(capsys: pytest.CaptureFixture[str]) -> None:
+    """``deepseek bench latency --mode decode`` passes the model's block: its one line, exit code 1."""
+
+    class Acme:
+        @hookimpl
+        def deepseek_register_models(self, register: Any) -> None:
+            register("acme.stuck", StuckLM)
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Acme(), dist="deepseek-acme", version="0.1").status == "ok"
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "latency", "--model", "acme.stuck", "--mode", "decode", "--seq", "3", "--runs", "20",
+              "--warmup", "1", "--only", "eager"], host=host)
+    assert exit_.value.code == 1
+    label = f"model 'acme.stuck' (deepseek-acme 0.1, registered by {__name__})"
+    assert f"{label}: {_fed(3, 0, 0)}; {PLUGIN_BUG}" in capsys.readouterr().err

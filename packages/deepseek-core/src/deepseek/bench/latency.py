@@ -6,8 +6,9 @@ p10 and p90 over ``runs`` calls are reported with its max relative error against
 
 Modes: ``forward`` (logits for ``batch x seq`` tokens: a prefill) and ``decode`` (one new token
 per sequence after a ``seq``-token prompt, with the KV cache; the cache length is reset before
-each call so every timed step is the same step). Any other model (a dict batch: images,
-recordings, several modalities) is timed on rows of its dataset's validation batches
+each call so every timed step is the same step, and the model's cache answers are held to their
+contract once, on the prompt and one step before timing: :func:`run_latency`). Any other model
+(a dict batch: images, recordings, several modalities) is timed on rows of its dataset's validation batches
 (``batches``): ``model(**batch)`` in eval mode, compared on its ``logits``; a model whose output
 has none is timed and compared through its ``serving`` prediction when it offers one, else on its
 loss (:class:`BatchCall`). On
@@ -32,7 +33,9 @@ from torch.utils import _pytree as pytree
 from deepseek.bench.variants import check_only, variant_names
 from deepseek.dtypes import torch_dtype
 from deepseek.graph.passes import max_rel_error
-from deepseek.models.declared import token_input_limits
+from deepseek.models.cache_checks import fed_cached, fresh_cache
+from deepseek.models.declared import Blame, token_input_limits
+from deepseek.plugins.calls import blame_for
 
 
 @dataclass
@@ -110,9 +113,19 @@ class DecodeStep(nn.Module):
         self.position = position
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits of ``idx`` (``(B, 1)``) at position ``self.position``."""
+        """Logits of ``idx`` (``(B, 1)``) at position ``self.position``: what is timed, unchecked
+        (:meth:`checked` held the model's ``forward_cached`` to its contract once, before)."""
+        return self._at_position(self.model.forward_cached, idx)
+
+    def checked(self, idx: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with ``forward_cached`` held to its contract
+        (:func:`~deepseek.models.cache_checks.fed_cached`: it adds the one position fed to
+        ``cache.length``), run once in the setup so that no timed call pays for the check."""
+        return self._at_position(lambda ids, cache: fed_cached(self.model, ids, cache), idx)
+
+    def _at_position(self, step: Callable[[torch.Tensor, Any], torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
         self.cache.length = self.position
-        out = self.model.forward_cached(idx, self.cache)
+        out = step(idx, self.cache)
         self.cache.length = self.position
         return out
 
@@ -239,13 +252,20 @@ def run_latency(
     reduced: bool = False,
     progress: Callable[[str], None] | None = None,
     batches: list[Any] | None = None,
+    calls: Blame | None = None,
 ) -> LatencyResult:
     """Measure ``model`` under every variant; see the module docstring. ``batches``: dict batches
-    of ``batch`` rows to time ``model(**batch)`` on (instead of token ids)."""
+    of ``batch`` rows to time ``model(**batch)`` on (instead of token ids). ``calls``: the model's
+    block (``model_calls``, :func:`~deepseek.plugins.calls.model_blame`; ``None``: nothing blamed)
+    where its declarations and, in ``decode`` mode, its cache's answers are read: ``new_cache`` and
+    ``forward_cached`` held to their contract (:mod:`~deepseek.models.cache_checks`) on the
+    prompt's prefill and on one decode step before anything is timed, so a broken model's
+    ``cache.length`` is its one line, not a timing."""
     dev = torch.device(device)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model = model.to(dev, torch_dtype(dtype)).eval()
-    vocab = token_input_limits(model)[0]
+    block = calls or blame_for(None, None)
+    vocab = token_input_limits(model, calls=calls)[0]
     gen = torch.Generator().manual_seed(0)
     inputs: list[tuple[torch.Tensor, ...]]
     if batches is not None:
@@ -254,12 +274,15 @@ def run_latency(
                         for t in pytree.tree_flatten(b)[0]) for b in batches]
         target: nn.Module = BatchCall(model, spec, inputs[0])
     elif mode == "decode":
-        cache = model.new_cache(batch, seq + 1)  # type: ignore[operator]
+        with block("new_cache"):
+            cache = fresh_cache(model, batch, seq + 1)
         prompt = torch.randint(0, vocab, (batch, seq), generator=gen).to(dev)
-        with torch.no_grad():
-            model.forward_cached(prompt, cache)  # type: ignore[operator]
-        target = DecodeStep(model, cache, seq)
+        step = DecodeStep(model, cache, seq)
         inputs = [(torch.randint(0, vocab, (batch, 1), generator=gen).to(dev),) for _ in range(rotate)]
+        with torch.no_grad(), block("forward_cached"):
+            fed_cached(model, prompt, cache)
+            step.checked(*inputs[0])  # the one checked step; the timed ones (forward) are not
+        target = step
     else:
         target = model
         inputs = [(torch.randint(0, vocab, (batch, seq), generator=gen).to(dev),) for _ in range(rotate)]

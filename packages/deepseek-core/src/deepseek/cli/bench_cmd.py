@@ -243,7 +243,8 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     from deepseek.models.declared import token_input_limits
     from deepseek.plugins.calls import model_blame
 
-    max_len = token_input_limits(model, calls=model_blame(command_host().resolve("model", model_name), model))[1]
+    calls = model_blame(command_host().resolve("model", model_name), model)
+    max_len = token_input_limits(model, calls=calls)[1]
     if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
         raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
     from deepseek.bench.latency import device_info
@@ -266,6 +267,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         reduced=reduced,
         progress=progress_printer(console),
         batches=batches,
+        calls=calls,
     )
     result.info.update(facts)
     result.info["command"] = "deepseek bench latency " + " ".join(
