@@ -153,7 +153,8 @@ def test_a_model_that_meets_the_contract_is_called_on_the_data_it_takes(host: Pl
     # "model 'acme.regressor': output['loss'] is a tensor of shape (4,)")
     ("vector", PluginError, r"^model 'acme\.regressor' \(acme-contract .*\): forward returned a 'loss' that is a "
                             r"tensor of shape \(4,\)"),
-    ("reserved", UsageError, r"^model 'acme\.regressor': metrics \['lr'\] are names the trainer logs itself"),
+    ("reserved", PluginError, r"^model 'acme\.regressor' \(acme-contract .*\): forward returned metrics \['lr'\], "
+                              r"names the trainer logs itself"),  # was the UsageError "metrics ['lr'] are names ..."
 ])
 def test_a_broken_output_fails_with_the_trainers_own_message(
         host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, kind: type[Exception],

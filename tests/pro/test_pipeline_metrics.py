@@ -12,7 +12,10 @@ import pytest
 import torch
 from _prohelpers import run_probe_here, run_torchrun
 
-from deepseek_pro.strategies.pipeline_loss import shape_problem
+from deepseek.errors import PluginError
+from deepseek.plugins.calls import PLUGIN_BUG, blame_for
+from deepseek.training.run_values import RESERVED_METRICS
+from deepseek_pro.strategies.pipeline_loss import LossCheck, shape_problem
 from deepseek_pro.strategies.pipeline_metrics import StageMetrics
 
 PROBE = Path(__file__).with_name("_pipeline_metrics_fit.py")
@@ -39,7 +42,7 @@ def test_pipeline_metrics_are_singles(runs: Path, case: str) -> None:
 
 
 def test_what_pipeline_loss_returns_is_split_into_loss_and_metrics() -> None:
-    metrics = StageMetrics("acme.gpt")
+    metrics = StageMetrics(blame_for(None, None))
     loss = torch.tensor(2.0)
     assert metrics.split(loss) == (loss, {})
     got, found = metrics.split({"loss": loss, "accuracy": torch.tensor(0.5), "n": 3, "logits": torch.ones(2, 3),
@@ -52,3 +55,25 @@ def test_what_pipeline_loss_returns_is_split_into_loss_and_metrics() -> None:
         "of the micro-batch, a 0-dim tensor (loss.mean(), or reduction='mean' in the loss function), or a mapping "
         "with the key 'loss' and the model's metrics")
     assert shape_problem(loss) is None
+
+
+def test_a_pipeline_loss_against_singles_rules_is_the_models_bug() -> None:
+    """A reserved metric name, an integer loss or one without grad_fn that ``pipeline_loss``
+    returns is the model's broken answer in its block: a plugin model's PluginError with
+    ``single``'s wording (was: the user's UsageError, exit code 2)."""
+    label = "model 'acme.gpt' (deepseek-acme 0.1, registered by acme.plugin)"
+    blamed = blame_for(label, "acme")
+    StageMetrics(blamed).check({"accuracy"})
+    with pytest.raises(PluginError) as raised:
+        StageMetrics(blamed).check({"accuracy", "lr"})
+    assert str(raised.value) == (
+        f"{label}: pipeline_loss returned metrics ['lr'], names the trainer logs itself; its metrics must take other "
+        f"names (any but {', '.join(sorted(RESERVED_METRICS))}) (docs/plugins.md, 'Models'); {PLUGIN_BUG}")
+    output = torch.ones(2, requires_grad=True)
+    for loss, what in ((torch.tensor(3), "returned a int64 loss; it must be a floating-point one"),
+                       (torch.tensor(0.5), "returned a loss that does not depend on any trainable parameter")):
+        check = LossCheck(blamed)
+        zero = check.checked(loss, output)
+        assert zero.requires_grad and float(zero) == 0.0  # the step still finishes on every rank
+        assert isinstance(check.refusal(), PluginError)
+        assert str(check.refusal()).startswith(f"{label}: pipeline_loss {what}")

@@ -4,8 +4,11 @@ complex tensor) gets, on 2 gloo processes under ``strategy.name = "pipeline"``, 
 leaves no run folder: only the last stage computes the loss, and a refusal there alone would
 leave stage 0 waiting for gradients (deepseek_pro.strategies.pipeline_loss). The models run one
 after another in one job, so a rank left waiting by the one before hangs the next: the job's
-timeout fails the test. A model with every weight frozen gets the engine's line; a model with one
-stage frozen trains, with single's losses."""
+timeout fails the test. Such a loss is the model's broken answer (a script's model: the script's
+UsageError, calls.scripts_own), whose line names the method that returned it: ``forward`` under
+``single``, ``pipeline_loss`` under ``pipeline``, the rest of the line alike. A model with every
+weight frozen gets the engine's line (the user's); a model with one stage frozen trains, with
+single's losses."""
 
 from __future__ import annotations
 
@@ -22,6 +25,14 @@ REFUSED = ("Detached", "Constant", "IntegerLoss", "ComplexLoss", "Frozen")
 TRAINS = ("LastStageFrozen", "FirstStageFrozen")
 DIVERGES = ("LaterNaN",)
 LATER = ("LaterDetached",)
+
+
+def pipelined(single: dict[str, Any]) -> dict[str, Any]:
+    """``single``'s result as ``pipeline`` gives it: a loss refused as the model's broken answer
+    is the one ``pipeline_loss`` returned there (single's ``forward``); any other line alike."""
+    message = single["message"].replace("the model given to deepseek.fit: forward returned ",
+                                        "the model given to deepseek.fit: pipeline_loss returned ", 1)
+    return {**single, "message": message}
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +55,10 @@ def test_a_loss_that_cannot_train_is_the_single_device_line_on_every_rank(
     out, ranks = job
     single = attempt(tmp_path, "single", model)
     assert single["type"] == "UsageError" and "\n" not in single["message"], single
-    assert single["message"].startswith("model 'script': ")
+    assert single["message"].startswith("model 'script': " if model == "Frozen" else  # the user's: nothing trains
+                                        "the model given to deepseek.fit: forward returned ")  # the model's answer
     for seen in ranks:
-        assert seen[model] == single
+        assert seen[model] == pipelined(single)
     assert not (out / f"pipeline-{model}").exists()  # nothing half-written
     assert not (tmp_path / f"single-{model}").exists()
 
@@ -83,5 +95,5 @@ def test_a_loss_refused_after_the_first_step_is_the_same_line_on_every_rank(
     single = attempt(tmp_path, "single", "LaterDetached")
     assert single["type"] == "UsageError" and "no grad_fn" in single["message"], single
     for seen in ranks:
-        assert seen["LaterDetached"] == single
+        assert seen["LaterDetached"] == pipelined(single) != single
 

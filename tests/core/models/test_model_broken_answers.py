@@ -2,9 +2,12 @@
 plugin's bug: one ``PluginError`` line naming the model, its distribution and the method, exit
 code 1 (``deepseek.models.checks``, each check raising ``BrokenAnswer`` in the model's block):
 a ``forward`` whose output holds no 0-dim loss (found on the first validation batch, or by a
-training step), a ``metric_names()`` that is no tuple of names, a ``check_data`` that returns
-something. Was: the user's ``UsageError``, exit code 2, as if the config or data were wrong. A
-``check_data`` that *raises* ``UsageError`` refuses the user's data: that stays exit code 2."""
+training step), a loss of an integer dtype, a training loss without ``grad_fn``, a metric named
+like a value the trainer logs itself (returned or declared), a ``metric_names()`` that is no tuple
+of names or differs from what ``forward`` returns, a ``check_data`` that returns something. Was:
+the user's ``UsageError``, exit code 2, as if the config or data were wrong. A ``check_data`` that
+*raises* ``UsageError`` refuses the user's data, and a model left with nothing to train is refused
+before it trains: those stay exit code 2."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.calls import PLUGIN_BUG
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
-from deepseek.training.run_values import config_values
+from deepseek.training.run_values import RESERVED_METRICS, config_values
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,6 +44,8 @@ class Answers(TrainableModel):
         super().__init__()
         self.embed = nn.Embedding(256, 8)
         self.head = nn.Linear(8, 256)
+        if type(self).FAULT == "frozen":  # as a config freezing every weight leaves it: the user's line
+            self.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> Any:
         logits = self.head(self.embed(input_ids))
@@ -50,10 +55,17 @@ class Answers(TrainableModel):
             return per_row
         if fault == "no loss":
             return {"logits": logits}
+        if fault == "integer loss":
+            return per_row.mean().long()
+        if fault == "detached in training" and self.training:
+            return per_row.mean().detach()
+        if fault == "reserved metric":
+            return {"loss": per_row.mean(), "lr": 0.5}
         return per_row.mean()
 
     def metric_names(self) -> Any:
-        return "accuracy" if type(self).FAULT == "metric_names" else None
+        return {"metric_names": "accuracy", "metric_names reserved": ("lr",),
+                "metric_names differ": ("accuracy",)}.get(type(self).FAULT)
 
     def check_data(self, batch: Any, dataset: Any) -> Any:
         if type(self).FAULT == "check_data returns":
@@ -87,6 +99,8 @@ def _train(host: PluginHost, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     return info.value.code, capsys.readouterr().err.splitlines()
 
 
+RESERVED = ("metrics ['lr'], names the trainer logs itself; its metrics must take other names (any but "
+            f"{', '.join(sorted(RESERVED_METRICS))}) (docs/plugins.md, 'Models')")
 LOSS_PER_ROW = ("forward returned a tensor of shape (4,) for a batch; it must return the mean loss (a 0-dim tensor: "
                 "loss.mean(), or reduction='mean' in the loss function) or a mapping with the key 'loss' "
                 "(docs/plugins.md, 'Models')")
@@ -97,8 +111,19 @@ LOSS_PER_ROW = ("forward returned a tensor of shape (4,) for a batch; it must re
     ("loss per row in training", LOSS_PER_ROW),  # the strategy's training step
     ("no loss", "forward returned a dict without the key 'loss' (its keys: 'logits') for a batch; it must return "
                 "the mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"),
+    ("integer loss", "forward returned a int64 loss; it must be a floating-point one computed from the model's "
+                     "parameters (e.g. cross_entropy(logits, labels))"),
+    ("detached in training", "forward returned a loss that does not depend on any trainable parameter (no grad_fn: "
+                             "computed under torch.no_grad(), .detach()ed, or a constant); it must compute it from "
+                             "the model's outputs"),
+    ("reserved metric", f"forward returned {RESERVED}"),
+    ("metric_names reserved", f"metric_names() declares {RESERVED}"),
+    ("metric_names differ", "metric_names() declares ['accuracy'] but forward returned [] on the first validation "
+                            "batch (metrics are its scalar entries: a per-row tensor is not one, reduce it with "
+                            ".mean()); metric_names() must return the names forward reports (docs/plugins.md, "
+                            "'Models')"),
 ])
-def test_a_forward_without_a_0_dim_loss_is_the_models_bug(host: PluginHost, tmp_path: Path,
+def test_a_forward_without_a_0_dim_loss_or_its_metrics_is_the_models_bug(host: PluginHost, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str], fault: str,
                                                          what: str) -> None:
     Answers.FAULT = fault
@@ -157,4 +182,17 @@ def test_a_scripts_own_model_answering_outside_the_contract_is_the_scripts_one_l
         "the model given to deepseek.fit: forward returned a 'loss' that is a tensor of shape (6,) (float32); it "
         "must be the mean loss over the batch's rows, a 0-dim tensor: reduce it (loss.mean(), or reduction='mean' "
         "in the loss function)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_left_with_nothing_to_train_is_the_users_line(host: PluginHost, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Its loss has no ``grad_fn`` because nothing trains, which the user's config decides (a
+    frozen model, ``model.freeze_pretrained``): refused before any step as the user's line, the
+    fix said, never as the model's bug."""
+    Answers.FAULT = "frozen"
+    assert _train(host, tmp_path, capsys) == (2, [
+        "error: model 'acme.answers': Answers has no trainable parameters (3 parameter(s), none with "
+        "requires_grad): there is nothing to train; give it layers with weights, or unfreeze some "
+        "(requires_grad_(True))"])
     assert not (tmp_path / "run").exists()

@@ -15,10 +15,10 @@ from torch import nn
 
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError, PluginError, UsageError
 from deepseek.models.checks import declared_metrics
 from deepseek.models.protocol import TrainableModel
-from deepseek.plugins.calls import BrokenAnswer
+from deepseek.plugins.calls import PLUGIN_BUG, BrokenAnswer
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.metrics import read_metrics
@@ -90,23 +90,26 @@ def test_the_values_a_run_writes_are_the_listed_ones(host: PluginHost, tmp_path:
 
 def test_a_model_whose_forward_returns_other_metrics_than_declared_is_refused(
         host: PluginHost, tmp_path: Path) -> None:
+    """The model's two answers disagree: its plugin's bug (was the user's UsageError, exit code 2)."""
     Declaring.DECLARED = ("accuracy", "top1")
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(PluginError) as caught:
         _train(host, tmp_path / "run")
     assert str(caught.value) == (
-        "model 'declaring' (Declaring): metric_names() declares ['accuracy', 'top1'] but forward returned "
-        "['accuracy', 'top5'] on the first validation batch (metrics are its scalar entries: a per-row tensor is "
-        "not one, reduce it with .mean()); make metric_names() return the names forward reports "
-        "(docs/plugins.md, 'Models')")
-    assert caught.value.exit_code == 2
+        f"model 'declaring' (deepseek-declaring 0.0.0, registered by {__name__}): metric_names() declares "
+        "['accuracy', 'top1'] but forward returned ['accuracy', 'top5'] on the first validation batch (metrics are "
+        "its scalar entries: a per-row tensor is not one, reduce it with .mean()); metric_names() must return the "
+        f"names forward reports (docs/plugins.md, 'Models'); {PLUGIN_BUG}")
+    assert not isinstance(caught.value, UsageError)  # the CLI's exit code 1, not the user's 2
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(("declared", "error", "message"), [
-    (["accuracy", "lr"], UsageError, "model 'declaring': metric_names() declares ['lr'], names the trainer logs "
-                                     "itself; rename the model's metric"),
-    # no tuple of names: the model's broken answer (its plugin's PluginError in its block:
-    # tests/core/models/test_model_broken_answers.py), was a UsageError
+    # a reserved name or no tuple of names: the model's broken answer (its plugin's PluginError in
+    # its block: tests/core/models/test_model_broken_answers.py), was a UsageError
+    (["accuracy", "lr"], BrokenAnswer, "metric_names() declares metrics ['lr'], names the trainer logs itself; its "
+                                       "metrics must take other names (any but grad_norm, loss, loss_scale, lr, "
+                                       "samples, samples_per_s, skipped, step, step_time, tokens, tokens_per_s) "
+                                       "(docs/plugins.md, 'Models')"),
     ("accuracy", BrokenAnswer, "metric_names() returned 'accuracy'; it must return a tuple of the metric names "
                                "forward reports (() for none) or None when not declared (docs/plugins.md, 'Models')"),
 ])
@@ -153,9 +156,9 @@ def test_a_whole_set_metric_the_data_did_not_measure_may_be_left_out() -> None:
 
     got = check_declared_metrics(Counting(), ["accuracy", "top5"], model_name="counting", whole_set=True)
     assert got == ("accuracy", "top5")
-    with pytest.raises(UsageError, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
-                                         r"\['accuracy', 'top5', 'top9'\]"):  # never one it did not declare
+    with pytest.raises(BrokenAnswer, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
+                                           r"\['accuracy', 'top5', 'top9'\]"):  # never one it did not declare
         check_declared_metrics(Counting(), ["accuracy", "top5", "top9"], model_name="counting", whole_set=True)
-    with pytest.raises(UsageError, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
-                                         r"\['accuracy', 'top5'\]"):  # without whole-set metrics: exactly
+    with pytest.raises(BrokenAnswer, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
+                                           r"\['accuracy', 'top5'\]"):  # without whole-set metrics: exactly
         check_declared_metrics(Counting(), ["accuracy", "top5"], model_name="counting")

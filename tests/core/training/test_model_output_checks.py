@@ -102,12 +102,16 @@ def test_a_loss_per_row_is_refused_in_one_line_with_its_shape_and_the_fix(host: 
 
 
 def test_a_reserved_metric_name_is_refused_before_an_evaluation_logs_it(host: PluginHost, tmp_path: Path) -> None:
+    """The model's broken answer: its plugin's line (was the user's UsageError)."""
     Probe.METRIC = "lr"
-    with pytest.raises(UsageError, match=r"^model 'probe': metrics \['lr'\] are names the trainer logs itself; "
-                                         r"rename the model's metric \(any name but .*\blr\b.*\)$"):
+    Probe.METRIC = "lr"
+    with pytest.raises(PluginError, match=r"^model 'probe' \(deepseek-probe 0\.0\.0, registered by .*\): forward "
+                                          r"returned metrics \['lr'\], names the trainer logs itself; its metrics "
+                                          r"must take other names \(any but .*\blr\b.*\) .*; a bug in the plugin"):
         _train(host, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # no metrics.jsonl with a val_lr row
-    with pytest.raises(UsageError, match=r"^model 'm': metrics \['grad_norm'\] are names the trainer logs itself"):
+    with pytest.raises(BrokenAnswer, match=r"^forward returned metrics \['grad_norm'\], names the trainer logs "
+                                           r"itself"):
         split_output({"loss": torch.tensor(1.0), "grad_norm": 0.5}, model_name="m")
 
 

@@ -121,8 +121,10 @@ class MisDeclared(Exported):
                "was exported from"),
     (NoWeights, "model 'script': NoWeights has no trainable parameters (0 parameter(s), none with requires_grad)"),
     (Frozen, "model 'script': Frozen has no trainable parameters (2 parameter(s), none with requires_grad)"),
-    (Detached, "model 'script': the loss it returned does not depend on any trainable parameter"),
-    (IntegerLoss, "model 'script': the loss is a int64 tensor; it must be a floating-point one"),
+    # the script's own model answering outside the contract: the script's line (calls.scripts_own)
+    (Detached, "the model given to deepseek.fit: forward returned a loss that does not depend on any trainable "
+               "parameter"),
+    (IntegerLoss, "the model given to deepseek.fit: forward returned a int64 loss; it must be a floating-point one"),
 ])
 def test_a_model_whose_loss_cannot_train_is_one_line_and_leaves_no_run_folder(
         host: PluginHost, tmp_path: Path, model: type[nn.Module], message: str) -> None:

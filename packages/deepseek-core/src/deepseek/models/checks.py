@@ -3,9 +3,12 @@ against those its ``forward`` returns, what a call returns (:func:`split_output`
 the metrics, :mod:`deepseek.models.protocol` says the contract), and whether it takes a
 dataset's batches (:func:`check_model_data`). Each check refuses in one line naming the model.
 
-A model answering outside its contract (a ``forward`` whose output holds no 0-dim loss, a
-``metric_names()`` that is no tuple of names, a ``check_data`` that returns anything but
-``None``) is the model's bug, never the user's: each raises a
+A model answering outside its contract (a ``forward`` whose output holds no 0-dim loss, a loss
+of no floating dtype or, in training, without ``grad_fn``, a metric named like a value the trainer
+logs itself, a ``metric_names()`` that is no tuple of names or differs from what ``forward``
+returns, a ``check_data`` that returns anything but ``None``) is the model's bug, never the
+user's (a model the user's config left nothing trainable in is refused before it trains,
+``StepEngine.build_model``): each raises a
 :class:`~deepseek.plugins.calls.BrokenAnswer` in the model's block (``model_calls``, as
 :mod:`deepseek.models.declared` reads its declarations), a plugin model's one-line
 ``PluginError`` naming its distribution and the method (exit code 1); core's own model's, an
@@ -43,14 +46,23 @@ def declared_metrics(model: Any, *, model_name: str | None = None,
                                   or not all(isinstance(n, str) and n for n in names)):
             raise BrokenAnswer(f"metric_names() returned {names!r:.80}; it must return a tuple of the metric names "
                                "forward reports (() for none) or None when not declared (docs/plugins.md, 'Models')")
-    if names is None:
-        return None
-    label = model_name or type(model).__name__
+        problem = None if names is None else reserved_problem("metric_names() declares", names)
+        if problem is not None:
+            raise BrokenAnswer(problem)
+    return None if names is None else tuple(sorted(set(names)))
+
+
+def reserved_problem(answered: str, names: Iterable[str]) -> str | None:
+    """What is wrong with metric ``names`` a model ``answered`` (``"forward returned"``: its
+    answer's words) that a value the trainer logs itself (:data:`RESERVED_METRICS`) takes, or
+    ``None``: the model's broken answer, whose metrics the trainer would write over. The one
+    wording of this rule: :func:`declared_metrics`, :func:`split_output` and a pipeline's metrics
+    (``deepseek_pro.strategies.pipeline_metrics``)."""
     clash = RESERVED_METRICS.intersection(names)
-    if clash:
-        raise UsageError(f"model {label!r}: metric_names() declares {sorted(clash)}, names the trainer logs itself; "
-                         "rename the model's metric")
-    return tuple(sorted(set(names)))
+    if not clash:
+        return None
+    return (f"{answered} metrics {sorted(clash)}, names the trainer logs itself; its metrics must take other names "
+            "(any but " + ", ".join(sorted(RESERVED_METRICS)) + ") (docs/plugins.md, 'Models')")
 
 
 def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: str,
@@ -64,12 +76,12 @@ def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: s
     got = tuple(sorted(reported))
     declared = declared_metrics(model, model_name=model_name, calls=calls)
     if declared is not None and (declared != got if not whole_set else not set(got) <= set(declared)):
-        raise UsageError(
-            f"model {model_name!r} ({type(model).__name__}): metric_names() declares {list(declared)} but forward "
-            f"returned {list(got)} on the first validation batch (metrics are its scalar entries: a per-row tensor "
-            "is not one, reduce it with .mean()); make metric_names() return the names forward reports "
-            "(docs/plugins.md, 'Models')"
-        )
+        with answer_block(calls, "metric_names"):  # the model's two answers disagree: its broken answer
+            raise BrokenAnswer(
+                f"metric_names() declares {list(declared)} but forward returned {list(got)} on the first validation "
+                "batch (metrics are its scalar entries: a per-row tensor is not one, reduce it with .mean()); "
+                "metric_names() must return the names forward reports (docs/plugins.md, 'Models')"
+            )
     return got
 
 
@@ -78,7 +90,8 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
     metric named like a value the trainer logs itself (:data:`RESERVED_METRICS`) is refused, on
     training steps and evaluations alike. Call it in the model's ``forward`` block
     (``model_calls``): an output holding no 0-dim loss (a tensor of another shape, no mapping, a
-    mapping without ``"loss"``) is the model's broken answer there."""
+    mapping without ``"loss"``), a loss of no floating dtype, or such a metric is the model's
+    broken answer there."""
     if isinstance(output, torch.Tensor):
         if output.dim() != 0:
             raise BrokenAnswer(
@@ -86,7 +99,7 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
                 "loss (a 0-dim tensor: loss.mean(), or reduction='mean' in the loss function) or a mapping with "
                 "the key 'loss' (docs/plugins.md, 'Models')"
             )
-        return _real_loss(output, model_name), {}
+        return _real_loss(output), {}
     if not isinstance(output, Mapping) or "loss" not in output:
         got = type(output).__name__
         if isinstance(output, Mapping):
@@ -104,7 +117,7 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
             f"forward returned a 'loss' that is {got}; it must be the mean loss over the batch's rows, a 0-dim "
             "tensor: reduce it (loss.mean(), or reduction='mean' in the loss function)"
         )
-    _real_loss(loss, model_name)
+    _real_loss(loss)
     metrics: dict[str, torch.Tensor] = {}
     for key, value in output.items():
         if key == "loss":
@@ -113,42 +126,42 @@ def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[st
             metrics[str(key)] = value
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[str(key)] = torch.tensor(float(value), device=loss.device)
-    clash = RESERVED_METRICS.intersection(metrics)
-    if clash:
-        raise UsageError(
-            f"model {model_name!r}: metrics {sorted(clash)} are names the trainer logs itself; rename the "
-            "model's metric (any name but " + ", ".join(sorted(RESERVED_METRICS)) + ")"
-        )
+    problem = reserved_problem("forward returned", metrics)
+    if problem is not None:
+        raise BrokenAnswer(problem)
     return loss, metrics
 
 
-def _real_loss(loss: torch.Tensor, model_name: str) -> torch.Tensor:
+def _real_loss(loss: torch.Tensor) -> torch.Tensor:
     """``loss`` (0-dim) of a floating dtype, which backward and the mean over batches need; an
-    integer, bool or complex loss is one line."""
-    problem = loss_dtype_problem(loss, model_name)
+    integer, bool or complex loss is the model's broken answer."""
+    problem = loss_dtype_problem(loss, "forward")
     if problem is not None:
-        raise UsageError(problem)
+        raise BrokenAnswer(problem)
     return loss
 
 
-def loss_dtype_problem(loss: torch.Tensor, model_name: str) -> str | None:
-    """The line refusing a loss tensor that is not floating-point (integer, bool, complex), or
-    ``None``. The one wording of this rule: :func:`split_output` and a pipeline's last stage
-    (``deepseek_pro.strategies.pipeline``) both raise it."""
+def loss_dtype_problem(loss: torch.Tensor, call: str) -> str | None:
+    """What is wrong with a loss tensor that ``call`` (``"forward"``, ``"pipeline_loss"``)
+    returned that is not floating-point (integer, bool, complex), or ``None``: the model's broken
+    answer (the module docstring). The one wording of this rule: :func:`split_output` and a
+    pipeline's last stage (``deepseek_pro.strategies.pipeline_loss``) both raise it."""
     if loss.is_floating_point():
         return None
-    return (f"model {model_name!r}: the loss is a {str(loss.dtype).removeprefix('torch.')} tensor; it must be a "
-            "floating-point one computed from the model's parameters (e.g. cross_entropy(logits, labels))")
+    return (f"{call} returned a {str(loss.dtype).removeprefix('torch.')} loss; it must be a floating-point one "
+            "computed from the model's parameters (e.g. cross_entropy(logits, labels))")
 
 
-def loss_grad_problem(loss: torch.Tensor, model_name: str) -> str | None:
-    """The line refusing a training loss that backward cannot reach any weight from (no
-    ``grad_fn``), or ``None`` (always ``None`` where gradients are off). The one wording of this
-    rule: the base strategy's step and a pipeline's last stage both raise it."""
+def loss_grad_problem(loss: torch.Tensor, call: str) -> str | None:
+    """What is wrong with a training loss that ``call`` returned that backward cannot reach any
+    weight from (no ``grad_fn``), or ``None`` (always ``None`` where gradients are off): the
+    model's broken answer, as a model with trainable parameters detached it (one with none, the
+    user's config freezing everything, is refused before it trains: ``StepEngine.build_model``).
+    The one wording of this rule: the base strategy's step and a pipeline's last stage both raise it."""
     if loss.requires_grad or not torch.is_grad_enabled():
         return None
-    return (f"model {model_name!r}: the loss it returned does not depend on any trainable parameter (no grad_fn: "
-            "computed under torch.no_grad(), .detach()ed, or a constant); compute it from the model's outputs")
+    return (f"{call} returned a loss that does not depend on any trainable parameter (no grad_fn: computed under "
+            "torch.no_grad(), .detach()ed, or a constant); it must compute it from the model's outputs")
 
 
 def check_model_data(model: Any, batch: Batch, dataset: Any, *, model_name: str | None = None,

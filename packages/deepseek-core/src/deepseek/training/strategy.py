@@ -208,8 +208,8 @@ class Strategy(StrategyRules, ABC):
         :class:`~deepseek.training.step.MetricSums`)."""
 
         from deepseek.data.batch import batch_rows
-        from deepseek.errors import UsageError
         from deepseek.models.checks import loss_grad_problem, split_output
+        from deepseek.plugins.calls import BrokenAnswer
         from deepseek.training.evaluation import weighed
         from deepseek.training.step import MetricSums, MicroBatches
 
@@ -226,9 +226,9 @@ class Strategy(StrategyRules, ABC):
                 batch = self.to_device(micro)
                 with self.autocast():
                     loss, metrics = split_output(module(**batch), model_name=self.settings.model_name)
-                problem = loss_grad_problem(loss, self.settings.model_name)
-                if problem is not None:
-                    raise UsageError(problem)
+                problem = loss_grad_problem(loss, "forward")
+                if problem is not None:  # in engine.step's model block: the model's broken answer
+                    raise BrokenAnswer(problem)
                 weight = weights[i] if weights is not None else batch_rows(micro) / total_rows
                 self.backward(loss, weight)
             # A micro-batch that weighs 0 (no item its loss counts, loss_items 0) still runs on

@@ -149,8 +149,8 @@ class PipelineStrategy(DistributedStrategy):
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         self._template = meta_twin(model)  # weightless (the loss, export); others' weights go with model
-        self._loss_check = LossCheck(settings.model_name, settings.model_calls)
-        self._metrics = StageMetrics(settings.model_name)
+        self._loss_check = LossCheck(settings.model_calls)
+        self._metrics = StageMetrics(settings.model_calls)
         stages = stage_parts.checked_stages(model, self.pp_size, settings, self.name)  # the model's bug: its line
         with settings.model_calls("tied_parameters"):
             pairs = model.tied_parameters(stages) if self.pp_size > 1 else []  # type: ignore[operator]
@@ -329,7 +329,7 @@ class PipelineStrategy(DistributedStrategy):
         and every rank raises it through :meth:`~deepseek_pro.strategies.metric_names.MetricNames.agree`."""
         assert self._stage_mod is not None and self._template is not None
         stage = self._stage_mod
-        metrics = self._metrics or StageMetrics(self.settings.model_name)
+        metrics = self._metrics or StageMetrics(self.settings.model_calls)
         self._metrics = metrics
         was_training = stage.training
         stage.eval()

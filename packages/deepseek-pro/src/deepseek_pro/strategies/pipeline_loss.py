@@ -1,9 +1,9 @@
 """A pipeline's training loss checked by the rules ``single`` applies to a model's loss, with
 their lines (:mod:`deepseek.models.checks`): ``pipeline_loss`` must return a 0-dim tensor, of a
-floating dtype, that backward reaches the weights from (a ``grad_fn``). One that is no 0-dim
-tensor is the model's broken answer (:func:`~deepseek.plugins.calls.answer_error` in its
-``model_calls``: a plugin model's one-line ``PluginError``); a 0-dim loss breaking the others is
-refused with ``single``'s ``UsageError`` line.
+floating dtype, that backward reaches the weights from (a ``grad_fn``). One breaking any of them
+is the model's broken answer (:func:`~deepseek.plugins.calls.answer_error` in its
+``model_calls``: a plugin model's one-line ``PluginError``), with ``single``'s wording of each
+rule.
 
 Only the last stage computes the loss, so refusing it there alone would leave the other stages
 waiting for gradients that never come (a hang in one process, another rank's "connection closed"
@@ -31,7 +31,6 @@ from typing import Any
 import torch
 
 from deepseek.data.batch import Batch, split_rows
-from deepseek.errors import UsageError
 from deepseek.models.checks import loss_dtype_problem, loss_grad_problem
 from deepseek.plugins.calls import answer_error
 from deepseek.training.evaluation import weighed
@@ -62,11 +61,10 @@ def shape_problem(loss: Any) -> str | None:
 class LossCheck:
     """The check of one pipeline run's losses (see the module docstring): ``model_calls``, the
     model's block (``StepSettings.model_calls``), makes a loss that is no 0-dim tensor the
-    model's bug (a plugin model's one-line ``PluginError``); a 0-dim loss of an integer dtype or
-    without ``grad_fn`` is refused with ``single``'s ``UsageError`` line."""
+    model's bug (a plugin model's one-line ``PluginError``), as is a 0-dim loss of an integer
+    dtype or without ``grad_fn``."""
 
-    def __init__(self, model_name: str, model_calls: Callable[[str], contextlib.AbstractContextManager[None]]) -> None:
-        self.model_name = model_name
+    def __init__(self, model_calls: Callable[[str], contextlib.AbstractContextManager[None]]) -> None:
         self.model_calls = model_calls
         self.problem: Exception | None = None
         """This rank's refusal of a loss (the first one it saw), the error every rank raises."""
@@ -74,14 +72,12 @@ class LossCheck:
     def checked(self, loss: Any, output: torch.Tensor) -> torch.Tensor:
         """``loss`` when it passes; else a zero loss on ``output``'s graph, the refusal kept for
         :meth:`refusal`."""
-        shape = shape_problem(loss)
-        line = None if shape is not None else (loss_dtype_problem(loss, self.model_name)
-                                                or loss_grad_problem(loss, self.model_name))
-        if shape is None and line is None:
+        line = shape_problem(loss) or loss_dtype_problem(loss, "pipeline_loss") \
+            or loss_grad_problem(loss, "pipeline_loss")
+        if line is None:
             return loss
         if self.problem is None:
-            self.problem = answer_error(self.model_calls, "pipeline_loss", shape) if shape is not None \
-                else UsageError(line)
+            self.problem = answer_error(self.model_calls, "pipeline_loss", line)
         return output.float().sum() * 0.0
 
     def refusal(self) -> Exception | None:

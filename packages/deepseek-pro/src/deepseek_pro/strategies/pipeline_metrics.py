@@ -23,24 +23,26 @@ from ``pipeline_loss``: the pipeline strategies report scalar metrics only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from deepseek.errors import UsageError
-from deepseek.training.run_values import RESERVED_METRICS
+from deepseek.models.checks import reserved_problem
+from deepseek.plugins.calls import answer_error
 from deepseek.training.step import MetricSums
 from deepseek_pro.strategies.metric_names import MetricNames
 
 
 class StageMetrics(MetricNames):
     """The metric names of one pipeline run, agreed on by every rank (see the module docstring):
-    ``names`` are the metrics ``pipeline_loss`` returned so far."""
+    ``names`` are the metrics ``pipeline_loss`` returned so far; ``model_calls``, the model's
+    block (``StepSettings.model_calls``), where a name it must not take is its broken answer."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_calls: Callable[[str], contextlib.AbstractContextManager[None]]) -> None:
         super().__init__()
-        self.model_name = model_name
+        self.model_calls = model_calls
 
     def split(self, returned: Any) -> tuple[Any, dict[str, torch.Tensor]]:
         """``(loss, metrics)`` of what ``pipeline_loss`` returned: a mapping gives its ``"loss"``
@@ -59,12 +61,11 @@ class StageMetrics(MetricNames):
         return returned.get("loss"), metrics
 
     def check(self, names: set[str]) -> None:
-        """Refuse a metric named like a value the trainer logs (``single`` refuses it in
-        ``forward``'s output on its one process)."""
-        clash = RESERVED_METRICS.intersection(names)
-        if clash:
-            raise UsageError(f"model {self.model_name!r}: pipeline_loss returned metrics {sorted(clash)}, names the "
-                             "trainer logs itself; rename the model's metric")
+        """Refuse a metric named like a value the trainer logs, the model's broken answer
+        (``single`` refuses it in ``forward``'s output on its one process, with this wording)."""
+        problem = reserved_problem("pipeline_loss returned", names)
+        if problem is not None:
+            raise answer_error(self.model_calls, "pipeline_loss", problem)
 
     @staticmethod
     def local(loss: torch.Tensor | None, sums: MetricSums | None, names: tuple[str, ...]) -> torch.Tensor:
