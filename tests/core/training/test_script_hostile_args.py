@@ -17,7 +17,6 @@ import deepseek
 from deepseek import hookimpl
 from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
-from deepseek.plugins.calls import BrokenAnswer
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
@@ -135,16 +134,16 @@ def test_a_model_whose_loss_cannot_train_is_one_line_and_leaves_no_run_folder(
     assert not run_dir.exists()
 
 
-def test_a_misdeclared_not_trainable_reaches_the_script_as_the_models_broken_answer(
-        host: PluginHost, tmp_path: Path) -> None:
-    """A ``not_trainable`` that is no line of text is the model's broken answer, not the user's
-    input: a script's own model is blamed on no plugin, so the script gets the BrokenAnswer itself
-    (deepseek.plugins.calls; a plugin's model: test_declared_answers), before any run folder."""
+def test_a_misdeclared_not_trainable_reaches_the_script_as_its_one_line(host: PluginHost, tmp_path: Path) -> None:
+    """A ``not_trainable`` that is no line of text is the model's broken answer: a script's own
+    model is blamed on no plugin, and its author is the user, so the script gets its one-line
+    UsageError (deepseek.plugins.calls.scripts_own; a plugin's model: test_declared_answers),
+    before any run folder."""
     run_dir = tmp_path / "run"
-    with pytest.raises(BrokenAnswer) as caught:
+    with pytest.raises(UsageError) as caught:
         fit(host, run_dir, model=MisDeclared)
-    assert str(caught.value) == ("not_trainable is True; it must be None (the model trains) or one line saying why "
-                                 "the model does not train (docs/plugins.md, 'Models')")
+    assert str(caught.value) == ("the model given to deepseek.fit: not_trainable is True; it must be None (the model "
+                                 "trains) or one line saying why the model does not train (docs/plugins.md, 'Models')")
     assert not run_dir.exists()
 
 
