@@ -3,7 +3,9 @@ does: measuring it, and ``prune.ffn``'s Taylor scores (its training forward on t
 batches). A plugin model whose output holds no 0-dim loss there is its plugin's one
 ``PluginError`` line naming the model, its distribution and ``forward``, exit code 1, nothing
 written (was: the measure's ``BrokenAnswer`` outside any block, an internal error blaming
-deepseek; the scores' blamed on enterprise's ``prune.ffn`` compressor)."""
+deepseek; the scores' blamed on enterprise's ``prune.ffn`` compressor). Its batch-1 latency
+(``compare.p50_ms``, ``deepseek bench latency``'s timing, shared with ``deepseek compare``) runs
+in that block too: a bug of the model's code there is its line (was: an internal error)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class Bigram(TrainableModel):
 
     Options = NoOptions
     PER_ROW: ClassVar[bool] = False
+    ONE_ROW_BUG: ClassVar[bool] = False
+    """Raise on a batch of one row (the batch-1 latency's), a bug in the model's code."""
 
     def __init__(self, options: Any = None) -> None:
         super().__init__()
@@ -41,6 +45,8 @@ class Bigram(TrainableModel):
         self.head = nn.Linear(8, 256)
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if type(self).ONE_ROW_BUG and input_ids.size(0) == 1:
+            raise RuntimeError("a batch of one row")
         logits = self.head(self.embed(input_ids))
         per_row = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=1)
         return per_row if type(self).PER_ROW else per_row.mean()
@@ -105,3 +111,14 @@ def test_a_models_output_without_a_0_dim_loss_is_its_line(tmp_path: Path, monkey
     assert (code, err.splitlines()) == (1, [f"error: model '{model['name']}' (deepseek-acme 1.0, registered by "
                                             f"{__name__}): {LOSS_PER_ROW}"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_models_bug_while_its_latency_is_timed_is_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _trained(tmp_path, {"name": "acme.bigram"})
+    monkeypatch.setattr(Bigram, "ONE_ROW_BUG", True)
+    line = (f"error: model 'acme.bigram' (deepseek-acme 1.0, registered by {__name__}): forward raised RuntimeError: "
+            f"a batch of one row; {PLUGIN_BUG}")
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "compress", "--checkpoint", "run", "--method", "acme.same",
+                                 "--calibration-batches", "0", "--out", "out", "--latency-runs", "20", host=host)
+    assert code == 1, err
+    assert err.splitlines()[-1].startswith(line)

@@ -140,10 +140,11 @@ def weights_size(path: str) -> int:
     return sum(f.stat().st_size for f in (folder / "model").rglob("*") if f.is_file())
 
 
-def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager") -> float:
+def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager", calls: Any = None) -> float:
     """Batch-1 latency (median ms) of ``variant`` (a ``deepseek bench latency`` variant:
     ``eager``, ``deepseek.optimize``) on the first validation rows, in the model's own floating
-    dtype (a bf16 model is timed in bf16), as bench latency times it."""
+    dtype (a bf16 model is timed in bf16), as bench latency times it, in ``calls``, the model's
+    block (``served_calls``: what a plugin model raises is its one line)."""
     from torch.utils import _pytree as pytree
 
     from deepseek.bench.latency import run_latency
@@ -156,7 +157,7 @@ def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager") ->
     floating = next((p.dtype for p in params if p.is_floating_point()), None)
     dtype = next((name for name in TORCH_NAMES if torch_dtype(name) == floating), "float32")
     result = run_latency(model, batch=1, device=params[0].device, dtype=dtype, runs=runs, warmup=2,
-                         only=[variant], batches=picks)
+                         only=[variant], batches=picks, calls=calls)
     return next(r.median_ms for r in result.rows if r.name == variant)
 
 
@@ -211,11 +212,13 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
                            ((model_a, config_a, labels[0]), (model_b, config_b, labels[1]))
                            for k in batched(model, val, config.model.name, label)} - paired)
     side = {}
-    for name, model, run, state in (("A", model_a, run_a, state_a), ("B", model_b, run_b, state_b)):
-        side[name] = {"run": run, "model": (config_a if name == "A" else config_b).model.name,
+    for name, model, run, state, config in (("A", model_a, run_a, state_a, config_a),
+                                            ("B", model_b, run_b, state_b, config_b)):
+        side[name] = {"run": run, "model": config.model.name,
                       "step": state.get("step"), "parameters": sum(p.numel() for p in model.parameters()),
                       "weights_bytes": weights_size(run),
-                      "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None}
+                      "p50_ms": p50_ms(model, val, latency_runs, calls=served_calls(model, config, host))
+                      if latency_runs else None}
     return {"examples": len(ea.values), "data": data or f"{run_a}'s validation split", "resamples": resamples,
             "seed": seed, "runs": side, "paired": [r.row() for r in rows],
             "not_compared": not_compared}

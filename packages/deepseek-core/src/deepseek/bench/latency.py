@@ -260,7 +260,9 @@ def run_latency(
     where its declarations and, in ``decode`` mode, its cache's answers are read: ``new_cache`` and
     ``forward_cached`` held to their contract (:mod:`~deepseek.models.cache_checks`) on the
     prompt's prefill and on one decode step before anything is timed, so a broken model's
-    ``cache.length`` is its one line, not a timing."""
+    ``cache.length`` is its one line, not a timing; and where every call of it runs (the
+    references, the timed loop: ``forward``, ``forward_cached`` in ``decode`` mode), so what its
+    code raises there is its one line too, not an internal error."""
     dev = torch.device(device)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model = model.to(dev, torch_dtype(dtype)).eval()
@@ -272,7 +274,8 @@ def run_latency(
         spec = pytree.tree_flatten(batches[0])[1]
         inputs = [tuple(t.to(dev, torch_dtype(dtype)) if t.is_floating_point() else t.to(dev)
                         for t in pytree.tree_flatten(b)[0]) for b in batches]
-        target: nn.Module = BatchCall(model, spec, inputs[0])
+        with block("forward"):  # a serving model's forward decides what is compared
+            target: nn.Module = BatchCall(model, spec, inputs[0])
     elif mode == "decode":
         with block("new_cache"):
             cache = fresh_cache(model, batch, seq + 1)
@@ -287,7 +290,8 @@ def run_latency(
         target = model
         inputs = [(torch.randint(0, vocab, (batch, seq), generator=gen).to(dev),) for _ in range(rotate)]
     say = progress or (lambda _msg: None)
-    with torch.no_grad():
+    called = "forward_cached" if isinstance(target, DecodeStep) else "forward"  # the model's calls timed
+    with torch.no_grad(), block(called):
         references = [target(*x).float().clone() for x in inputs]
     variants = build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced)
     check_only(only, dev.type, mode, isinstance(target, DecodeStep), reduced)
@@ -314,7 +318,7 @@ def run_latency(
         built.append((name, fn, time.perf_counter() - start, note))
     peaks: dict[str, float] = {}
     if dev.type == "cuda":  # one call per variant, after its warm-up
-        with torch.no_grad():
+        with torch.no_grad(), block(called):
             for name, fn, *_ in built:
                 torch.cuda.synchronize(dev)
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -325,7 +329,7 @@ def run_latency(
     errors: dict[str, float] = {name: 0.0 for name, *_ in built}
     agree: dict[str, list[float]] = {name: [] for name, *_ in built}
     say(f"timing {len(built)} variants x {runs} runs")
-    with torch.no_grad():
+    with torch.no_grad(), block(called):  # one block around the loop: no cost inside a timed call
         for name, fn, *_ in built:
             for x, ref in zip(inputs, references, strict=True):
                 out = fn(*x).float()

@@ -79,12 +79,14 @@ def _measure(model: Any, config: Any, val: list[Any], latency_runs: int, path: P
     from deepseek_enterprise.compress.compressor import model_figures
 
     device = next(model.parameters()).device
-    with served_calls(model, config, host)("forward"):  # a plugin model's bug or broken output: its one line
+    calls = served_calls(model, config, host)
+    with calls("forward"):  # a plugin model's bug or broken output: its one line
         values = evaluate_in_process(model, val, device=device, model_name=config.model.name)
     return {**model_figures(model), **values,
             "weights_bytes": path.stat().st_size if path is not None and path.is_file() else None,
-            "p50_ms": p50_ms(model, val, latency_runs) if latency_runs else None,
-            "p50_optimized_ms": p50_ms(model, val, latency_runs, "deepseek.optimize") if latency_runs and optimized else None}
+            "p50_ms": p50_ms(model, val, latency_runs, calls=calls) if latency_runs else None,
+            "p50_optimized_ms": p50_ms(model, val, latency_runs, "deepseek.optimize", calls=calls)
+            if latency_runs and optimized else None}
 
 
 def check_recipe(host: Any, recipe: Any, recovery_steps: int | None) -> None:

@@ -1,0 +1,68 @@
+"""``deepseek bench latency`` calls the model in its block wherever it runs it: the references
+every variant is compared with and the timed loop (``forward``; ``forward_cached`` in decode
+mode), so what a plugin model's code raises there is its one ``PluginError`` line naming the
+model and its distribution, exit code 1 (was: outside any block, our internal error with the
+model's traceback). Its warm-up stays a variant's failure, reported and left out."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from deepseek import hookimpl
+from deepseek.cli.main import main
+from deepseek.config.components import NoOptions
+from deepseek.models.protocol import TrainableModel
+from deepseek.plugins.calls import PLUGIN_BUG
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Flaky(TrainableModel):
+    """A bigram model on byte tokens whose ``RAISE_AT``-th call raises (a bug in its code)."""
+
+    Options = NoOptions
+    RAISE_AT: ClassVar[int] = 0
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(256, 8)
+        self.head = nn.Linear(8, 256)
+        self.calls = 0
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == type(self).RAISE_AT:
+            raise RuntimeError(f"call {self.calls} of the model")
+        return self.head(self.embed(input_ids))
+
+
+class Plugin:
+    @hookimpl
+    def deepseek_register_models(self, register: Any) -> None:
+        register("acme.flaky", Flaky)
+
+
+# 4 rotating inputs: calls 1-4 are the references, 5 eager's warm-up, 6-9 its error check, 10 on timed
+@pytest.mark.parametrize("raise_at", [1, 10])
+def test_a_plugin_models_bug_while_bench_latency_times_it_is_its_line(capsys: pytest.CaptureFixture[str],
+                                                                      raise_at: int) -> None:
+    Flaky.RAISE_AT = raise_at
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1").status == "ok"
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench", "latency", "--model", "acme.flaky", "--seq", "8", "--runs", "20", "--warmup", "1",
+                  "--only", "eager"], host=host)
+    finally:
+        Flaky.RAISE_AT = 0
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1, err
+    label = f"model 'acme.flaky' (deepseek-acme 0.1, registered by {__name__})"
+    assert f"error: {label}: forward raised RuntimeError: call {raise_at} of the model; {PLUGIN_BUG}" in err
+    assert "Traceback" not in err and "internal error" not in err
