@@ -70,7 +70,7 @@ def test_a_pipeline_loss_against_singles_rules_is_the_models_bug() -> None:
         f"{label}: pipeline_loss returned metrics ['lr'], names the trainer logs itself; its metrics must take other "
         f"names (any but {', '.join(sorted(RESERVED_METRICS))}) (docs/plugins.md, 'Models'); {PLUGIN_BUG}")
     output = torch.ones(2, requires_grad=True)
-    for loss, what in ((torch.tensor(3), "returned a int64 loss; it must be a floating-point one"),
+    for loss, what in ((torch.tensor(3), "returned a loss of dtype int64; it must be a floating-point tensor"),
                        (torch.tensor(0.5), "returned a loss that does not depend on any trainable parameter")):
         check = LossCheck(blamed)
         zero = check.checked(loss, output)

@@ -111,7 +111,7 @@ LOSS_PER_ROW = ("forward returned a tensor of shape (4,) for a batch; it must re
     ("loss per row in training", LOSS_PER_ROW),  # the strategy's training step
     ("no loss", "forward returned a dict without the key 'loss' (its keys: 'logits') for a batch; it must return "
                 "the mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')"),
-    ("integer loss", "forward returned a int64 loss; it must be a floating-point one computed from the model's "
+    ("integer loss", "forward returned a loss of dtype int64; it must be a floating-point tensor computed from the model's "
                      "parameters (e.g. cross_entropy(logits, labels))"),
     ("detached in training", "forward returned a loss that does not depend on any trainable parameter (no grad_fn: "
                              "computed under torch.no_grad(), .detach()ed, or a constant); it must compute it from "

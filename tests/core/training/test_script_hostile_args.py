@@ -123,7 +123,7 @@ class MisDeclared(Exported):
     # the script's own model answering outside the contract: the script's line (calls.scripts_own)
     (Detached, "the model given to deepseek.fit: forward returned a loss that does not depend on any trainable "
                "parameter"),
-    (IntegerLoss, "the model given to deepseek.fit: forward returned a int64 loss; it must be a floating-point one"),
+    (IntegerLoss, "the model given to deepseek.fit: forward returned a loss of dtype int64; it must be a floating-point tensor"),
 ])
 def test_a_model_whose_loss_cannot_train_is_one_line_and_leaves_no_run_folder(
         host: PluginHost, tmp_path: Path, model: type[nn.Module], message: str) -> None:

@@ -148,7 +148,7 @@ def loss_dtype_problem(loss: torch.Tensor, call: str) -> str | None:
     pipeline's last stage (``deepseek_pro.strategies.pipeline_loss``) both raise it."""
     if loss.is_floating_point():
         return None
-    return (f"{call} returned a {str(loss.dtype).removeprefix('torch.')} loss; it must be a floating-point one "
+    return (f"{call} returned a loss of dtype {str(loss.dtype).removeprefix('torch.')}; it must be a floating-point tensor "
             "computed from the model's parameters (e.g. cross_entropy(logits, labels))")
 
 
