@@ -50,14 +50,13 @@ def open_file(path: str | os.PathLike[str], *, follow_links: bool = True) -> Bin
     ``IsADirectoryError``, a missing file ``FileNotFoundError``, as ``open`` does."""
     flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW)
     fd = os.open(path, flags)  # a FIFO opens without waiting for a writer
-    fh = os.fdopen(fd, "rb")
     mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        fh.close()
+    if not stat.S_ISREG(mode):  # checked before fdopen, which refuses a folder naming the descriptor
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
         raise UnreadableFile(errno.EINVAL, "not a regular file (a FIFO, device or socket)", os.fspath(path))
-    return fh
+    return os.fdopen(fd, "rb")
 
 
 def read_file(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
