@@ -11,7 +11,9 @@ there (docs/plugins.md section 9)."""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,11 +56,17 @@ def one_thread() -> Iterator[None]:
 def past_fifo() -> Callable[..., Any]:
     """``past_fifo(fifo, fn)``: ``fn()`` (its value, or its exception raised again) run in a thread;
     when it is not done within ``timeout`` s (a plain open of the FIFO ``fifo`` waits for a writer),
-    a writer opened and closed at once ends the wait and the test fails naming the FIFO."""
+    a writer opened and closed at once ends the wait and the test fails naming the FIFO. A wait
+    inside a library that holds the GIL, which no thread of this process can end, ends the test
+    process after ``timeout`` + 20 s (exit 1; with ``-s`` every thread's stack is printed)."""
 
     def call(fifo: Path, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         done: list[Any] = []
         failed: list[BaseException] = []
+        # A library that waits holding the GIL (safetensors' safe_open opening a FIFO) stops every
+        # thread, this one too: then faulthandler's own thread ends the process (exit 1; its dump
+        # of each thread's stack shows with -s), a failed run rather than one that never ends.
+        faulthandler.dump_traceback_later(timeout + 20, exit=True, file=sys.__stderr__)
 
         def run() -> None:
             try:
@@ -74,6 +82,7 @@ def past_fifo() -> Callable[..., Any]:
             with contextlib.suppress(OSError):  # ENXIO: nothing has the FIFO open for reading yet
                 os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
             thread.join(0.1)
+        faulthandler.cancel_dump_traceback_later()
         if waited:
             pytest.fail(f"waited more than {timeout:g} s on the FIFO {fifo}")
         if failed:

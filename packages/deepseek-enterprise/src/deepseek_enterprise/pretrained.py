@@ -108,14 +108,18 @@ def stored_shapes(ckpt: Any) -> dict[str, tuple[int, ...]]:
 def file_shapes(path: Any) -> dict[str, tuple[int, ...]]:
     """Name -> shape of the tensors in safetensors file ``path``, from its header only; a
     :class:`CheckpointError` when it is not a readable safetensors file."""
-    from safetensors import SafetensorError, safe_open
-
     from deepseek.errors import CheckpointError
+    from deepseek.parsing import UnreadableFile
+    from deepseek.paths import not_a_file
+    from deepseek.safetensors_file import open_safetensors
 
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - no mapping
-    except (SafetensorError, OSError) as exc:
+    try:  # opened once: a FIFO put in place of the file checked is refused, never waited on
+        with open_safetensors(path) as fh:
+            return {k: fh.shape(k) for k in fh.keys()}
+    except (IsADirectoryError, UnreadableFile, FileNotFoundError):
+        there = not_a_file(path) or "does not exist"
+        raise CheckpointError(f"{path}: {there}, not a safetensors file of model weights") from None
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 

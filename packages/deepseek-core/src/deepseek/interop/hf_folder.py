@@ -256,18 +256,23 @@ def _source_files(src: Path) -> tuple[Path, list[Path]]:
 
 
 def _read_tensors(files: list[Path]) -> dict[str, Any]:
-    from safetensors import SafetensorError, safe_open
+    from deepseek.parsing import UnreadableFile
+    from deepseek.paths import not_a_file
+    from deepseek.safetensors_file import open_safetensors
 
     tensors: dict[str, Any] = {}
     checked: set[str] = set()
     for path in files:
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as fh:
-                for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+        try:  # opened once: a FIFO put in place of the file checked is refused, never waited on
+            with open_safetensors(path) as fh:
+                for key in fh.keys():
                     if key in tensors:
                         raise UsageError(f"{path}: tensor {key} is also in another shard; save the model again")
                     tensors[key] = fh.get_tensor(key)
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        except (IsADirectoryError, UnreadableFile, FileNotFoundError):
+            there = not_a_file(path) or "does not exist"
+            raise UsageError(f"{path}: {there}, not a safetensors file; save the model again") from None
+        except (OSError, ValueError, RuntimeError) as exc:
             raise UsageError(f"{path}: not a readable safetensors file ({exc}); save the model again") from None
         _check_finite(path, {k: tensors[k] for k in tensors if k not in checked})
         checked.update(tensors)

@@ -226,7 +226,7 @@ def check_weights_fit(model: nn.Module, path: str | os.PathLike[str]) -> None:
     longer matches its weights (an edited ``trainer.json`` asking for a huge model) is refused
     before the model is built for real. A sharded checkpoint, or a header that cannot be read,
     is left to :func:`load_into_model`, whose messages name what is wrong."""
-    from safetensors import SafetensorError, safe_open
+    from deepseek.safetensors_file import open_safetensors
 
     p = Path(path)
     if p.is_dir():
@@ -235,13 +235,13 @@ def check_weights_fit(model: nn.Module, path: str | os.PathLike[str]) -> None:
         p = p / MODEL_FILE
 
     class _Header:  # what check_model_fit reads of a tensor
-        def __init__(self, shape: list[int]) -> None:
-            self.shape = tuple(shape)
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            self.shape = shape
 
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as fh:
-            state = {k: _Header(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError):
+    try:  # opened once: a FIFO in its place is refused, never waited on
+        with open_safetensors(p) as fh:
+            state = {k: _Header(fh.shape(k)) for k in fh.keys()}
+    except (OSError, ValueError):
         return
     check_model_fit(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, path)
 
@@ -290,15 +290,20 @@ def export_weights(source: str | os.PathLike[str], out: str | os.PathLike[str]) 
 
 def read_weights_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """Metadata of a safetensors file (the ``[model]`` config of exported weights)."""
-    from safetensors import SafetensorError, safe_open
+    from deepseek.parsing import UnreadableFile
+    from deepseek.paths import not_a_file
+    from deepseek.safetensors_file import open_safetensors
 
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: weights file not found; check the path")
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as fh:
-            return dict(fh.metadata() or {})
-    except (SafetensorError, OSError) as exc:
+    try:  # opened once: the path may be swapped after any check of it
+        with open_safetensors(p) as fh:
+            return fh.metadata()
+    except FileNotFoundError:
+        raise CheckpointError(f"{p}: weights file not found; check the path") from None
+    except (IsADirectoryError, UnreadableFile):
+        there = not_a_file(p) or "is not a regular file"
+        raise CheckpointError(f"{p}: {there}, not a weights file; give a .safetensors file") from None
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from exc
 
 

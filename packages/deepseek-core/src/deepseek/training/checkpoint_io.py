@@ -248,16 +248,23 @@ def _sort_metadata(path: Path) -> None:
 
 @contextlib.contextmanager
 def _opened(path: Path, what: str) -> Iterator[Any]:
-    """``path`` opened with safetensors' ``safe_open``; a missing or corrupt file (also one whose
-    tensors fail to read in the block) is a :class:`CheckpointError` naming ``what`` it holds."""
-    from safetensors import SafetensorError, safe_open
+    """``path`` opened once (:func:`deepseek.safetensors_file.open_safetensors`: no check of the
+    path before, which a FIFO put in its place after would pass); a missing file, something else
+    in its place (a folder, a FIFO: never waited on) or a corrupt one (also one whose tensors fail
+    to read in the block) is a :class:`CheckpointError` naming ``what`` it holds."""
+    from deepseek.parsing import UnreadableFile
+    from deepseek.paths import not_a_file
+    from deepseek.safetensors_file import open_safetensors
 
-    if not path.is_file():
-        raise CheckpointError(f"{path}: {what} file is missing; the checkpoint is incomplete, {HINT}")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
+        with open_safetensors(path) as fh:
             yield fh
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {what} file is missing; the checkpoint is incomplete, {HINT}") from None
+    except (IsADirectoryError, UnreadableFile):
+        there = not_a_file(path) or "is not a regular file"
+        raise CheckpointError(f"{path}: {what} file {there}; the checkpoint is damaged, {HINT}") from None
+    except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path}: {what} file is corrupt or truncated ({exc}); {HINT}"
         ) from exc
@@ -267,8 +274,8 @@ def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
     """Tensors and metadata of ``path``; a missing or corrupt file is a :class:`CheckpointError`
     naming ``what`` the file holds."""
     with _opened(path, what) as fh:
-        metadata = dict(fh.metadata() or {})
-        tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+        metadata = fh.metadata()
+        tensors = {key: fh.get_tensor(key) for key in fh.keys()}
     check_finite(tensors, path)
     return tensors, metadata
 
@@ -276,7 +283,8 @@ def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
 def check_tensors(path: Path, what: str) -> None:
     """:func:`load_tensors`' refusal of a missing or corrupt ``path`` without reading a tensor:
     opening the file parses its header and checks that the tensors' byte ranges fit their dtypes
-    and shapes and cover the data exactly (safetensors' own checks), so a file of garbage, cut
+    and shapes and cover the data exactly (safetensors' own checks, made by
+    :mod:`deepseek.safetensors_file`), so a file of garbage, cut
     short or grown is refused; values (a NaN, say) are left to the load."""
     with _opened(path, what):
         pass

@@ -141,7 +141,7 @@ def check_resumed_groups(directory: str | os.PathLike[str], members: list[list[s
     checks them (:func:`check_group_members`, one message), read from the metadata alone. A
     folder without optimizer metadata, or with damaged metadata or groups, is left to the
     strategy's load, whose messages name what is wrong."""
-    from safetensors import SafetensorError, safe_open
+    from deepseek.safetensors_file import open_safetensors
 
     d = Path(directory)
     try:
@@ -149,10 +149,10 @@ def check_resumed_groups(directory: str | os.PathLike[str], members: list[list[s
             path, groups = d / OPTIMIZER_DIR, read_sharded_meta(d)["param_groups"]
         else:
             path = d / OPTIMIZER_FILE
-            with safe_open(str(path), framework="pt", device="cpu") as fh:
-                groups = [_restore_group(g) for g in loads_json((fh.metadata() or {})["param_groups"])]
+            with open_safetensors(path) as fh:  # a FIFO in its place is refused, never waited on
+                groups = [_restore_group(g) for g in loads_json(fh.metadata()["param_groups"])]
         check_saved_groups(groups, path)
-    except (CheckpointError, SafetensorError, OSError, KeyError, ValueError, TypeError, AttributeError):
+    except (CheckpointError, OSError, KeyError, ValueError, TypeError, AttributeError):
         return
     check_group_members(groups, members, path)
 
