@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from deepseek.bench.baseline import load_baseline
-from deepseek.cli.run_cmd import _check_compiles
+from deepseek.cli.run_cmd import _compiled
 from deepseek.errors import UsageError
 
 
@@ -41,5 +41,5 @@ def test_a_baseline_swapped_for_a_fifo_after_its_check_is_one_line(
 def test_a_script_that_is_a_fifo_is_refused_unread(tmp_path: Path, past_fifo: Callable[..., Any]) -> None:
     fifo = tmp_path / "train.py"
     os.mkfifo(fifo)
-    assert past_fifo(fifo, _said(lambda: _check_compiles(fifo, "train.py"))) == (
+    assert past_fifo(fifo, _said(lambda: _compiled(fifo, "train.py"))) == (
         "run: 'train.py' cannot be read (not a regular file (a FIFO, device or socket)); give a readable Python script")

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -92,3 +93,26 @@ def test_the_cli_says_where_a_scripts_model_can_be_evaluated(
     with pytest.raises(UsageError, match=r"load_model\(model=\): expected the torch\.nn\.Module"):
         deepseek.load_model(tmp_path / "r", model=Quadrants)
 
+
+
+def test_deepseek_run_runs_the_text_it_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The script is read once: the text checked (a regular file that compiles) is the text run,
+    as ``__main__`` (its classes pickle, ``__file__`` is its path), whatever is at the path after."""
+    import deepseek.parsing
+
+    script = tmp_path / "job.py"
+    script.write_text("import pickle, sys\nclass Point: pass\nassert type(pickle.loads(pickle.dumps(Point()))) is Point\n"
+                      "print('checked', __name__, __file__ == sys.argv[0])\n")
+    real = deepseek.parsing.read_file
+
+    def read_then_replace(path: Any, *args: Any) -> bytes:
+        data = real(path, *args)
+        if Path(path) == script:  # replaced right after the check read it: no longer valid Python
+            script.write_text("print('replaced'\n")
+        return data
+
+    monkeypatch.setattr(deepseek.parsing, "read_file", read_then_replace)
+    out = deepseek_here("run", str(script), cwd=tmp_path)
+    assert (out.returncode, out.stdout) == (0, "checked __main__ True\n"), out  # was exit 1, a SyntaxError of the new text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -32,7 +33,6 @@ def run(script: str, args: tuple[str, ...]) -> None:
 
     Example: deepseek launch -n 2 -- run examples/own_model/train.py --strategy ddp
     """
-    import runpy
     import sys
     from pathlib import Path
 
@@ -44,12 +44,12 @@ def run(script: str, args: tuple[str, ...]) -> None:
         raise UsageError(f"run: {script!r} {what}; give the path of a Python script, e.g. deepseek run train.py")
     if path.suffix != ".py":
         raise UsageError(f"run: {script!r} is not a .py file; give the path of a Python script")
-    _check_compiles(path, script)
+    code = _compiled(path, script)
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.resolve().parent))
     try:
         with script_environment():
-            runpy.run_path(str(path), run_name="__main__")
+            _run_as_main(code, path)
     except DeepseekError:
         raise  # deepseek's own errors: one line, as from every command
     except Exception as exc:
@@ -91,7 +91,7 @@ def _set_env(key: str, value: str | None) -> None:
 
 
 def _print_traceback(exc: Exception, path: object) -> None:
-    """The traceback ``python SCRIPT`` prints: from the script's first frame (runpy's and this
+    """The traceback ``python SCRIPT`` prints: from the script's first frame (this
     command's frames left out)."""
     import traceback
     from pathlib import Path
@@ -103,13 +103,16 @@ def _print_traceback(exc: Exception, path: object) -> None:
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
 
 
-def _check_compiles(path: object, script: str) -> None:
-    """A script that cannot be read or compiled (a syntax error, bytes that are not its
-    encoding, a null byte) is bad input: one line naming it and the line, before it runs."""
+def _compiled(path: object, script: str) -> Any:
+    """The script's code, compiled from one bounded read of it (a regular file, 16 MiB at most):
+    what runs is the text checked here, not the path read again (a FIFO put there after the
+    check waited for a writer for good). A script that cannot be read or compiled (a syntax
+    error, bytes that are not its encoding, a null byte) is bad input: one line naming it and
+    the line, before it runs."""
     from deepseek.parsing import read_file
 
     try:
-        compile(read_file(str(path)), str(path), "exec", dont_inherit=True)  # a regular file, 16 MiB at most
+        return compile(read_file(str(path)), str(path), "exec", dont_inherit=True)
     except OSError as exc:
         raise UsageError(f"run: {script!r} cannot be read ({exc.strerror or exc}); give a readable Python script") from None
     except (SyntaxError, ValueError) as exc:
@@ -117,3 +120,22 @@ def _check_compiles(path: object, script: str) -> None:
         what = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         raise UsageError(f"run: {script!r} is not valid Python{where} ({' '.join(str(what).split())}); "
                          "fix the script") from None
+
+
+def _run_as_main(code: Any, path: object) -> None:
+    """Run ``code`` as ``python SCRIPT`` runs a script (as ``runpy.run_path`` did, from the code
+    rather than the path): in a fresh module ``__main__``, whose ``__file__`` is the script's path,
+    put in ``sys.modules`` for the while (pickle and multiprocessing find the script's classes
+    there) and the one before it put back after."""
+    import sys
+    import types
+
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=str(path), __cached__=None, __loader__=None, __package__=None, __spec__=None)
+    before = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - the user's own script, as python SCRIPT would run it
+    finally:
+        if before is not None:
+            sys.modules["__main__"] = before
