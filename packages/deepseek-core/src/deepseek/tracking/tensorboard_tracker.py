@@ -10,11 +10,13 @@ folder's older event files hold from its first step on (see ``start``).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepseek.parsing import read_file, read_text
 from deepseek.tracking.tracker import RunInfo, Status, Tracker, require_library
 
 
@@ -60,12 +62,15 @@ class TensorBoardTracker(Tracker):
         self._step = step
 
     def log_artifact(self, path: Path, kind: str) -> None:
+        # read once through deepseek.parsing.read_file (a regular file, 16 MiB at most): a FIFO or a
+        # huge file in its place fails this call, which the session warns of, never waited on
         if kind == "plot":
             from matplotlib.image import imread
 
-            self._writer.add_image(path.stem, imread(path)[..., :3], self._step, dataformats="HWC")
+            image = imread(io.BytesIO(read_file(path)), format="png")
+            self._writer.add_image(path.stem, image[..., :3], self._step, dataformats="HWC")
         else:
-            self._writer.add_text(path.name, "```\n" + path.read_text(encoding="utf-8") + "\n```", self._step)
+            self._writer.add_text(path.name, "```\n" + read_text(path) + "\n```", self._step)
 
     def finish(self, status: Status) -> None:
         if self._writer is not None:
