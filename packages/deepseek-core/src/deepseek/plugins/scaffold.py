@@ -160,10 +160,13 @@ so that a resumed run, a new process, continues it as an uninterrupted run would
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from deepseek import hookimpl
+from deepseek.errors import UsageError
 from deepseek.hookspecs import RegisterFn
+from deepseek.parsing import read_text
 
 PASS_NAME = "{pass_name}"
 STATE_FILE = "{short}-loss-ema.jsonl"
@@ -189,9 +192,22 @@ def deepseek_declare_run_files(declare: Any) -> None:
 @hookimpl
 def deepseek_train_start(trainer: Any) -> None:
     """Start the average afresh or, in a resumed run, from its value at the checkpoint's step."""
-    saved = trainer.run_dir / STATE_FILE
-    rows = saved.read_text(encoding="utf-8").splitlines() if trainer.step and saved.is_file() else []
+    rows = _saved_rows(trainer.run_dir / STATE_FILE) if trainer.step else []
     _loss_ema[id(trainer)] = next((r["ema"] for r in map(json.loads, rows) if r["step"] == trainer.step), None)
+
+
+def _saved_rows(saved: Path) -> list[str]:
+    """The lines of the callback's file (none when there is none), read once through
+    deepseek.parsing.read_text: a regular file of at most 16 MiB, so a FIFO or a huge file in its
+    place is one line (exit 2), never waited on or read whole."""
+    try:
+        return read_text(saved).splitlines()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"{{saved}}: cannot be read ({{reason}}); put back the file {dist} wrote there, or "
+                         "remove it to start the average afresh") from None
 
 
 @hookimpl
