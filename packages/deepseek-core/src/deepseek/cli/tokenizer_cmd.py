@@ -133,6 +133,7 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         BPETokenizer,
         file_digest,
         require_tokenizers,
+        tokenizer_bytes,
         train_bpe,
         write_tokenizer,
     )
@@ -178,7 +179,8 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         raise UsageError(f"{'--files' if files else '--data'}: the training split of {corpus.name} holds no text (every "
                          "document is empty); give files with text (nothing was written)")
     path = write_tokenizer(hf, out)
-    tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), digest=file_digest(path.read_bytes()),
+    # the digest of the bytes written, not of the path read back (something else may be there by now)
+    tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), digest=file_digest(tokenizer_bytes(hf)),
                        source=str(path))
     click.echo(f"wrote {shown(path)}{created_note(missing)}: vocabulary {tok.vocab_size}, separator "
                f"{separator_token!r} = id {tok.separator}, trained on {learnt[0]:,} bytes of {shown(corpus.name)}")

@@ -280,14 +280,21 @@ def _nonempty(texts: Iterable[str]) -> Iterator[str]:
             yield t
 
 
+def tokenizer_bytes(hf: Any) -> bytes:
+    """The bytes :func:`write_tokenizer` writes for ``hf`` (their :func:`file_digest` is the
+    tokenizer's identity, known without reading the file back)."""
+    return hf.to_str(pretty=True).encode("utf-8")
+
+
 def write_tokenizer(hf: Any, out: str | os.PathLike[str]) -> Path:
-    """Write ``hf`` as ``tokenizer.json`` at ``out`` atomically (temp file + rename)."""
+    """Write ``hf`` as ``tokenizer.json`` (:func:`tokenizer_bytes`) at ``out`` atomically (temp
+    file + rename)."""
     target = Path(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         usual_mode(fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(hf.to_str(pretty=True))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(tokenizer_bytes(hf))
         durable.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
