@@ -165,11 +165,11 @@ def check_run_tokenizer(copy: Path, trainer_state: Any) -> None:
         return  # an older checkpoint, or one whose data position records no tokenizer file
     from deepseek.errors import CheckpointError
 
-    try:
+    try:  # the read takes a regular file only: a FIFO, folder or huge file put there since its check is named
         found = tokenizer_identity(copy)
     except OSError as exc:
-        raise CheckpointError(f"{copy}: cannot read the run's tokenizer ({exc.strerror}); check its "
-                              "permissions") from None
+        fix = "check its permissions" if isinstance(exc, PermissionError) else "put back the run's own tokenizer.json"
+        raise CheckpointError(f"{copy}: cannot read the run's tokenizer ({exc.strerror}); {fix}") from None
     if found != recorded:
         raise CheckpointError(f"{copy}: is not the tokenizer this run was trained with (its content is {found}, "
                               f"the checkpoint recorded {recorded}); put back the run's own tokenizer.json "
