@@ -11,6 +11,8 @@ import contextlib
 import time
 from pathlib import Path
 
+from deepseek.parsing import open_file
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
 
@@ -48,7 +50,7 @@ def sqlite_problem(path: Path, kind: str, own: frozenset[str]) -> str | None:
     deadline = time.monotonic() + CREATION_WAIT_S
     while True:
         try:
-            with path.open("rb") as fh:
+            with open_file(path) as fh:  # a regular file: a FIFO there is refused, never waited on
                 head = fh.read(len(SQLITE_HEADER))
         except OSError as exc:
             return f"cannot be read ({exc.strerror})"

@@ -24,9 +24,13 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def crc32_of(path: str | os.PathLike[str]) -> str:
-    """The CRC-32 of a file's bytes, as 8 lowercase hex digits."""
+    """The CRC-32 of a file's bytes, as 8 lowercase hex digits. Opened through
+    :func:`deepseek.parsing.open_file`: a FIFO put in the place of a committed file since its
+    stat is an ``OSError`` (not a regular file), never waited on."""
+    from deepseek.parsing import open_file
+
     crc = 0
-    with open(path, "rb") as fh:
+    with open_file(path) as fh:
         while chunk := fh.read(_CHUNK):
             crc = zlib.crc32(chunk, crc)
     return f"{crc:08x}"

@@ -114,7 +114,7 @@ def not_written_by_a_run(folder: Path) -> str | None:
     (a JSON object with an integer ``step``); ``None`` when there is none."""
     import json
 
-    from deepseek.parsing import loads_json, loads_toml, read_text
+    from deepseek.parsing import loads_json, loads_toml, open_file, read_text
 
     config = folder / "config.toml"
     if config.is_file():
@@ -127,8 +127,8 @@ def not_written_by_a_run(folder: Path) -> str | None:
     metrics = folder / "metrics.jsonl"
     if metrics.is_file():
         try:
-            with metrics.open(encoding="utf-8") as fh:
-                first = fh.readline(1 << 20).strip()
+            with open_file(metrics) as fh:  # a regular file: a FIFO put there since the check is not waited on
+                first = fh.readline(1 << 20).decode("utf-8").strip()
             record = loads_json(first) if first else {"step": 0}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError):
             return "metrics.jsonl"
