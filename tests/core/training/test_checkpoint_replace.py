@@ -315,7 +315,73 @@ def test_a_leftover_its_start_could_not_delete_does_not_make_the_job_wait(
         result = Trainer(tiny_config(train={"max_steps": 8}, **settings), resume=run, quiet=True).fit()
     elapsed = time.monotonic() - started
     assert result.step == 8 and elapsed < 5, elapsed  # each of its saves' lookups waited 10 s
+    # renamed to a trash name first: what stays is never taken for step 1's checkpoint, nor waited for
+    [trash] = root.glob("step-1.trash-*")
     assert [str(w.message) for w in caught] == [
-        f"{leftover}: a leftover of an interrupted save, prune or re-save, could not be deleted (Permission "
-        "denied); delete it by hand"]
-    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-1.replaced-ab", "step-6", "step-8"]
+        f"{trash}: a leftover of a save, prune or re-save could not be deleted (Permission denied); delete it by hand"]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", trash.name, "step-6", "step-8"]
+    assert [p.name for p in trash.iterdir()] == ["pinned"] and not leftover.exists()
+
+
+def _refused_unlinks(monkeypatch: pytest.MonkeyPatch, name: str | None = None) -> None:
+    """``os.unlink`` refused (of files called ``name``; all with ``None``), as for a user who may not
+    delete them (the tests run as root, whom a read-only folder does not stop)."""
+    real = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if name is None or os.path.basename(os.fspath(path)) == name:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+def test_a_leftover_that_is_no_checkpoint_makes_no_lookup_beside_the_live_job_wait(tmp_path: Path) -> None:
+    """A moved-aside folder without its ``step-N`` that is not a complete checkpoint (what a failed
+    deletion left, the folder renamed back and forth by hand) made every lookup of another process
+    (``deepseek eval``, ``checkpoint list`` beside the job, its own ranks other than 0) wait
+    ``RE_SAVE_WAIT_S`` (10 s) while the job lived: the job deletes no such folder while it runs. A
+    re-save moves aside a committed folder, whole, and an incomplete one is never taken, so only a
+    complete one is waited for."""
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    _step(root, 2)
+    _step(root, 4)
+    leftover = root / "step-3.replaced-ab"  # no step-3 beside it
+    leftover.mkdir()
+    (leftover / "pinned").write_bytes(b"kept")
+    held = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # the live job's lock, another process's
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        started = time.monotonic()
+        assert ckpt.resolve_checkpoint(run) == root / "step-4"
+        assert [p.name for _, p in ckpt.list_checkpoints(root)] == ["step-2", "step-4"]
+        with pytest.raises(CheckpointError, match="step-3.replaced-ab: is an earlier copy of a checkpoint"):
+            ckpt.resolve_checkpoint(leftover)
+        elapsed = time.monotonic() - started
+    finally:
+        os.close(held)
+    assert elapsed < 3, elapsed  # 30 s: 10 s a lookup
+
+
+def test_a_re_save_whose_old_copy_cannot_be_deleted_says_so_at_once_and_never_takes_it_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save of a step saved before deleted the old copy it moved aside with errors ignored: when
+    its files could not be deleted the folder stayed, complete, silently until the next start, and
+    once the new ``step-N`` was pruned it was taken for step N's checkpoint again (listed, resumed
+    from, renamed back by the next start). It is renamed to a trash name first, and the failure is
+    one warning at the time, naming what stays and why."""
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    _step(root, 2)
+    _step(root, 4)
+    with monkeypatch.context() as patched, pytest.warns(CheckpointWarning) as caught:
+        _refused_unlinks(patched)
+        _step(root, 4)  # step 4 saved again: the old copy moved aside, the new one renamed in
+    [trash] = root.glob("step-4.trash-*")
+    assert [str(w.message) for w in caught] == [
+        f"{trash}: a leftover of a save, prune or re-save could not be deleted (Permission denied); delete it by hand"]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-2", "step-4", trash.name]
+    assert sorted(p.name for p in trash.iterdir()) == [ckpt.COMMIT_FILE, ckpt.TRAINER_FILE]  # whole
+    checkpoint_dirs.discard(root / "step-4")  # pruned by a later save
+    assert ckpt.list_checkpoints(root) == [(2, root / "step-2")] and ckpt.resolve_checkpoint(run) == root / "step-2"

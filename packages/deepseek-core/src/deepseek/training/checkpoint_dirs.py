@@ -17,7 +17,9 @@ Layout of ``<run>/checkpoints/``:
   two renames leaves no ``step-N``: the moved-aside folder, complete and recording step N, is then
   that step's checkpoint for every lookup, and :func:`remove_stale` renames it back to ``step-N``,
   so the step is never lost. Other processes' lookups wait for a live job (holding the run folder's
-  lock) between the renames, and find its new ``step-N`` (:func:`_await_re_save`).
+  lock) between the renames, and find its new ``step-N`` (:func:`_await_re_save`). A moved-aside
+  folder being deleted is first renamed to a ``.trash-`` name (:func:`_delete_leftover`), so what a
+  failed deletion leaves is never taken for its step's checkpoint.
 - ``latest``: the newest checkpoint's name, for people and tools; lookups take the one committed
   last (highest sequence number), so a crash before the pointer's update loses nothing, and a run
   continued from an earlier checkpoint resumes from what it saved, not from a higher step of the
@@ -110,7 +112,8 @@ def new_temp_dir(root: str | os.PathLike[str], step: int) -> Path:
 
 def discard(directory: str | os.PathLike[str]) -> None:
     """Delete a checkpoint or temp folder: first renamed to ``<name>.trash-XXXX`` (one atomic
-    step: the folder is gone from its name at once), then removed. Missing folders are fine."""
+    step: the folder is gone from its name at once), then removed (:func:`_delete_leftover`: what
+    cannot be is said). Missing folders are fine."""
     path = Path(directory)
     if not path.exists():
         return
@@ -118,7 +121,39 @@ def discard(directory: str | os.PathLike[str]) -> None:
         trash = Path(tempfile.mkdtemp(prefix=f"{path.name}.trash-", dir=path.parent))
         durable.move(path, trash / path.name)
         path = trash
-    shutil.rmtree(path, ignore_errors=True)
+    _delete_leftover(path)
+
+
+def _delete_leftover(path: Path) -> None:
+    """Delete ``path``, a leftover folder or pointer temp file of a save, prune or re-save, as far
+    as it can be. A moved-aside ``step-N.replaced-XXXX`` is first renamed to ``step-N.trash-XXXX``:
+    what a failed deletion leaves of it is then never taken for step N's checkpoint once its
+    ``step-N`` is pruned (:func:`_set_aside`), nor waited for by lookups (:func:`_await_re_save`).
+    A deletion that fails (a file in it this user may not delete) is said at once, in one
+    :class:`CheckpointWarning` naming what stays and why; the run's next start tries again."""
+    m = _REPLACED_RE.match(path.name)
+    if m and path.is_dir() and not path.is_symlink():
+        trash = None
+        try:  # onto an empty folder mkdtemp made: a unique name, one rename (no fsync: both names are leftovers)
+            trash = Path(tempfile.mkdtemp(prefix=f"{step_dir_name(int(m.group(1)))}.trash-", dir=path.parent))
+            os.replace(path, trash)
+            path = trash
+        except OSError:  # deleted where it is
+            if trash is not None:
+                with contextlib.suppress(OSError):
+                    trash.rmdir()
+    try:
+        if path.is_dir() and not path.is_symlink():
+            try:
+                shutil.rmtree(path)
+            except OSError:
+                shutil.rmtree(path, ignore_errors=True)  # what can go goes; the first failure is said
+                raise
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(CheckpointWarning(f"{path}: a leftover of a save, prune or re-save could not be deleted "
+                                        f"({exc.strerror or exc}); delete it by hand"), stacklevel=2)
 
 
 def _files_of(directory: Path) -> dict[str, int]:
@@ -199,7 +234,7 @@ def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     if best:
         atomic_write_text(root / BEST_FILE, final_p.name + "\n")
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _delete_leftover(old)
     return final_p
 
 
@@ -266,16 +301,18 @@ def _moved_aside(root: Path) -> Iterator[tuple[int, Path]]:
 
 
 def _await_re_save(root: Path) -> None:
-    """A moved-aside folder without its ``step-N`` while a live job holds the run folder (``root``'s
-    parent, :mod:`~deepseek.training.run_lock`) is that job between a re-save's two renames: its
-    new ``step-N`` is renamed in next and the moved-aside folder deleted. A lookup (a command that
-    reads the run beside its live job) waits for that, up to :data:`RE_SAVE_WAIT_S`, rather than
-    take a folder about to go. With no live holder the folder is a killed save's, step N's
-    checkpoint (:func:`_set_aside`); so it is too if the holder is still between the renames when
-    the wait ends (a stopped process). The job holding the folder (this process) never waits: its
-    saves and lookups come in turn, so such a folder is a leftover its start could not delete."""
+    """A moved-aside folder that is step N's checkpoint (:func:`_set_aside`: no ``step-N`` beside it,
+    complete, recording step N) while a live job holds the run folder (``root``'s parent,
+    :mod:`~deepseek.training.run_lock`) is that job between a re-save's two renames: its new
+    ``step-N`` is renamed in next and the moved-aside folder deleted. A lookup (a command that reads
+    the run beside its live job) waits for that, up to :data:`RE_SAVE_WAIT_S`, rather than take a
+    folder about to go. With no live holder the folder is a killed save's, step N's checkpoint; so it
+    is too if the holder is still between the renames when the wait ends (a stopped process).
+    Nothing else is waited for, since waiting cannot help: a moved-aside folder that is not complete
+    is never taken (a re-save moves aside a committed folder, whole), whoever holds the run folder,
+    and the job holding the folder (this process) never waits, its saves and lookups coming in turn."""
     deadline = time.monotonic() + RE_SAVE_WAIT_S
-    while any(_moved_aside(root)) and held_by_another(root.parent / LOCK_FILE) and time.monotonic() < deadline:
+    while _set_aside(root) and held_by_another(root.parent / LOCK_FILE) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -305,48 +342,6 @@ def _leftover_dir_name(name: str) -> bool:
     return any(tag in name for tag in _LEFTOVER_DIR_TAGS)
 
 
-def leftover_refusal(directory: Path) -> str | None:
-    """Why folder ``directory``, named directly as a checkpoint, is not one: a leftover of a save,
-    prune or re-save (:func:`list_stale`'s), which the run's next start deletes (so a resume from it
-    would load one checkpoint and name another), else ``None``. A moved-aside ``step-N`` that is
-    step N's checkpoint (:func:`_set_aside`) is not refused: the run's start renames it back, and
-    :func:`committed_path` names it so. Another run's checkpoint a save moved aside
-    (``step-N.foreign-XXXX``, or its ``step-N``) is refused too. Paths are resolved first (``.``,
-    links); only folders in a run's ``checkpoints`` count (``exp.tmp-3`` elsewhere is not one)."""
-    real = directory.resolve()
-    as_named = (directory.name, directory.parent.name) == (real.name, real.parent.name)
-    named, directory = (directory, directory) if as_named else (f"{directory} (that is {real})", real)
-    foreign = next((f for f in (directory, directory.parent)
-                    if _FOREIGN_RE.match(f.name) and f.parent.name == "checkpoints"), None)
-    if foreign is not None:
-        run = foreign.parent.parent
-        step = step_dir_name(int(_FOREIGN_RE.match(foreign.name).group(1)))
-        recorded = _recorded_step(foreign / step)  # the name it takes out of the run: its own step's
-        rename = f" as a folder named {step_dir_name(recorded)}" if recorded is not None else ""
-        return (f"{named}: is another run's checkpoint (its {TRAINER_FILE} records another step), moved aside when "
-                f"this run saved its own {step}: not one of this run's checkpoints, so never resumed from there; to "
-                f"resume from it, move {foreign / step} out of the run folder {run}{rename} and pass its new path, "
-                "else pass the run folder (its newest complete checkpoint)")
-    root = directory.parent
-    if root.name != "checkpoints" or not _leftover_dir_name(directory.name):
-        return None
-    _await_re_save(root)  # a live job between a re-save's renames: its new step-N, not the folder it deletes
-    if any(found.path == directory for found in _set_aside(root)):
-        return None
-    m = re.match(r"^step-(\d+)\.", directory.name)
-    if _REPLACED_TAG in directory.name:
-        what = "an earlier copy of a checkpoint, moved aside by a later save of the same step"
-    elif ".tmp-" in directory.name:
-        what = "an unfinished save (the folder a checkpoint is written into before it is renamed into place)"
-    else:
-        what = "a checkpoint being deleted (pruned) or replaced"
-    final = root / step_dir_name(int(m.group(1))) if m else None
-    instead = f"the run folder {root.parent} (its newest complete checkpoint)"
-    if final is not None and final.is_dir():
-        instead = f"{final} (that step's checkpoint) or {instead}"
-    return f"{named}: is {what}, not a checkpoint, and the run's next start deletes it; pass {instead} instead"
-
-
 def list_stale(root: str | os.PathLike[str]) -> list[Path]:
     """What an interrupted save, prune or pointer update left under ``root``: temp, trash and
     moved-aside folders, ``.latest.*.tmp`` and ``.best.*.tmp`` files."""
@@ -367,14 +362,7 @@ def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
         durable.move(found.path, base / step_dir_name(found.step))
     stale = list_stale(root)
     for child in stale:
-        try:
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink(missing_ok=True)
-        except OSError as exc:  # e.g. a file in it this user may not delete: it stays, and is said
-            warnings.warn(CheckpointWarning(f"{child}: a leftover of an interrupted save, prune or re-save, could not "
-                                            f"be deleted ({exc.strerror or exc}); delete it by hand"), stacklevel=2)
+        _delete_leftover(child)
     return stale
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import warnings
 from pathlib import Path
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import (
+    _FOREIGN_RE,
+    _REPLACED_TAG,
     ANOTHER_STEP,
     BEST_FILE,
     COMMIT_FILE,
@@ -23,10 +26,14 @@ from deepseek.training.checkpoint_dirs import (
     OPTIMIZER_FILE,
     TRAINER_FILE,
     CheckpointWarning,
+    _await_re_save,
+    _leftover_dir_name,
+    _recorded_step,
     _scan,
+    _set_aside,
     best_checkpoint,
-    leftover_refusal,
     list_checkpoints,
+    step_dir_name,
 )
 from deepseek.training.checkpoint_record import inspect_checkpoint
 
@@ -48,7 +55,7 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
     """The checkpoint folder that ``path`` refers to: a checkpoint folder itself, a run folder,
     ``checkpoints`` folder or its ``latest`` file (the newest complete checkpoint), or a ``best``
     file (the checkpoint it names). A leftover folder of a save, prune or re-save named directly
-    is refused (:func:`~deepseek.training.checkpoint_dirs.leftover_refusal`). ``resuming``: for ``--resume``, whose refusal of a folder
+    is refused (:func:`leftover_refusal`). ``resuming``: for ``--resume``, whose refusal of a folder
     without a checkpoint says what to do instead (run the command again without ``--resume``)."""
     from deepseek.arguments import given, spelled
 
@@ -122,3 +129,46 @@ def resolve_checkpoint(path: str | os.PathLike[str], *, resuming: bool = False) 
         f"{p}: contains no complete checkpoint (no checkpoints/step-N with {TRAINER_FILE}); "
         "train longer than checkpoint.interval steps or pass a checkpoint folder"
     )
+
+
+def leftover_refusal(directory: Path) -> str | None:
+    """Why folder ``directory``, named directly as a checkpoint, is not one: a leftover of a save,
+    prune or re-save (:func:`~deepseek.training.checkpoint_dirs.list_stale`'s), which the run's next
+    start deletes (so a resume from it would load one checkpoint and name another), else ``None``. A
+    moved-aside ``step-N`` that is step N's checkpoint (:func:`~deepseek.training.checkpoint_dirs._set_aside`)
+    is not refused: the run's start renames it back, and
+    :func:`~deepseek.training.checkpoint_dirs.committed_path` names it so. Another run's checkpoint a save moved aside
+    (``step-N.foreign-XXXX``, or its ``step-N``) is refused too. Paths are resolved first (``.``,
+    links); only folders in a run's ``checkpoints`` count (``exp.tmp-3`` elsewhere is not one)."""
+    real = directory.resolve()
+    as_named = (directory.name, directory.parent.name) == (real.name, real.parent.name)
+    named, directory = (directory, directory) if as_named else (f"{directory} (that is {real})", real)
+    foreign = next((f for f in (directory, directory.parent)
+                    if _FOREIGN_RE.match(f.name) and f.parent.name == "checkpoints"), None)
+    if foreign is not None:
+        run = foreign.parent.parent
+        step = step_dir_name(int(_FOREIGN_RE.match(foreign.name).group(1)))
+        recorded = _recorded_step(foreign / step)  # the name it takes out of the run: its own step's
+        rename = f" as a folder named {step_dir_name(recorded)}" if recorded is not None else ""
+        return (f"{named}: is another run's checkpoint (its {TRAINER_FILE} records another step), moved aside when "
+                f"this run saved its own {step}: not one of this run's checkpoints, so never resumed from there; to "
+                f"resume from it, move {foreign / step} out of the run folder {run}{rename} and pass its new path, "
+                "else pass the run folder (its newest complete checkpoint)")
+    root = directory.parent
+    if root.name != "checkpoints" or not _leftover_dir_name(directory.name):
+        return None
+    _await_re_save(root)  # a live job between a re-save's renames: its new step-N, not the folder it deletes
+    if any(found.path == directory for found in _set_aside(root)):
+        return None
+    m = re.match(r"^step-(\d+)\.", directory.name)
+    if _REPLACED_TAG in directory.name:
+        what = "an earlier copy of a checkpoint, moved aside by a later save of the same step"
+    elif ".tmp-" in directory.name:
+        what = "an unfinished save (the folder a checkpoint is written into before it is renamed into place)"
+    else:
+        what = "a checkpoint being deleted (pruned) or replaced"
+    final = root / step_dir_name(int(m.group(1))) if m else None
+    instead = f"the run folder {root.parent} (its newest complete checkpoint)"
+    if final is not None and final.is_dir():
+        instead = f"{final} (that step's checkpoint) or {instead}"
+    return f"{named}: is {what}, not a checkpoint, and the run's next start deletes it; pass {instead} instead"
