@@ -186,7 +186,7 @@ def tiny_config(
 def run_train_jobs(
     jobs: Sequence[Mapping[str, Any]], workdir: Path, *, nproc: int = 2, timeout: float = 420
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run ``jobs`` (``{"name", "config", "resume"?, "unwrapped"?, "unwrap_report"?}``) in one torchrun job; each
+    """Run ``jobs`` (``{"name", "config", "resume"?, "unwrapped"?, "unwrap_report"?, "late_rank"?}``) in one torchrun job; each
     writes ``workdir/<name>`` (see ``_train_jobs.py``), and the job's output (stdout, then stderr)
     is kept beside its spec (``workdir/jobs-<n>.log``). Returns ``{name: train_records}``."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,8 @@ def run_train_jobs(
     for job in jobs:
         spec.append({"config": job["config"], "run_dir": str(workdir / job["name"]),
                      "resume": str(job["resume"]) if job.get("resume") else None,
-                     "unwrapped": bool(job.get("unwrapped")), "unwrap_report": bool(job.get("unwrap_report"))})
+                     "unwrapped": bool(job.get("unwrapped")), "unwrap_report": bool(job.get("unwrap_report")),
+                     "late_rank": job.get("late_rank")})
     spec_path = workdir / f"jobs-{len(list(workdir.glob('jobs-*.json')))}.json"
     spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     proc = run_torchrun([str(TRAIN_JOBS), str(spec_path)], nproc=nproc, timeout=timeout)

@@ -7,7 +7,11 @@ With ``unwrapped``, the strategy's ``unwrapped_model()`` (a collective for shard
 written by rank 0 to ``<run_dir>/unwrapped.safetensors`` after training; with ``unwrap_report``,
 every rank writes ``<run_dir>/unwrapped-rank<R>.json`` about the model it got: ``diff`` (the
 largest difference from the last checkpoint's weights), ``tied`` (``lm_head`` is ``wte``'s
-weight) and ``logits`` (the shape of its output for one row of 4 tokens). One gloo process group is created
+weight) and ``logits`` (the shape of its output for one row of 4 tokens). With ``"late_rank": R``, rank R
+looks up the run's checkpoints in its resume's set-up (``restore``'s ``best_checkpoint``, after the
+strategy's load and its collectives) only once rank 0 holds the run folder's lock (at most
+:data:`LATE_S` later), as a slow rank does, and writes the seconds that lookup took to
+``<run_dir>/lookup-rank<R>.json``. One gloo process group is created
 first and shared by every job (a strategy reuses an existing group and leaves it alone), so the
 jobs pay for interpreter start-up, imports and rendezvous once.
 """
@@ -17,7 +21,45 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
+
+LATE_S = 1.0
+"""Longest the late rank waits for rank 0 to hold the run folder (it never does first where every
+rank must arrive before it takes the lock)."""
+
+
+@contextmanager
+def _late(rank: int, run_dir: Path) -> Any:
+    """Rank ``rank``'s ``best_checkpoint`` lookups (a resume's set-up makes one) start once rank 0
+    holds ``run_dir``'s lock, or after :data:`LATE_S`; the seconds the first took go to
+    ``run_dir/lookup-rank<rank>.json``."""
+    import torch.distributed as dist
+
+    from deepseek.training import checkpoint
+    from deepseek.training.run_lock import LOCK_FILE, is_held
+
+    real = checkpoint.best_checkpoint
+    timed = run_dir / f"lookup-rank{rank}.json"
+
+    def best_checkpoint(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + LATE_S
+        while not is_held(run_dir / LOCK_FILE) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            if not timed.exists():
+                timed.write_text(json.dumps(time.monotonic() - started), encoding="utf-8")
+
+    checkpoint.best_checkpoint = best_checkpoint if dist.get_rank() == rank else real
+    try:
+        yield
+    finally:
+        checkpoint.best_checkpoint = real
 
 
 def main(spec: str) -> None:
@@ -34,7 +76,8 @@ def main(spec: str) -> None:
         for job in json.loads(Path(spec).read_text(encoding="utf-8")):
             config = config_from_dict(job["config"])
             trainer = Trainer(config, run_dir=job["run_dir"], resume=job.get("resume"), quiet=True)
-            result = trainer.fit()
+            with _late(job["late_rank"], Path(job["run_dir"])) if job.get("late_rank") is not None else nullcontext():
+                result = trainer.fit()
             if job.get("unwrapped") or job.get("unwrap_report"):
                 model = trainer.strategy.unwrapped_model()
                 if job.get("unwrapped") and dist.get_rank() == 0:

@@ -12,6 +12,7 @@ up to ten AdamW steps. Resume under the same strategy and world size is bit-iden
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,16 @@ def hops(pro_runs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     hop2 = work / "hop2" / "checkpoints" / "step-6"
     hop3 = work / "hop3" / "checkpoints" / "step-8"
     sharded = runs / "fsdp_sharded" / "checkpoints" / "step-4"
+    # the ddp run killed while saving step 3 again: step-3 moved aside, not yet replaced (step-6 not saved)
+    killed = work / "ddp_killed_re_save" / "checkpoints"
+    killed.mkdir(parents=True)
+    shutil.copytree(runs / "ddp" / "checkpoints" / "step-3", killed / "step-3.replaced-ab")
     # DeepSpeed jobs last: DeepSpeed may leave process-wide patches behind for later jobs.
     jobs = [
         {"name": "hop3", "config": tiny_run("ddp", 8), "resume": hop2},
         {"name": "fsdp_from_ddp", "config": tiny_run("fsdp", REF_STEPS), "resume": hop3},
         {"name": "ddp_resume", "config": tiny_run("ddp", 6), "resume": runs / "ddp" / "checkpoints" / "step-3"},
+        {"name": "ddp_killed_re_save", "config": tiny_run("ddp", 6), "resume": killed.parent, "late_rank": 1},
         {"name": "ddp_from_sharded", "config": tiny_run("ddp", 6), "resume": sharded},
         {"name": "fsdp_sharded_resume", "config": tiny_run("fsdp", 6, options={"checkpoint": "sharded"}),
          "resume": sharded},
@@ -85,6 +91,22 @@ def test_ddp_resume_is_bit_identical(pro_runs: dict, hops: dict) -> None:
     a = ckpt.load_model_state(pro_runs["dir"] / "ddp" / "checkpoints" / "step-6" / ckpt.MODEL_FILE)
     b = ckpt.load_model_state(hops["dir"] / "ddp_resume" / "checkpoints" / "step-6" / ckpt.MODEL_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_rank_reading_a_killed_re_save_under_its_own_job_does_not_wait(pro_runs: dict, hops: dict) -> None:
+    """A run killed between a re-save's renames (step-3 moved aside, no step-3), resumed on two ranks:
+    rank 0 took the run folder's lock as soon as its own set-up was done, and rank 1, still reading
+    the checkpoint, took that lock for another job between the renames and waited RE_SAVE_WAIT_S
+    (10 s; rank 0, at the lock's broadcast, with it). Every rank now arrives before rank 0 takes it:
+    here rank 1 looks the run's checkpoints up only once rank 0 holds the lock, or after 1 s. The
+    resume takes the moved-aside step 3, bit-identical with the run never killed."""
+    run = hops["dir"] / "ddp_killed_re_save"
+    took = json.loads((run / "lookup-rank1.json").read_text(encoding="utf-8"))
+    assert took < 5, took  # 10.0 s
+    resumed = hops["records"]["ddp_killed_re_save"]
+    assert [r["step"] for r in resumed] == [4, 5, 6]
+    assert losses(resumed) == losses(pro_runs["records"]["ddp"])[3:6]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-3", "step-6"]
 
 
 @pytest.mark.parametrize("name", ["ddp_from_sharded", "ds2_from_sharded", "fsdp_sharded_resume"])

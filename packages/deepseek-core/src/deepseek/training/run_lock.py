@@ -210,9 +210,13 @@ def refuse_if_busy(run_dir: Path, strategy: Strategy) -> None:
 
 def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
     """Take the lock of ``run_dir`` on rank 0 (creating the folder) and tell every rank the
-    outcome; :class:`RunFolderBusy` (exit 2) on every rank when a live job holds it."""
+    outcome; :class:`RunFolderBusy` (exit 2) on every rank when a live job holds it. Every rank
+    arrives first: what the ranks read of the run in their set-up (a resume's lookups) is read
+    before rank 0 holds the folder, since to a rank other than 0 that lock is another process's, a
+    live job's that a lookup waits for between a re-save's renames (up to ten seconds)."""
     lock = RunLock(Path(run_dir) / LOCK_FILE)
     problem = None
+    strategy.barrier()
     if strategy.is_global_zero:
         lock.path.parent.mkdir(parents=True, exist_ok=True)
         lock.fd = try_lock(lock.path)
