@@ -134,9 +134,9 @@ def _delete_leftover(path: Path) -> None:
     m = _REPLACED_RE.match(path.name)
     if m and path.is_dir() and not path.is_symlink():
         trash = None
-        try:  # onto an empty folder mkdtemp made: a unique name, one rename (no fsync: both names are leftovers)
+        try:  # onto an empty folder mkdtemp made: a unique name, one rename
             trash = Path(tempfile.mkdtemp(prefix=f"{step_dir_name(int(m.group(1)))}.trash-", dir=path.parent))
-            os.replace(path, trash)
+            durable.move(path, trash)
             path = trash
         except OSError:  # deleted where it is
             if trash is not None:
