@@ -196,3 +196,22 @@ def test_a_model_left_with_nothing_to_train_is_the_users_line(host: PluginHost, 
         "requires_grad): there is nothing to train; give it layers with weights, or unfreeze some "
         "(requires_grad_(True))"])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_scripts_model_of_torchs_own_class_answering_outside_the_contract_is_the_scripts_one_line(
+        tmp_path: Path) -> None:
+    """The model a script hands over is the script's whatever package its class comes from: a
+    ``torch.nn.Sequential`` returning a loss per row is the script's ``UsageError`` as for a
+    class of the script's own (was: the bare ``BrokenAnswer``, its class's package being torch's)."""
+    import deepseek
+
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    model = nn.Sequential(nn.Linear(2, 1), nn.Flatten(0))
+    with pytest.raises(UsageError) as raised:
+        deepseek.fit(model, torch.utils.data.TensorDataset(x), names=("input",), batch_size=16, strategy="single",
+                     config={"train": {"max_steps": 2}}, run_dir=tmp_path / "run", quiet=True)
+    assert str(raised.value) == (
+        "the model given to deepseek.fit: forward returned a tensor of shape (6,) for a batch; it must return the "
+        "mean loss (a 0-dim tensor: loss.mean(), or reduction='mean' in the loss function) or a mapping with the "
+        "key 'loss' (docs/plugins.md, 'Models')")
+    assert not (tmp_path / "run").exists()

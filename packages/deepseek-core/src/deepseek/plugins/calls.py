@@ -234,8 +234,12 @@ def model_blame(component: Component, model: object) -> Callable[[str], contextl
     the component is not :func:`blames` (a script's), and the top-level package of the model's
     own class (:func:`code_package`: ``None`` for deepseek's models). Give it the model as built,
     not a strategy's wrapper around it (whose package is the strategy's): the engine in training,
-    :func:`~deepseek.training.inference.load_placed` for ``deepseek eval`` / ``generate``."""
-    return blame_for(component.label if blames(component) else None, code_package(model))
+    :func:`~deepseek.training.inference.load_placed` for ``deepseek eval`` / ``generate``. A
+    script's model (not :func:`blames`) is :func:`scripts_own` whatever package its class is
+    from: a ``torch.nn.Sequential`` or a deepseek model the script hands over is its own too."""
+    if not blames(component):
+        return lambda call: scripts_own()
+    return blame_for(component.label, code_package(model))
 
 
 def step_blamed_on(optimizer: Any, label: str) -> None:
