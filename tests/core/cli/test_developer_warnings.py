@@ -73,3 +73,17 @@ def test_a_user_who_asks_python_for_warnings_gets_the_developers_ones(
     escape = "warning: invalid escape sequence '\\.'"  # compiling the source, then its warn_explicit
     assert err == [escape, "warning: acme_escapes.old_api is deprecated", escape,
                    "warning: acme: the model is a demo", ERROR]
+
+
+def test_pythons_development_mode_asks_for_the_developers_warnings_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -X dev`` / ``PYTHONDEVMODE=1`` shows deprecations by default with no ``-W`` given
+    (``sys.warnoptions`` empty): the developer who runs it sees them as with ``-W default``."""
+    flags = {k: getattr(sys.flags, k) for k in dir(sys.flags) if not k.startswith("_") and k not in ("count", "index")}
+    monkeypatch.setattr(sys, "flags", type("Flags", (), {**flags, "dev_mode": True})())
+    monkeypatch.setattr(sys, "warnoptions", [])
+    assert _bench_acme(tmp_path, monkeypatch, "acme_escapes_dev", MODULE) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    escape = "warning: invalid escape sequence '\\.'"
+    assert err == [escape, "warning: acme_escapes.old_api is deprecated", escape,
+                   "warning: acme: the model is a demo", ERROR]

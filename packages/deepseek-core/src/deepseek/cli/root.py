@@ -160,13 +160,15 @@ raised while a module's source compiles, when no cached bytecode is there, e.g. 
 own it came before the command's one-line error. Warnings meant for users are ``UserWarning`` or
 ``FutureWarning`` (:class:`deepseek.config.load.DeprecatedConfigWarning`); this repository's own
 code is kept free of invalid escapes by its linter (ruff's W605). A user who asks Python for
-warnings (``-W``, ``PYTHONWARNINGS``: ``sys.warnoptions``) gets these too, one line each."""
+warnings (``-W``, ``PYTHONWARNINGS``: ``sys.warnoptions``; or Python's development mode, ``-X dev``,
+``PYTHONDEVMODE``, which shows them by default) gets these too, one line each."""
 
 
 def _show_warning_on_one_line(message: Any, category: type, *_: Any, **__: Any) -> None:
     """The CLI's display of a warning: ``warning: <message>`` on one line of stderr, none for
-    :data:`DEVELOPER_WARNINGS` unless Python was asked for warnings (``-W``, ``PYTHONWARNINGS``)."""
-    if issubclass(category, DEVELOPER_WARNINGS) and not sys.warnoptions:
+    :data:`DEVELOPER_WARNINGS` unless Python was asked for warnings (``-W``, ``PYTHONWARNINGS``,
+    ``-X dev``)."""
+    if issubclass(category, DEVELOPER_WARNINGS) and not (sys.warnoptions or sys.flags.dev_mode):
         return
     click.secho(f"warning: {one_line(str(message))}", fg="yellow", err=True)
 
