@@ -135,11 +135,26 @@ class AllReduceStrategy(Strategy):
             offset += n
 
     def reduce_mean(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        keys = sorted(metrics)
-        stacked = torch.stack([v.detach().float().reshape(()) for v in (loss, *(metrics[k] for k in keys))])
+        r"""Mean of the loss and of every metric over the ranks, in one all-reduce. ``metrics`` is
+        the base class's packed ``MetricSums``: weighted sums and, under names starting with
+        ``"\0"``, their measured weights and the total weight. Its names may differ between ranks
+        (a metric only some ranks' rows returned), so the ranks first agree on them: every name
+        any rank has, a name this rank lacks adding 0 (nothing summed, no weight measured)."""
+        keys = self._agreed_names(metrics)
+        zero = torch.zeros((), device=self._device)
+        values = (loss, *(metrics.get(k, zero) for k in keys))
+        # A rank whose rows returned no metric holds its total weight on the CPU: all on the device.
+        stacked = torch.stack([v.detach().float().reshape(()).to(self._device) for v in values])
         dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
         stacked /= self.world_size
         return stacked[0], {k: stacked[i + 1] for i, k in enumerate(keys)}
+
+    def _agreed_names(self, metrics: dict[str, torch.Tensor]) -> list[str]:
+        """The union of every rank's metric names, sorted: the same list on every rank. Gathered
+        as Python objects on the host group, so it never waits for the device."""
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, sorted(metrics), group=self._host_group)
+        return sorted(set().union(*gathered))
 
     def reduce_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """An evaluation's whole-set totals summed over the ranks, each of which evaluated its own
