@@ -12,15 +12,18 @@ regular file, or the refusal says what is there) and reads everything from that 
   safetensors checks them (a known dtype; offsets that follow one another from 0, each range
   exactly the bytes its shape and dtype take, the last ending at the file's end), and the
   ``__metadata__`` table of strings;
-- a tensor: its bytes read (``preadv``) straight into the tensor made for them, one copy as
-  safetensors' own; a file cut short since it was opened is a :class:`SafetensorsFormatError`,
-  never a ``SIGBUS`` of a mapping.
+- a tensor: a view of a private (copy-on-write) mapping of that descriptor, as safetensors'
+  own ``safe_open`` gives: the pages stay the file's (the page cache, given back under memory
+  pressure) until the tensor is written, so loading a checkpoint into a model costs no second
+  copy of its weights in the process's own memory. A file already cut short when a tensor is
+  asked for is a :class:`SafetensorsFormatError`; one cut short while its mapping is read ends
+  the process with ``SIGBUS``, as with safetensors' own reader.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import mmap
 import os
 from collections.abc import Iterator
 from math import prod
@@ -55,6 +58,7 @@ class SafetensorsFile:
 
     def __init__(self, fh: Any, header_end: int, header: dict[str, Any]) -> None:
         self._fh = fh
+        self._map: mmap.mmap | None = None
         meta = header.pop("__metadata__", None)
         self._metadata: dict[str, str] = dict(meta or {})
         self._data_start = header_end
@@ -73,27 +77,25 @@ class SafetensorsFile:
         return tuple(self._entries[name]["shape"])
 
     def get_tensor(self, name: str) -> torch.Tensor:
-        """Tensor ``name`` as a CPU tensor of its own memory (``KeyError`` for a name the file lacks)."""
+        """Tensor ``name`` as a CPU tensor on a private mapping of the file (module docstring;
+        ``KeyError`` for a name the file lacks). It outlives the ``with`` block of
+        :func:`open_safetensors`: the mapping stays while a tensor on it does."""
         import torch
 
         entry = self._entries[name]
-        out = torch.empty(entry["shape"], dtype=_torch_dtype(entry["dtype"]))
+        dtype = _torch_dtype(entry["dtype"])
         begin, end = entry["data_offsets"]
-        if end > begin:
-            view = memoryview((ctypes.c_char * (end - begin)).from_address(out.data_ptr())).cast("B")
-            _read_into(self._fh.fileno(), view, self._data_start + begin)
-        return out
-
-
-def _read_into(fd: int, view: memoryview, offset: int) -> None:
-    """Fill ``view`` with the bytes of ``fd`` from ``offset`` on (reads of 1 GiB at most)."""
-    done = 0
-    while done < len(view):
-        got = os.preadv(fd, [view[done:done + (1 << 30)]], offset + done)
-        if not got:
-            raise SafetensorsFormatError(f"the file ends at byte {offset + done:,}, inside a tensor's data (cut "
-                                         "short since it was opened)")
-        done += got
+        if end == begin:
+            return torch.empty(entry["shape"], dtype=dtype)
+        fd = self._fh.fileno()
+        size = os.fstat(fd).st_size
+        if size < self._data_start + end:
+            raise SafetensorsFormatError(f"the file ends at byte {size:,}, inside a tensor's data (cut short since "
+                                         "it was opened)")
+        if self._map is None:
+            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)  # private: a tensor written never writes the file
+        flat = torch.frombuffer(self._map, dtype=torch.uint8, count=end - begin, offset=self._data_start + begin)
+        return flat.view(dtype).view(entry["shape"])  # holds the mapping (frombuffer keeps its buffer)
 
 
 def _torch_dtype(name: str) -> torch.dtype:
