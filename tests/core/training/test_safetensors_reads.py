@@ -169,3 +169,23 @@ def test_a_gpt2_folders_weights_swapped_for_a_fifo_are_refused_unread(
     with pytest.raises(UsageError, match=re.escape(f"{weights}: is not a regular file (a FIFO, device or socket), not a "
                                                    "safetensors file; save the model again")):
         past_fifo(weights, read)
+
+
+def _anonymous_mib() -> int:
+    """This process's resident memory of its own (not file pages), MiB (Linux)."""
+    return int(re.search(r"RssAnon:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) // 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads RssAnon from /proc (Linux)")
+def test_read_weights_are_the_files_pages_not_a_second_copy_in_the_process(tmp_path: Path) -> None:
+    """Loading a checkpoint costs no copy of its weights in the process's own memory (as
+    safetensors' own mapping did): 64 MiB read adds well under 64 MiB of anonymous memory, the
+    values are the file's, and writing a tensor leaves the file as it was (a private mapping)."""
+    path = tmp_path / "w.safetensors"
+    save_file({f"w{i}": torch.full((1024, 4096), float(i)) for i in range(4)}, str(path))
+    before = _anonymous_mib()
+    tensors, _ = read_safetensors(path)
+    assert _anonymous_mib() - before < 24  # a copy adds 64
+    assert [float(tensors[f"w{i}"][7, 9]) for i in range(4)] == [0.0, 1.0, 2.0, 3.0]
+    tensors["w1"].add_(1)
+    assert float(read_safetensors(path)[0]["w1"][0, 0]) == 1.0
