@@ -16,7 +16,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH=/tmp/site OMP_NUM_THREADS=1
 R=/tmp/r; mkdir -p "$R"
 st() { n=$1; shift; timeout 280 python3 -m deepseek multimodal study --task redundant --steps 1200 --device cuda \
-  --out "$R/$n" "$@" >"$R/$n.log" 2>"$OUT/$n.err"; echo "$n $? $(date +%T)" >>"$OUT/env.txt"; }
+  --out "$R/$n" "$@" >"$R/$n.log" 2>"$R/$n.err"; echo "$n $? $(date +%T)" >>"$OUT/env.txt"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv >"$OUT/env.txt"; date +%T >>"$OUT/env.txt"
 for s in 0 1 2 3 4; do
   st u$s --seed $s --config vision --config audio --config text --recipe frozen &
@@ -30,3 +30,5 @@ for s in 0 1 2 3 4; do
   st p$s --seed $s --config cross_attention --recipe pretrained $U &
 done; wait
 python3 /tmp/v.py "$R" >"$OUT/val.jsonl"; cat "$OUT/env.txt"
+# the device tool returns at most 8 files: each study's stderr goes back in one archive
+tar czf "$OUT/err.tgz" -C "$R" $(cd "$R" && ls *.err)

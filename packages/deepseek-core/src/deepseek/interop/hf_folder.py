@@ -259,7 +259,6 @@ def _read_tensors(files: list[Path]) -> dict[str, Any]:
     from deepseek.parsing import UnreadableFile
     from deepseek.paths import not_a_file
     from deepseek.safetensors_file import open_safetensors
-
     tensors: dict[str, Any] = {}
     checked: set[str] = set()
     for path in files:
