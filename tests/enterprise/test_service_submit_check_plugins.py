@@ -4,9 +4,12 @@ the job would print (service.jobcheck, deepseek.config.load.check_component_name
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
+from _hosts import registering
 from _servicehelpers import CLI_HOST, two_tenants
 from _submitlines import cli_line, workspace
 
@@ -131,5 +134,61 @@ def test_an_eval_jobs_dataset_the_servers_plugins_do_not_provide_is_refused_at_s
         assert (r.status_code, r.json()["detail"]) == (422, expected)
         files = {"cfg.toml": "[data]\nseq_len = 16\n"}  # the same job on a dataset the server has
         assert d.submit("acme", d.tokens["bob"], command="eval", args=args[:4], files=files).status_code == 201
+    finally:
+        d.close()
+
+
+def _exits(code: int) -> Callable[[click.Context, click.Parameter, bool], None]:
+    """An eager flag's callback that prints a line and ends the command line with ``code`` as it is
+    parsed (as ``click.version_option``'s does with 0)."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            click.echo("acme-train 1.0")
+            ctx.exit(code)
+
+    return callback
+
+
+def _aborts(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        raise click.Abort
+
+
+@click.command("train")
+@click.option("--version", is_flag=True, is_eager=True, expose_value=False, callback=_exits(0))
+@click.option("--fail", is_flag=True, is_eager=True, expose_value=False, callback=_exits(3))
+@click.option("--abort", is_flag=True, is_eager=True, expose_value=False, callback=_aborts)
+@click.option("--steps", type=int, default=1)
+def _acme_train(steps: int) -> None:
+    """A third-party distribution's own ``train`` whose eager options end its command line as it is parsed."""
+
+
+def test_an_eager_option_that_exits_as_the_command_line_is_parsed_is_accepted_or_refused_not_an_internal_error(
+        tmp_path: Path) -> None:
+    """click's Exit and Abort from a plugin command's eager option escaped the submit check (500)."""
+    from _submitlines import run_in
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
+                                     prefer=("deepseek-acme",)))
+    plugin = registering("deepseek_register_commands", {"train": "test_service_submit_check_plugins:_acme_train"})
+    assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
+    # what the job does: --version prints and succeeds, --fail exits 3, --abort exits 130
+    assert run_in(tmp_path, ["train", "--version", "--steps", "x"], host)[:2] == (0, "acme-train 1.0\n")
+    assert [run_in(tmp_path, ["train", flag], host)[0] for flag in ("--fail", "--abort")] == [3, 130]
+    d = two_tenants(tmp_path / "srv", host, study_check=False)
+    try:
+        r = d.submit("acme", d.tokens["bob"], command="train", args=["--version", "--steps", "x"])
+        assert r.status_code == 201, r.text  # as a help: the option is taken first, the job prints and succeeds
+        r = d.submit("acme", d.tokens["bob"], command="train", args=["--fail"])
+        assert (r.status_code, r.json()["detail"]) == (422, (
+            "an option of 'deepseek train' ends the job with exit code 3 as its command line is parsed, "
+            "before the command runs (see 'deepseek train --help')"))
+        r = d.submit("acme", d.tokens["bob"], command="train", args=["--abort"])
+        assert (r.status_code, r.json()["detail"]) == (422, (
+            "an option of 'deepseek train' aborts the job as its command line is parsed, "
+            "before the command runs (see 'deepseek train --help')"))
+        assert [j["args"] for j in d.call("GET", "/v1/tenants/acme/jobs", d.tokens["bob"]).json()] == [
+            ["--version", "--steps", "x"]]
     finally:
         d.close()

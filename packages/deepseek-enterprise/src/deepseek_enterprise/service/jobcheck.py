@@ -10,7 +10,10 @@ submit, before the job is queued, :func:`check_command`:
   parses its own options (click's ``resolve_command`` and ``make_context``): an unknown command
   or option, a missing value, a value of the wrong type, a path with a name over 255 bytes
   (:func:`jobpaths.check_path_names`) is refused with the line ``deepseek COMMAND`` would print;
-  a help, where click shows one (not a help option's name as a value or after ``--``), is accepted;
+  a help, where click shows one (not a help option's name as a value or after ``--``), is accepted,
+  and so is an eager option that ends the command line with exit code 0 as it is parsed (a plugin
+  command's ``--version``: its callback's ``ctx.exit()``); one that ends it with another code, or
+  aborts it (``click.Abort``), is refused;
 - for ``train`` (not ``--resume``): builds the config table ``deepseek train`` would validate
   (its config file with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
@@ -113,7 +116,9 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
 def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], None]) -> click.Command | None:
     """``deepseek ARGV`` parsed as ``deepseek`` parses it, nothing run (:func:`.jobparse.parsed`), its paths'
     names checked, ``check(ctx)`` on its command's context (also ``studycheck``'s child): that command
-    (None: a help where click shows one, which succeeds), or :class:`JobRefused` with the line ``deepseek`` would print."""
+    (None: a help where click shows one, or an eager option that exits 0 as it is parsed, which succeed),
+    or :class:`JobRefused` with the line ``deepseek`` would print (for an option that exits otherwise or
+    aborts as it is parsed, a line saying so: the job's own is the option's)."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
     from deepseek.cli.root import cli, split_debug, usage_line
@@ -130,6 +135,14 @@ def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], No
             return None if ctx is None else ctx.command
     except jobparse.HelpShown:
         return None  # where click shows a help (`tune --help`, `bench`): the job prints it and succeeds
+    except click.exceptions.Exit as exc:  # an eager option's callback ended the parse (`ctx.exit()`)
+        if exc.exit_code == 0:
+            return None  # as a help (a plugin command's `--version`): the job prints what it prints and succeeds
+        raise JobRefused(f"an option of 'deepseek {argv[0]}' ends the job with exit code {exc.exit_code} as its "
+                         f"command line is parsed, before the command runs (see 'deepseek {argv[0]} --help')") from None
+    except click.Abort:  # the job prints `aborted` and exits 130
+        raise JobRefused(f"an option of 'deepseek {argv[0]}' aborts the job as its command line is parsed, "
+                         f"before the command runs (see 'deepseek {argv[0]} --help')") from None
     except click.UsageError as exc:
         raise JobRefused(usage_line(exc)) from None
     except (DeepseekError, jobpaths.PathRefused) as exc:  # a UsageError; a PluginError: its plugin does not load
