@@ -116,3 +116,25 @@ def test_deepseek_run_runs_the_text_it_checked(
     monkeypatch.setattr(deepseek.parsing, "read_file", read_then_replace)
     out = deepseek_here("run", str(script), cwd=tmp_path)
     assert (out.returncode, out.stdout) == (0, "checked __main__ True\n"), out  # was exit 1, a SyntaxError of the new text
+
+
+@pytest.mark.parametrize("before", [None, "module"])
+@pytest.mark.parametrize("ends", ["returns", "replaces its __main__", "removes its __main__", "fails"])
+def test_deepseek_run_leaves_sys_modules_main_as_it_found_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str | None, ends: str,
+        deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The script's temporary ``__main__`` was left in ``sys.modules`` where there was none before."""
+    import types
+
+    main = types.ModuleType("__main__") if before else None
+    if main is None:
+        monkeypatch.delitem(sys.modules, "__main__", raising=False)
+    else:
+        monkeypatch.setitem(sys.modules, "__main__", main)
+    script = tmp_path / "job.py"
+    script.write_text("import sys, types\nassert sys.modules['__main__'].__file__ == __file__\n" + {
+        "returns": "", "replaces its __main__": "sys.modules['__main__'] = types.ModuleType('__main__')\n",
+        "removes its __main__": "del sys.modules['__main__']\n", "fails": "raise SystemExit(3)\n"}[ends])
+    out = deepseek_here("run", str(script), cwd=tmp_path)
+    assert out.returncode == (3 if ends == "fails" else 0), out
+    assert sys.modules.get("__main__", "none") is (main or "none")

@@ -126,7 +126,9 @@ def _run_as_main(code: Any, path: object) -> None:
     """Run ``code`` as ``python SCRIPT`` runs a script (as ``runpy.run_path`` did, from the code
     rather than the path): in a fresh module ``__main__``, whose ``__file__`` is the script's path,
     put in ``sys.modules`` for the while (pickle and multiprocessing find the script's classes
-    there) and the one before it put back after."""
+    there), and ``sys.modules`` after as before: the module ``__main__`` before it put back, or
+    none where there was none (an embedding program's, a caller's that removed it), whatever
+    the script did to that entry."""
     import sys
     import types
 
@@ -137,5 +139,7 @@ def _run_as_main(code: Any, path: object) -> None:
     try:
         exec(code, module.__dict__)  # noqa: S102 - the user's own script, as python SCRIPT would run it
     finally:
-        if before is not None:
+        if before is None:
+            sys.modules.pop("__main__", None)
+        else:
             sys.modules["__main__"] = before
