@@ -275,14 +275,14 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
         model.train()
         output = model(**train)
         with blame("forward"):
-            loss, metrics = split_output(output, model_name=name)
+            loss, metrics = split_output(output)
         metrics = {**metrics, **_whole_set(model, output, name, metrics)}
         values = {"loss": loss, **metrics}
         bad = {k: float(v.detach()) for k, v in values.items() if not math.isfinite(float(v.detach()))}
         assert not bad, f"model {name!r} on dataset {data_name!r}: non-finite output {bad}"
         # a model that declares its metrics (TrainableModel.metric_names) reports exactly those:
         # the model built for this dataset (its modalities, say) declares them
-        declared = declared_metrics(model, model_name=name, calls=blame)
+        declared = declared_metrics(model, calls=blame)
         assert declared is None or declared == tuple(sorted(metrics)), (
             f"model {name!r} declares metrics {declared} but reports {sorted(metrics)} on dataset {data_name!r}")
         if training_refusal(model, model_name=name) is None:  # one training step reaches every parameter

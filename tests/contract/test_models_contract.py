@@ -126,7 +126,7 @@ def test_model_output_on_a_batch(name: str, first_batches: FirstBatches, tmp_pat
         pytest.skip(calls.skip_reason(name))
     if _gpt_family(name):  # every model declaring its metrics reported exactly those (call_on_batches)
         assert "deepseek-core:text" in calls.outputs, calls.refused
-        assert declared_metrics(tiny_model(get_host(), name), model_name=name) == ()
+        assert declared_metrics(tiny_model(get_host(), name)) == ()
     unchecked = calls.unchecked_reason(name)  # a dataset of the kind it reads, refused: not a silent pass
     if unchecked is not None:
         pytest.skip(unchecked)

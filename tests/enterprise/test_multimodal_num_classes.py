@@ -66,7 +66,7 @@ def test_the_declared_metrics_are_those_forward_reports(options: dict[str, objec
     model = deepseek.create_model("multimodal.classifier", **options)
     data = deepseek.create_dataset("multimodal.digits", batch_size=8, seed=0, eval_size=16)
     batch = next(data)
-    _, metrics = split_output(model(**batch), model_name="multimodal.classifier")
+    _, metrics = split_output(model(**batch))
     modalities = options.get("modalities", ["vision", "audio", "text"])
     expected = sorted(["accuracy", *(f"accuracy_{m}" for m in modalities), *extra])
     assert declared_metrics(model) == tuple(sorted(expected + stated))

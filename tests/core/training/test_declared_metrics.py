@@ -117,7 +117,7 @@ def test_a_malformed_declaration_is_refused_in_one_line(declared: Any, error: ty
     Declaring.DECLARED = declared
     try:
         with pytest.raises(error) as caught:
-            declared_metrics(Declaring(), model_name="declaring")
+            declared_metrics(Declaring())
         assert str(caught.value) == message
     finally:
         Declaring.DECLARED = ("top5", "accuracy")
@@ -154,11 +154,11 @@ class Counting(Declaring):
 def test_a_whole_set_metric_the_data_did_not_measure_may_be_left_out() -> None:
     from deepseek.models.checks import check_declared_metrics
 
-    got = check_declared_metrics(Counting(), ["accuracy", "top5"], model_name="counting", whole_set=True)
+    got = check_declared_metrics(Counting(), ["accuracy", "top5"], whole_set=True)
     assert got == ("accuracy", "top5")
     with pytest.raises(BrokenAnswer, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
                                            r"\['accuracy', 'top5', 'top9'\]"):  # never one it did not declare
-        check_declared_metrics(Counting(), ["accuracy", "top5", "top9"], model_name="counting", whole_set=True)
+        check_declared_metrics(Counting(), ["accuracy", "top5", "top9"], whole_set=True)
     with pytest.raises(BrokenAnswer, match=r"declares \['accuracy', 'seen_rare', 'top5'\] but forward returned "
                                            r"\['accuracy', 'top5'\]"):  # without whole-set metrics: exactly
-        check_declared_metrics(Counting(), ["accuracy", "top5"], model_name="counting")
+        check_declared_metrics(Counting(), ["accuracy", "top5"])

@@ -112,7 +112,7 @@ def test_a_reserved_metric_name_is_refused_before_an_evaluation_logs_it(host: Pl
     assert not (tmp_path / "run").exists()  # no metrics.jsonl with a val_lr row
     with pytest.raises(BrokenAnswer, match=r"^forward returned metrics \['grad_norm'\], names the trainer logs "
                                            r"itself"):
-        split_output({"loss": torch.tensor(1.0), "grad_norm": 0.5}, model_name="m")
+        split_output({"loss": torch.tensor(1.0), "grad_norm": 0.5})
 
 
 def test_a_monitor_the_evaluations_do_not_report_is_refused_before_anything_is_written(
@@ -159,15 +159,15 @@ def test_an_output_without_a_loss_names_what_it_held_and_the_fix() -> None:
     # returned bare had no fix in its line, where the same tensor under "loss" had one. Each is the
     # model's broken answer, which its forward block names it in (tests/core/models/test_model_broken_answers.py)
     with pytest.raises(BrokenAnswer) as caught:
-        split_output({"acc": torch.tensor(1.0), "logits": torch.zeros(2, 3)}, model_name="m")
+        split_output({"acc": torch.tensor(1.0), "logits": torch.zeros(2, 3)})
     assert str(caught.value) == (
         "forward returned a dict without the key 'loss' (its keys: 'acc', 'logits') for a batch; it must return "
         "the mean loss (a 0-dim tensor) or a mapping with the key 'loss' (docs/plugins.md, 'Models')")
     with pytest.raises(BrokenAnswer) as caught:
-        split_output(torch.zeros(4), model_name="m")
+        split_output(torch.zeros(4))
     assert str(caught.value) == (
         "forward returned a tensor of shape (4,) for a batch; it must return the mean loss (a 0-dim tensor: "
         "loss.mean(), or reduction='mean' in the loss function) or a mapping with the key 'loss' "
         "(docs/plugins.md, 'Models')")
     with pytest.raises(BrokenAnswer, match=r"^forward returned str for a batch; it must return the mean loss"):
-        split_output("loss", model_name="m")
+        split_output("loss")

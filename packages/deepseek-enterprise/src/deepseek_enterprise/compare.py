@@ -86,7 +86,7 @@ def per_example(model: Any, batches: list[Any], model_name: str, label: str | No
             for i in range(batch_rows(batch)):
                 row = pytree.tree_map(lambda t, i=i: t[i:i + 1] if isinstance(t, torch.Tensor) else t, batch)
                 seen = capture.batches
-                loss, metrics = evaluate_batch(model, row, device=device, model_name=model_name)
+                loss, metrics = evaluate_batch(model, row, device=device)
                 values.append({"loss": float(loss), **{k: float(v) for k, v in metrics.items()}})
                 each.append(capture.latest if capture.batches > seen else {})
     totals = {name: torch.stack([t.get(name, torch.zeros_like(s)) for t in each])

@@ -31,8 +31,7 @@ from deepseek.plugins.calls import BrokenAnswer
 from deepseek.training.run_values import RESERVED_METRICS
 
 
-def declared_metrics(model: Any, *, model_name: str | None = None,
-                     calls: Blame | None = None) -> tuple[str, ...] | None:
+def declared_metrics(model: Any, *, calls: Blame | None = None) -> tuple[str, ...] | None:
     """The metric names ``model`` declares (:meth:`TrainableModel.metric_names`), sorted; ``None``
     for a model that declares none or is not a :class:`TrainableModel`. Read in ``calls``, the
     model's block (``None``: the caller's): a declaration that is not a tuple of names is its
@@ -65,8 +64,8 @@ def reserved_problem(answered: str, names: Iterable[str]) -> str | None:
             "(any but " + ", ".join(sorted(RESERVED_METRICS)) + ") (docs/plugins.md, 'Models')")
 
 
-def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: str,
-                           whole_set: bool = False, calls: Blame | None = None) -> tuple[str, ...]:
+def check_declared_metrics(model: Any, reported: Iterable[str], *, whole_set: bool = False,
+                           calls: Blame | None = None) -> tuple[str, ...]:
     """The metric names of a run: ``reported`` (what ``forward`` returned on the first validation
     batch, with the whole-set metrics of that batch), which must equal the names ``model``
     declares when it declares them; refused in one line naming the model otherwise. A model that
@@ -74,7 +73,7 @@ def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: s
     out a metric the data gave nothing to measure) may report fewer than it declares, none
     undeclared. ``calls``: the model's block, where the declaration is read (:func:`declared_metrics`)."""
     got = tuple(sorted(reported))
-    declared = declared_metrics(model, model_name=model_name, calls=calls)
+    declared = declared_metrics(model, calls=calls)
     if declared is not None and (declared != got if not whole_set else not set(got) <= set(declared)):
         with answer_block(calls, "metric_names"):  # the model's two answers disagree: its broken answer
             raise BrokenAnswer(
@@ -85,7 +84,7 @@ def check_declared_metrics(model: Any, reported: Iterable[str], *, model_name: s
     return got
 
 
-def split_output(output: Any, *, model_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def split_output(output: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(loss, metrics)`` of what a model returned for a batch (see the module docstring); a
     metric named like a value the trainer logs itself (:data:`RESERVED_METRICS`) is refused, on
     training steps and evaluations alike. Call it in the model's ``forward`` block

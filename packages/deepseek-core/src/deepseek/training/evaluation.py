@@ -136,7 +136,6 @@ def evaluate_batch(
     *,
     device: torch.device,
     autocast: contextlib.AbstractContextManager[Any] | None = None,
-    model_name: str = "model",
 ) -> Evaluation:
     """``module(**batch)`` on ``device`` in eval mode without gradients (under ``autocast``)."""
     was_training = module.training
@@ -145,7 +144,7 @@ def evaluate_batch(
         with torch.no_grad():
             moved = move_to(batch, device)
             with autocast if autocast is not None else contextlib.nullcontext():
-                loss, metrics = split_output(module(**moved), model_name=model_name)
+                loss, metrics = split_output(module(**moved))
     finally:
         module.train(was_training)
     return loss.detach().float(), {k: v.detach().float() for k, v in metrics.items()}
@@ -172,7 +171,7 @@ def evaluate_in_process(
         weights = batch_weights(batches, item_weights(module, f"model {model_name!r}"))
     offers = offers_whole_set_metrics(module)
     with TotalsCapture(module, model_name=model_name, offers=offers) as capture:
-        results = [evaluate_batch(module, batch, device=device, model_name=model_name) for batch in batches]
+        results = [evaluate_batch(module, batch, device=device) for batch in batches]
     values = summarize(results, texts, weights=weights)
     if capture.sums and offers:
         values.update(whole_set_metrics(module, capture.sums, model_name=model_name, taken=values))

@@ -207,13 +207,13 @@ def check_evaluation(engine: StepEngine, model: torch.nn.Module, dataset: Datase
     looked for over the whole validation set, as every evaluation will count it."""
     if not val_set:  # data.eval_batches = 0: nothing is evaluated, no monitored value is needed
         return
-    device, model_name = engine.strategy.device, engine.config.model.name
+    device = engine.strategy.device
     with rng_kept(device):
         results, whole_set = engine.evaluate_all(val_set[:1], first=True)
     reported = [*results[0][1], *(name.removeprefix("val_") for name in whole_set)]
     whole = offers_whole_set_metrics(model)
-    got = check_declared_metrics(model, reported, model_name=model_name, whole_set=whole, calls=engine.model_calls)
-    declared = declared_metrics(model, model_name=model_name, calls=engine.model_calls) or ()
+    got = check_declared_metrics(model, reported, whole_set=whole, calls=engine.model_calls)
+    declared = declared_metrics(model, calls=engine.model_calls) or ()
     monitored = monitor.name.removeprefix("val_")
     if whole and monitored in declared and monitored not in got and len(val_set) > 1:
         with rng_kept(device):

@@ -122,5 +122,5 @@ def config_values(config: Any, host: Any = None) -> RunValues:
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, host=host, create_on=torch.device("meta"))
     calls = model_blame(lookups.resolve("model", config.model.name), model)  # its declaration: its bug
-    return reported_values(declared_metrics(model, model_name=config.model.name, calls=calls),
+    return reported_values(declared_metrics(model, calls=calls),
                            **dataset_reports(data_cls), loss_scale=config.precision.dtype == "fp16")

@@ -225,7 +225,7 @@ class Strategy(StrategyRules, ABC):
             with self.accumulation(is_last=i == last):
                 batch = self.to_device(micro)
                 with self.autocast():
-                    loss, metrics = split_output(module(**batch), model_name=self.settings.model_name)
+                    loss, metrics = split_output(module(**batch))
                 problem = loss_grad_problem(loss, "forward")
                 if problem is not None:  # in engine.step's model block: the model's broken answer
                     raise BrokenAnswer(problem)
@@ -325,8 +325,7 @@ class Strategy(StrategyRules, ABC):
         from deepseek.training.evaluation import evaluate_batch, weighed
         from deepseek.training.step import MetricSums
 
-        loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast(),
-                                       model_name=self.settings.model_name)
+        loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast())
         sums = MetricSums()
         sums.add(metrics, weight)
         loss, reduced = self.reduce_mean(weighed(loss, weight), sums.packed())

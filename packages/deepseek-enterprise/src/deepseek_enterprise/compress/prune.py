@@ -100,7 +100,7 @@ def _taylor_grads(model: Any, calibration: list[Any], method: str, layers: Any) 
     totals: list[list[Any]] = []
     for n, batch in enumerate(calibration):
         work.zero_grad(set_to_none=True)
-        loss, _ = split_output(work(**move_to(batch, device)), model_name=method)
+        loss, _ = split_output(work(**move_to(batch, device)))
         loss.backward()
         with torch.no_grad():
             for i, b in enumerate(work.blocks):
