@@ -87,3 +87,37 @@ def test_pythons_development_mode_asks_for_the_developers_warnings_too(
     escape = "warning: invalid escape sequence '\\.'"
     assert err == [escape, "warning: acme_escapes.old_api is deprecated", escape,
                    "warning: acme: the model is a demo", ERROR]
+
+
+
+COMPILED = SyntaxWarning if sys.version_info >= (3, 12) else DeprecationWarning
+"""The category of the invalid escape's warning Python raises as it compiles MODULE."""
+
+
+@pytest.mark.parametrize(("options", "shown"), [
+    (["ignore::UserWarning"], set()),                     # a filter of another category: none (was every one)
+    (["default::DeprecationWarning"], {DeprecationWarning}),  # the category asked for, not the SyntaxWarning
+    (["always::SyntaxWarning"], {SyntaxWarning}),
+    (["default", "ignore::DeprecationWarning"], {SyntaxWarning}),  # the last filter matching decides
+    (["ignore::DeprecationWarning", "d"], {DeprecationWarning, SyntaxWarning}),  # an abbreviated action, every category
+    (["default:ACME_ESCAPES.OLD:DeprecationWarning", "default:other:Warning"], {"deprecated"}),  # a message's start
+    (["default::DeprecationWarning:{name}"], {DeprecationWarning}),  # raised in that module's file
+    (["default::DeprecationWarning:acme_other"], set()),
+    (["default::Warning::0", "ignore::SyntaxWarning::4"], {DeprecationWarning}),  # at that line
+    (["default::Bogus", "bogus", "ignore::Warning:::x"], set()),  # options Python refused at start-up decide nothing
+])
+def test_a_filter_the_user_set_shows_the_developers_warnings_it_matches_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], options: list[str],
+        shown: set[object]) -> None:
+    """Any ``-W`` (``sys.warnoptions`` not empty) showed every developer warning: now a filter
+    shows those it matches, as Python applies the user's filters (``python -W ... -m deepseek``).
+    ``shown``: the categories shown (``"deprecated"``: the deprecation only)."""
+    name = f"acme_escapes_{abs(hash(tuple(options)))}"
+    monkeypatch.setattr(sys, "warnoptions", [option.format(name=name) for option in options])
+    assert _bench_acme(tmp_path, monkeypatch, name, MODULE) == 2
+    escape = "warning: invalid escape sequence '\\.'"
+    raised = [(COMPILED, escape), (DeprecationWarning, "warning: acme_escapes.old_api is deprecated"),
+              (SyntaxWarning, escape)]  # compiling the source, then its warn and warn_explicit
+    expected = [line for category, line in raised
+                if category in shown or ("deprecated" in shown and "deprecated" in line)]
+    assert capsys.readouterr().err.strip().splitlines() == [*expected, "warning: acme: the model is a demo", ERROR]

@@ -22,6 +22,7 @@ import click
 from deepseek._version import __version__
 from deepseek.arguments import invocation
 from deepseek.cli.context import RUNNING_COMMAND, command_host, refuse_options_with_given_host
+from deepseek.cli.warning_lines import show_warning_on_one_line
 from deepseek.errors import (
     DeepseekError,
     PluginError,
@@ -151,35 +152,14 @@ def cli(ctx: click.Context, **_: Any) -> None:
     command_host(ctx)
 
 
-DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, SyntaxWarning)
-"""Warnings for whoever maintains the code that raised them, never shown to the user of a command:
-Python hides the deprecations outside ``__main__`` by default (a test runner shows them), and a
-``SyntaxWarning`` (an invalid escape sequence; a ``DeprecationWarning`` before Python 3.12) is
-raised while a module's source compiles, when no cached bytecode is there, e.g. torchao's on
-``PYTHONDONTWRITEBYTECODE=1``. Neither is about the command or its input, and as a line of its
-own it came before the command's one-line error. Warnings meant for users are ``UserWarning`` or
-``FutureWarning`` (:class:`deepseek.config.load.DeprecatedConfigWarning`); this repository's own
-code is kept free of invalid escapes by its linter (ruff's W605). A user who asks Python for
-warnings (``-W``, ``PYTHONWARNINGS``: ``sys.warnoptions``; or Python's development mode, ``-X dev``,
-``PYTHONDEVMODE``, which shows them by default) gets these too, one line each."""
-
-
-def _show_warning_on_one_line(message: Any, category: type, *_: Any, **__: Any) -> None:
-    """The CLI's display of a warning: ``warning: <message>`` on one line of stderr, none for
-    :data:`DEVELOPER_WARNINGS` unless Python was asked for warnings (``-W``, ``PYTHONWARNINGS``,
-    ``-X dev``)."""
-    if issubclass(category, DEVELOPER_WARNINGS) and not (sys.warnoptions or sys.flags.dev_mode):
-        return
-    click.secho(f"warning: {one_line(str(message))}", fg="yellow", err=True)
-
-
 def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> None:
     """Console entry point: run ``deepseek ARGV`` and exit with its status.
 
     ``host`` is the plugin host the commands use (sub-commands get it from
     :func:`deepseek.cli.context.command_host`); by default the root options and the environment
     choose it. Warnings show as one line each while the command runs, those for developers
-    (:data:`DEVELOPER_WARNINGS`) not at all. As the process's entry
+    (:data:`~deepseek.cli.warning_lines.DEVELOPER_WARNINGS`) only where Python was asked for them
+    (:func:`~deepseek.cli.warning_lines.asked_for`). As the process's entry
     point (no ``argv``, no ``host``) in a rank of a multi-process job (``RANK`` and
     ``WORLD_SIZE`` set, as torchrun and ``deepseek launch`` set them), the rank leaves through
     :func:`leave_rank`, success included; the process of a launcher
@@ -190,7 +170,7 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
     hold_back_cuda_home_note()  # torch's note, logged when inductor or DeepSpeed imports its extension builder
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning_on_one_line  # type: ignore[assignment]
+            warnings.showwarning = show_warning_on_one_line  # type: ignore[assignment]
             _run(list(sys.argv[1:] if argv is None else argv), host)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
