@@ -155,24 +155,37 @@ def _aborts(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         raise click.Abort
 
 
+def _broken(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        raise ValueError("acme's option callback broke")
+
+
 @click.command("train")
+@click.option("--broken", is_flag=True, expose_value=False, callback=_broken)
 @click.option("--version", is_flag=True, is_eager=True, expose_value=False, callback=_exits(0))
 @click.option("--fail", is_flag=True, is_eager=True, expose_value=False, callback=_exits(3))
 @click.option("--abort", is_flag=True, is_eager=True, expose_value=False, callback=_aborts)
 @click.option("--steps", type=int, default=1)
 def _acme_train(steps: int) -> None:
-    """A third-party distribution's own ``train`` whose eager options end its command line as it is parsed."""
+    """A third-party distribution's own ``train`` whose options end its command line as it is parsed."""
 
 
-def test_an_eager_option_that_exits_as_the_command_line_is_parsed_is_accepted_or_refused_not_an_internal_error(
-        tmp_path: Path) -> None:
-    """click's Exit and Abort from a plugin command's eager option escaped the submit check (500)."""
-    from _submitlines import run_in
-
+@pytest.fixture
+def acme_train() -> PluginHost:
+    """A server's host preferring ``deepseek-acme``'s ``train`` (:func:`_acme_train`)."""
     host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
                                      prefer=("deepseek-acme",)))
     plugin = registering("deepseek_register_commands", {"train": "test_service_submit_check_plugins:_acme_train"})
     assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
+    return host
+
+
+def test_an_eager_option_that_exits_as_the_command_line_is_parsed_is_accepted_or_refused_not_an_internal_error(
+        tmp_path: Path, acme_train: PluginHost) -> None:
+    """click's Exit and Abort from a plugin command's eager option escaped the submit check (500)."""
+    from _submitlines import run_in
+
+    host = acme_train
     # what the job does: --version prints and succeeds, --fail exits 3, --abort exits 130
     assert run_in(tmp_path, ["train", "--version", "--steps", "x"], host)[:2] == (0, "acme-train 1.0\n")
     assert [run_in(tmp_path, ["train", flag], host)[0] for flag in ("--fail", "--abort")] == [3, 130]
@@ -190,5 +203,19 @@ def test_an_eager_option_that_exits_as_the_command_line_is_parsed_is_accepted_or
             "before the command runs (see 'deepseek train --help')"))
         assert [j["args"] for j in d.call("GET", "/v1/tenants/acme/jobs", d.tokens["bob"]).json()] == [
             ["--version", "--steps", "x"]]
+    finally:
+        d.close()
+
+
+def test_a_plugin_option_callbacks_own_error_is_refused_with_the_jobs_line_not_an_internal_error(
+        tmp_path: Path, acme_train: PluginHost) -> None:
+    """An exception a third-party command's option callback raised as the job's command line was
+    parsed at submit was the server's internal error (500); the job prints one line blaming the plugin."""
+    expected = cli_line(tmp_path, ["train", "--broken"], acme_train, code=1)
+    assert expected.startswith("command 'train' (deepseek-acme 1.0") and "ValueError: acme's option callback broke" in expected, expected
+    d = two_tenants(tmp_path / "srv", acme_train, study_check=False)
+    try:
+        r = d.submit("acme", d.tokens["bob"], command="train", args=["--broken"])
+        assert (r.status_code, r.json()["detail"]) == (422, expected)
     finally:
         d.close()

@@ -10,11 +10,13 @@ accepted anywhere before a ``--``. Nothing here imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -76,23 +78,9 @@ class PluginGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; an exception a third-party command's own code raises (other than
-        click's and deepseek's one-line errors) becomes one :class:`PluginError` line naming the
-        command, its distribution and the plugin module that registered it, not an internal error."""
-        try:
+        """Run the command, its own code's exceptions blamed on it (:func:`plugin_command_blamed`)."""
+        with plugin_command_blamed(ctx):
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception:
-            found = ctx.meta.get(_PLUGIN_COMMAND)
-            if found is None:
-                raise
-            component, command = found
-            module = getattr(command.callback, "__module__", None) or component.module
-            from deepseek.plugins.calls import blamed_on
-
-            with blamed_on(component.label, "its callback", package=module.partition(".")[0]):
-                raise
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -120,6 +108,29 @@ class PluginGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+@contextlib.contextmanager
+def plugin_command_blamed(ctx: click.Context) -> Iterator[None]:
+    """The block, a command line parsed or run under the root context ``ctx``: an exception a
+    third-party command's own code raises in it (an option's callback, its own callback; other
+    than click's and deepseek's one-line errors) becomes one :class:`PluginError` line naming the
+    command, its distribution and the plugin module that registered it, not an internal error.
+    Also the service's parse of a job's command line at submit (``jobcheck.check_parsed``)."""
+    try:
+        yield
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Exception:
+        found = ctx.meta.get(_PLUGIN_COMMAND)
+        if found is None:
+            raise
+        component, command = found
+        module = getattr(command.callback, "__module__", None) or component.module
+        from deepseek.plugins.calls import blamed_on
+
+        with blamed_on(component.label, "its callback", package=module.partition(".")[0]):
+            raise
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -121,13 +121,14 @@ def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], No
     aborts as it is parsed, a line saying so: the job's own is the option's)."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
-    from deepseek.cli.root import cli, split_debug, usage_line
+    from deepseek.cli.root import cli, plugin_command_blamed, split_debug, usage_line
 
     argv, _ = split_debug(argv)  # `--debug` is taken anywhere before a `--`
     root = click.Context(cli, info_name="deepseek", obj=host, **cli.context_settings)  # as `deepseek` makes it
     root.meta[RUNS_ELSEWHERE] = True  # the job's devices are not the server's: `--device cuda` is checked when it runs
     try:
-        with invocation(), root, contextlib.ExitStack() as contexts:  # as the command runs: its lines' wording
+        # as the command runs: its lines' wording, a third-party command's own exceptions its one line
+        with invocation(), root, contextlib.ExitStack() as contexts, plugin_command_blamed(root):
             ctx = jobparse.parsed(root, argv, contexts)
             jobpaths.check_path_names(ctx)  # a name too long: the job could neither make nor read the path
             if ctx is not None:

@@ -16,8 +16,9 @@ import contextlib
 import click
 
 
-class HelpShown(Exception):  # noqa: N818 - what happened, not an error: the job prints its help and succeeds
-    """The command line asks for a help where click shows one: the job prints it and exits 0."""
+class HelpShown(click.exceptions.Exit):  # noqa: N818 - what happened, not an error: the job prints its help and succeeds
+    """The command line asks for a help where click shows one: the job prints it and exits 0 (click's
+    ``Exit(0)``: no third-party command's error, whatever code asked for the help)."""
 
 
 def parsed(root: click.Context, args: list[str], contexts: contextlib.ExitStack) -> click.Context | None:
