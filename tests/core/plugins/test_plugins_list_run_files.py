@@ -20,9 +20,19 @@ from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
+READS: list[str] = []
+"""The classes whose ``written_files`` a listing read, one entry a read."""
 
-class Reports(Dataset):  # abstract: its class attribute is all a listing reads
-    written_files: ClassVar[tuple[str, ...]] = ("acme-report.json", "acme-plots/")
+
+class _CountedReads(type(Dataset)):  # type: ignore[misc]  # Dataset's metaclass, counting
+    @property
+    def written_files(cls) -> tuple[str, ...]:
+        READS.append(cls.__name__)
+        return cls.__dict__["names"]
+
+
+class Reports(Dataset, metaclass=_CountedReads):  # abstract: its class attribute is all a listing reads
+    names = ("acme-report.json", "acme-plots/")
 
 
 class Clashing(TrainableModel):
@@ -44,11 +54,23 @@ class Plugin:
         register("acme.clashing", Clashing)
 
 
-def _list(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+class Summarizing(TrainableModel, metaclass=_CountedReads):
+    names = ("beta-summary.json", "acme-report.json")  # acme's dataset declares it first
+
+
+class BetaPlugin:
+    @hookimpl
+    def deepseek_register_models(self, register: Any) -> None:
+        register("beta.summarizing", Summarizing)
+
+
+def _list(capsys: pytest.CaptureFixture[str], *args: str, beta: bool = False) -> str:
     host = PluginHost(PluginSettings(autoload=False))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0").status == "ok"
+        if beta:
+            assert host.register_plugin(BetaPlugin(), dist="deepseek-beta", version="0.2.0").status == "ok"
     with pytest.raises(SystemExit) as exit_:
         main(["plugins", "list", *args], host=host)
     assert exit_.value.code == 0
@@ -71,6 +93,22 @@ def test_json_gives_the_commands_files_and_with_the_option_the_classes(capsys: p
                                            "dataset": {"acme.reports": ["acme-report.json", "acme-plots/"]}}
     (problem,) = acme["run_file_problems"]
     assert problem.startswith(CLASH), problem
+    assert records["deepseek-core"]["run_file_problems"] == []
+
+
+def test_each_class_is_read_once_and_a_shared_name_is_both_distributions_problem(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    READS.clear()
+    records = {r["distribution"]: r for r in json.loads(_list(capsys, "--json", "--written-files", beta=True))}
+    assert sorted(READS) == ["Reports", "Summarizing"]  # one listing, every distribution: each class once
+    shared = (f"model 'beta.summarizing' (deepseek-beta 0.2.0, registered by {__name__}): written_files names "
+              f"'acme-report.json', which dataset 'acme.reports' (deepseek-acme 0.1.0, registered by {__name__}) "
+              "declares too")
+    acme, beta = records["deepseek-acme"], records["deepseek-beta"]
+    assert [p.startswith(CLASH) for p in acme["run_file_problems"]] == [False, True]  # datasets' lines first
+    assert acme["run_file_problems"][0].startswith(shared), acme["run_file_problems"]
+    assert beta["run_file_problems"] == acme["run_file_problems"][:1]
+    assert beta["component_run_files"] == {"model": {"beta.summarizing": ["beta-summary.json", "acme-report.json"]}}
     assert records["deepseek-core"]["run_file_problems"] == []
 
 

@@ -133,24 +133,34 @@ def written_files_problems(host: PluginHost, of: Component | None = None) -> lis
     another distribution's component, whichever of the two declared it first (the contract
     suite's per-component check, whose test id names it). The contract suite's check
     (``tests/contract``); it imports every such component."""
+    return [line for line, about in _written_files_scan(host)[1] if of is None or of in about]
+
+
+def _written_files_scan(host: PluginHost) -> tuple[dict[Component, tuple[str, ...]],
+                                                   list[tuple[str, tuple[Component, ...]]]]:
+    """Every dataset's and model's ``written_files`` on ``host``, each class read once
+    (:func:`class_written_files`): the names of each whose list is sound, and what is wrong, one
+    line each with the components it is about (the one whose list is refused, or the two
+    distributions' components declaring one name, the later first), in registration order,
+    datasets before models."""
     from deepseek.errors import DeepseekError
 
-    problems: list[str] = []
+    names_of: dict[Component, tuple[str, ...]] = {}
+    problems: list[tuple[str, tuple[Component, ...]]] = []
     first: dict[str, Component] = {}
     for kind in ("dataset", "model"):
         for component in host.components(kind):
             try:
-                names = class_written_files(host, component)
+                names = names_of[component] = class_written_files(host, component)
             except DeepseekError as exc:
-                if of is None or of == component:
-                    problems.append(str(exc))
+                problems.append((str(exc), (component,)))
                 continue
             for name in names:
                 earlier = first.setdefault(name.removesuffix("/"), component)
                 problem = _shared_name(name, component, earlier)
-                if problem is not None and (of is None or of in (component, earlier)):
-                    problems.append(problem)
-    return problems
+                if problem is not None:
+                    problems.append((problem, (component, earlier)))
+    return names_of, problems
 
 
 def class_written_files(host: PluginHost, component: Component) -> tuple[str, ...]:
@@ -168,35 +178,32 @@ def class_written_files(host: PluginHost, component: Component) -> tuple[str, ..
         isinstance(cls, type) and issubclass(cls, base)) else ()
 
 
-def component_run_files(host: PluginHost, dist: str, *, classes: bool = False
-                        ) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
-    """The files distribution ``dist``'s components on ``host`` declare they write in run folders,
+def component_run_files(host: PluginHost, *, classes: bool = False
+                        ) -> dict[str, tuple[dict[str, dict[str, list[str]]], list[str]]]:
+    """By distribution on ``host``: the files its components declare they write in run folders,
     by kind and name (``{"command": {"export": ["model.pt2", ...]}}``), and what is wrong with them,
     one line each: each command's ``run_files`` (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`,
     read from its registration, nothing imported, checked when it registered) and, with
     ``classes``, each dataset's and model's ``written_files`` (:func:`class_written_files`:
-    importing the classes, torch with them), a name shared with another distribution's dataset or
-    model included (:func:`written_files_problems`). ``deepseek plugins list`` shows them; the
-    files a distribution's lifecycle hooks declare are its record's
-    (:attr:`~deepseek.plugins.records.PluginRecord.run_files`)."""
-    from deepseek.errors import DeepseekError
-
-    found: dict[str, dict[str, list[str]]] = {}
+    importing the classes, torch with them, each read once for all distributions), a name shared
+    with another distribution's dataset or model included, in both distributions' lines
+    (:func:`written_files_problems`). Every distribution of ``host.records`` has an entry.
+    ``deepseek plugins list`` shows them; the files a distribution's lifecycle hooks declare are
+    its record's (:attr:`~deepseek.plugins.records.PluginRecord.run_files`)."""
+    by_dist: dict[str, tuple[dict[str, dict[str, list[str]]], list[str]]] = {
+        dist: ({}, []) for dist in host.records}
     for component in host.components("command"):
         names = component.declared(COMMAND_RUN_FILES)
-        if component.dist == dist and names:
-            found.setdefault("command", {})[component.name] = list(names)
-    problems: list[str] = []
+        if names:
+            by_dist.setdefault(component.dist, ({}, []))[0].setdefault("command", {})[component.name] = list(names)
+    names_of, problems = _written_files_scan(host) if classes else ({}, [])
     for kind in ("dataset", "model") if classes else ():
-        for component in (c for c in host.components(kind) if c.dist == dist):
-            try:
-                names = class_written_files(host, component)
-            except DeepseekError:
-                names = ()
-            if names:
-                found.setdefault(kind, {})[component.name] = list(names)
-            problems += [p for p in written_files_problems(host, of=component) if p not in problems]
-    return found, problems
+        for component in host.components(kind):
+            found, lines = by_dist.setdefault(component.dist, ({}, []))
+            if names_of.get(component):
+                found.setdefault(kind, {})[component.name] = list(names_of[component])
+            lines += [line for line, about in problems if component in about and line not in lines]
+    return by_dist
 
 
 def _registered(host: PluginHost, kind: str, name: object) -> Component | None:

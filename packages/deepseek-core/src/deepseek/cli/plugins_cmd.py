@@ -43,7 +43,7 @@ def list_plugins(as_json: bool, classes: bool) -> None:
     host = command_host()
     records = _records(host)
     shared = {r.dist: _shared_names(host, r.dist) for r in records}
-    declared = {r.dist: component_run_files(host, r.dist, classes=classes) for r in records}
+    declared = component_run_files(host, classes=classes)
     if as_json:
         click.echo(json.dumps([{**r.as_dict(), "component_run_files": declared[r.dist][0],
                                 **({"run_file_problems": declared[r.dist][1]} if classes else {}),
