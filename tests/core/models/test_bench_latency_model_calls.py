@@ -2,7 +2,10 @@
 every variant is compared with and the timed loop (``forward``; ``forward_cached`` in decode
 mode), so what a plugin model's code raises there is its one ``PluginError`` line naming the
 model and its distribution, exit code 1 (was: outside any block, our internal error with the
-model's traceback). Its warm-up stays a variant's failure, reported and left out."""
+model's traceback). One rule decides for a variant's warm-up and its timed calls alike
+(``_failure_rule``): the model's bug is its line, in a compiled variant's warm-up too (was: that
+variant "failed" and left out, exit 0); anything its block does not blame is that variant's own
+failure, reported and left out, in the timed loop too (was: raised out of the command)."""
 
 from __future__ import annotations
 
@@ -48,17 +51,18 @@ class Plugin:
         register("acme.flaky", Flaky)
 
 
-# 4 rotating inputs: calls 1-4 are the references, 5 eager's warm-up, 6-9 its error check, 10 on timed
-@pytest.mark.parametrize("raise_at", [1, 10])
+# 4 rotating inputs: calls 1-4 are the references, 5 eager's warm-up, 6-9 its error check, 10 on timed;
+# with --only torch.compile, 6 is the compiled variant's warm-up (dynamo runs the frame that raises)
+@pytest.mark.parametrize(("raise_at", "variant"), [(1, "eager"), (10, "eager"), (6, "torch.compile")])
 def test_a_plugin_models_bug_while_bench_latency_times_it_is_its_line(capsys: pytest.CaptureFixture[str],
-                                                                      raise_at: int) -> None:
+                                                                      raise_at: int, variant: str) -> None:
     Flaky.RAISE_AT = raise_at
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1").status == "ok"
     try:
         with pytest.raises(SystemExit) as exit_:
             main(["bench", "latency", "--model", "acme.flaky", "--seq", "8", "--runs", "20", "--warmup", "1",
-                  "--only", "eager"], host=host)
+                  "--only", variant], host=host)
     finally:
         Flaky.RAISE_AT = 0
     err = capsys.readouterr().err
@@ -66,3 +70,18 @@ def test_a_plugin_models_bug_while_bench_latency_times_it_is_its_line(capsys: py
     label = f"model 'acme.flaky' (deepseek-acme 0.1, registered by {__name__})"
     assert f"error: {label}: forward raised RuntimeError: call {raise_at} of the model; {PLUGIN_BUG}" in err
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_a_variants_own_failure_while_timed_is_reported_and_left_out() -> None:
+    """What the model's block does not blame (here: no plugin, ``calls=None``) fails that variant
+    only, in the timed loop as in the warm-up: one line, no row, the others timed."""
+    from deepseek.bench.latency import run_latency
+
+    said: list[str] = []
+    Flaky.RAISE_AT = 10  # eager's first timed call
+    try:
+        result = run_latency(Flaky(), batch=1, seq=8, runs=3, warmup=1, only=["eager"], progress=said.append)
+    finally:
+        Flaky.RAISE_AT = 0
+    assert "eager failed: RuntimeError: call 10 of the model" in said, said
+    assert result.rows == []

@@ -35,7 +35,7 @@ from deepseek.dtypes import torch_dtype
 from deepseek.graph.passes import max_rel_error
 from deepseek.models.cache_checks import fed_cached, fresh_cache
 from deepseek.models.declared import Blame, token_input_limits
-from deepseek.plugins.calls import blame_for
+from deepseek.plugins.calls import blame_for, blamed_error
 
 
 @dataclass
@@ -236,6 +236,23 @@ def static_step(step: DecodeStep, graphs: bool) -> Callable[[torch.Tensor], torc
     return lambda idx: decoder.step_at(idx, step.position).unsqueeze(1)
 
 
+def _failure_rule(calls: Blame, call: str, say: Callable[[str], None]) -> Callable[[str, Exception], None]:
+    """The one rule for a variant that raised, while it is built and warmed up or while it is
+    compared and timed: ``failed(name, exc)`` raises what the model's block ``calls(call)``
+    blames (:func:`~deepseek.plugins.calls.blamed_error`: the plugin model's code raised it, in
+    any variant: its one ``PluginError`` line, exit 1); anything else is that variant's own failure
+    (a compiler that cannot take the model, a pass, memory), reported with ``say`` and the variant
+    left out of the results."""
+
+    def failed(name: str, exc: Exception) -> None:
+        blamed = blamed_error(calls, call, exc)
+        if blamed is not None:
+            raise blamed
+        say(f"{name} failed: {type(exc).__name__}: {exc}")
+
+    return failed
+
+
 def run_latency(
     model: nn.Module,
     *,
@@ -260,9 +277,10 @@ def run_latency(
     where its declarations and, in ``decode`` mode, its cache's answers are read: ``new_cache`` and
     ``forward_cached`` held to their contract (:mod:`~deepseek.models.cache_checks`) on the
     prompt's prefill and on one decode step before anything is timed, so a broken model's
-    ``cache.length`` is its one line, not a timing; and where every call of it runs (the
-    references, the timed loop: ``forward``, ``forward_cached`` in ``decode`` mode), so what its
-    code raises there is its one line too, not an internal error."""
+    ``cache.length`` is its one line, not a timing; and the block that judges what every call of
+    it raises (the references; each variant's build, warm-up and timed calls: :func:`_failure_rule`;
+    ``forward``, ``forward_cached`` in ``decode`` mode), so what its code raises there is its one
+    line too, not an internal error nor a variant's failure."""
     dev = torch.device(device)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     model = model.to(dev, torch_dtype(dtype)).eval()
@@ -295,7 +313,8 @@ def run_latency(
         references = [target(*x).float().clone() for x in inputs]
     variants = build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced)
     check_only(only, dev.type, mode, isinstance(target, DecodeStep), reduced)
-    built: list[tuple[str, Callable[..., Any], float, str]] = []
+    failed = _failure_rule(block, called, say)
+    built: dict[str, tuple[Callable[..., Any], float, str]] = {}  # a variant that fails later is taken out
     for name, make, note in variants:
         if only and name not in only and name != "eager":
             continue
@@ -308,43 +327,50 @@ def run_latency(
                 with torch.no_grad():
                     for x in inputs[: max(1, warmup)]:
                         fn(*x)
-        except Exception as exc:  # noqa: BLE001 - a variant that cannot run is reported, not fatal
-            say(f"{name} failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the model's bug is raised, a variant's own failure reported
+            failed(name, exc)
             continue
         _sync(dev)
         if name.startswith("deepseek.optimize"):
             plan = fn.plan  # type: ignore[attr-defined]
             note = f"{' -> '.join(plan.pipeline)}{' (cached decision)' if plan.cache_hit else ''}"
-        built.append((name, fn, time.perf_counter() - start, note))
+        built[name] = (fn, time.perf_counter() - start, note)
     peaks: dict[str, float] = {}
-    if dev.type == "cuda":  # one call per variant, after its warm-up
-        with torch.no_grad(), block(called):
-            for name, fn, *_ in built:
-                torch.cuda.synchronize(dev)
-                torch.cuda.reset_peak_memory_stats(dev)
-                fn(*inputs[0])
-                torch.cuda.synchronize(dev)
-                peaks[name] = torch.cuda.max_memory_allocated(dev) / 2**20
-    times: dict[str, list[float]] = {name: [] for name, *_ in built}
-    errors: dict[str, float] = {name: 0.0 for name, *_ in built}
-    agree: dict[str, list[float]] = {name: [] for name, *_ in built}
-    say(f"timing {len(built)} variants x {runs} runs")
-    with torch.no_grad(), block(called):  # one block around the loop: no cost inside a timed call
-        for name, fn, *_ in built:
-            for x, ref in zip(inputs, references, strict=True):
-                out = fn(*x).float()
-                errors[name] = max(errors[name], max_rel_error(out, ref))
-                agree[name].append(float((out.argmax(-1) == ref.argmax(-1)).float().mean()))
+    errors: dict[str, float] = {name: 0.0 for name in built}
+    agree: dict[str, list[float]] = {name: [] for name in built}
+    times: dict[str, list[float]] = {name: [] for name in built}
+    with torch.no_grad():
+        for name, (fn, *_) in list(built.items()):
+            try:
+                if dev.type == "cuda":  # one call per variant, after its warm-up
+                    torch.cuda.synchronize(dev)
+                    torch.cuda.reset_peak_memory_stats(dev)
+                    fn(*inputs[0])
+                    torch.cuda.synchronize(dev)
+                    peaks[name] = torch.cuda.max_memory_allocated(dev) / 2**20
+                for x, ref in zip(inputs, references, strict=True):
+                    out = fn(*x).float()
+                    errors[name] = max(errors[name], max_rel_error(out, ref))
+                    agree[name].append(float((out.argmax(-1) == ref.argmax(-1)).float().mean()))
+            except Exception as exc:  # noqa: BLE001 - as in the warm-up
+                failed(name, exc)
+                del built[name]
+        say(f"timing {len(built)} variants x {runs} runs")
         for i in range(runs):
             x = inputs[i % len(inputs)]
-            for name, fn, *_ in built:
+            for name, (fn, *_) in list(built.items()):
                 _sync(dev)
                 start = time.perf_counter()
-                fn(*x)
+                try:  # no cost in the timed call unless it raises
+                    fn(*x)
+                except Exception as exc:  # noqa: BLE001 - as in the warm-up
+                    failed(name, exc)
+                    del built[name]
+                    continue
                 _sync(dev)
                 times[name].append((time.perf_counter() - start) * 1e3)
     rows = []
-    for name, _fn, setup, note in built:
+    for name, (_fn, setup, note) in built.items():
         t = sorted(times[name])
         q = statistics.quantiles(t, n=10) if len(t) >= 2 else [t[0]] * 9
         top1 = round(statistics.fmean(agree[name]), 4) if agree[name] else None

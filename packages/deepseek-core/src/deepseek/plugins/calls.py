@@ -108,6 +108,22 @@ def answer_error(calls: Callable[[str], contextlib.AbstractContextManager[None]]
         return exc
 
 
+def blamed_error(calls: Callable[[str], contextlib.AbstractContextManager[None]], call: str,
+                 exc: Exception) -> Exception | None:
+    """What the component's block ``calls(call)`` (a model's ``model_calls``) makes of ``exc``,
+    caught outside it (a variant of ``deepseek bench latency`` that may fail on its own, reported
+    and left out): the error it becomes there (a plugin's code raised it: its one
+    :class:`PluginError` line; a broken answer of a script's model: its ``UsageError``), or
+    ``None`` where the block lets it pass as it is (not the component's doing, or deepseek's own
+    or a script's component)."""
+    try:
+        with calls(call):
+            raise exc
+    except Exception as out:  # noqa: BLE001 - exc itself, or what the block made of it
+        return None if out is exc else out
+    return None
+
+
 def blames(component: Component) -> bool:
     """Whether what ``component``'s code raises is reported as a bug of its plugin: not for the
     model and data a script hands to :func:`deepseek.fit` (:data:`SCRIPT_DIST`), whose exceptions
