@@ -106,3 +106,26 @@ def test_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch, runs: Path, args
     assert code == 2 and message in err, err
     assert len(err.splitlines()) == 1
     assert (runs / "good.toml").read_bytes() == before
+
+
+def test_a_latency_variant_that_failed_for_its_own_reason_is_no_figure() -> None:
+    """A variant ``run_latency`` reported as failed and left out (not the model's bug: no model
+    block here) is no p50 in the comparison (None, printed as "-"), not a StopIteration."""
+    import torch
+
+    from deepseek_enterprise.compare import p50_ms
+
+    class FailsWhenTimed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(2))
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> Any:
+            self.calls += 1
+            if self.calls > 8:  # the reference and warm-up calls pass, the timed ones fail
+                raise RuntimeError("no kernel for this")
+            return x * self.w
+
+    model = FailsWhenTimed()
+    assert p50_ms(model, [{"x": torch.ones(3, 2)}], runs=20) is None and model.calls > 8

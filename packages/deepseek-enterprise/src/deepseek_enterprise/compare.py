@@ -140,11 +140,12 @@ def weights_size(path: str) -> int:
     return sum(f.stat().st_size for f in (folder / "model").rglob("*") if f.is_file())
 
 
-def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager", calls: Any = None) -> float:
+def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager", calls: Any = None) -> float | None:
     """Batch-1 latency (median ms) of ``variant`` (a ``deepseek bench latency`` variant:
     ``eager``, ``deepseek.optimize``) on the first validation rows, in the model's own floating
     dtype (a bf16 model is timed in bf16), as bench latency times it, in ``calls``, the model's
-    block (``served_calls``: what a plugin model raises is its one line)."""
+    block (``served_calls``: what a plugin model raises is its one line); None where the variant
+    failed for a reason not the model's (run_latency said so in a line and left it out)."""
     from torch.utils import _pytree as pytree
 
     from deepseek.bench.latency import run_latency
@@ -158,7 +159,7 @@ def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager", ca
     dtype = next((name for name in TORCH_NAMES if torch_dtype(name) == floating), "float32")
     result = run_latency(model, batch=1, device=params[0].device, dtype=dtype, runs=runs, warmup=2,
                          only=[variant], batches=picks, calls=calls)
-    return next(r.median_ms for r in result.rows if r.name == variant)
+    return next((r.median_ms for r in result.rows if r.name == variant), None)
 
 
 def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | None, device: str,
