@@ -184,7 +184,9 @@ def load_checkpoint(
     # sharded: DCP reshards every tensor onto this run's layout
     try:
         meta = read_sharded_meta(directory)
-        check_sharded_files(directory)  # torch's reader leaves a missing piece's values as they were
+        # torch's reader leaves a missing piece's values as they were, and a stored name taken as
+        # tied unread: check_sharded_files checks both first
+        check_sharded_files(directory)
         msd, osd = get_state_dict(module, optimizer)
         stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
         ckpt.check_model_fit(_stored_headers(directory / MODEL_DIR), {k: tuple(v.shape) for k, v in stored.items()},

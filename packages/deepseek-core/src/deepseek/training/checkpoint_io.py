@@ -130,23 +130,35 @@ def _number_problem(value: Any, key: str) -> str | None:
     return "below 0" if key in _NON_NEGATIVE and value < 0 else None
 
 
+_NUMBERS = frozenset({"lr", "initial_lr", "weight_decay"})
+"""Hyper-parameters a number in every torch optimizer's group (others, ``eps`` say, are a number,
+a pair or ``None`` by optimizer)."""
+
+
 def check_saved_groups(groups: Any, path: Any) -> None:
     """Saved parameter groups on their own, as read from a checkpoint before any optimizer is
     built (``checkpoint export`` builds none): a list of tables, each with ``params`` (parameter
-    names) and numeric hyper-parameters finite (``lr``, ``weight_decay``, ... not below 0);
-    a CheckpointError naming ``path`` and the group otherwise."""
+    names, each in one group only), :data:`_NUMBERS` numbers and numeric hyper-parameters finite
+    (``lr``, ``weight_decay``, ... not below 0); a CheckpointError naming ``path`` and the group
+    otherwise."""
     if not isinstance(groups, list) or not all(isinstance(g, Mapping) for g in groups):
         raise CheckpointError(f"{path}: the optimizer's param_groups is {type(groups).__name__} where a list of "
                               f"groups belongs; the checkpoint is damaged, {HINT}")
+    seen: dict[str, int] = {}
     for i, group in enumerate(groups):
         params = group.get("params")
         if not isinstance(params, list) or not all(isinstance(n, str) for n in params):
             raise CheckpointError(f"{path}: optimizer group {i} params is not a list of parameter names; the "
                                   f"checkpoint is damaged, {HINT}")
+        again = next((n for n in params if n in seen), None)
+        if again is not None:
+            raise CheckpointError(f"{path}: parameter {again!r} is in optimizer groups {seen[again]} and {i}; the "
+                                  f"checkpoint is damaged, {HINT}")
+        seen.update(dict.fromkeys(params, i))
         for key, value in group.items():
-            if key in (*IMPLEMENTATION_KEYS, *RUN_KEYS) or not isinstance(value, (int, float)):
+            if key in (*IMPLEMENTATION_KEYS, *RUN_KEYS) or not (isinstance(value, (int, float)) or key in _NUMBERS):
                 continue
-            problem = _number_problem(value, key) if not isinstance(value, bool) else None
+            problem = _number_problem(value, key) if key in _NUMBERS or not isinstance(value, bool) else None
             if problem:
                 raise CheckpointError(f"{path}: optimizer group {i} {key} is {value!r}, {problem}; the checkpoint "
                                       f"is damaged, {HINT}")

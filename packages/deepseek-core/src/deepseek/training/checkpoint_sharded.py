@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,12 @@ from deepseek.errors import CheckpointError
 from deepseek.parsing import loads_json, read_text
 from deepseek.training.checkpoint_dirs import MODEL_FILE, OPTIMIZER_FILE
 from deepseek.training.checkpoint_io import HINT as _HINT
-from deepseek.training.checkpoint_io import check_finite, check_tensors, from_jsonable
+from deepseek.training.checkpoint_io import (
+    check_finite,
+    check_saved_groups,
+    check_tensors,
+    from_jsonable,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -57,6 +62,7 @@ __all__ = [
     "read_sharded_model",
     "read_sharded_optimizer",
     "read_sharded_tensors",
+    "check_aliases",
     "check_sharded_files",
     "check_weights_files",
     "sharded_reader_error",
@@ -142,36 +148,63 @@ def read_sharded_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.T
 
 
 def _check_coverage(folder: Path, meta: Any) -> None:
-    """Every tensor of a shard folder's metadata stored whole: its pieces hold exactly as many
-    values as its size (DCP writes pieces that do not overlap)."""
+    """Every tensor of a shard folder's metadata stored whole, once: each piece's offsets (from the
+    DCP sharding info of its file's header) as many as the tensor's dimensions and none below 0,
+    no two pieces overlapping, and the pieces holding exactly as many values as its size (DCP
+    writes pieces that tile the tensor: torch's reader would leave a gap's values as they were)."""
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     for fqn, md in meta.state_dict_metadata.items():
         if not isinstance(md, TensorStorageMetadata):
             continue
+        for chunk in md.chunks:
+            if len(chunk.offsets) != len(md.size) or len(chunk.sizes) != len(md.size) or min(chunk.offsets, default=0) < 0:
+                raise CheckpointError(f"{folder}: tensor {fqn!r} has a piece at offsets {list(chunk.offsets)} for "
+                                      f"{len(chunk.sizes)} dimension(s) (its shard's sharding info is damaged); "
+                                      f"the checkpoint is damaged, {_HINT}")
+        _check_disjoint(folder, fqn, md.chunks)
         need = math.prod(md.size)
         held = sum(math.prod(chunk.sizes) for chunk in md.chunks)
         if held < need:
             raise CheckpointError(f"{folder}: tensor {fqn!r} is only partly stored ({held} of {need} values): a shard "
                                   f"file is missing, or the metadata records a size the pieces do not make; the "
                                   f"checkpoint is incomplete or damaged, {_HINT}")
-        if held > need:
-            raise CheckpointError(f"{folder}: tensor {fqn!r} is stored more than once ({held} values for {need}): a "
-                                  f"shard file was copied in; move the copy out of the folder")
+
+
+def _check_disjoint(folder: Path, fqn: str, chunks: list[Any]) -> None:
+    """No two pieces of tensor ``fqn`` overlap: the same piece twice is a shard file copied in,
+    another overlap damaged sharding info. Pieces sorted by their first offset, each is compared
+    with those that start before it ends in that dimension (one neighbour where DCP shards a
+    tensor's first dimension)."""
+    order = sorted(chunks, key=lambda c: tuple(c.offsets))
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if a.offsets and b.offsets[0] >= a.offsets[0] + a.sizes[0]:
+                break
+            if all(bo < ao + asz and ao < bo + bsz for ao, asz, bo, bsz in zip(a.offsets, a.sizes, b.offsets, b.sizes,
+                                                                                 strict=True)):
+                if tuple(a.offsets) == tuple(b.offsets) and tuple(a.sizes) == tuple(b.sizes):
+                    raise CheckpointError(f"{folder}: tensor {fqn!r} is stored more than once (the piece at "
+                                          f"{list(a.offsets)} twice): a shard file was copied in; move the copy out "
+                                          f"of the folder")
+                raise CheckpointError(f"{folder}: tensor {fqn!r} has overlapping pieces (at {list(a.offsets)} and "
+                                      f"{list(b.offsets)}; a shard's sharding info is damaged); the checkpoint is "
+                                      f"damaged, {_HINT}")
 
 
 def check_sharded_files(directory: str | os.PathLike[str]) -> None:
     """The shard files of the sharded checkpoint ``directory`` against ``sharded.json``'s list
-    (when it has one), and every tensor's stored pieces against its size; :class:`CheckpointError`
-    naming the first problem. Reads the files' headers only."""
+    (when it has one), every tensor's stored pieces against its size, and the tied names against
+    the names ``model/`` stores (:func:`check_aliases`); :class:`CheckpointError` naming the first
+    problem. Reads the files' headers only."""
     from torch.distributed.checkpoint import HuggingFaceStorageReader
     from torch.distributed.checkpoint.api import CheckpointException
 
     d = Path(directory)
-    listed = read_sharded_meta(d)["files"]
+    sharded = read_sharded_meta(d)
     for sub in (MODEL_DIR, OPTIMIZER_DIR):
         folder = d / sub
-        present = _check_listed(folder, listed.get(sub))
+        present = _check_listed(folder, sharded["files"].get(sub))
         if not present:
             continue
         try:
@@ -180,6 +213,8 @@ def check_sharded_files(directory: str | os.PathLike[str]) -> None:
             raise CheckpointError(f"{folder}: sharded checkpoint is corrupt or incomplete "
                                   f"({sharded_reader_error(exc)}); {_HINT}") from exc
         _check_coverage(folder, meta)
+        if sub == MODEL_DIR:
+            check_aliases(sharded["aliases"], meta.state_dict_metadata, d)
 
 
 def check_weights_files(directory: str | os.PathLike[str]) -> None:
@@ -233,20 +268,50 @@ def sharded_reader_error(exc: BaseException) -> str:
 
 
 def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """``sharded.json`` of a sharded checkpoint: ``param_groups``, ``scalars`` (non-tensor
-    optimizer state), ``aliases`` (tied state-dict name -> the stored name) and ``files`` (the
-    shard files of ``model/`` and ``optimizer/``; ``{}`` when the checkpoint predates the list)."""
+    """``sharded.json`` of a sharded checkpoint, read back like user input: ``param_groups``
+    (:func:`~deepseek.training.checkpoint_io.check_saved_groups`), ``scalars`` (non-tensor
+    optimizer state: parameter name -> key -> value), ``aliases`` (tied state-dict name -> the
+    stored name) and ``files`` (the shard files of ``model/`` and ``optimizer/``; ``{}`` when the
+    checkpoint predates the list). A :class:`CheckpointError` naming the file and what is wrong."""
     path = Path(directory) / SHARDED_META
     try:
         body = loads_json(read_text(path))
-        return {
-            "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in body["param_groups"]],
-            "scalars": dict(body.get("scalars", {})),
-            "aliases": dict(body.get("aliases", {})),
+        if not isinstance(body, dict):
+            raise ValueError(f"a JSON {type(body).__name__} where an object belongs")
+        groups = body["param_groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ValueError("'param_groups' is not a list of objects")
+        meta = {
+            "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in groups],
+            "scalars": _name_map(body.get("scalars", {}), "scalars", lambda v: isinstance(v, dict)),
+            "aliases": _name_map(body.get("aliases", {}), "aliases", lambda v: isinstance(v, str) and v != ""),
             "files": _shard_lists(body.get("files", {})),
         }
     except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
+    check_saved_groups(meta["param_groups"], path)
+    return meta
+
+
+def _name_map(value: Any, key: str, fits: Any) -> dict[str, Any]:
+    """``sharded.json``'s ``key``: an object of parameter names whose every value ``fits``."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k and fits(v) for k, v in value.items()):
+        what = "a map of names to objects" if key == "scalars" else "a map of tied names to stored names"
+        raise ValueError(f"{key!r} is {str(value)[:80]}, not {what}")
+    return dict(value)
+
+
+def check_aliases(aliases: Mapping[str, str], stored: Collection[str], where: Path) -> None:
+    """The tied names of ``sharded.json`` (``aliases``: name -> the stored name) against the names
+    ``model/`` stores: each points at one it stores and is not one itself (a stored weight taken for
+    a tied one would be replaced by its partner, or under a sharded load left as it was)."""
+    for alias, name in aliases.items():
+        if alias in stored:
+            raise CheckpointError(f"{where / SHARDED_META}: tied weight {alias!r} is also stored in {MODEL_DIR}/ (it "
+                                  f"names {name!r} as its partner); the checkpoint is damaged, {_HINT}")
+        if name not in stored:
+            raise CheckpointError(f"{where / SHARDED_META}: tied weight {alias!r} points at {name!r}, which "
+                                  f"{MODEL_DIR}/ does not hold; the checkpoint is damaged, {_HINT}")
 
 
 def _shard_lists(value: Any) -> dict[str, list[str]]:
@@ -267,12 +332,8 @@ def read_sharded_model(directory: str | os.PathLike[str]) -> dict[str, torch.Ten
     meta = read_sharded_meta(d)
     _check_listed(d / MODEL_DIR, meta["files"].get(MODEL_DIR))
     model = read_sharded_tensors(d / MODEL_DIR)
+    check_aliases(meta["aliases"], model, d)
     for alias, name in meta["aliases"].items():
-        if name not in model:
-            raise CheckpointError(
-                f"{d / SHARDED_META}: tied weight {alias!r} points at {name!r}, which {MODEL_DIR}/ does not "
-                f"hold; the checkpoint is damaged, {_HINT}"
-            )
         model[alias] = model[name]
     return model
 
