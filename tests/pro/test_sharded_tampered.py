@@ -1,0 +1,211 @@
+"""A sharded checkpoint's companion files tampered with, read back like user input: ``sharded.json``
+(parameter groups, non-tensor optimizer state, tied names, shard list) and the DCP sharding info in
+each shard's safetensors header (the pieces' offsets: torch's safetensors layout writes no
+``.metadata`` file), each edit with its commit record rewritten to match, so that what is tested is
+the content check, not the checksum. Every reader (``train --resume`` under ``single`` and under
+``fsdp``, ``checkpoint info``, ``checkpoint export``) refuses it in one line, exit 2, with the run
+folder byte for byte as it was and nothing written. One shared run (``pro_runs``' ``fsdp_sharded``,
+two ranks) is copied for each case; every reader runs in this process (``fsdp`` as a one-rank group).
+
+(The ``deepspeed`` strategy writes the canonical full layout, not DeepSpeed's own checkpoint folder:
+it has no ``latest`` tag file or ``zero_pp_rank_*`` / ``mp_rank_*`` files to tamper with; the run's
+own ``checkpoints/latest`` pointer is the last test here.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _prohelpers import rerecord
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "cli"))
+from hostile_cli import Hostile  # noqa: E402
+
+from deepseek.plugins.host import PluginHost  # noqa: E402
+from deepseek.plugins.settings import PluginSettings  # noqa: E402
+
+STEP = Path("run", "checkpoints", "step-4")
+SHARD = "model/shard-00002-model-00001-of-00001.safetensors"
+OPT_SHARD = "optimizer/shard-00002-model-00001-of-00001.safetensors"
+SINGLE = ["--strategy", "single", "--set", 'strategy.device="cpu"']
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pro_runs: dict) -> Hostile:
+    """A copy of the shared two-rank ``fsdp_sharded`` run in ``tmp_path/run`` (checkpoints at steps
+    4 and 5), the working folder; the run folder is watched."""
+    shutil.copytree(pro_runs["dir"] / "fsdp_sharded", tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    return Hostile(PluginHost(PluginSettings(autoload=False, allow=frozenset({"deepseek-pro"}))), tmp_path,
+                   [tmp_path / "run"])
+
+
+def _meta(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    def tamper(step: Path) -> None:
+        body = json.loads((step / "sharded.json").read_text(encoding="utf-8"))
+        out = edit(body)
+        (step / "sharded.json").write_text(out if isinstance(out, str) else json.dumps(out), encoding="utf-8")
+        rerecord(step, "sharded.json")
+    return tamper
+
+
+def _group0(**values: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def edit(body: dict[str, Any]) -> dict[str, Any]:
+        body["param_groups"][0] = {k: v for k, v in {**body["param_groups"][0], **values}.items() if v is not None}
+        return body
+    return edit
+
+
+def _offsets(name: str, value: Any) -> Callable[[Path], None]:
+    """The DCP sharding info in ``SHARD``'s header with tensor ``name``'s entry set to ``value``
+    (``None``: the entry left out); ``name`` ``"*"``: the whole info replaced by ``value``."""
+    def tamper(step: Path) -> None:
+        raw = (step / SHARD).read_bytes()
+        size = struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + size])
+        info = json.loads(header["__metadata__"]["DCP_SHARDING_INFO"])
+        info = value if name == "*" else {**{k: v for k, v in info.items() if k != name},
+                                          **({name: value} if value is not None else {})}
+        header["__metadata__"]["DCP_SHARDING_INFO"] = info if isinstance(info, str) else json.dumps(info)
+        encoded = json.dumps(header).encode()
+        encoded += b" " * (-len(encoded) % 8)
+        (step / SHARD).write_bytes(struct.pack("<Q", len(encoded)) + encoded + raw[8 + size:])
+        rerecord(step, SHARD)
+    return tamper
+
+
+def _cut(name: str, keep: float) -> Callable[[Path], None]:
+    def tamper(step: Path) -> None:
+        raw = (step / name).read_bytes()
+        (step / name).write_bytes(raw[:int(len(raw) * keep)])
+        rerecord(step, name)
+    return tamper
+
+
+META = "sharded.json: sharded checkpoint metadata is missing or corrupt ("
+DAMAGED = "; the checkpoint is damaged, use an earlier checkpoint of the run"
+CASES: list[tuple[str, Callable[[Path], None], str]] = [
+    ("meta not JSON", _meta(lambda b: '{"param_groups": ['), META + "Expecting value"),
+    ("meta empty", _cut("sharded.json", 0), META + "Expecting value: line 1 column 1"),
+    ("meta half", _cut("sharded.json", 0.5), META),
+    ("meta a list", _meta(lambda b: [b]), META + "a JSON list where an object belongs)"),
+    ("meta without groups", _meta(lambda b: {k: v for k, v in b.items() if k != "param_groups"}),
+     META + "'param_groups')"),
+    ("groups a string", _meta(lambda b: {**b, "param_groups": "all"}), META + "'param_groups' is not a list of objects)"),
+    # an extra group holding group 0's parameters again (resume alone said "3 parameter groups, this run's 2")
+    ("extra group", _meta(lambda b: {**b, "param_groups": [*b["param_groups"], b["param_groups"][0]]}),
+     "sharded.json: parameter 'wte.weight' is in optimizer groups 0 and 2" + DAMAGED),
+    ("group without params", _meta(_group0(params=None)),
+     "sharded.json: optimizer group 0 params is not a list of parameter names" + DAMAGED),
+    ("group lr a string", _meta(_group0(lr="fast")),
+     "sharded.json: optimizer group 0 lr is 'fast', where a finite number belongs" + DAMAGED),
+    ("group weight_decay true", _meta(_group0(weight_decay=True)),
+     "sharded.json: optimizer group 0 weight_decay is True, where a finite number belongs" + DAMAGED),
+    # these three were an internal error (TypeError) of every reader but fsdp's, which resumed the last
+    ("scalars a list", _meta(lambda b: {**b, "scalars": [["wte.weight", 1]]}),
+     META + "'scalars' is [['wte.weight', 1]], not a map of names to objects)"),
+    ("scalars of a number", _meta(lambda b: {**b, "scalars": {"wte.weight": 5}}),
+     META + "'scalars' is {'wte.weight': 5}, not a map of names to objects)"),
+    ("alias to a list", _meta(lambda b: {**b, "aliases": {"lm_head.weight": ["wte.weight"]}}),
+     META + "'aliases' is {'lm_head.weight': ['wte.weight']}, not a map of tied names to stored names)"),
+    # a stored weight named tied: 'single' resumed with block 1's qkv weight in block 0's place
+    ("alias of a stored weight", _meta(lambda b: {**b, "aliases": {**b["aliases"],
+                                                                   "blocks.0.attn.qkv.weight": "blocks.1.attn.qkv.weight"}}),
+     "sharded.json: tied weight 'blocks.0.attn.qkv.weight' is also stored in model/ (it names "
+     "'blocks.1.attn.qkv.weight' as its partner)" + DAMAGED),
+    ("alias to nothing", _meta(lambda b: {**b, "aliases": {"lm_head.weight": "nope"}}),
+     "sharded.json: tied weight 'lm_head.weight' points at 'nope', which model/ does not hold" + DAMAGED),
+    ("files of another checkpoint", _meta(lambda b: {**b, "files": {**b["files"], "model": ["a.safetensors"]}}),
+     "model: shard file a.safetensors is missing (1 of the 1 files sharded.json lists)"),
+    ("shard empty", _cut(SHARD, 0), "model: sharded checkpoint is corrupt or incomplete (SafetensorError"),
+    ("shard half", _cut(SHARD, 0.5), "model: sharded checkpoint is corrupt or incomplete (SafetensorError"),
+    ("optimizer shard half", _cut(OPT_SHARD, 0.5), "optimizer: sharded checkpoint is corrupt or incomplete (Safetensor"),
+    ("sharding info not JSON", _offsets("*", "{"), "model: sharded checkpoint is corrupt or incomplete (JSONDecodeError"),
+    ("sharding info a list", _offsets("*", [1]), "model: sharded checkpoint is corrupt or incomplete (TypeError"),
+    ("sharding info without a tensor", _offsets("wte.weight", None),
+     "model: sharded checkpoint is corrupt or incomplete (KeyError: 'wte.weight')"),
+    ("offsets a string", _offsets("wte.weight", {"saved_offsets": "ab"}), "model: sharded checkpoint is corrupt"),
+    ("offsets fractional", _offsets("wte.weight", {"saved_offsets": [128.5, 0]}), "model: sharded checkpoint is corrupt"),
+    # the next three were "stored more than once ...: a shard file was copied in; move the copy out"
+    ("offsets too few", _offsets("wte.weight", {"saved_offsets": [128]}),
+     "model: tensor 'wte.weight' has a piece at offsets [128] for 2 dimension(s) (its shard's sharding info is "
+     "damaged)" + DAMAGED),
+    ("offsets negative", _offsets("wte.weight", {"saved_offsets": [-128, 0]}),
+     "model: tensor 'wte.weight' has a piece at offsets [-128, 0] for 2 dimension(s)"),
+    ("offsets overlapping", _offsets("wte.weight", {"saved_offsets": [127, 1]}),
+     "model: tensor 'wte.weight' has overlapping pieces (at [0, 0] and [127, 1]; a shard's sharding info is "
+     "damaged)" + DAMAGED),
+    ("offsets of the other piece", _offsets("wte.weight", {"saved_offsets": [0, 0]}),
+     "model: tensor 'wte.weight' is stored more than once (the piece at [0, 0] twice)"),
+    ("offsets leaving a gap", _offsets("wte.weight", {"saved_offsets": [130, 0]}),
+     "model: tensor 'wte.weight' is only partly stored (16384 of 16512 values)"),
+]
+
+
+@pytest.mark.parametrize(("what", "tamper", "words"), CASES, ids=[c[0] for c in CASES])
+def test_a_tampered_companion_file_is_refused_by_every_reader(hostile: Hostile, what: str,
+                                                             tamper: Callable[[Path], None], words: str) -> None:
+    tamper(hostile.work / STEP)
+    for argv in (["checkpoint", "info", str(STEP)],
+                 ["train", "--resume", str(STEP), *SINGLE, "--max-steps", "6", "--run-dir", "new", "--quiet"]):
+        line = hostile.refused(*argv, expect=[f"error: {STEP}/{words}"])
+        assert line.startswith(f"error: {STEP}/"), line
+    assert not (hostile.work / "new").exists()
+
+
+@pytest.mark.parametrize("what", ["extra group", "group lr a string", "scalars a list", "alias of a stored weight",
+                                  "offsets overlapping"])
+def test_export_writes_nothing_from_a_tampered_checkpoint(hostile: Hostile, what: str) -> None:
+    """``checkpoint export`` wrote the first two (a resume from the export was then refused)."""
+    _, tamper, words = next(c for c in CASES if c[0] == what)
+    tamper(hostile.work / STEP)
+    hostile.refused("checkpoint", "export", str(STEP), "out", expect=[f"error: {STEP}/{words}"])
+    assert not (hostile.work / "out").exists() and not list(hostile.work.glob(".out.tmp-*"))
+
+
+def test_fsdp_refuses_tampered_companion_files(hostile: Hostile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pro's own sharded loader (DCP resharding), under ``fsdp`` on one rank in this process: a
+    stored weight named tied was left unread (its live values kept), the others were "does not fit
+    this model or is damaged (TypeError ...)" or resumed. The run folder is restored between cases."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    pristine = hostile.work / "pristine"
+    shutil.copytree(hostile.work / STEP, pristine)
+    for what in ("alias of a stored weight", "alias to a list", "scalars a list", "group without params",
+                 "offsets negative"):
+        _, tamper, words = next(c for c in CASES if c[0] == what)
+        tamper(hostile.work / STEP)
+        hostile.refused("train", "--resume", str(STEP), "--max-steps", "6", "--run-dir", "new", "--quiet",
+                        expect=[f"error: {STEP}/{words}"])
+        shutil.rmtree(hostile.work / STEP)
+        shutil.copytree(pristine, hostile.work / STEP)
+    assert not (hostile.work / "new").exists()
+    done = hostile.run("train", "--resume", str(STEP), "--max-steps", "5", "--run-dir", "new", "--quiet")
+    assert done.code == 0, done.stderr  # the untouched copy resumes: the refusals were the edits'
+
+
+@pytest.mark.parametrize("pointer", ["step-99\n", "../../escape\n", "/elsewhere/step-4\n", ""])
+def test_a_latest_pointer_naming_no_checkpoint_of_the_run_is_passed_over(hostile: Hostile, pointer: str) -> None:
+    """``checkpoints/latest`` naming a checkpoint that does not exist, or a path out of the run: a
+    hint only, never followed; the run folder resolves to its newest complete checkpoint, step 5,
+    and nothing is written."""
+    from hostile_cli import snapshot
+
+    (hostile.work / "run" / "checkpoints" / "latest").write_text(pointer)
+    before = snapshot([hostile.work / "run"])
+    done = hostile.run("checkpoint", "info", "run", "--json")
+    assert done.code == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert (row["step"], Path(row["path"]).name) == (5, "step-5")
+    assert snapshot([hostile.work / "run"]) == before
