@@ -52,8 +52,8 @@ Spec = Callable[[tuple[int, ...]], "Mapping[str, StateValue] | None"]
 
 def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str, tuple[int, ...]], path: Any,
                     builder: OptimizerBuilder | None = None, *, local: bool = False) -> None:
-    """Optimizer state read back (parameter name -> its state) against the parameters' full
-    ``shapes`` and what ``builder`` (the run's ``OptimizerBuilder``, or ``None``) declares it keeps
+    """Optimizer state read back (parameter name -> its state; each name one of ``shapes``) against
+    the parameters' full ``shapes`` and what ``builder`` (the run's ``OptimizerBuilder``, or ``None``) declares it keeps
     (``state_spec``); a :class:`CheckpointError` naming ``path``, the parameter and key, what is
     wrong and what to do, before any of it is loaded. ``meta`` tensors (a shard folder's headers)
     are held to their keys, dtypes and shapes only; ``local``: the tensors are this rank's parts of
@@ -65,6 +65,9 @@ def check_state_fit(state: Mapping[str, Mapping[str, Any]], shapes: Mapping[str,
         shape = shapes.get(name)
         declared = spec(shape) if spec is not None and shape is not None else None
         where = f"{path}: optimizer state {name}"
+        if shape is None and not local:  # a name in no group: the resume would drop it unread
+            raise CheckpointError(f"{where} is for a parameter this model does not have; the checkpoint is damaged, "
+                                  f"{HINT}")
         if not local:
             if declared is not None:
                 _check_keys(values, declared, where, label)
