@@ -193,6 +193,65 @@ def test_fsdp_refuses_tampered_companion_files(hostile: Hostile, monkeypatch: py
     assert not (hostile.work / "new").exists()
     done = hostile.run("train", "--resume", str(STEP), "--max-steps", "5", "--run-dir", "new", "--quiet")
     assert done.code == 0, done.stderr  # the untouched copy resumes: the refusals were the edits'
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()  # each run's one-rank group is gone with it: later tests start clean
+
+
+def test_optimizer_state_of_no_parameter_is_refused(hostile: Hostile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Non-tensor optimizer state in ``sharded.json`` for a parameter the model does not have: every
+    resume dropped it unread and trained on (exit 0), and export copied it. (``checkpoint info``
+    knows no model: it passes.)"""
+    _meta(lambda b: {**b, "scalars": {"blocks.9.mlp.fc.weight": {"step": 3}}})(hostile.work / STEP)
+    words = [f"error: {STEP}", ": optimizer state blocks.9.mlp.fc.weight is for a parameter this model does not "
+             "have" + DAMAGED]
+    hostile.refused("train", "--resume", str(STEP), *SINGLE, "--max-steps", "6", "--run-dir", "new", "--quiet",
+                    expect=words)
+    hostile.refused("checkpoint", "export", str(STEP), "out", expect=words)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    hostile.refused("train", "--resume", str(STEP), "--max-steps", "6", "--run-dir", "new", "--quiet", expect=words)
+    assert not (hostile.work / "new").exists() and not (hostile.work / "out").exists()
+
+
+@pytest.mark.parametrize(("what", "words"), [
+    ("state of no parameter", "optimizer.safetensors: optimizer state blocks.9.mlp.fc.weight is for a parameter this "
+                              "model does not have" + DAMAGED),
+    ("optimizer half", "optimizer.safetensors: optimizer state file is corrupt or truncated"),
+    ("trainer empty", "trainer.json: trainer state is corrupt or truncated"),
+])
+def test_a_tampered_deepspeed_checkpoint_is_refused(pro_runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    what: str, words: str) -> None:
+    """The ``deepspeed`` strategy's checkpoint (ZeRO-1, two ranks: the canonical full layout),
+    tampered with and its commit record rewritten: resumed under ``single`` and exported, one
+    line, exit 2, the run folder unchanged. State for a parameter the model lacks was resumed
+    and exported (exit 0)."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    shutil.copytree(pro_runs["dir"] / "ds1", tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    step = Path("run", "checkpoints", "step-5")
+    if what == "state of no parameter":
+        with safe_open(step / "optimizer.safetensors", framework="pt") as fh:
+            meta = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
+        tensors["state/blocks.9.mlp.fc.weight/exp_avg"] = torch.zeros(4)
+        save_file(tensors, step / "optimizer.safetensors", metadata=meta)
+        rerecord(step, "optimizer.safetensors")
+    else:
+        _cut(*(("optimizer.safetensors", 0.5) if what == "optimizer half" else ("trainer.json", 0)))(step)
+    hostile = Hostile(PluginHost(PluginSettings(autoload=False, allow=frozenset({"deepseek-pro"}))), tmp_path,
+                      [tmp_path / "run"])
+    hostile.refused("train", "--resume", str(step), *SINGLE, "--max-steps", "6", "--run-dir", "new", "--quiet",
+                    expect=[f"error: {step}/{words}"])
+    hostile.refused("checkpoint", "export", str(step), "out", expect=[f"error: {step}/{words}"])
+    assert not (tmp_path / "new").exists() and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("pointer", ["step-99\n", "../../escape\n", "/elsewhere/step-4\n", ""])
