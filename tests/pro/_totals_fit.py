@@ -3,13 +3,15 @@ matrix, ``metrics_from_totals``: F1 from it), trained with ``deepseek.fit`` unde
 strategies in one torchrun job (test helper).
 
 Usage: ``python tests/pro/_totals_fit.py OUT STRATEGY [STRATEGY ...]`` under torchrun (``STRATEGY``:
-a name, ``deepspeed-STAGE``, either with ``+ROWS`` validation rows). Rank 0 writes
-``OUT/<strategy>.json``: the run's final ``val_*`` values and its losses.
+a name, ``deepspeed-STAGE``, either with ``+ROWS`` validation rows, or ``ddp-unpadded``). Rank 0 writes
+``OUT/<strategy>.json``: the run's final ``val_*`` values and its losses; ``ddp-unpadded`` (:class:`Unpadded`,
+refused) has every rank write its error's line to ``OUT/ddp-unpadded-<rank>.txt``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from _probe import run_cases
 from torch import nn
 
 import deepseek
+from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
 
 CLASSES = 3
@@ -46,6 +49,17 @@ class Classifier(TrainableModel):
                 "rows": c.sum()}
 
 
+class Unpadded(Classifier):
+    """Counts the classes up to the highest label of its rows only: its confusion matrix's shape
+    depends on the rows, which one process cannot see on a set of one batch; two ranks holding
+    different rows (and shapes) must both refuse it, not hang or sum mismatched tensors."""
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> dict[str, Any]:
+        out = super().forward(x, label)
+        k = int(label.max()) + 1
+        return {**out, "totals": {"confusion": out["totals"]["confusion"][:k, :k]}}
+
+
 def points(n: int, seed: int) -> torch.utils.data.TensorDataset:
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     return torch.utils.data.TensorDataset(x, (x > 0).sum(1))
@@ -53,16 +67,29 @@ def points(n: int, seed: int) -> torch.utils.data.TensorDataset:
 
 VAL_ROWS = 87
 """Validation rows: 5 batches of 16 and a last one of 7, which 2 ranks split 4 / 3 (``NAME+ROWS``
-asks for another count: ``ddp+81`` leaves the second rank no row of the last batch)."""
+asks for another count: ``ddp+81`` leaves the second rank no row of the last batch, ``ddp+1`` no
+row at all: its stand-in row's totals add zeros)."""
+
+UNPADDED = torch.utils.data.TensorDataset(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), torch.tensor([0, 2]))
+"""Two validation rows, classes 0 and 2: one for each of 2 ranks (``ddp-unpadded``: :class:`Unpadded`)."""
 
 
 def run(out: Path, name: str) -> None:
     strategy, _, rows = name.partition("+")
     strategy, _, stage = strategy.partition("-")
-    options = {"stage": int(stage)} if strategy == "deepspeed" else {}
+    options = {"stage": int(stage)} if strategy == "deepspeed" else {}  # ddp-unpadded: ddp, Unpadded
+    if rows == "1" or stage == "unpadded":  # ranks that wait for each other fail in a minute, not at the job's timeout
+        options["timeout_s"] = 60
     config = {"train": {"max_steps": 8, "lr": 1e-2, "warmup_steps": 0, "eval_interval": 4},
               "data": {"eval_batches": 6}, "precision": {"dtype": "fp32"},
               "strategy": {"name": strategy, **options}, "logging": {"progress": False, "plot": False}}
+    if stage == "unpadded":  # refused at the check of the first validation batch, on every rank
+        try:
+            deepseek.fit(Unpadded, points(64, 0), val_data=UNPADDED, names=("x", "label"), batch_size=16,
+                         shuffle=False, config=config, quiet=True, run_dir=out / name)
+        except UsageError as exc:
+            (out / f"{name}-{os.environ['RANK']}.txt").write_text(str(exc))
+        return
     result = deepseek.fit(Classifier, points(256, 0), val_data=points(int(rows or VAL_ROWS), 1), names=("x", "label"),
                           batch_size=16, shuffle=False, config=config, quiet=True, run_dir=out / name)
     if result.is_global_zero:

@@ -18,12 +18,13 @@ import deepseek
 PROBE = Path(__file__).with_name("_totals_fit.py")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-2", "deepspeed-3")
 SHORT = ("ddp+81", "fsdp+81", "deepspeed-3+81")  # the last validation batch holds 1 row: the second rank has none of it
+ONE_ROW = ("ddp+1",)  # one validation row: the second rank has no row at all, yet takes part in reduce_sum
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("totals")
-    run_torchrun([str(PROBE), str(out), *STRATEGIES, *SHORT], timeout=600)
+    run_torchrun([str(PROBE), str(out), *STRATEGIES, *SHORT, *ONE_ROW, "ddp-unpadded"], timeout=600)
     return out
 
 
@@ -38,14 +39,15 @@ def fit_single(out: Path, rows: int) -> dict:
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
     out = tmp_path_factory.mktemp("totals_single")
-    return {rows: fit_single(out, rows) for rows in (VAL_ROWS, 81)}
+    return {rows: fit_single(out, rows) for rows in (VAL_ROWS, 81, 1)}
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES + SHORT)
+@pytest.mark.parametrize("strategy", STRATEGIES + SHORT + ONE_ROW)
 def test_f1_over_the_whole_set_matches_one_process(runs: Path, single: dict, strategy: str) -> None:
     rows = int(strategy.partition("+")[2] or VAL_ROWS)
     result = json.loads((runs / f"{strategy}.json").read_text())
     # every validation row counted once: 5 batches of 16 and the last, shorter one, over the 2 ranks' shares
+    # (a rank's stand-in row, evaluated where it has none, adds zeros)
     assert result["val"]["val_rows"] == rows
     assert single[rows]["val"]["val_rows"] == rows
     assert result["val"]["val_macro_f1"] == pytest.approx(single[rows]["val"]["val_macro_f1"], abs=1e-6)
@@ -55,3 +57,16 @@ def test_f1_over_the_whole_set_matches_one_process(runs: Path, single: dict, str
     values = deepseek.evaluate(Classifier(), points(rows, 1), names=("x", "label"), checkpoint=runs / strategy)
     assert values["val_macro_f1"] == pytest.approx(result["val"]["val_macro_f1"], abs=1e-6)
     assert values["val_loss"] == pytest.approx(result["val"]["val_loss"], abs=1e-6)
+
+
+def test_totals_whose_shape_differs_between_ranks_are_one_line_on_every_rank(runs: Path) -> None:
+    # Unpadded's confusion matrix is 1x1 on rank 0 (a row of class 0) and 3x3 on rank 1 (class 2):
+    # both ranks refuse it at the check of the first validation batch, before the run folder is
+    # written, instead of waiting for each other or summing tensors that do not match
+    lines = [(runs / f"ddp-unpadded-{rank}.txt").read_text() for rank in (0, 1)]
+    assert lines[0].startswith("model 'script': output['totals'] are 'confusion' of shape (1, 1) on rank 0 and "
+                               "differ on another rank; ")
+    assert lines[1].startswith("model 'script': output['totals'] are 'confusion' of shape (3, 3) on rank 1 and "
+                               "'confusion' of shape (1, 1) on rank 0; ")
+    assert all(line.endswith("(pad per-class counts to the number of classes)") and "\n" not in line for line in lines)
+    assert not (runs / "ddp-unpadded").exists()

@@ -44,7 +44,12 @@ from deepseek.training.param_groups import check_model_rules
 from deepseek.training.step import MicroBatches
 from deepseek.training.strategy import StepResult, StepSettings, Strategy
 from deepseek.training.strategy_rules import skipped_parameters_problem
-from deepseek.training.totals import TotalsCapture, offers_whole_set_metrics, whole_set_metrics
+from deepseek.training.totals import (
+    TotalsCapture,
+    agreed_sums,
+    offers_whole_set_metrics,
+    whole_set_metrics,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -272,7 +277,8 @@ class StepEngine:
     def evaluate_all(self, batches: Sequence[Batch], *, first: bool = False) -> tuple[list[Evaluation], dict[str, float]]:
         """:meth:`evaluate` of each global validation batch, and the model's whole-set metrics
         (``val_<name>``): its ``metrics_from_totals`` of the ``"totals"`` its forward returned,
-        summed over the batches and the data-parallel ranks (:mod:`deepseek.training.totals`).
+        summed over the batches and the data-parallel ranks (:mod:`deepseek.training.totals`):
+        every rank takes part in the sum, or none, whatever its own rows (:func:`agreed_sums`).
         The totals are read by a forward hook only from a model that offers whole-set metrics,
         and on the ``first`` evaluation (the check before training), which refuses totals from a
         model that does not: a hook added to a compiled model makes it compile again."""
@@ -282,10 +288,13 @@ class StepEngine:
         with capture if offers or first else contextlib.nullcontext():
             results = [self.evaluate(batch, capture) for batch in batches]
         method = self._totals_to_metrics() if self._totals_to_metrics is not None else None
-        if not capture.sums or method is None:
+        if method is None:  # the model's class decides, alike on every rank
+            return results, {}
+        sums = agreed_sums(capture.sums, self.strategy, model_name=name)
+        if not sums:  # no rank's model returned totals
             return results, {}
         with self.strategy_calls("reduce_sum"):
-            sums = self.strategy.reduce_sum(capture.sums)
+            sums = self.strategy.reduce_sum(sums)
         means = {"val_loss", *(f"val_{k}" for k in (results[0][1] if results else {}))}
         with self.model_calls("metrics_from_totals"):
             return results, whole_set_metrics(method.__self__, sums, model_name=name, taken=means)

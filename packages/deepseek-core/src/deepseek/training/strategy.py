@@ -273,8 +273,9 @@ class Strategy(StrategyRules, ABC):
 
     def reduce_sum(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each tensor summed over the data-parallel ranks (an evaluation's whole-set totals,
-        :mod:`deepseek.training.totals`; every rank passes the same names and shapes). Default:
-        one rank."""
+        :mod:`deepseek.training.totals`): called on every rank or on none, with the same names and
+        shapes on every rank (:func:`~deepseek.training.totals.agreed_sums` checks them first).
+        Default: one rank."""
         return tensors
 
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor | float:

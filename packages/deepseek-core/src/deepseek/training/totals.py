@@ -10,21 +10,26 @@ are reported as ``val_<name>`` beside the means (Hugging Face's ``compute_metric
 evaluation set, torchmetrics' ``compute`` after ``update``). Training steps ignore the totals.
 
 :class:`TotalsCapture` reads them from the model's outputs through a forward hook on the module a
-strategy evaluates, so no strategy's ``evaluate`` changes; :func:`whole_set_metrics` checks what
-``metrics_from_totals`` returns. The pipeline strategies evaluate the loss alone (their last stage
-computes ``pipeline_loss``), so they report no totals, as they report no scalar metrics.
+strategy evaluates, so no strategy's ``evaluate`` changes; :func:`agreed_sums` checks that every
+rank holds the same names and shapes before the strategy's ``reduce_sum``, which every rank then
+calls whatever its own rows; :func:`whole_set_metrics` checks what ``metrics_from_totals``
+returns. The pipeline strategies evaluate the loss alone (their last stage computes
+``pipeline_loss``), so they report no totals, as they report no scalar metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from deepseek.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepseek.training.strategy import Strategy
 
 TOTALS = "totals"
 """The key of a model output's totals."""
@@ -62,7 +67,9 @@ class TotalsCapture:
 
     @contextlib.contextmanager
     def ignored(self) -> Iterator[None]:
-        """A block whose outputs are not counted (a rank's stand-in row at weight 0)."""
+        """A block whose outputs add zeros (a rank's stand-in row at weight 0): checked as any
+        batch's, their names and shapes taken, their values not counted. A rank whose shards
+        were all empty so holds the names and shapes the other ranks sum (:func:`agreed_sums`)."""
         self._ignoring = True
         try:
             yield
@@ -70,11 +77,12 @@ class TotalsCapture:
             self._ignoring = False
 
     def _seen(self, _module: nn.Module, _args: Any, output: Any) -> None:
-        if isinstance(output, Mapping) and TOTALS in output and not self._ignoring:
-            self.add(output[TOTALS])
+        if isinstance(output, Mapping) and TOTALS in output:
+            self.add(output[TOTALS], counted=not self._ignoring)
 
-    def add(self, totals: Any) -> None:
-        """Add one output's ``totals`` (checked) to the sums."""
+    def add(self, totals: Any, *, counted: bool = True) -> None:
+        """Add one output's ``totals`` (checked) to the sums; zeros of their shapes where not
+        ``counted``."""
         where = f"model {self.model_name!r}: output['totals']"
         latest: dict[str, torch.Tensor] = {}
         if not self.offers:
@@ -92,6 +100,8 @@ class TotalsCapture:
                 raise UsageError(f"{where}[{name!r}] is {got}; give each total as a real-valued tensor under a "
                                  "string name (counts or sums over the batch's rows)")
             value = value.detach().to(torch.float64)
+            if not counted:
+                value = torch.zeros_like(value)
             before = self.sums.get(name)
             if before is not None and before.shape != value.shape:
                 raise UsageError(f"{where}[{name!r}] has shape {tuple(value.shape)} here and {tuple(before.shape)} "
@@ -104,6 +114,28 @@ class TotalsCapture:
                              "return the same totals for every batch")
         self.latest = latest
         self.batches += 1
+
+
+def agreed_sums(sums: dict[str, torch.Tensor], strategy: Strategy, *, model_name: str) -> dict[str, torch.Tensor]:
+    """``sums`` (this rank's :attr:`TotalsCapture.sums`) once every rank is known to hold the same
+    names and shapes: rank 0's, from ``strategy.broadcast_object``, compared by every rank, and
+    ``strategy.any_rank`` of whether they differ. A strategy's ``reduce_sum`` then sums them name
+    by name on every rank, or on none where no rank's model returned totals; neither depends on
+    one rank's rows (a rank left with no row holds its stand-in's zeros:
+    :meth:`TotalsCapture.ignored`). Totals whose names or shapes differ between ranks (chosen by the
+    model from its rows or its rank) are one line on every rank. One process: ``sums`` as they are."""
+    def shown(held: list[tuple[str, tuple[int, ...]]]) -> str:
+        return ", ".join(f"{name!r} of shape {shape}" for name, shape in held) or "none"
+
+    mine = [(name, tuple(value.shape)) for name, value in sorted(sums.items())]
+    first = strategy.broadcast_object(mine)
+    if strategy.any_rank(mine != first):
+        here = (f"{shown(mine)} on rank {strategy.rank} and {shown(first)} on rank 0" if mine != first
+                else f"{shown(first)} on rank 0 and differ on another rank")
+        raise UsageError(f"model {model_name!r}: output['totals'] are {here}; an evaluation sums them over the "
+                         "ranks, so return the same totals (names and shapes) for every batch, whatever its rows "
+                         "(pad per-class counts to the number of classes)")
+    return sums
 
 
 def whole_set_metrics(model: nn.Module, sums: Mapping[str, torch.Tensor], *, model_name: str,
