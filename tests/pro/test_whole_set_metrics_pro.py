@@ -24,7 +24,8 @@ ONE_ROW = ("ddp+1",)  # one validation row: the second rank has no row at all, y
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("totals")
-    run_torchrun([str(PROBE), str(out), *STRATEGIES, *SHORT, *ONE_ROW, "ddp-unpadded"], timeout=600)
+    run_torchrun([str(PROBE), str(out), *STRATEGIES, *SHORT, *ONE_ROW, "ddp-unpadded", "ddp-undeclared"],
+                 timeout=600)
     return out
 
 
@@ -70,3 +71,14 @@ def test_totals_whose_shape_differs_between_ranks_are_one_line_on_every_rank(run
                                "'confusion' of shape (1, 1) on rank 0; ")
     assert all(line.endswith("(pad per-class counts to the number of classes)") and "\n" not in line for line in lines)
     assert not (runs / "ddp-unpadded").exists()
+
+
+def test_totals_of_a_model_without_metrics_from_totals_are_refused_by_the_rank_with_a_stand_in_row_too(
+        runs: Path) -> None:
+    # one validation row: the second rank evaluates only a stand-in row, whose totals are checked as
+    # any batch's (not skipped), so it refuses the model with the first rank's line
+    lines = [(runs / f"ddp-undeclared-{rank}.txt").read_text() for rank in (0, 1)]
+    assert lines[0] == lines[1]
+    assert lines[0].startswith("model 'script': output['totals'] is returned, but the model does not define "
+                               "metrics_from_totals")
+    assert not (runs / "ddp-undeclared").exists()
