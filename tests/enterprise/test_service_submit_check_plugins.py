@@ -4,6 +4,7 @@ the job would print (service.jobcheck, deepseek.config.load.check_component_name
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -217,5 +218,50 @@ def test_a_plugin_option_callbacks_own_error_is_refused_with_the_jobs_line_not_a
     try:
         r = d.submit("acme", d.tokens["bob"], command="train", args=["--broken"])
         assert (r.status_code, r.json()["detail"]) == (422, expected)
+    finally:
+        d.close()
+
+
+def _sys_exit(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        print("acme-train 1.0")
+        sys.exit(value)
+
+
+def _refuses(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        raise click.ClickException("acme's train takes no --refuse")
+
+
+@click.command("train")
+@click.option("--quit", type=int, is_eager=True, expose_value=False, callback=_sys_exit)
+@click.option("--refuse", is_flag=True, expose_value=False, callback=_refuses)
+def _acme_train_exits() -> None:
+    """A third-party ``train`` whose option callbacks call ``sys.exit()`` or raise click's own error."""
+
+
+def test_a_plugin_option_callbacks_sys_exit_or_click_error_is_the_jobs_answer_not_an_internal_error(
+        tmp_path: Path) -> None:
+    """``sys.exit()`` in a third-party command's option callback escaped the submit check (SystemExit:
+    an internal error, 500, the request cancelled under TestClient), and so did a ``click.ClickException``
+    that is not a usage error: now ``sys.exit(0)`` is accepted as the job succeeds, another status
+    refused as ``ctx.exit()``'s, the ClickException with the line the job prints."""
+    from _submitlines import run_in
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
+                                     prefer=("deepseek-acme",)))
+    plugin = registering("deepseek_register_commands", {"train": "test_service_submit_check_plugins:_acme_train_exits"})
+    assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
+    assert [run_in(tmp_path, ["train", "--quit", code], host)[0] for code in ("0", "4")] == [0, 4]
+    assert cli_line(tmp_path, ["train", "--refuse"], host, code=1) == "acme's train takes no --refuse"
+    d = two_tenants(tmp_path / "srv", host, study_check=False)
+    try:
+        answers = [d.submit("acme", d.tokens["bob"], command="train", args=args)
+                   for args in (["--quit", "0"], ["--quit", "4"], ["--refuse"])]
+        assert [(r.status_code, r.json().get("detail")) for r in answers] == [
+            (201, None),
+            (422, "an option of 'deepseek train' ends the job with exit code 4 as its command line is parsed, "
+                  "before the command runs (see 'deepseek train --help')"),
+            (422, "acme's train takes no --refuse")]
     finally:
         d.close()

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
             warnings.showwarning = show_warning_on_one_line  # type: ignore[assignment]
             _run(list(sys.argv[1:] if argv is None else argv), host)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        code = exit_status(exc.code)
         if argv is None and host is None:
             from deepseek.cli.main import LAUNCHER_COMMANDS, command_name
 
@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
             if command_name(sys.argv[1:]) in LAUNCHER_COMMANDS:
                 leave_launcher(code)
         raise
+
+
+def exit_status(code: object) -> int:
+    """The exit status of ``sys.exit(code)``: None is 0, an int itself, anything else (a message) 1."""
+    return code if isinstance(code, int) else 0 if code is None else 1
 
 
 def leave_rank(code: int) -> None:
@@ -305,6 +310,11 @@ def usage_line(exc: click.UsageError) -> str:
     return f"{message} (see '{where} --help')"
 
 
+def click_error_line(exc: click.ClickException) -> str:
+    """The one line of a click error that is not a usage error (its exit code is its own)."""
+    return clipped_words(" ".join(exc.format_message().split()))
+
+
 def _run(args: list[str], host: PluginHost | None) -> None:
     bad = undecodable_argument(args)
     if bad is not None:
@@ -330,7 +340,7 @@ def _run(args: list[str], host: PluginHost | None) -> None:
         click.secho(f"error: {usage_line(exc)}", fg="red", err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.secho(f"error: {clipped_words(' '.join(exc.format_message().split()))}", fg="red", err=True)
+        click.secho(f"error: {click_error_line(exc)}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except UsageError as exc:
         if debug:  # the traceback, then the same line and exit code as without --debug

@@ -11,9 +11,8 @@ submit, before the job is queued, :func:`check_command`:
   or option, a missing value, a value of the wrong type, a path with a name over 255 bytes
   (:func:`jobpaths.check_path_names`) is refused with the line ``deepseek COMMAND`` would print;
   a help, where click shows one (not a help option's name as a value or after ``--``), is accepted,
-  and so is an eager option that ends the command line with exit code 0 as it is parsed (a plugin
-  command's ``--version``: its callback's ``ctx.exit()``); one that ends it with another code, or
-  aborts it (``click.Abort``), is refused;
+  and so is an option that ends the command line with exit code 0 as it is parsed (a plugin's
+  ``--version``: ``ctx.exit()``, ``sys.exit()``); another code, an abort or a ClickException is refused;
 - for ``train`` (not ``--resume``): builds the config table ``deepseek train`` would validate
   (its config file with its ``--strategy``, ``--precision``, ``--max-steps``, ``--tracker`` and
   ``--set`` applied, :func:`deepseek.cli.train_options.train_config_data`) and runs the config
@@ -116,12 +115,19 @@ def check_command(command: str, args: list[str], config: dict[str, Any] | None, 
 def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], None]) -> click.Command | None:
     """``deepseek ARGV`` parsed as ``deepseek`` parses it, nothing run (:func:`.jobparse.parsed`), its paths'
     names checked, ``check(ctx)`` on its command's context (also ``studycheck``'s child): that command
-    (None: a help where click shows one, or an eager option that exits 0 as it is parsed, which succeed),
-    or :class:`JobRefused` with the line ``deepseek`` would print (for an option that exits otherwise or
-    aborts as it is parsed, a line saying so: the job's own is the option's)."""
+    (None: a help where click shows one, or an option whose callback exits 0 as it is parsed, ``ctx.exit()``
+    or ``sys.exit()``, which succeed), or :class:`JobRefused` with the line ``deepseek`` would print (for an
+    option that exits otherwise or aborts as it is parsed, a line saying so: the job's own is the option's)."""
     from deepseek.arguments import invocation
     from deepseek.cli.params import RUNS_ELSEWHERE
-    from deepseek.cli.root import cli, plugin_command_blamed, split_debug, usage_line
+    from deepseek.cli.root import (
+        cli,
+        click_error_line,
+        exit_status,
+        plugin_command_blamed,
+        split_debug,
+        usage_line,
+    )
 
     argv, _ = split_debug(argv)  # `--debug` is taken anywhere before a `--`
     root = click.Context(cli, info_name="deepseek", obj=host, **cli.context_settings)  # as `deepseek` makes it
@@ -136,16 +142,19 @@ def check_parsed(argv: list[str], host: Any, check: Callable[[click.Context], No
             return None if ctx is None else ctx.command
     except jobparse.HelpShown:
         return None  # where click shows a help (`tune --help`, `bench`): the job prints it and succeeds
-    except click.exceptions.Exit as exc:  # an eager option's callback ended the parse (`ctx.exit()`)
-        if exc.exit_code == 0:
+    except (click.exceptions.Exit, SystemExit) as exc:  # an option's callback ended the parse (`ctx.exit()`, `sys.exit()`)
+        code = exc.exit_code if isinstance(exc, click.exceptions.Exit) else exit_status(exc.code)
+        if code == 0:
             return None  # as a help (a plugin command's `--version`): the job prints what it prints and succeeds
-        raise JobRefused(f"an option of 'deepseek {argv[0]}' ends the job with exit code {exc.exit_code} as its "
+        raise JobRefused(f"an option of 'deepseek {argv[0]}' ends the job with exit code {code} as its "
                          f"command line is parsed, before the command runs (see 'deepseek {argv[0]} --help')") from None
     except click.Abort:  # the job prints `aborted` and exits 130
         raise JobRefused(f"an option of 'deepseek {argv[0]}' aborts the job as its command line is parsed, "
                          f"before the command runs (see 'deepseek {argv[0]} --help')") from None
     except click.UsageError as exc:
         raise JobRefused(usage_line(exc)) from None
+    except click.ClickException as exc:  # a plugin command's own one-line error (`click.ClickException`)
+        raise JobRefused(click_error_line(exc)) from None
     except (DeepseekError, jobpaths.PathRefused) as exc:  # a UsageError; a PluginError: its plugin does not load
         raise JobRefused(str(exc)) from None
 

@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> None:
     if DUMP_SIGNAL is not None:
         faulthandler.register(DUMP_SIGNAL, all_threads=True)
     from deepseek.cli.main import main as deepseek_main
-    from deepseek.cli.root import leave_rank
+    from deepseek.cli.root import exit_status, leave_rank
 
     try:
         deepseek_main(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
-        leave_rank(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
+        leave_rank(exit_status(exc.code))
 
 
 if __name__ == "__main__":
