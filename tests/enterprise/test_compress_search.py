@@ -81,7 +81,7 @@ def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(monkeypatch
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == digest  # the original untouched
 
 
-def _tried(label: str, weights: int, p50: float, drop: float) -> Tried:
+def _tried(label: str, weights: int, p50: float | None, drop: float) -> Tried:
     return Tried(parse_recipe(label), {"val_loss": 1.0, "weights_bytes": weights, "p50_ms": p50}, drop)
 
 
@@ -99,6 +99,34 @@ def test_prefer_latency_keeps_the_fastest_within_budget_where_size_keeps_the_sma
     # ties on latency: the smaller weights, then the smaller drop
     assert pick([smallest, fast, fast_smaller, plain], "latency") is fast_smaller
     assert pick([smallest, fast, fast_smaller, fast_smaller_better, plain], "latency") is fast_smaller_better
+
+
+def test_a_recipe_whose_latency_variant_failed_on_its_own_is_slower_than_any_not_a_type_error() -> None:
+    """run_latency leaves out a variant whose timed calls fail for a reason not the model's, and
+    p50_ms is then None: --prefer latency compared None with the others' p50 (TypeError out of the
+    search), and --prefer size took it as the fastest on a tie of weights (``or 0.0``)."""
+    untimed = _tried("prune.mlp ratio=0.5", 50_000, None, 0.0)
+    timed = _tried("quantize.int8-weight", 50_000, 3.0, 0.1)
+    slower = _tried("quantize.int8", 60_000, 9.0, 0.0)
+    assert pick([untimed, slower], "latency") is slower
+    assert pick([untimed, timed], "size") is timed
+    assert pick([untimed], "latency") is untimed
+
+
+def test_the_report_shows_a_p50_its_variant_did_not_give_as_a_dash(capsys: pytest.CaptureFixture[str]) -> None:
+    """deepseek.optimize can time the original and fail on its own on the compressed model (p50 None):
+    the report's table formatted that None (TypeError) after the folder was written; now it is '-'."""
+    from deepseek_enterprise.compress.cli import _print
+
+    side = {"parameters": 1000, "weights_bytes": 4000, "linear_weight_bytes": 2000, "val_loss": 1.0}
+    report = {"method": "quantize.int8", "options": {}, "source": "run",
+              "original": {**side, "p50_ms": 2.0, "p50_optimized_ms": 1.0},
+              "compressed": {**side, "p50_ms": 3.0, "p50_optimized_ms": None}}
+    _print(report, Path("out"))
+    rows = [[cell.strip() for cell in line.strip("│ ").split("│")]
+            for line in capsys.readouterr().out.splitlines() if "p50 batch 1" in line]
+    assert rows == [["p50 batch 1 (eager)", "2.00 ms", "3.00 ms", "1.500x"],
+                    ["p50 batch 1 (deepseek.optimize)", "1.00 ms", "-", "-"]]
 
 
 def test_a_latency_search_keeps_the_fastest_and_says_so(trained: Path) -> None:

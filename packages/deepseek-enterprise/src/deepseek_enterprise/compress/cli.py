@@ -320,7 +320,7 @@ def _print_search(tried: list[Any], original: dict[str, Any], budget: Any) -> No
         f = t.figures
         table.add_row(shown_markup(t.recipe.label), f"{f['val_loss']:.4f}" if f else "-",
                       f"{t.drop:+.2f}{budget.unit}" if t.drop is not None else "-", _mib(f.get("weights_bytes")),
-                      f"{f['p50_ms']:.2f} ms" if f.get("p50_ms") is not None else "-", shown_markup(t.verdict))
+                      _ms(f.get("p50_ms")), shown_markup(t.verdict))
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
@@ -359,11 +359,9 @@ def _print(report: dict[str, Any], out: Path) -> None:
                   ratio(a["linear_weight_bytes"], b["linear_weight_bytes"]))
     for key in [k for k in a if k.startswith("val_") and k in b]:
         table.add_row(key, f"{a[key]:.4f}", f"{b[key]:.4f}", f"{b[key] / a[key] - 1:+.2%}" if a[key] else "-")
-    if a["p50_ms"] is not None:
-        table.add_row("p50 batch 1 (eager)", f"{a['p50_ms']:.2f} ms", f"{b['p50_ms']:.2f} ms", ratio(a["p50_ms"], b["p50_ms"]))
-    if a["p50_optimized_ms"] is not None:
-        table.add_row("p50 batch 1 (deepseek.optimize)", f"{a['p50_optimized_ms']:.2f} ms", f"{b['p50_optimized_ms']:.2f} ms",
-                      ratio(a["p50_optimized_ms"], b["p50_optimized_ms"]))
+    for key, row in (("p50_ms", "p50 batch 1 (eager)"), ("p50_optimized_ms", "p50 batch 1 (deepseek.optimize)")):
+        if a[key] is not None or b[key] is not None:  # timed; a side whose variant failed has no figure
+            table.add_row(row, _ms(a[key]), _ms(b[key]), ratio(a[key], b[key]))
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)
@@ -372,3 +370,8 @@ def _print(report: dict[str, Any], out: Path) -> None:
 
 def _mib(n: Any) -> str:
     return f"{n / 2**20:.2f} MiB" if isinstance(n, (int, float)) else "-"
+
+
+def _ms(p50: Any) -> str:
+    """A batch-1 p50, or "-" where there is none (not timed, or its variant failed on its own)."""
+    return f"{p50:.2f} ms" if isinstance(p50, (int, float)) else "-"

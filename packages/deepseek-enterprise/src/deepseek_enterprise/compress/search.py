@@ -31,6 +31,7 @@ once.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,17 +157,24 @@ def _drop(t: Tried) -> float:
     return t.drop if t.drop is not None else 0.0
 
 
+def _p50(t: Tried) -> float:
+    """The recipe's batch-1 p50; none (not timed, or its timing failed on its own): slower than any."""
+    p50 = t.figures.get("p50_ms")
+    return p50 if p50 is not None else math.inf
+
+
 PREFERENCES = {p.name: p for p in (
-    Preference("size", lambda t: (t.figures["weights_bytes"], t.figures.get("p50_ms") or 0.0, _drop(t)),
+    Preference("size", lambda t: (t.figures["weights_bytes"], _p50(t), _drop(t)),
                "kept: the smallest within budget",
                "within budget; a smaller (or as small and faster or better) recipe was kept"),
-    Preference("latency", lambda t: (t.figures["p50_ms"], t.figures["weights_bytes"], _drop(t)),
+    Preference("latency", lambda t: (_p50(t), t.figures["weights_bytes"], _drop(t)),
                "kept: the fastest within budget",
                "within budget; a faster (or as fast and smaller or better) recipe was kept"),
 )}
 """``--prefer size`` (the default): the smallest weights, then the faster, then the smaller drop
 (a recovered twin of a recipe); ``--prefer latency``: the lowest batch-1 p50, then the smaller
-weights, then the smaller drop. ``latency`` needs the candidates' ``p50_ms`` measured."""
+weights, then the smaller drop. ``latency`` needs the candidates' ``p50_ms`` measured; one whose
+timing failed on its own (no figure) counts as slower than any."""
 
 
 def pick(within: list[Tried], prefer: str = "size") -> Tried:
