@@ -110,7 +110,8 @@ def test_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch, runs: Path, args
 
 def test_a_latency_variant_that_failed_for_its_own_reason_is_no_figure() -> None:
     """A variant ``run_latency`` reported as failed and left out (not the model's bug: no model
-    block here) is no p50 in the comparison (None, printed as "-"), not a StopIteration."""
+    block here) is no p50 in the comparison (None, printed as "-"), not a StopIteration, with a
+    warning saying why (p50_ms passes run_latency no progress: it was a silent "-")."""
     import torch
 
     from deepseek_enterprise.compare import p50_ms
@@ -128,4 +129,7 @@ def test_a_latency_variant_that_failed_for_its_own_reason_is_no_figure() -> None
             return x * self.w
 
     model = FailsWhenTimed()
-    assert p50_ms(model, [{"x": torch.ones(3, 2)}], runs=20) is None and model.calls > 8
+    with pytest.warns(UserWarning) as said:  # why there is no figure: the CLI's one warning line
+        assert p50_ms(model, [{"x": torch.ones(3, 2)}], runs=20) is None and model.calls > 8
+    assert [str(w.message) for w in said] == [
+        "batch-1 latency under eager: not timed, it failed on its own (RuntimeError: no kernel for this)"]

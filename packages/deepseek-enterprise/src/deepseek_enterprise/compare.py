@@ -17,6 +17,7 @@ side by side.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,7 +146,7 @@ def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager", ca
     ``eager``, ``deepseek.optimize``) on the first validation rows, in the model's own floating
     dtype (a bf16 model is timed in bf16), as bench latency times it, in ``calls``, the model's
     block (``served_calls``: what a plugin model raises is its one line); None where the variant
-    failed for a reason not the model's (run_latency said so in a line and left it out)."""
+    failed for a reason not the model's (run_latency left it out), with a warning that says why."""
     from torch.utils import _pytree as pytree
 
     from deepseek.bench.latency import run_latency
@@ -159,6 +160,9 @@ def p50_ms(model: Any, batches: list[Any], runs: int, variant: str = "eager", ca
     dtype = next((name for name in TORCH_NAMES if torch_dtype(name) == floating), "float32")
     result = run_latency(model, batch=1, device=params[0].device, dtype=dtype, runs=runs, warmup=2,
                          only=[variant], batches=picks, calls=calls)
+    if variant in result.failed:
+        warnings.warn(f"batch-1 latency under {variant}: not timed, it failed on its own ({result.failed[variant]})",
+                      stacklevel=2)
     return next((r.median_ms for r in result.rows if r.name == variant), None)
 
 

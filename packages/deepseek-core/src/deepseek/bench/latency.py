@@ -61,6 +61,8 @@ class LatencyResult:
 
     rows: list[Row]
     info: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Each variant left out for its own failure (:func:`_failure_rule`): ``ExcType: message``."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -236,19 +238,21 @@ def static_step(step: DecodeStep, graphs: bool) -> Callable[[torch.Tensor], torc
     return lambda idx: decoder.step_at(idx, step.position).unsqueeze(1)
 
 
-def _failure_rule(calls: Blame, call: str, say: Callable[[str], None]) -> Callable[[str, Exception], None]:
+def _failure_rule(calls: Blame, call: str, say: Callable[[str], None],
+                  reasons: dict[str, str]) -> Callable[[str, Exception], None]:
     """The one rule for a variant that raised, while it is built and warmed up or while it is
     compared and timed: ``failed(name, exc)`` raises what the model's block ``calls(call)``
     blames (:func:`~deepseek.plugins.calls.blamed_error`: the plugin model's code raised it, in
     any variant: its one ``PluginError`` line, exit 1); anything else is that variant's own failure
-    (a compiler that cannot take the model, a pass, memory), reported with ``say`` and the variant
-    left out of the results."""
+    (a compiler that cannot take the model, a pass, memory), reported with ``say``, kept in
+    ``reasons`` (:attr:`LatencyResult.failed`) and the variant left out of the results."""
 
     def failed(name: str, exc: Exception) -> None:
         blamed = blamed_error(calls, call, exc)
         if blamed is not None:
             raise blamed
-        say(f"{name} failed: {type(exc).__name__}: {exc}")
+        reasons[name] = f"{type(exc).__name__}: {exc}"
+        say(f"{name} failed: {reasons[name]}")
 
     return failed
 
@@ -313,7 +317,8 @@ def run_latency(
         references = [target(*x).float().clone() for x in inputs]
     variants = build_variants(target, inputs[0], dev, dict(optimize_kwargs or {}), reduced)
     check_only(only, dev.type, mode, isinstance(target, DecodeStep), reduced)
-    failed = _failure_rule(block, called, say)
+    reasons: dict[str, str] = {}
+    failed = _failure_rule(block, called, say, reasons)
     built: dict[str, tuple[Callable[..., Any], float, str]] = {}  # a variant that fails later is taken out
     for name, make, note in variants:
         if only and name not in only and name != "eager":
@@ -383,4 +388,4 @@ def run_latency(
     info["load_avg_1m"] = load_start
     info.update(batch=batch, seq=seq, mode=mode, dtype=dtype, runs=runs, warmup=warmup, rotating_inputs=rotate,
                 load_avg_1m_end=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
-    return LatencyResult(rows, info)
+    return LatencyResult(rows, info, reasons)
