@@ -9,6 +9,7 @@ failure, reported and left out, in the timed loop too (was: raised out of the co
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -31,6 +32,7 @@ class Flaky(TrainableModel):
 
     Options = NoOptions
     RAISE_AT: ClassVar[int] = 0
+    ERROR: ClassVar[type[Exception]] = RuntimeError
 
     def __init__(self, options: Any = None) -> None:
         super().__init__()
@@ -41,7 +43,7 @@ class Flaky(TrainableModel):
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         self.calls += 1
         if self.calls == type(self).RAISE_AT:
-            raise RuntimeError(f"call {self.calls} of the model")
+            raise type(self).ERROR(f"call {self.calls} of the model")
         return self.head(self.embed(input_ids))
 
 
@@ -85,3 +87,32 @@ def test_a_variants_own_failure_while_timed_is_reported_and_left_out() -> None:
         Flaky.RAISE_AT = 0
     assert "eager failed: RuntimeError: call 10 of the model" in said, said
     assert result.rows == []
+    assert result.failed == {"eager": "RuntimeError: call 10 of the model"}
+
+
+def test_a_variant_of_the_baseline_that_fails_on_its_own_now_is_a_regression(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--against``: a variant timed in the saved result that now fails on its own (here a
+    ``DeepseekError`` the model raises in its timed calls, which its block does not blame) was left
+    out and the guard compared nothing: "no variant in common ... run the same variants", exit 2
+    (with another variant timed: exit 0). It is a regression, exit 1, the table saying why."""
+    from deepseek.errors import DeepseekError
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1").status == "ok"
+    args = ["bench", "latency", "--model", "acme.flaky", "--seq", "8", "--runs", "20", "--warmup", "1", "--only", "eager"]
+    saved = tmp_path / "saved.json"
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--json", str(saved)], host=host)
+    assert exit_.value.code == 0 and saved.is_file()
+    capsys.readouterr()
+    Flaky.RAISE_AT, Flaky.ERROR = 10, DeepseekError  # eager's first timed call
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--against", str(saved)], host=host)
+    finally:
+        Flaky.RAISE_AT, Flaky.ERROR = 0, RuntimeError
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 1 and "eager failed: DeepseekError: call 10 of the model" in err.splitlines(), err
+    assert err.strip().splitlines()[-1] == f"regression: eager failed against {saved} (allowed 10%)"
+    assert "REGRESSION: failed (DeepseekError: call 10 of the model)" in " ".join(out.split())

@@ -44,6 +44,8 @@ class Comparison:
     current: float
     change: float
     regressed: bool
+    failed: str | None = None
+    """Why the variant, timed in the baseline, gave no figure now (it failed on its own): a regression."""
 
 
 def _where(path: str) -> str:
@@ -119,12 +121,14 @@ def check_same(baseline: dict[str, Any], current: dict[str, Any], *, kind: str, 
 
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], *, kind: str, path: str,
-            max_regression: float) -> list[Comparison]:
-    """The rows of both results, compared; a measurement of something else is refused."""
+            max_regression: float, failed: dict[str, str] | None = None) -> list[Comparison]:
+    """The rows of both results, compared, and each baseline variant that ``failed`` now (name:
+    why; left out of ``current``), a regression; a measurement of something else is refused."""
     spec = KINDS[kind]
     check_same(baseline, current, kind=kind, path=path)
     before = {r["name"]: float(r[spec["metric"]]) for r in baseline["rows"]}
-    out = []
+    out = [Comparison(name, before[name], math.nan, math.nan, True, failed=why)
+           for name, why in (failed or {}).items() if name in before]
     for row in current["rows"]:
         if row["name"] not in before:
             continue
@@ -151,6 +155,9 @@ def report(comparisons: list[Comparison], *, kind: str, path: str, max_regressio
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
     for c in comparisons:
         fmt = "{:,.1f}" if kind == "latency" else "{:,.0f}"
+        if c.failed is not None:
+            table.add_row(c.name, fmt.format(c.baseline), "-", "-", f"REGRESSION: failed ({c.failed})")
+            continue
         table.add_row(c.name, fmt.format(c.baseline), fmt.format(c.current), f"{c.change:+.1%}",
                       "REGRESSION" if c.regressed else "ok")
     console = Console()
@@ -159,7 +166,8 @@ def report(comparisons: list[Comparison], *, kind: str, path: str, max_regressio
     console.print(table)
     bad = [c for c in comparisons if c.regressed]
     if bad:
-        click.echo(f"regression: {', '.join(f'{c.name} {c.change:+.1%}' for c in bad)} against {shown(path)} "
+        said = (f"{c.name} failed" if c.failed is not None else f"{c.name} {c.change:+.1%}" for c in bad)
+        click.echo(f"regression: {', '.join(said)} against {shown(path)} "
                    f"(allowed {max_regression:.0%})", err=True)
         return EXIT_REGRESSION
     return 0

@@ -147,13 +147,14 @@ def baseline_options(command: Any) -> Any:
 
 
 def check_baseline(saved: dict[str, Any] | None, result: dict[str, Any], kind: str, path: str | None,
-                   max_regression: float) -> int:
-    """Compare with the saved result (when given) and print it; the command's exit code."""
+                   max_regression: float, failed: dict[str, str] | None = None) -> int:
+    """Compare with the saved result (when given) and print it; the command's exit code. ``failed``:
+    the variants left out of ``result`` for their own failure (a regression where the baseline has them)."""
     if saved is None or path is None:
         return 0
     from deepseek.bench.baseline import compare, report
 
-    found = compare(saved, result, kind=kind, path=path, max_regression=max_regression / 100)
+    found = compare(saved, result, kind=kind, path=path, max_regression=max_regression / 100, failed=failed)
     return report(found, kind=kind, path=path, max_regression=max_regression / 100)
 
 
@@ -284,5 +285,5 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
         write_json(json_path, result.as_dict())
         if to_file:
             click.echo(f"wrote {shown(json_path)}{created_note(missing)}")
-    return check_baseline(saved, result.as_dict(), "latency", against, max_regression)
+    return check_baseline(saved, result.as_dict(), "latency", against, max_regression, failed=result.failed)
 
