@@ -265,3 +265,39 @@ def test_a_plugin_option_callbacks_sys_exit_or_click_error_is_the_jobs_answer_no
             (422, "acme's train takes no --refuse")]
     finally:
         d.close()
+
+
+@click.command("train")
+@click.confirmation_option(prompt="Train over the last run?")
+@click.option("--name", prompt=True, default="run")
+def _acme_train_prompts(name: str) -> None:
+    """A third-party ``train`` whose options prompt when their value is not given."""
+
+
+def test_a_plugin_options_prompt_aborts_at_submit_as_the_job_does_not_read_the_servers_stdin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's stdin is empty, so a prompt aborts it (exit 130); the submit check's parse prompted
+    on the server's own stdin: it printed the prompt to the server's output and waited for the
+    server's terminal, or took what its stdin held (here "y": accepted, 201, a job that aborts)."""
+    import io
+
+    from _submitlines import run_in
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
+                                     prefer=("deepseek-acme",)))
+    plugin = registering("deepseek_register_commands", {"train": "test_service_submit_check_plugins:_acme_train_prompts"})
+    assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # the job's: empty
+    assert [run_in(tmp_path, ["train", *args], host)[0] for args in ([], ["--yes"], ["--yes", "--name", "x"])] == [
+        130, 130, 0]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n" * 10))  # the server's, as a terminal would answer
+    d = two_tenants(tmp_path / "srv", host, study_check=False)
+    try:
+        answers = [d.submit("acme", d.tokens["bob"], command="train", args=args)
+                   for args in ([], ["--yes"], ["--yes", "--name", "x"])]
+        aborts = ("an option of 'deepseek train' aborts the job as its command line is parsed, before the command "
+                  "runs (see 'deepseek train --help')")
+        assert [(r.status_code, r.json().get("detail")) for r in answers] == [(422, aborts), (422, aborts), (201, None)]
+        assert sys.stdin.read() == "y\n" * 10  # nothing read
+    finally:
+        d.close()

@@ -6,12 +6,15 @@ option parsed as an option on some level, which is eager: before the other value
 a command or group given no arguments that shows its help then), not wherever a help option's
 name appears (``tune --out --help`` runs its study in the folder ``--help``; after ``--`` it is an argument;
 ``train --bogus --help`` is refused for ``--bogus``). Where click would format the help to print
-it, the parse's contexts raise :class:`HelpShown` instead, so the server's outputs get nothing.
+it, the parse's contexts raise :class:`HelpShown` instead, so the server's outputs get nothing;
+where an option would prompt for its value, they abort as the job does on its empty stdin, so the
+server's own stdin is never read (an option's callback still runs: what it prints, the server prints).
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import click
 
@@ -57,10 +60,22 @@ def _context(command: click.Command, name: str | None, args: list[str], parent: 
 
 
 def _without_help(context_class: type[click.Context]) -> type[click.Context]:
-    """``context_class`` whose ``get_help`` raises :class:`HelpShown`."""
+    """``context_class`` whose ``get_help`` raises :class:`HelpShown`, and in which an option that
+    would prompt (click's ``prompt=``, ``confirmation_option``: its value not given) aborts
+    without reading: the job's stdin is empty, so its prompt aborts it (``aborted``, exit 130),
+    where the server's parse would read the server's own stdin (a terminal: the request waits)."""
 
     class WithoutHelp(context_class):  # type: ignore[misc,valid-type]
         def get_help(self) -> str:
             raise HelpShown
+
+        def lookup_default(self, name: str, call: bool = True) -> Any:
+            # click looks here for a value the command line and the environment did not give,
+            # before it prompts for one
+            param = next((p for p in self.command.params if p.name == name), None)
+            if (isinstance(param, click.Option) and param.prompt is not None
+                    and (param.required or param.prompt_required)):
+                raise click.Abort
+            return super().lookup_default(name, call=call)
 
     return WithoutHelp
