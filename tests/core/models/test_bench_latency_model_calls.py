@@ -116,3 +116,35 @@ def test_a_variant_of_the_baseline_that_fails_on_its_own_now_is_a_regression(
     assert exit_.value.code == 1 and "eager failed: DeepseekError: call 10 of the model" in err.splitlines(), err
     assert err.strip().splitlines()[-1] == f"regression: eager failed against {saved} (allowed 10%)"
     assert "REGRESSION: failed (DeepseekError: call 10 of the model)" in " ".join(out.split())
+
+
+def test_with_eager_left_out_no_variant_claims_a_speedup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager failed on its own while timed (left out) and another variant was timed: that
+    variant's speedup vs eager was 1.0, as if it were as fast as eager; it is none (the table: -)."""
+    import copy
+    import io
+
+    from rich.console import Console
+
+    from deepseek.bench import latency
+    from deepseek.cli.bench_cmd import _table
+
+    def own_copy(target: nn.Module) -> Any:  # a variant calling a copy of the model, which never raises
+        twin = copy.deepcopy(target)
+        twin.calls = -10**6
+        return twin
+
+    monkeypatch.setattr(latency, "build_variants", lambda target, *_: [
+        ("eager", lambda: target, "plain"), ("acme copy", lambda: own_copy(target), "a copy")])
+    Flaky.RAISE_AT = 10  # eager's first timed call
+    try:
+        result = latency.run_latency(Flaky(), batch=1, seq=8, runs=3, warmup=1)
+    finally:
+        Flaky.RAISE_AT = 0
+    assert result.failed == {"eager": "RuntimeError: call 10 of the model"}
+    assert [(r.name, r.speedup_vs_eager) for r in result.rows] == [("acme copy", None)]
+    result.info["model"] = "acme.flaky"
+    shown = Console(file=io.StringIO(), width=200)
+    shown.print(_table(result))
+    (row,) = [line for line in shown.file.getvalue().splitlines() if "acme copy" in line]
+    assert [cell.strip() for cell in row.strip("│ ").split("│")][3] == "-"

@@ -48,7 +48,8 @@ class Row:
     p90_ms: float
     max_rel_error: float
     top1_agreement: float | None = None
-    speedup_vs_eager: float = 1.0
+    speedup_vs_eager: float | None = 1.0
+    """Eager's median over this one's; None where eager was left out (it failed on its own)."""
     setup_s: float = 0.0
     note: str = ""
     peak_mib: float | None = None
@@ -383,7 +384,7 @@ def run_latency(
                         peak_mib=round(peaks[name], 1) if name in peaks else None))
     eager = next((r.median_ms for r in rows if r.name == "eager"), None)
     for r in rows:
-        r.speedup_vs_eager = round(eager / r.median_ms, 3) if eager else 1.0
+        r.speedup_vs_eager = round(eager / r.median_ms, 3) if eager else None
     info = device_info(dev)
     info["load_avg_1m"] = load_start
     info.update(batch=batch, seq=seq, mode=mode, dtype=dtype, runs=runs, warmup=warmup, rotating_inputs=rotate,

@@ -96,7 +96,8 @@ def _table(result: Any) -> Any:
                          ("note", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in result.rows:
-        table.add_row(r.name, f"{r.median_ms:.1f}", f"{r.p10_ms:.1f}-{r.p90_ms:.1f}", f"{r.speedup_vs_eager:.2f}x",
+        speedup = "-" if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x"  # no eager row to compare
+        table.add_row(r.name, f"{r.median_ms:.1f}", f"{r.p10_ms:.1f}-{r.p90_ms:.1f}", speedup,
                       f"{r.max_rel_error:.1e}", "" if r.top1_agreement is None else f"{r.top1_agreement:.1%}",
                       f"{r.setup_s:.0f}", "" if r.peak_mib is None else f"{r.peak_mib:.0f}", r.note)
     return table
