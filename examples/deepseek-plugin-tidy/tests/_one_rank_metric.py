@@ -3,7 +3,9 @@
 ``tidy.allreduce``, in the test's own process for ``single``.
 
 ``Twos`` returns ``late`` (its mean probability of class 2 over the rows labelled 2) only for a
-batch holding a row labelled 2, and the loss alone otherwise. Of the 24 training rows (3 steps of 8)
+batch holding a row labelled 2, and the loss alone otherwise; beside them, for every batch, the
+whole-set total ``twos`` (its rows labelled 2), which the strategy's ``reduce_sum`` adds up over
+the ranks: ``val_twos`` is 1, whichever rank's rows held the row. Of the 24 training rows (3 steps of 8)
 only row 13 is labelled 2, and of the 16 validation rows (2 batches of 8) only row 2: so on two
 ranks one rank's rows return ``late`` at step 2 and in the first validation batch, and the other's
 return no metric at all.
@@ -37,9 +39,13 @@ class Twos(TrainableModel):
         logits = self.net(x)
         loss = F.cross_entropy(logits, label)
         twos = label == 2
+        totals = {"twos": twos.sum().double()}  # on every rank, 0 where its rows hold no 2
         if not bool(twos.any()):
-            return loss
-        return {"loss": loss, "late": logits.softmax(-1)[twos, 2].mean()}
+            return {"loss": loss, "totals": totals}
+        return {"loss": loss, "late": logits.softmax(-1)[twos, 2].mean(), "totals": totals}
+
+    def metrics_from_totals(self, totals: dict[str, torch.Tensor]) -> dict[str, Any]:
+        return {"twos": totals["twos"]}
 
 
 def rows(n: int, seed: int, two_at: int) -> torch.utils.data.TensorDataset:

@@ -1,7 +1,8 @@
 """``tidy.allreduce`` under torchrun (2 gloo processes) trains like ``single`` in one process:
 the same global batch, the same losses and gradient norms (dropout 0), the same weights in its
 checkpoint, and the same step and validation metrics of a model whose metric only one rank's rows
-return (``_one_rank_metric.py``); started without a launcher it is refused by core in one line."""
+return, with a whole-set total that ``reduce_sum`` adds up over the ranks (``_one_rank_metric.py``);
+started without a launcher it is refused by core in one line."""
 
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ def test_a_metric_only_one_rank_returns_is_reported_as_single_reports_it(tmp_pat
     assert ["late" in r for r in ref["steps"]] == [False, True, False]
     # Far enough from 0 that the ranks' plain mean (half of it: one rank measured it) is caught.
     assert 0.05 < ref["steps"][1]["late"] < 0.95 and 0.01 < ref["val"]["val_late"] < 0.95
+    assert ref["val"]["val_twos"] == 1  # one rank's rows hold the row: reduce_sum gives both ranks 1 below
     seen = [json.loads((tmp_path / f"seen-{rank}.json").read_text(encoding="utf-8")) for rank in (0, 1)]
     got = seen[0]["steps"]
     assert [r["step"] for r in got] == [r["step"] for r in ref["steps"]] == [1, 2, 3]
@@ -148,6 +150,6 @@ def test_a_metric_only_one_rank_returns_is_reported_as_single_reports_it(tmp_pat
         for key, value in theirs.items():
             assert mine[key] == pytest.approx(value, abs=1e-5), (mine["step"], key)
     for rank in (0, 1):
-        assert set(seen[rank]["val"]) == set(ref["val"]) == {"val_loss", "val_late"}
+        assert set(seen[rank]["val"]) == set(ref["val"]) == {"val_loss", "val_late", "val_twos"}
         for key, value in ref["val"].items():
             assert seen[rank]["val"][key] == pytest.approx(value, abs=1e-5), (rank, key)
