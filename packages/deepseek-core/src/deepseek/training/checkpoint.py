@@ -47,7 +47,6 @@ from deepseek.training.checkpoint_dirs import (
     atomic_write_text,
     best_checkpoint,
     commit_checkpoint,
-    committed_path,
     ctrl_c_deferred,
     discard,
     list_checkpoints,
@@ -56,7 +55,6 @@ from deepseek.training.checkpoint_dirs import (
     prunable,
     prune_checkpoints,
     remove_stale,
-    step_dir_name,
 )
 from deepseek.training.checkpoint_io import HINT as _HINT
 from deepseek.training.checkpoint_io import (
@@ -71,6 +69,7 @@ from deepseek.training.checkpoint_io import (
 from deepseek.training.checkpoint_io import load_tensors as _load_tensors
 from deepseek.training.checkpoint_io import save_tensors as _save_tensors
 from deepseek.training.checkpoint_lookup import resolve_checkpoint
+from deepseek.training.checkpoint_names import committed_path, step_dir_name
 from deepseek.training.checkpoint_optimizer import (
     check_resumed_groups,
     load_optimizer_state,

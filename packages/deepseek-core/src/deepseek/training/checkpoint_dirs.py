@@ -19,7 +19,9 @@ Layout of ``<run>/checkpoints/``:
   so the step is never lost. Other processes' lookups wait for a live job (holding the run folder's
   lock) between the renames, and find its new ``step-N`` (:func:`_await_re_save`). A moved-aside
   folder being deleted is first renamed to a ``.trash-`` name (:func:`_delete_leftover`), so what a
-  failed deletion leaves is never taken for its step's checkpoint.
+  failed deletion leaves is never taken for its step's checkpoint; one that can be neither renamed
+  nor deleted keeps its ``step-N`` from being pruned (:func:`discard`), so it never becomes step N's
+  checkpoint again. Which name is what: :mod:`deepseek.training.checkpoint_names`.
 - ``latest``: the newest checkpoint's name, for people and tools; lookups take the one committed
   last (highest sequence number), so a crash before the pointer's update loses nothing, and a run
   continued from an earlier checkpoint resumes from what it saved, not from a higher step of the
@@ -42,7 +44,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -53,9 +54,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepseek import durable
-from deepseek.parsing import loads_json, read_text
+from deepseek.parsing import read_text
 from deepseek.paths import usual_mode
 from deepseek.training.checkpoint_digest import checksums_of
+from deepseek.training.checkpoint_names import (
+    FOREIGN_TAG,
+    REPLACED_TAG,
+    as_step,
+    checkpoint_step,
+    leftover_dir_name,
+    moved_aside_copies,
+    recorded_step,
+    set_aside,
+    step_dir_name,
+)
 from deepseek.training.checkpoint_record import COMMIT_FILE, TRAINER_FILE, Found, inspect_checkpoint
 from deepseek.training.run_lock import LOCK_FILE, held_by_another
 
@@ -65,15 +77,9 @@ ANOTHER_STEP = "put there by hand"
 BEST_FILE = "best"
 """Pointer file naming the best checkpoint (``checkpoint.keep_best``), beside ``latest``."""
 LATEST_FILE = "latest"
-_STEP_RE = re.compile(r"^step-(\d+)$")
 RE_SAVE_WAIT_S = 10.0
 """Longest a lookup waits for a live job to finish replacing a checkpoint (:func:`_await_re_save`):
 two renames and their fsyncs, a fraction of a second."""
-_REPLACED_TAG = ".replaced-"
-_REPLACED_RE = re.compile(r"^step-(\d+)\.replaced-[A-Za-z0-9_]+$")  # tempfile.mkdtemp's names
-_FOREIGN_TAG = ".foreign-"  # step-N.foreign-XXXX/step-N: another run's checkpoint a save moved aside
-_FOREIGN_RE = re.compile(r"^step-(\d+)\.foreign-")
-_LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", _REPLACED_TAG, ".old-")  # ``.old-``: written by earlier versions
 _POINTER_TEMPS = (f".{LATEST_FILE}.", f".{BEST_FILE}.")  # atomic_write_text's temp files
 
 
@@ -96,11 +102,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return target
 
 
-def step_dir_name(step: int) -> str:
-    """``step-<N>``."""
-    return f"step-{step}"
-
-
 def new_temp_dir(root: str | os.PathLike[str], step: int) -> Path:
     """A fresh ``<root>/step-N.tmp-XXXX`` folder to write a checkpoint into."""
     base = Path(root)
@@ -110,32 +111,54 @@ def new_temp_dir(root: str | os.PathLike[str], step: int) -> Path:
     return tmp
 
 
-def discard(directory: str | os.PathLike[str]) -> None:
+def discard(directory: str | os.PathLike[str]) -> bool:
     """Delete a checkpoint or temp folder: first renamed to ``<name>.trash-XXXX`` (one atomic
     step: the folder is gone from its name at once), then removed (:func:`_delete_leftover`: what
-    cannot be is said). Missing folders are fine."""
+    cannot be is said). Missing folders are fine. A ``step-N`` is kept (``False``; said in a
+    :class:`CheckpointWarning`) while a moved-aside copy of it that could not be deleted stays
+    (:func:`_undeletable_copy`): without it, that copy would be step N's checkpoint again."""
     path = Path(directory)
     if not path.exists():
-        return
-    if not any(tag in path.name for tag in _LEFTOVER_DIR_TAGS):
+        return True
+    step = checkpoint_step(path.name)
+    if step is not None and (copy := _undeletable_copy(path.parent, step)) is not None:
+        warnings.warn(CheckpointWarning(
+            f"{path}: kept, not pruned: {copy}, an earlier copy of it that could not be deleted, would be taken for "
+            f"step {step}'s checkpoint without it; delete that copy by hand (the next prune then deletes {path.name})"),
+            stacklevel=3)
+        return False
+    if not leftover_dir_name(path.name):
         trash = Path(tempfile.mkdtemp(prefix=f"{path.name}.trash-", dir=path.parent))
         durable.move(path, trash / path.name)
         path = trash
     _delete_leftover(path)
+    return True
+
+
+def _undeletable_copy(root: Path, step: int) -> Path | None:
+    """Delete each moved-aside copy of ``step`` under ``root`` (``step-N.replaced-XXXX``, superseded
+    while ``step-N`` is there); the first that stays, whole, where :func:`~deepseek.training.checkpoint_names.set_aside` would take it
+    for step N's checkpoint once ``step-N`` is gone, else ``None``."""
+    for copy_step, copy in moved_aside_copies(root):
+        if copy_step == step:
+            _delete_leftover(copy)
+            if as_step(copy, step) is not None:
+                return copy
+    return None
 
 
 def _delete_leftover(path: Path) -> None:
     """Delete ``path``, a leftover folder or pointer temp file of a save, prune or re-save, as far
     as it can be. A moved-aside ``step-N.replaced-XXXX`` is first renamed to ``step-N.trash-XXXX``:
     what a failed deletion leaves of it is then never taken for step N's checkpoint once its
-    ``step-N`` is pruned (:func:`_set_aside`), nor waited for by lookups (:func:`_await_re_save`).
+    ``step-N`` is pruned (:func:`~deepseek.training.checkpoint_names.set_aside`), nor waited for by lookups (:func:`_await_re_save`).
     A deletion that fails (a file in it this user may not delete) is said at once, in one
     :class:`CheckpointWarning` naming what stays and why; the run's next start tries again."""
-    m = _REPLACED_RE.match(path.name)
-    if m and path.is_dir() and not path.is_symlink():
+    step = checkpoint_step(path.name, REPLACED_TAG)
+    if step is not None and path.is_dir() and not path.is_symlink():
         trash = None
         try:  # onto an empty folder mkdtemp made: a unique name, one rename
-            trash = Path(tempfile.mkdtemp(prefix=f"{step_dir_name(int(m.group(1)))}.trash-", dir=path.parent))
+            trash = Path(tempfile.mkdtemp(prefix=f"{step_dir_name(step)}.trash-", dir=path.parent))
             durable.move(path, trash)
             path = trash
         except OSError:  # deleted where it is
@@ -168,12 +191,12 @@ def _scan(root: Path) -> list[Found]:
     latest = _read_latest_name(root)
     found = []
     for child in root.iterdir():
-        m = _STEP_RE.match(child.name)
-        if m and child.is_symlink():  # not written by the run: never resumed from, never pruned (deleted)
-            found.append(Found(int(m.group(1)), child, 0, "a symbolic link, not a folder the run wrote"))
-        elif m and child.is_dir():
-            found.append(inspect_checkpoint(child, int(m.group(1))))
-    found += _set_aside(root)
+        step = checkpoint_step(child.name)
+        if step is not None and child.is_symlink():  # not written by the run: never resumed from, never pruned
+            found.append(Found(step, child, 0, "a symbolic link, not a folder the run wrote"))
+        elif step is not None and child.is_dir():
+            found.append(inspect_checkpoint(child, step))
+    found += set_aside(root)
     if any(f.seq > 0 for f in found):  # a run that writes commit records: one without its record lost it
         found = [dataclasses.replace(f, problem=f"{COMMIT_FILE} missing") if (f.seq, f.problem) == (0, None) else f for f in found]
     # A folder holding another step was put there by hand: never resumed from, never pruned.
@@ -221,13 +244,13 @@ def _commit(tmp_p: Path, final_p: Path, best: bool) -> Path:
     (tmp_p / COMMIT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
     old = None
     if final_p.exists() and _other_step(final_p) is not None:  # not this run's: kept, not deleted
-        kept = Path(tempfile.mkdtemp(prefix=f"{final_p.name}{_FOREIGN_TAG}", dir=root))
+        kept = Path(tempfile.mkdtemp(prefix=f"{final_p.name}{FOREIGN_TAG}", dir=root))
         durable.move(final_p, kept / final_p.name)
         warnings.warn(CheckpointWarning(
             f"{final_p}: held a checkpoint of another step (its {TRAINER_FILE}), put there by hand; moved to "
             f"{kept / final_p.name} before this run saved its own step"), stacklevel=2)
     if final_p.exists():  # this step was saved before: until the new one is in, the old one is step N's
-        old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}{_REPLACED_TAG}", dir=root))
+        old = Path(tempfile.mkdtemp(prefix=f"{final_p.name}{REPLACED_TAG}", dir=root))
         durable.move(final_p, old)  # onto the empty folder mkdtemp made: a unique name, one rename
     durable.replace(tmp_p, final_p)
     atomic_write_text(root / LATEST_FILE, final_p.name + "\n")
@@ -264,44 +287,23 @@ def prunable(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
 def prune_checkpoints(root: str | os.PathLike[str], keep_last: int) -> list[Path]:
     """Delete all but the ``keep_last`` newest complete checkpoints (by commit order, so the one
     just committed always stays) and the ``best`` one; each is renamed away before it is deleted
-    (:func:`discard`)."""
+    (:func:`discard`, which keeps one whose earlier copy it cannot delete). The deleted ones."""
     doomed = prunable(root, keep_last)
     with ctrl_c_deferred():
-        for path in doomed:
-            discard(path)
-    return doomed
+        return [path for path in doomed if discard(path)]
 
 
 def _other_step(folder: Path) -> int | None:
     """The step that checkpoint folder ``step-N``'s ``trainer.json`` records when it is not N (a
     folder of another run copied there by hand), else ``None`` (also when unreadable or missing:
     an interrupted save of this run)."""
-    m = _STEP_RE.match(folder.name)
-    recorded = _recorded_step(folder)  # no step at all is damage, which reading trainer.json names
-    return None if m is None or recorded is None or recorded == int(m.group(1)) else recorded
-
-
-def _recorded_step(folder: Path) -> int | None:
-    """The step ``folder``'s ``trainer.json`` records, or ``None`` (unreadable, missing, no step)."""
-    try:
-        recorded = loads_json(read_text(folder / TRAINER_FILE)).get("step")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return None if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 0 else recorded
-
-
-def _moved_aside(root: Path) -> Iterator[tuple[int, Path]]:
-    """``(N, folder)`` of each ``step-N.replaced-XXXX`` folder under ``root`` (a real folder) with no
-    ``step-N`` beside it (nothing under that name, not even a link): a commit's two renames were
-    cut between, by a kill, or are not both done yet."""
-    for child in root.iterdir():
-        m = _REPLACED_RE.match(child.name)
-        if m and not child.is_symlink() and child.is_dir() and not os.path.lexists(root / step_dir_name(int(m.group(1)))):
-            yield int(m.group(1)), child
+    step = checkpoint_step(folder.name)
+    recorded = recorded_step(folder)  # no step at all is damage, which reading trainer.json names
+    return None if step is None or recorded is None or recorded == step else recorded
 
 
 def _await_re_save(root: Path) -> None:
-    """A moved-aside folder that is step N's checkpoint (:func:`_set_aside`: no ``step-N`` beside it,
+    """A moved-aside folder that is step N's checkpoint (:func:`~deepseek.training.checkpoint_names.set_aside`: no ``step-N`` beside it,
     complete, recording step N) while a live job holds the run folder (``root``'s parent,
     :mod:`~deepseek.training.run_lock`) is that job between a re-save's two renames: its new
     ``step-N`` is renamed in next and the moved-aside folder deleted. A lookup (a command that reads
@@ -312,34 +314,8 @@ def _await_re_save(root: Path) -> None:
     is never taken (a re-save moves aside a committed folder, whole), whoever holds the run folder,
     and the job holding the folder (this process) never waits, its saves and lookups coming in turn."""
     deadline = time.monotonic() + RE_SAVE_WAIT_S
-    while _set_aside(root) and held_by_another(root.parent / LOCK_FILE) and time.monotonic() < deadline:
+    while set_aside(root) and held_by_another(root.parent / LOCK_FILE) and time.monotonic() < deadline:
         time.sleep(0.01)
-
-
-def _set_aside(root: Path) -> list[Found]:
-    """The moved-aside folders under ``root`` that are step N's checkpoint (:func:`_moved_aside`):
-    checked as any checkpoint, complete by its commit record, its ``trainer.json`` recording step
-    N; the newest commit of a step when there are several."""
-    kept: dict[int, Found] = {}
-    for step, child in _moved_aside(root):
-        found = inspect_checkpoint(child, step)
-        if found.problem is None and found.seq > 0 and _recorded_step(child) == found.step \
-                and found.seq > (kept[found.step].seq if found.step in kept else 0):
-            kept[found.step] = found
-    return list(kept.values())
-
-
-def committed_path(directory: str | os.PathLike[str]) -> Path:
-    """The name checkpoint folder ``directory`` has once :func:`remove_stale` has run: ``step-N``
-    for a moved-aside ``step-N.replaced-XXXX`` (step N's checkpoint, renamed back), else itself."""
-    path = Path(directory)
-    m = _REPLACED_RE.match(path.name)
-    return path.parent / step_dir_name(int(m.group(1))) if m else path
-
-
-def _leftover_dir_name(name: str) -> bool:
-    """A folder so named under a run's ``checkpoints`` is a leftover of a save, prune or re-save."""
-    return any(tag in name for tag in _LEFTOVER_DIR_TAGS)
 
 
 def list_stale(root: str | os.PathLike[str]) -> list[Path]:
@@ -349,16 +325,16 @@ def list_stale(root: str | os.PathLike[str]) -> list[Path]:
     if not base.is_dir():
         return []
     return [child for child in base.iterdir()
-            if (child.is_dir() and _leftover_dir_name(child.name))
+            if (child.is_dir() and leftover_dir_name(child.name))
             or (child.is_file() and child.name.startswith(_POINTER_TEMPS) and child.name.endswith(".tmp"))]
 
 
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """Rename each moved-aside checkpoint that is its step's (:func:`_set_aside`) back to ``step-N``,
+    """Rename each moved-aside checkpoint that is its step's (:func:`~deepseek.training.checkpoint_names.set_aside`) back to ``step-N``,
     then delete what :func:`list_stale` finds under ``root`` (one it cannot stays, said in a
     :class:`CheckpointWarning`). Call it only while holding the run folder's lock."""
     base = Path(root)
-    for found in _set_aside(base) if base.is_dir() else []:
+    for found in set_aside(base) if base.is_dir() else []:
         durable.move(found.path, base / step_dir_name(found.step))
     stale = list_stale(root)
     for child in stale:
@@ -372,10 +348,10 @@ def _read_pointer(root: Path, name: str) -> Path | None:
         target = read_text(root / name).strip()
     except (OSError, UnicodeDecodeError):
         return None
-    m = _STEP_RE.match(target)
-    if m is None or not (root / target).is_dir():
+    step = checkpoint_step(target)
+    if step is None or not (root / target).is_dir():
         return None
-    return root / target if inspect_checkpoint(root / target, int(m.group(1))).problem is None else None
+    return root / target if inspect_checkpoint(root / target, step).problem is None else None
 
 
 def __getattr__(name: str) -> object:

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import warnings
 from pathlib import Path
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_dirs import (
-    _FOREIGN_RE,
-    _REPLACED_TAG,
     ANOTHER_STEP,
     BEST_FILE,
     COMMIT_FILE,
@@ -27,12 +24,17 @@ from deepseek.training.checkpoint_dirs import (
     TRAINER_FILE,
     CheckpointWarning,
     _await_re_save,
-    _leftover_dir_name,
-    _recorded_step,
     _scan,
-    _set_aside,
     best_checkpoint,
     list_checkpoints,
+)
+from deepseek.training.checkpoint_names import (
+    FOREIGN_TAG,
+    REPLACED_TAG,
+    leftover_dir_name,
+    named_step,
+    recorded_step,
+    set_aside,
     step_dir_name,
 )
 from deepseek.training.checkpoint_record import inspect_checkpoint
@@ -135,39 +137,42 @@ def leftover_refusal(directory: Path) -> str | None:
     """Why folder ``directory``, named directly as a checkpoint, is not one: a leftover of a save,
     prune or re-save (:func:`~deepseek.training.checkpoint_dirs.list_stale`'s), which the run's next
     start deletes (so a resume from it would load one checkpoint and name another), else ``None``. A
-    moved-aside ``step-N`` that is step N's checkpoint (:func:`~deepseek.training.checkpoint_dirs._set_aside`)
+    moved-aside ``step-N`` that is step N's checkpoint (:func:`~deepseek.training.checkpoint_names.set_aside`)
     is not refused: the run's start renames it back, and
-    :func:`~deepseek.training.checkpoint_dirs.committed_path` names it so. Another run's checkpoint a save moved aside
-    (``step-N.foreign-XXXX``, or its ``step-N``) is refused too. Paths are resolved first (``.``,
-    links); only folders in a run's ``checkpoints`` count (``exp.tmp-3`` elsewhere is not one)."""
+    :func:`~deepseek.training.checkpoint_names.committed_path` names it so. A folder in a leftover (the
+    ``step-N`` a failed prune left in ``step-N.trash-XXXX``) is refused as the leftover is. Another run's
+    checkpoint a save moved aside (``step-N.foreign-XXXX``, or its ``step-N``) is refused too. Paths are
+    resolved first (``.``, links); only folders in a run's ``checkpoints`` count (``exp.tmp-3`` elsewhere
+    is not one); the names are :func:`~deepseek.training.checkpoint_dirs.named_step`'s."""
     real = directory.resolve()
     as_named = (directory.name, directory.parent.name) == (real.name, real.parent.name)
     named, directory = (directory, directory) if as_named else (f"{directory} (that is {real})", real)
-    foreign = next((f for f in (directory, directory.parent)
-                    if _FOREIGN_RE.match(f.name) and f.parent.name == "checkpoints"), None)
-    if foreign is not None:
+    in_checkpoints = [(f, named_step(f.name)) for f in (directory, directory.parent) if f.parent.name == "checkpoints"]
+    foreign, its = next(((f, n) for f, n in in_checkpoints if n is not None and n[1] == FOREIGN_TAG), (None, None))
+    if foreign is not None and its is not None:
         run = foreign.parent.parent
-        step = step_dir_name(int(_FOREIGN_RE.match(foreign.name).group(1)))
-        recorded = _recorded_step(foreign / step)  # the name it takes out of the run: its own step's
+        step = step_dir_name(its[0])
+        recorded = recorded_step(foreign / step)  # the name it takes out of the run: its own step's
         rename = f" as a folder named {step_dir_name(recorded)}" if recorded is not None else ""
         return (f"{named}: is another run's checkpoint (its {TRAINER_FILE} records another step), moved aside when "
                 f"this run saved its own {step}: not one of this run's checkpoints, so never resumed from there; to "
                 f"resume from it, move {foreign / step} out of the run folder {run}{rename} and pass its new path, "
                 "else pass the run folder (its newest complete checkpoint)")
-    root = directory.parent
-    if root.name != "checkpoints" or not _leftover_dir_name(directory.name):
+    leftover = next((f for f, _ in in_checkpoints if leftover_dir_name(f.name)), None)
+    if leftover is None:
         return None
+    root = leftover.parent
     _await_re_save(root)  # a live job between a re-save's renames: its new step-N, not the folder it deletes
-    if any(found.path == directory for found in _set_aside(root)):
+    if leftover == directory and any(found.path == directory for found in set_aside(root)):
         return None
-    m = re.match(r"^step-(\d+)\.", directory.name)
-    if _REPLACED_TAG in directory.name:
+    its = named_step(leftover.name)
+    if REPLACED_TAG in leftover.name:
         what = "an earlier copy of a checkpoint, moved aside by a later save of the same step"
-    elif ".tmp-" in directory.name:
+    elif ".tmp-" in leftover.name:
         what = "an unfinished save (the folder a checkpoint is written into before it is renamed into place)"
     else:
         what = "a checkpoint being deleted (pruned) or replaced"
-    final = root / step_dir_name(int(m.group(1))) if m else None
+    final = root / step_dir_name(its[0]) if its is not None else None
     instead = f"the run folder {root.parent} (its newest complete checkpoint)"
     if final is not None and final.is_dir():
         instead = f"{final} (that step's checkpoint) or {instead}"
