@@ -25,9 +25,9 @@ def _step(root: Path, step: int) -> None:
     ckpt.commit_checkpoint(tmp, root / ckpt.step_dir_name(step))
 
 
-def _refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ``os.unlink`` refused, and the rename of a moved-aside ``.replaced-`` folder (as for a
-    folder that is a mount point, or on a file system that answers EBUSY)."""
+def _refused(monkeypatch: pytest.MonkeyPatch, *, unlinks: bool = True) -> None:
+    """Every ``os.unlink`` refused (``unlinks``), and the rename of a moved-aside ``.replaced-``
+    folder (as for a folder that is a mount point, or on a file system that answers EBUSY)."""
     real_replace = os.replace
 
     def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
@@ -38,7 +38,8 @@ def _refused(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError(errno.EBUSY, "Device or resource busy", os.fspath(src))
         real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(os, "unlink", unlink)
+    if unlinks:
+        monkeypatch.setattr(os, "unlink", unlink)
     monkeypatch.setattr(os, "replace", replace)
 
 
@@ -99,3 +100,37 @@ def test_a_pruned_checkpoint_left_in_its_trash_folder_is_never_taken(tmp_path: P
     inner.rename(tmp_path / "step-2")
     assert ckpt.resolve_checkpoint(tmp_path / "step-2", resuming=True) == tmp_path / "step-2"
 
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` but the run's lock file (which names its last holder)."""
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != ".lock"}
+
+
+def test_a_moved_aside_step_that_cannot_be_renamed_back_is_one_line_and_nothing_is_deleted(
+        tmp_path: Path, deepseek_here: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's start renames step N's moved-aside checkpoint (a re-save killed between its renames)
+    back to ``step-N``; when that rename failed the user got a traceback of ``os.replace``. Now one
+    line naming the folder and what to do, exit 2, before anything is deleted."""
+    (tmp_path / "c.toml").write_text(
+        '[model]\nname = "tiny"\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 16\n'
+        '[data]\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n[train]\neval_interval = 0\nmax_steps = 4\n'
+        '[checkpoint]\ninterval = 2\n[strategy]\ndevice = "cpu"\n')
+    proc = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "r" / "checkpoints"
+    os.rename(root / "step-4", root / "step-4.replaced-ab")  # a re-save of step 4 killed between its renames
+    (root / "step-4.tmp-cd").mkdir()  # and its new copy, not renamed in
+    before = _tree(tmp_path)
+    with monkeypatch.context() as patched:
+        _refused(patched, unlinks=False)
+        proc = deepseek_here("train", "--resume", "r", "--max-steps", "6", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    assert proc.stderr == (
+        f"error: {root / 'step-4.replaced-ab'}: is step 4's checkpoint (moved aside by a save of the same step that "
+        f"was cut short) and could not be renamed back to step-4 (Device or resource busy); nothing was deleted: "
+        f"rename it to {root / 'step-4'} yourself, then run the command again\n"), proc.stderr
+    assert _tree(tmp_path) == before and (root / "step-4.tmp-cd").is_dir()
+    os.rename(root / "step-4.replaced-ab", root / "step-4")  # as the line says: the next start goes on
+    assert ckpt.remove_stale(root) == [root / "step-4.tmp-cd"]
+    assert ckpt.resolve_checkpoint(tmp_path / "r", resuming=True) == root / "step-4"

@@ -332,10 +332,20 @@ def list_stale(root: str | os.PathLike[str]) -> list[Path]:
 def remove_stale(root: str | os.PathLike[str]) -> list[Path]:
     """Rename each moved-aside checkpoint that is its step's (:func:`~deepseek.training.checkpoint_names.set_aside`) back to ``step-N``,
     then delete what :func:`list_stale` finds under ``root`` (one it cannot stays, said in a
-    :class:`CheckpointWarning`). Call it only while holding the run folder's lock."""
+    :class:`CheckpointWarning`). Call it only while holding the run folder's lock. A rename back that
+    fails is a :class:`~deepseek.errors.CheckpointError` (one line, exit 2), before anything is deleted."""
     base = Path(root)
     for found in set_aside(base) if base.is_dir() else []:
-        durable.move(found.path, base / step_dir_name(found.step))
+        final = base / step_dir_name(found.step)
+        try:
+            durable.move(found.path, final)
+        except OSError as exc:
+            from deepseek.errors import CheckpointError
+
+            raise CheckpointError(
+                f"{found.path}: is step {found.step}'s checkpoint (moved aside by a save of the same step that was cut "
+                f"short) and could not be renamed back to {final.name} ({exc.strerror or exc}); nothing was deleted: "
+                f"rename it to {final} yourself, then run the command again") from None
     stale = list_stale(root)
     for child in stale:
         _delete_leftover(child)
