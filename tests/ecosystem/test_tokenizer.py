@@ -312,3 +312,39 @@ def test_a_text_file_that_is_not_utf8_is_refused_by_a_tokenizer(trained: dict[st
     # byte tokens read any bytes, as before
     ok(host, "train", *SMALL, "--set", f"data.path={json.dumps(str(corpus))}", "--max-steps", "1", "--run-dir",
        str(tmp_path / "bytes"))
+
+
+def test_the_run_tokenizer_checked_is_the_one_used(trained: dict[str, Any], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate (and export) hashed the run's tokenizer.json against the digest its checkpoint
+    records, then read the file again to parse it: a file replaced between the two reads was used
+    unchecked (every id meaning other text). The bytes checked are now the bytes parsed: here the
+    file is replaced right after its first read, and the tokenizer is the run's own."""
+    import shutil
+
+    import deepseek.parsing
+    from deepseek.data.bpe import file_digest
+    from deepseek.training.inference import trained_tokenizer
+
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    copy = run / "tokenizer.json"
+    own = copy.read_bytes()
+    spec = json.loads(own)
+    vocab = spec["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[-2:]
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # a valid tokenizer whose two last ids mean the other text
+    other = json.dumps(spec).encode("utf-8")
+    real = deepseek.parsing.read_file
+
+    def read_file(path: Any, *args: Any, **kwargs: Any) -> bytes:
+        data = real(path, *args, **kwargs)
+        if Path(path) == copy and copy.read_bytes() == own:
+            copy.write_bytes(other)  # replaced right after this read
+        return data
+
+    monkeypatch.setattr(deepseek.parsing, "read_file", read_file)
+    tok = trained_tokenizer(run)
+    assert copy.read_bytes() == other  # it was replaced, after the read the check made
+    assert tok.identity == f"bpe:{file_digest(own)}" != f"bpe:{file_digest(other)}"
+    assert tok.hf.token_to_id(a) == vocab[b]  # the run's own id of the token, not the replacement's

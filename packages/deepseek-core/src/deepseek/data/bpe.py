@@ -206,13 +206,15 @@ def choose_separator(file: Path, spec: Any, separator_token: str) -> str:
 
 
 def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKEN, *,
-             where: str = "data.tokenizer") -> BPETokenizer:
+             where: str = "data.tokenizer", content: bytes | None = None) -> BPETokenizer:
     """The tokenizer in the ``tokenizer.json`` at ``path`` (or in the folder ``path``), validated
-    (see the module docstring)."""
+    (see the module docstring). ``content``: the file's bytes, read (and checked against a digest)
+    by the caller: parsed and hashed as they are, the file not read again, so what was checked is
+    what is used."""
     tokenizers = require_tokenizers(where)
     p = tokenizer_file(path, where)
     try:
-        data = read_file(p, MAX_TOKENIZER_BYTES)
+        data = read_file(p, MAX_TOKENIZER_BYTES) if content is None else content
     except OSError as exc:
         raise UsageError(f"{where}: cannot read {str(p)!r} ({exc.strerror}); point it at a tokenizer.json "
                          "('deepseek tokenizer train' writes one)") from None

@@ -108,14 +108,16 @@ class ByteTokenizer(Tokenizer):
         return "ByteTokenizer(vocab_size=256)"
 
 
-def open_tokenizer(path: str, separator_token: str = SEPARATOR_TOKEN, *, where: str = "data.tokenizer") -> Tokenizer:
+def open_tokenizer(path: str, separator_token: str = SEPARATOR_TOKEN, *, where: str = "data.tokenizer",
+                   content: bytes | None = None) -> Tokenizer:
     """The tokenizer of a ``data.tokenizer`` setting: empty -> bytes; else the ``tokenizer.json``
-    at ``path``, validated (one-line :class:`~deepseek.errors.UsageError` naming ``where``)."""
+    at ``path``, validated (one-line :class:`~deepseek.errors.UsageError` naming ``where``);
+    ``content``: its bytes, already read and checked (:func:`check_run_tokenizer`), parsed as they are."""
     if not path:
         return ByteTokenizer()
     from deepseek.data.bpe import load_bpe
 
-    return load_bpe(path, separator_token, where=where)
+    return load_bpe(path, separator_token, where=where, content=content)
 
 
 def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path, trainer_state: Any = None, *,
@@ -151,54 +153,69 @@ def recorded_tokenizer(trainer_state: Any) -> str | None:
 def tokenizer_identity(path: Path) -> str:
     """How a checkpoint records the tokenizer file ``path`` (``bpe:<digest of its bytes>``);
     OSError when it cannot be read (also a FIFO or an oversized file: :func:`deepseek.parsing.read_file`)."""
-    from deepseek.data.bpe import MAX_TOKENIZER_BYTES, file_digest
+    return _identity(_tokenizer_bytes(path))
+
+
+def _tokenizer_bytes(path: Path) -> bytes:
+    from deepseek.data.bpe import MAX_TOKENIZER_BYTES
     from deepseek.parsing import read_file
 
-    return f"bpe:{file_digest(read_file(path, MAX_TOKENIZER_BYTES))}"
+    return read_file(path, MAX_TOKENIZER_BYTES)
 
 
-def check_run_tokenizer(copy: Path, trainer_state: Any) -> None:
+def _identity(content: bytes) -> str:
+    from deepseek.data.bpe import file_digest
+
+    return f"bpe:{file_digest(content)}"
+
+
+def check_run_tokenizer(copy: Path, trainer_state: Any) -> bytes | None:
     """Refuse the run folder's ``tokenizer.json`` ``copy`` when its content is not the tokenizer
-    ``trainer_state`` (a checkpoint's ``trainer.json``) records in its data position."""
+    ``trainer_state`` (a checkpoint's ``trainer.json``) records in its data position; else the
+    bytes checked (``None``: nothing recorded to check), which a caller loading the tokenizer parses
+    (:func:`open_tokenizer`'s ``content``) rather than read the file again, replaced meanwhile."""
     recorded = recorded_tokenizer(trainer_state)
     if recorded is None or not recorded.startswith("bpe:"):
-        return  # an older checkpoint, or one whose data position records no tokenizer file
+        return None  # an older checkpoint, or one whose data position records no tokenizer file
     from deepseek.errors import CheckpointError
 
     try:  # the read takes a regular file only: a FIFO, folder or huge file put there since its check is named
-        found = tokenizer_identity(copy)
+        content = _tokenizer_bytes(copy)
     except OSError as exc:
         fix = "check its permissions" if isinstance(exc, PermissionError) else "put back the run's own tokenizer.json"
         raise CheckpointError(f"{copy}: cannot read the run's tokenizer ({exc.strerror}); {fix}") from None
-    if found != recorded:
+    if (found := _identity(content)) != recorded:
         raise CheckpointError(f"{copy}: is not the tokenizer this run was trained with (its content is {found}, "
                               f"the checkpoint recorded {recorded}); put back the run's own tokenizer.json "
                               "(token ids would mean other text)")
+    return content
 
 
-def check_setting_tokenizer(setting: str, copy: Path, trainer_state: Any) -> None:
+def check_setting_tokenizer(setting: str, copy: Path, trainer_state: Any) -> bytes | None:
     """Refuse the file of a run's ``data.tokenizer`` ``setting``, used because the run folder's
     ``copy`` is no regular file (gone, or a folder, FIFO or broken link in its place: the line says
     which), when its content is not the tokenizer ``trainer_state`` records (the file was retrained
-    or replaced since the run started: eval and generate read text as other ids, exit 0). A file
-    that cannot be read is left to the loading, which says why."""
+    or replaced since the run started: eval and generate read text as other ids, exit 0); else the
+    bytes checked, as :func:`check_run_tokenizer`. A file that cannot be read (``None``) is left to
+    the loading, which says why."""
     recorded = recorded_tokenizer(trainer_state)
     if recorded is None or not recorded.startswith("bpe:"):
-        return  # an older checkpoint, or one whose data position records no tokenizer file
+        return None  # an older checkpoint, or one whose data position records no tokenizer file
     from deepseek.data.bpe import tokenizer_file
     from deepseek.errors import CheckpointError, UsageError
 
     try:
-        found = tokenizer_identity(tokenizer_file(setting, "data.tokenizer"))
+        content = _tokenizer_bytes(tokenizer_file(setting, "data.tokenizer"))
     except (OSError, UsageError):
-        return
-    if found != recorded:
+        return None
+    if (found := _identity(content)) != recorded:
         from deepseek.paths import not_a_file
 
         state = not_a_file(copy) or "is gone"
         raise CheckpointError(f"{setting}: is not the tokenizer this run was trained with (its content is {found}, "
                               f"the checkpoint recorded {recorded}), and the run's own copy {copy} {state}; put "
                               "the run's tokenizer.json back there (token ids would mean other text)")
+    return content
 
 
 def run_folder_of(checkpoint: Path) -> Path:

@@ -229,12 +229,11 @@ def trained_tokenizer(path: str | Path, host: PluginHost | None = None) -> Token
     if not setting:
         return ByteTokenizer()
     copy = run_folder_of(directory) / TOKENIZER_FILE
-    if copy.is_file():
-        check_run_tokenizer(copy, state)
-    else:
-        check_setting_tokenizer(setting, copy, state)
-    return open_tokenizer(str(copy) if copy.is_file() else setting, separator or SEPARATOR_TOKEN,
-                          where=f"{directory} (data.tokenizer)")
+    # the bytes checked are the bytes parsed: the file is read once (replaced after a check, a second
+    # read would be used unchecked)
+    path, content = (str(copy), check_run_tokenizer(copy, state)) if copy.is_file() else \
+        (setting, check_setting_tokenizer(setting, copy, state))
+    return open_tokenizer(path, separator or SEPARATOR_TOKEN, where=f"{directory} (data.tokenizer)", content=content)
 
 
 def sample(
