@@ -3,7 +3,16 @@
 SQLAlchemy and Optuna take an empty file for a new database and create their tables in it: an
 emptied ``service.db`` or ``study.db`` would silently become a fresh one, and a file that is not a
 database fails deep inside them. :func:`sqlite_problem` says what is wrong with an existing file
-first, reading it only (nothing is written)."""
+first, reading it only (nothing is written).
+
+The file is read twice: its header through :func:`deepseek.parsing.open_file` (a regular file only,
+so a FIFO is refused, never waited on: SQLite opens by path, with no way to be handed an open file),
+then its pages through SQLite's own read-only connection. The verdict on content is the
+connection's (page count, schema), so a file emptied or replaced between the two reads is judged as
+SQLite found it. SQLAlchemy and Optuna open the path once more after the check (they take a URL,
+not an open file): the check is for a file left wrong (emptied, damaged, another program's), which
+stays wrong until they open it; a process that replaces the file in that moment could as well
+replace it after they opened it, so no window the check could close is left."""
 
 from __future__ import annotations
 
@@ -56,15 +65,18 @@ def sqlite_problem(path: Path, kind: str, own: frozenset[str]) -> str | None:
             return f"cannot be read ({exc.strerror})"
         if head and head != SQLITE_HEADER:
             return "is not an SQLite database"
-        busy = not head
+        busy = empty = not head
         if head:
             try:  # read-only: the schema page must parse; nothing is written
                 with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+                    pages = db.execute("PRAGMA page_count").fetchone()[0]
                     tables = sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-                if tables and not own.intersection(tables):
-                    shown = ", ".join(tables[:4]) + (" ..." if len(tables) > 4 else "")
-                    return f"{FOREIGN}(its tables: {shown}), not {kind}"
-                return None
+                if pages:
+                    if tables and not own.intersection(tables):
+                        shown = ", ".join(tables[:4]) + (" ..." if len(tables) > 4 else "")
+                        return f"{FOREIGN}(its tables: {shown}), not {kind}"
+                    return None
+                busy = empty = True  # emptied since its header was read: what SQLite opened is an empty file
             except sqlite3.Error as exc:
                 code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
                 if code == sqlite3.SQLITE_READONLY:
@@ -75,7 +87,7 @@ def sqlite_problem(path: Path, kind: str, own: frozenset[str]) -> str | None:
                     return f"is damaged ({exc})"
                 busy = True
         if busy and time.monotonic() >= deadline:
-            return "is empty" if not head else "is locked by another process that does not let go"
+            return "is empty" if empty else "is locked by another process that does not let go"
         time.sleep(0.05)
 
 
