@@ -134,3 +134,20 @@ def test_a_moved_aside_step_that_cannot_be_renamed_back_is_one_line_and_nothing_
     os.rename(root / "step-4.replaced-ab", root / "step-4")  # as the line says: the next start goes on
     assert ckpt.remove_stale(root) == [root / "step-4.tmp-cd"]
     assert ckpt.resolve_checkpoint(tmp_path / "r", resuming=True) == root / "step-4"
+
+
+@pytest.mark.parametrize("name", ["step-2\n", "step-\u0662"])
+def test_a_folder_named_almost_like_a_checkpoint_is_not_one(tmp_path: Path, name: str) -> None:
+    """The names are matched whole and in ASCII digits (checkpoint_names): ``step-2`` and a newline,
+    or an Arabic-Indic two, holding a copy of step-2, were listed as step 2 (``$`` matches before a
+    final newline; ``\\d`` any digit), and pruned or resumed from as if they were it."""
+    import shutil
+
+    root = tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    _step(root, 2)
+    _step(root, 4)
+    (root / "step-2").rename(root / name)
+    shutil.copytree(root / name, root / "step-2")
+    assert ckpt.list_checkpoints(root) == [(2, root / "step-2"), (4, root / "step-4")]
+    assert ckpt.prune_checkpoints(root, keep_last=1) == [root / "step-2"] and (root / name).is_dir()

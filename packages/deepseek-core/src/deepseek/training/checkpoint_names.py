@@ -24,7 +24,9 @@ from deepseek.training.checkpoint_record import TRAINER_FILE, Found, inspect_che
 REPLACED_TAG = ".replaced-"
 FOREIGN_TAG = ".foreign-"  # step-N.foreign-XXXX/step-N: another run's checkpoint a save moved aside
 _LEFTOVER_DIR_TAGS = (".tmp-", ".trash-", REPLACED_TAG, ".old-")  # ``.old-``: written by earlier versions
-_NAME_RE = re.compile(r"^step-(\d+)(?:(\.(?:tmp|trash|replaced|foreign|old)-)[A-Za-z0-9_]+)?$")  # mkdtemp's names
+# a moved-aside copy only under the name mkdtemp gave it; the other tags whatever follows them
+# (the whole name: "step-4\n" is not step-4; ASCII digits: "step-\u0664" is not either)
+_NAME_RE = re.compile(r"step-([0-9]+)(?:(\.replaced-)[A-Za-z0-9_]+|(\.(?:tmp|trash|foreign|old)-).*)?", re.DOTALL)
 
 
 def step_dir_name(step: int) -> str:
@@ -35,8 +37,8 @@ def step_dir_name(step: int) -> str:
 def named_step(name: str) -> tuple[int, str] | None:
     """``(N, "")`` for ``step-N``; ``(N, tag)`` for a folder a save, prune or re-save made for step N
     (``.replaced-``, ``.tmp-``, ``.trash-``, ``.foreign-``, ``.old-``); ``None`` for any other name."""
-    m = _NAME_RE.match(name)
-    return (int(m.group(1)), m.group(2) or "") if m else None
+    m = _NAME_RE.fullmatch(name)
+    return (int(m.group(1)), m.group(2) or m.group(3) or "") if m else None
 
 
 def checkpoint_step(name: str, tag: str = "") -> int | None:

@@ -14,13 +14,13 @@ complete), and the record fields ``strategy``, ``world_size``, ``layout``, ``tor
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_io import HINT
+from deepseek.training.checkpoint_names import checkpoint_step
 from deepseek.training.provenance import check_components
 
 FORMAT = "deepseek-checkpoint"
@@ -107,8 +107,8 @@ def _check_step_fits(state: dict[str, Any], path: Path) -> None:
     run's ``train.max_steps``: a larger or other step is a hand-edited file or a folder of
     another run, which would resume or evaluate as a step it is not."""
     step = state["step"]
-    named = re.match(r"^step-(\d+)$", path.parent.name)
-    if named is not None and int(named.group(1)) != step:
+    named = checkpoint_step(path.parent.name)
+    if named is not None and named != step:
         raise CheckpointError(
             f"{path}: step is {step}, but the folder is {path.parent.name}; the file was edited or the "
             f"folder belongs to another run: {HINT}"
