@@ -138,3 +138,41 @@ def test_deepseek_run_leaves_sys_modules_main_as_it_found_it(
     out = deepseek_here("run", str(script), cwd=tmp_path)
     assert out.returncode == (3 if ends == "fails" else 0), out
     assert sys.modules.get("__main__", "none") is (main or "none")
+
+
+def test_deepseek_run_leaves_sys_argv_and_sys_path_as_it_found_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: PluginHost, capsys: pytest.CaptureFixture[str]) -> None:
+    """Called in this process (``main``, not conftest's ``deepseek_here``, which puts both back
+    itself), ``deepseek run`` left ``sys.argv`` as ``[SCRIPT, *ARGS]`` and the script's folder on
+    ``sys.path``: after it, both are the caller's lists with the caller's items, however the script
+    ended and whatever it did to them."""
+    from deepseek.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["caller", "--its-own"])
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from deepseek.errors import UsageError
+        assert sys.argv[0] == __file__ and sys.path[0] == {folder!r}, (sys.argv, sys.path[0])
+        sys.path.append("/added/by/the/script")
+        how = sys.argv[1]
+        if how == "rebinds":
+            sys.argv, sys.path = ["other"], ["elsewhere"]
+        elif how == "raises":
+            raise KeyError("missing")
+        elif how == "usage":
+            raise UsageError("job: bad input")
+        elif how == "exits":
+            sys.exit(3)
+        print("ran", how)
+        """).format(folder=str(tmp_path.resolve())))
+    argv, search_path, entries = sys.argv, sys.path, list(sys.path)
+    for how, code in [("returns", 0), ("rebinds", 0), ("raises", 1), ("usage", 2), ("exits", 3)]:
+        with pytest.raises(SystemExit) as exc:
+            main(["run", "job.py", how], host=host)
+        out = capsys.readouterr()
+        assert exc.value.code == code and (how not in ("returns", "rebinds") or f"ran {how}" in out.out), (how, out)
+        assert sys.argv is argv and sys.argv == ["caller", "--its-own"], (how, sys.argv)
+        assert sys.path is search_path and sys.path == entries, (how, sys.path[:2], sys.path[-1])

@@ -5,9 +5,11 @@ A script that trains its own model with :func:`deepseek.fit` runs the same way i
 -- run train.py --strategy ddp``, with deepseek-pro): the launcher starts ``deepseek run`` on
 every rank, and the strategy finds its rank in the environment the launcher sets. The script's
 ``sys.argv`` is ``[SCRIPT, *ARGS]`` and its folder is first on ``sys.path``, as with ``python
-SCRIPT``. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with exit
-code 2, like every command's; any other exception is the script's own, and prints the script's
-traceback with exit code 1, as ``python SCRIPT`` does. The script's :func:`deepseek.fit` (and
+SCRIPT``, while it runs; after it, however it ended, both are as they were before (the same lists,
+with the same items), so that a caller of :func:`deepseek.cli.main.main` finds its interpreter
+as it left it. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with
+exit code 2, like every command's; any other exception is the script's own, and prints the
+script's traceback with exit code 1, as ``python SCRIPT`` does. The script's :func:`deepseek.fit` (and
 ``deepseek.create_*``) use the process's plugin host, built from the ``DEEPSEEK_*`` variables:
 the plugins the root options choose (``deepseek --plugins pro run train.py``) reach it through
 those variables, set while the script runs, as ``deepseek launch`` gives them to its workers
@@ -45,16 +47,34 @@ def run(script: str, args: tuple[str, ...]) -> None:
     if path.suffix != ".py":
         raise UsageError(f"run: {script!r} is not a .py file; give the path of a Python script")
     code = _compiled(path, script)
-    sys.argv = [str(path), *args]
-    sys.path.insert(0, str(path.resolve().parent))
     try:
-        with script_environment():
+        with script_environment(), _argv_and_path(path, args):
             _run_as_main(code, path)
     except DeepseekError:
         raise  # deepseek's own errors: one line, as from every command
     except Exception as exc:
         _print_traceback(exc, path)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
+    """``sys.argv`` is ``[SCRIPT, *ARGS]`` and the script's folder first on ``sys.path`` while the
+    script runs, as ``python SCRIPT`` has them; after, however the script ended (returned, raised,
+    exited) and whatever it did to them, ``sys.argv`` is the list it was and ``sys.path`` the list it
+    was with the items it had (a caller holding either sees no change)."""
+    import sys
+
+    argv, search_path = sys.argv, sys.path
+    entries = list(search_path)
+    sys.argv = [str(path), *args]
+    search_path.insert(0, str(path.resolve().parent))
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        search_path[:] = entries
+        sys.path = search_path
 
 
 @contextlib.contextmanager
