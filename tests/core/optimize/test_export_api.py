@@ -170,6 +170,14 @@ def test_the_default_hf_folder_is_the_runs_and_export_alone_writes_it(run: Path,
         with pytest.warns(UserWarning, match="^tokenizer: none written"):
             assert deepseek.export(run, format="hf") == hf
         before = (hf / "config.json").read_bytes()
+        exported = {f.name: f.read_bytes() for f in hf.iterdir()}
+        with pytest.raises(SystemExit) as exit_:  # exported again: the earlier export's folder stays whole
+            main(["export", "--checkpoint", str(run), "--format", "hf"], host=host)
+        assert exit_.value.code == 2 and capsys.readouterr().err.strip().splitlines() == [
+            f"error: --out: not given, so the folder is {hf}, which already exists (an earlier export's, or a "
+            f"folder of yours) and an export replaces no folder; give --out a new folder, or remove {hf}"]
+        assert {f.name: f.read_bytes() for f in hf.iterdir()} == exported
+        assert not [p for p in run.iterdir() if ".partial-" in p.name]
         for target in (hf / "config.json", hf / "report.json"):  # existing or not
             with pytest.raises(SystemExit) as exit_:
                 main(["bench", "latency", "--model", "tiny", "--json", str(target)], host=host)

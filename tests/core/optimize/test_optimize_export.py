@@ -292,8 +292,8 @@ def test_the_default_hf_folder_beside_weights_is_never_a_folder_export_did_not_w
         main(["export", "--checkpoint", str(home / "weights.safetensors"), "--format", "hf"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"error: --out: not given, so the folder is {mine}, which already exists and is no folder an export wrote "
-        f"(it writes its folder whole); give --out a new folder, or remove {mine}"]
+        f"error: --out: not given, so the folder is {mine}, which already exists (an earlier export's, or a folder "
+        f"of yours) and an export replaces no folder; give --out a new folder, or remove {mine}"]
     assert mine.stat().st_ino == inode and list(mine.iterdir()) == [] and sorted(os.listdir(home)) == [
         "hf", "weights.safetensors"]
     mine.rmdir()

@@ -52,14 +52,16 @@ def check_target(out: Path, where: str = "--out", *, host: PluginHost | None,
     ``where``; not a symbolic link, which the rename would replace); return the parents to create
     (:func:`deepseek.paths.check_output`, with the run files the plugins on ``host`` declare;
     ``replaces``: export's own ``hf/``). ``default``: ``out`` is export's default folder, not
-    given: one there already, even empty, is refused, since an export writes its folder whole and
-    never leaves an empty one (a user's folder named ``hf`` beside exported weights was replaced)."""
+    given: one there already, even empty, an earlier export's too, is refused and left as it is,
+    since an export writes its folder whole and replaces none (a user's folder named ``hf`` beside
+    exported weights was replaced)."""
     missing = check_output(out, where=where, folder=True, host=host, replaces=replaces)
     if out.is_symlink():  # the rename would replace the link (an empty folder it names: an internal error)
         raise UsageError(f"{where}: {out} is a symbolic link (to {shown(os.readlink(out))}); give a new folder")
     if default and out.exists():
-        raise UsageError(f"{where}: not given, so the folder is {out}, which already exists and is no folder an "
-                         f"export wrote (it writes its folder whole); give {where} a new folder, or remove {out}")
+        raise UsageError(f"{where}: not given, so the folder is {out}, which already exists (an earlier export's, "
+                         f"or a folder of yours) and an export replaces no folder; give {where} a new folder, or "
+                         f"remove {out}")
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{where}: {out} already exists and is not empty; give a new folder (or remove it)")
     return missing
