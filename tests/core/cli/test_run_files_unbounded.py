@@ -72,3 +72,25 @@ def test_a_2gib_metrics_file_is_refused_at_its_first_overlong_line(hostile: Host
     before = [(p, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(run.rglob("*"))]
     assert_refused(hostile.run(*RESUME), [f"metrics.jsonl:{lines + 1}: longer than 1,048,576 bytes, not a metrics record"])
     assert [(p, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(run.rglob("*"))] == before
+
+
+def test_a_commit_record_giving_a_2gib_trainer_json_is_refused_by_the_size_it_gives(
+        hostile: Hostile, trained_run: Path) -> None:
+    """A ``commit.json`` whose sizes match a 2 GiB ``trainer.json`` (sparse here) passed the size
+    check, and the checksum then read all 2 GiB (seconds of disk, for a file whose reader takes
+    16 MiB at most) before the checkpoint was refused as damaged. A record giving a file read
+    whole more than that is no record a commit wrote: refused from the sizes it gives, unread."""
+    import json
+
+    run = _copy(hostile, trained_run)
+    step = run / "checkpoints" / "step-1"
+    _sparse(step / "trainer.json")
+    record = json.loads((step / "commit.json").read_text())
+    record["files"]["trainer.json"] = 2 << 30
+    (step / "commit.json").write_text(json.dumps(record))
+    said = "commit.json gives trainer.json 2,147,483,648 bytes, more than the 16,777,216 such a file has"
+    assert_refused(hostile.run("eval", "--checkpoint", str(step), "--device", "cpu"),
+                   [f"{step}: the checkpoint is incomplete ({said}: no record a commit wrote)"])
+    assert_refused(hostile.run("eval", "--checkpoint", "run", "--device", "cpu"),
+                   [f"run: no complete checkpoint to load: step-1 is incomplete ({said}"])
+    assert (step / "trainer.json").stat().st_size == 2 << 30 and (step / "trainer.json").stat().st_blocks < 64

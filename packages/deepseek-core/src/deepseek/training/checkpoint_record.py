@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepseek.errors import CheckpointError
-from deepseek.parsing import loads_json, read_text
+from deepseek.parsing import MAX_FILE_BYTES, loads_json, read_text
 from deepseek.training.checkpoint_digest import checksum_problem, is_checksum
 
 TRAINER_FILE = "trainer.json"
@@ -67,6 +67,8 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
             raise ValueError(f"crc32 gives no checksum of {unchecked[0]}, which files lists")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return Found(step, path, 0, f"{COMMIT_FILE} unreadable ({exc})")
+    if (oversized := _oversized(files)) is not None:  # before a stat or checksum reads the file
+        return Found(step, path, 0, oversized)
     for name, size in files.items():
         try:  # one look per file: a live job may prune the folder meanwhile (then the file is missing)
             st = (path / name).stat()
@@ -77,6 +79,22 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
         if st.st_size != size:
             return Found(step, path, seq, f"{name} is corrupt or truncated: {st.st_size} bytes, {size} were written")
     return Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
+
+
+def _oversized(files: dict[str, int]) -> str | None:
+    """Which file ``files`` (a record's sizes) lists larger than a reader of it takes whole
+    (:data:`~deepseek.parsing.MAX_FILE_BYTES`: ``trainer.json``, ``sharded.json``), or ``None``. No
+    commit writes such a record (the reader refuses the file): a record giving a 2 GiB
+    ``trainer.json`` whose file has that size (a sparse one, a copy gone wrong, a forgery) had
+    every byte of it read for its checksum before its reader refused it."""
+    # imported here: checkpoint_sharded imports checkpoint_dirs, which imports this module
+    from deepseek.training.checkpoint_sharded import SHARDED_META
+
+    for name in (TRAINER_FILE, SHARDED_META):
+        if files.get(name, 0) > MAX_FILE_BYTES:
+            return (f"{COMMIT_FILE} gives {name} {files[name]:,} bytes, more than the {MAX_FILE_BYTES:,} such a "
+                    "file has: no record a commit wrote")
+    return None
 
 
 def _unrecorded_problem(path: Path) -> str | None:
