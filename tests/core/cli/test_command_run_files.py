@@ -161,7 +161,7 @@ def test_replaces_is_the_commands_own_declared_file_not_the_runs_dataset_s(
     from deepseek.data.text import TextDataset
 
     class Exporting(TextDataset):
-        written_files = ("model.pt2",)
+        written_files = ("acme-export.json",)  # export's model.pt2 once registered (below)
 
     class Packing(TextDataset):
         written_files = ("pack.json",)
@@ -182,6 +182,9 @@ def test_replaces_is_the_commands_own_declared_file_not_the_runs_dataset_s(
 
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0").status == "ok"
+    # declared as registered, model.pt2 refused the plugin (test_written_files.py); a class
+    # attribute changed since is refused where the run's dataset is read
+    Exporting.written_files = ("model.pt2",)
     run = _run_folder(tmp_path / "run")
     (run / "config.toml").write_text('[data]\nname = "acme.text"\n')
     (run / "model.pt2").write_bytes(b"the dataset's")

@@ -40,18 +40,21 @@ class Clashing(TrainableModel):
 
 
 class Plugin:
+    """Registers its classes lazily (``'module:Class'``): a listing is what reads them (one
+    registered as a class is read, and checked, when registered: test_written_files.py)."""
+
     @hookimpl
     def deepseek_register_commands(self, register: Any) -> None:
         register("acme-pack", "deepseek_acme.cli:pack", declares={"run_files": ["acme-pack.json", "acme-pack/"]})
 
     @hookimpl
     def deepseek_register_datasets(self, register: Any) -> None:
-        register("acme.reports", Reports)
+        register("acme.reports", f"{__name__}:Reports")
         register("acme.plain", Dataset)  # declares nothing: not listed
 
     @hookimpl
     def deepseek_register_models(self, register: Any) -> None:
-        register("acme.clashing", Clashing)
+        register("acme.clashing", f"{__name__}:Clashing")
 
 
 class Summarizing(TrainableModel, metaclass=_CountedReads):
@@ -61,7 +64,7 @@ class Summarizing(TrainableModel, metaclass=_CountedReads):
 class BetaPlugin:
     @hookimpl
     def deepseek_register_models(self, register: Any) -> None:
-        register("beta.summarizing", Summarizing)
+        register("beta.summarizing", f"{__name__}:Summarizing")
 
 
 def _list(capsys: pytest.CaptureFixture[str], *args: str, beta: bool = False) -> str:

@@ -54,12 +54,14 @@ class Plugin:
     @hookimpl
     def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
         register("withvocab", WithVocab, description="text keeping vocab.txt")
-        register("badlydeclared", BadlyDeclared, description="text declaring a path as a written file")
+        # lazily, as 'module:Class': checked where a run reads it (a class registered as a class is
+        # checked when registered, its plugin refused: test_written_files.py)
+        register("badlydeclared", f"{__name__}:BadlyDeclared", description="text declaring a path as a written file")
 
     @hookimpl
     def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
         register("reporting", Reporting, description="a GPT whose run writes report.json")
-        register("reportingbadly", ReportingBadly, description="a GPT declaring a path as a written file")
+        register("reportingbadly", f"{__name__}:ReportingBadly", description="a GPT declaring a path as a written file")
 
     @hookimpl
     def deepseek_train_start(self, trainer: Any) -> None:

@@ -48,25 +48,29 @@ class Packing(GPT):
 
 
 class Acme:
+    """Registers its classes lazily (``'module:Class'``, not imported at registration), so the
+    checks where a run or an output reads them are what these tests see (a class registered as a
+    class is checked when registered too: :func:`test_a_class_registered_as_a_class_is_checked_when_registered`)."""
+
     @hookimpl
     def deepseek_register_datasets(self, register: Any) -> None:
-        register("acme.metrics", Metrics, description="declares core's metrics.jsonl")
-        register("acme.checkpoints", Checkpoints, description="declares core's checkpoints/")
-        register("acme.reports", Reports, description="declares a folder and a file")
+        register("acme.metrics", f"{__name__}:Metrics", description="declares core's metrics.jsonl")
+        register("acme.checkpoints", f"{__name__}:Checkpoints", description="declares core's checkpoints/")
+        register("acme.reports", f"{__name__}:Reports", description="declares a folder and a file")
 
 
 class Beta:
     @hookimpl
     def deepseek_register_models(self, register: Any) -> None:
         register("beta.summarizing", Summarizing, description="declares acme's acme-summary.json")
-        register("beta.packing", Packing, description="declares export's model.pt2")
+        register("beta.packing", f"{__name__}:Packing", description="declares export's model.pt2")
 
 
 @pytest.fixture
 def host() -> PluginHost:
     host = PluginHost(PluginSettings(autoload=False))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # registered: the classes are checked when a run (or output) reads them
+        warnings.simplefilter("error")  # registered: lazy classes are checked when a run (or output) reads them
         host.register_plugin(Acme(), dist="deepseek-acme", version="0.1.0")
         host.register_plugin(Beta(), dist="deepseek-beta", version="0.2.0")
     return host
@@ -192,3 +196,78 @@ def test_a_factory_made_model_declares_nothing_for_the_run_as_for_an_output_chec
                 check_output(target, where="--out", folder=False, host=host)
         else:
             assert check_output(target, where="--out", folder=False, host=host) == []
+
+
+class Absolute(TextDataset):
+    written_files = ("/tmp/acme-report.json",)
+
+
+class Upward(TextDataset):
+    written_files = ("../acme-report.json",)
+
+
+class Plain(TextDataset):
+    written_files = ("acme-report.json",)
+
+
+def _registering(kind: str, cls: type) -> object:
+    """A plugin registering the sound dataset ``Plain``, then ``cls`` as the ``kind`` ``acme.wrong``."""
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_datasets(self, register: Any) -> None:
+            register("acme.plain", Plain)
+            if kind == "dataset":
+                register("acme.wrong", cls)
+
+        @hookimpl
+        def deepseek_register_models(self, register: Any) -> None:
+            if kind == "model":
+                register("acme.wrong", cls)
+
+    return Plugin()
+
+
+def test_a_class_registered_as_a_class_is_checked_when_registered() -> None:
+    """A dataset or model registered as a class (imported: nothing to import for the check)
+    declaring an absolute path, a ``..`` name, core's file or another distribution's command's
+    file was registered, and refused only when a run or an output check read it. It is refused
+    when registered, as a command's ``run_files`` are: the plugin dropped with what it had
+    registered (its sound classes too), one line naming distribution, plugin, hook, component and
+    class. The same rule still holds where the class is read: its attribute may change since."""
+    wrong = {
+        Absolute: f"written_files must be a tuple of names in the run folder (no '/'; a folder's name ends in one: "
+                  f"'acme-plots/'), got {Absolute.written_files!r}; fix the class attribute",
+        Upward: f"written_files must be a tuple of names in the run folder (no '/'; a folder's name ends in one: "
+                f"'acme-plots/'), got {Upward.written_files!r}; fix the class attribute",
+        Metrics: "written_files names 'metrics.jsonl', which deepseek-core's trainer writes in every run folder: "
+                 "both would write RUN/metrics.jsonl; give your file a name of your own, starting with your plugin's name",
+        Packing: "written_files names 'model.pt2', which deepseek-core 0.1.0 (its command 'export') declared first: "
+                 "both would write RUN/model.pt2; give your file a name of your own, starting with your plugin's name",
+    }
+    for cls, problem in wrong.items():
+        kind = "model" if cls is Packing else "dataset"
+        host = PluginHost(PluginSettings(autoload=False, strict=False))
+        with pytest.warns(Warning) as said:
+            record = host.register_plugin(_registering(kind, cls), dist="deepseek-acme", version="0.1.0", name="acme")
+        assert record.status == "failed" and record.components == {}, (cls, record)
+        assert {c.dist for c in host.components("dataset")} == {"deepseek-core"}  # acme.plain not kept either
+        hook = f"deepseek_register_{kind}s"
+        assert record.reason == (f"deepseek-acme 0.1.0 (deepseek-acme:acme, {hook}): {kind} 'acme.wrong' "
+                                 f"({__name__}.{cls.__qualname__}): {problem}; fix the plugin or skip it with "
+                                 "DEEPSEEK_DISABLE_PLUGINS=deepseek-acme"), record.reason
+        assert [str(w.message) for w in said] == [record.reason]
+    host = PluginHost(PluginSettings(autoload=False))
+
+    class Sound:
+        @hookimpl
+        def deepseek_register_datasets(self, register: Any) -> None:
+            register("acme.plain", Plain)
+
+    assert host.register_plugin(Sound(), dist="deepseek-acme", version="0.1.0").status == "ok"
+    Plain.written_files = ("metrics.jsonl",)  # changed since it was registered: refused where it is read
+    try:
+        assert written_files_problems(host) == [
+            f"dataset {__name__}.Plain (deepseek-acme 0.1.0, registered as 'acme.plain'): {wrong[Metrics]}"]
+    finally:
+        Plain.written_files = ("acme-report.json",)

@@ -13,6 +13,7 @@ refuses a folder in the place of any of them when a run starts
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,27 +77,55 @@ def is_run_folder(folder: Path) -> bool:
 def declared_written_files(cls: type, kind: str, component: Component | None = None,
                            host: PluginHost | None = None) -> tuple[str, ...]:
     """``cls.written_files`` of a dataset or model class (``kind``: ``"dataset"`` or ``"model"``,
-    for the message) registered as ``component`` on ``host``, checked: a tuple of names in the run
-    folder, a folder's ending in ``/`` (:func:`~deepseek.plugins.records.run_file_names`, as a
-    command's ``run_files``), none of them core's (``config.toml``, ``metrics.jsonl``,
-    ``checkpoints/``, ...) nor one another distribution's command or lifecycle hooks declare
-    (:func:`~deepseek.plugins.registrar.run_file_clash`; without ``component`` and ``host``:
-    core's only), else one :class:`~deepseek.errors.PluginError` naming the class and its
-    distribution."""
-    from deepseek.plugins.registrar import run_file_clash, run_file_owners
+    for the message) registered as ``component`` on ``host``, checked (:func:`written_files_problem`,
+    against the files of every command and lifecycle hooks on ``host``; without ``component`` and
+    ``host``: core's only), else one :class:`~deepseek.errors.PluginError` naming the class and its
+    distribution. Checked whenever a run or an output check reads the class (a class registered
+    lazily is imported only then; one registered as a class was checked when it was registered,
+    and its attribute may have changed since)."""
+    from deepseek.plugins.registrar import run_file_owners
 
     names = cls.written_files  # type: ignore[attr-defined]  # Dataset's and TrainableModel's declared attribute
     who = f"{kind} {cls.__module__}.{cls.__qualname__}" + (
         f" ({component.dist} {component.version}, registered as {component.name!r})" if component is not None else "")
-    if not run_file_names(names):
-        raise PluginError(f"{who}: written_files must be a tuple of names in the run folder (no '/'; a folder's name "
-                          f"ends in one: 'acme-plots/'), got {names!r}; fix the class attribute")
     owners = {} if host is None else run_file_owners(host.records, {"command": {c.name: [c] for c in
                                                                             host.components("command")}})
-    clash = run_file_clash(names, component.dist if component is not None else "", owners)
-    if clash:
-        raise PluginError(f"{who}: written_files {clash}")
+    problem = written_files_problem(names, component.dist if component is not None else "", owners)
+    if problem is not None:
+        raise PluginError(f"{who}: {problem}")
     return names
+
+
+def written_files_problem(names: object, dist: str, owners: Mapping[str, tuple[str, str]]) -> str | None:
+    """What is wrong with ``names`` as the ``written_files`` of a dataset or model of the
+    distribution ``dist``, in one phrase, else ``None``: the one rule, checked where the class is
+    registered as a class (:class:`~deepseek.plugins.registrar.Registrar`) and where a run or an
+    output check reads it (:func:`declared_written_files`). A tuple of names in the run folder, a
+    folder's ending in ``/`` (:func:`~deepseek.plugins.records.run_file_names`, as a command's
+    ``run_files``: no absolute path, no ``..``, no subfolder), none of them core's
+    (``config.toml``, ``metrics.jsonl``, ``checkpoints/``, ...) nor one another distribution's
+    command or lifecycle hooks declare (``owners``: :func:`~deepseek.plugins.registrar.run_file_owners`,
+    the rule :func:`~deepseek.plugins.registrar.run_file_clash`)."""
+    from deepseek.plugins.registrar import run_file_clash
+
+    if not run_file_names(names):
+        return (f"written_files must be a tuple of names in the run folder (no '/'; a folder's name ends in one: "
+                f"'acme-plots/'), got {names!r}; fix the class attribute")
+    clash = run_file_clash(names, dist, owners)  # type: ignore[arg-type]  # run_file_names: a tuple of str
+    return None if clash is None else f"written_files {clash}"
+
+
+def declaring_base(kind: str) -> type:
+    """The class whose subclasses declare ``written_files`` for the component ``kind``
+    (``"dataset"``: :class:`~deepseek.data.dataset.Dataset`, ``"model"``:
+    :class:`~deepseek.models.protocol.TrainableModel`); imports torch."""
+    if kind == "dataset":
+        from deepseek.data.dataset import Dataset
+
+        return Dataset
+    from deepseek.models.protocol import TrainableModel
+
+    return TrainableModel
 
 
 def _shared_name(name: str, component: Component | None, first: Component | None) -> str | None:
@@ -169,13 +198,9 @@ def class_written_files(host: PluginHost, component: Component) -> tuple[str, ..
     for one registered as a factory function, which declares nothing. A class that does not
     import, or a list that is malformed or names another distribution's file, is one
     :class:`~deepseek.errors.PluginError`."""
-    from deepseek.data.dataset import Dataset
-    from deepseek.models.protocol import TrainableModel
-
-    base = Dataset if component.kind == "dataset" else TrainableModel
     cls = component.load()
     return declared_written_files(cls, component.kind, component, host) if (
-        isinstance(cls, type) and issubclass(cls, base)) else ()
+        isinstance(cls, type) and issubclass(cls, declaring_base(component.kind))) else ()
 
 
 def component_run_files(host: PluginHost, *, classes: bool = False
@@ -227,18 +252,15 @@ def declaring_class(host: PluginHost, kind: str, name: object) -> tuple[str, typ
     component that is not installed here, not importable or ambiguous, or registered as a factory
     function (what it makes is not known without building it). The one rule for a run's start and
     for an output check reading the run's ``config.toml``, so both see the same names."""
-    from deepseek.data.dataset import Dataset
     from deepseek.errors import DeepseekError
-    from deepseek.models.protocol import TrainableModel
 
     component = _registered(host, kind, name)
     try:
         cls = component.load() if component is not None else None
     except DeepseekError:  # not importable here: its files are not known
         return None
-    base = Dataset if kind == "dataset" else TrainableModel
-    return (kind, cls, component) if component is not None and isinstance(cls, type) and issubclass(cls, base) \
-        else None
+    return (kind, cls, component) if component is not None and isinstance(cls, type) and issubclass(
+        cls, declaring_base(kind)) else None
 
 
 def written_by(host: PluginHost, data_name: object, model_name: object) -> tuple[str, ...]:

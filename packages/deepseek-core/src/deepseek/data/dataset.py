@@ -83,7 +83,9 @@ class Dataset(ABC):
     (:mod:`deepseek.run_files`; a model declares its own the same way,
     :attr:`deepseek.models.protocol.TrainableModel.written_files`). Each name is one
     distribution's: core's, another distribution's, or one the run's model of another
-    distribution declares too is a ``PluginError`` (:func:`deepseek.run_files.run_written_files`)."""
+    distribution declares too is a ``PluginError`` (:func:`deepseek.run_files.run_written_files`),
+    raised where a run or an output check reads the class, and, for a class registered as a class
+    (not lazily), when it is registered (its plugin then skipped)."""
 
     def __init__(self, options: Any, *, batch_size: int, seed: int) -> None:
         self.options = options

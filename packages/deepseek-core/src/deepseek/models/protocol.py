@@ -154,7 +154,8 @@ class TrainableModel(nn.Module):
     the class registered as the model (a factory function's model declares nothing, when its run
     starts as for an output check: :func:`deepseek.run_files.declaring_class`); each a plain
     file name or a folder's ending in ``/``, and one distribution's (as a dataset's), else a
-    ``PluginError`` naming the class and its distribution. Default: none."""
+    ``PluginError`` naming the class and its distribution (when registered too, for a class
+    registered as a class). Default: none."""
 
     def metric_names(self) -> tuple[str, ...] | None:
         """The metrics ``forward`` reports beside ``"loss"`` (the names of its scalar entries;

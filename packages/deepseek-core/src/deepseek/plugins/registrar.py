@@ -21,6 +21,9 @@ from deepseek.plugins.records import (
     run_file_names,
 )
 
+WRITTEN_FILES_KINDS = ("dataset", "model")
+"""The component kinds whose classes declare the files their runs write (``written_files``)."""
+
 
 class InvalidRegistration(PluginError):
     """A ``register`` call was invalid; the message names distribution, plugin and hook."""
@@ -104,6 +107,23 @@ class Registrar:
             self._check_run_files(name, dict(out))
         return tuple(sorted(out))
 
+    def _check_written_files(self, name: str, target: Any) -> None:
+        """A dataset or model registered as a class (imported already) that declares
+        ``written_files``: checked now, as a command's ``run_files`` are, by the rule a run checks
+        them with (:func:`deepseek.run_files.written_files_problem`). One registered lazily
+        (``'module:Class'``) is imported, and checked, only where a run or an output check reads it;
+        a factory function declares nothing."""
+        if self.kind not in WRITTEN_FILES_KINDS or not isinstance(target, type):
+            return
+        from deepseek.run_files import declaring_base, written_files_problem
+
+        if not issubclass(target, declaring_base(self.kind)):
+            return
+        problem = written_files_problem(target.written_files, self.dist,  # type: ignore[attr-defined]
+                                        run_file_owners(self._records, self._committed))
+        if problem is not None:
+            raise self._error(f"{self.kind} {name!r} ({target.__module__}.{target.__qualname__}): {problem}")
+
     def _check_run_files(self, name: str, declared: dict[str, Any]) -> None:
         """A command's ``run_files`` (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`): a list of
         plain file names (or folder names ending in ``/``), the files it writes directly in the run
@@ -155,6 +175,7 @@ class Registrar:
         description = one_line(description) or (
             "" if isinstance(target, str) else _default_description(target)
         )
+        self._check_written_files(name, target)
         common: dict[str, Any] = dict(
             kind=self.kind, target=target, dist=self.dist, version=self.version,
             module=self.module, description=description, declares=self._declares(name, declares),
