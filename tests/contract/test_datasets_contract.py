@@ -2,7 +2,8 @@
 global batches of ``batch_size`` rows (a mapping of tensors agreeing on dimension 0), a fixed
 validation set, a JSON-ready position that resumes the same batches (and the same count of
 passes, ``epochs_done``, which never goes back), the default shard, a
-class count (``model_num_classes``) that covers the labels (a batch's ``label``) where one is declared,
+class count (``model_num_classes``) that covers the labels (a batch's ``label``, where batches carry one)
+where one is declared,
 and a text codec (``text_codec``) that gives back its own validation text where one is declared.
 
 Data with passes (``epochs_done`` not ``None``) also resumes across the end of one: batches are
@@ -113,10 +114,27 @@ def test_dataset_contract(name: str, tmp_path: Path, contract_data: OwnData) -> 
         assert problem is None, f"{name}: text_codec() on its validation batch, {problem}"
     classes = cls.model_num_classes(data.options)  # declared from the options: it covers the labels
     assert classes is None or (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1)
-    if classes is not None:
-        labels = [b["label"] for b in (first, *val)]
-        assert all(int(x.min()) >= 0 and int(x.max()) < classes for x in labels), (
-            f"{name}: labels outside 0..{classes - 1}, the class count it declares")
+    problem = labels_outside(classes, [first, *val])
+    assert problem is None, f"{name}: {problem}"
+
+
+def labels_outside(classes: int | None, batches: list[Any]) -> str | None:
+    """What is wrong with the ``label`` entries of ``batches`` for a dataset declaring ``classes``
+    (``model_num_classes``), or ``None``. ``label`` is the convention, not a rule (docs/plugins.md
+    section 11): batches without one (a tagger's ``tags``, labelled under another key) are not read."""
+    labels = [b["label"] for b in batches if isinstance(b.get("label"), torch.Tensor)]
+    if classes is None or not labels or all(int(x.min()) >= 0 and int(x.max()) < classes for x in labels):
+        return None
+    return f"labels outside 0..{classes - 1}, the class count it declares"
+
+
+def test_class_count_is_checked_on_label_entries_only() -> None:
+    tags = torch.tensor([[1, 3, -100], [0, 2, -100]])  # per-token tags with padding, no `label` entry
+    assert labels_outside(4, [{"input_ids": tags.clamp_min(0), "tags": tags}]) is None
+    assert labels_outside(4, [{"x": tags, "label": torch.tensor([0, 3])}]) is None
+    assert labels_outside(3, [{"x": tags, "label": torch.tensor([0, 3])}]) == (
+        "labels outside 0..2, the class count it declares")
+    assert labels_outside(None, [{"label": torch.tensor([-1])}]) is None
 
 
 def _pass_options(name: str, cls: type, folder: Path, own: OwnData) -> dict[str, Any]:
