@@ -7,6 +7,7 @@ even when it has a method called ``generate``."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import pytest
@@ -127,6 +128,9 @@ def test_a_model_without_it_is_refused_in_one_line_saying_how(make) -> None:
     assert message == (f"generate: the model ({name}) does not generate text (capability 'generation'); "
                        f"{GENERATION_HOWTO}, or use a model that offers it, such as the GPT presets")
     assert "\n" not in message and "generate_cached" in message and "docs/plugins.md" in message
+    # the method it names takes the contract's parameters, in their order (docs/plugins.md section 10)
+    contract = [p for p in inspect.signature(TrainableModel.generate).parameters if p != "self"]
+    assert f"a generate({', '.join(contract)}) method" in message
     with pytest.raises(UsageError, match=r"^eval: the model"):
         require_generation(model, command="eval")
     with pytest.raises(UsageError):

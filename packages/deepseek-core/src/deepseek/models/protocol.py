@@ -84,7 +84,7 @@ every tensor with the batch's rows along its first dimension."""
 
 GENERATION_HOWTO = (
     "give the model's class (a TrainableModel subclass) a generate(idx, max_new_tokens, temperature, top_k, "
-    "generator, on_token, static, top_p) method; with cached_decoding it is one call of "
+    "generator, on_token, static, top_p, repetition_penalty) method; with cached_decoding it is one call of "
     "deepseek.models.decoding.generate_cached (docs/plugins.md, 'Models')"
 )
 """How a model offers capability ``generation`` (the end of
