@@ -301,3 +301,39 @@ def test_a_plugin_options_prompt_aborts_at_submit_as_the_job_does_not_read_the_s
         assert sys.stdin.read() == "y\n" * 10  # nothing read
     finally:
         d.close()
+
+
+@click.command("train")
+@click.option("--name", prompt=True, prompt_required=False, default="run")
+def _acme_train_prompts_when_bare(name: str) -> None:
+    """A third-party ``train`` whose ``--name`` prompts only when given without a value."""
+
+
+def test_a_plugin_option_given_bare_that_prompts_aborts_at_submit_not_reading_the_servers_stdin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prompt_required=False``: not given, ``--name`` takes its default; given bare (``--name``
+    and no value), click prompts for it: the job, on its empty stdin, aborts (130), so the submit
+    refuses it (422) and the server's own stdin is not read."""
+    import io
+
+    from _submitlines import run_in
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"}),
+                                     prefer=("deepseek-acme",)))
+    plugin = registering("deepseek_register_commands",
+                         {"train": "test_service_submit_check_plugins:_acme_train_prompts_when_bare"})
+    assert host.register_plugin(plugin, dist="deepseek-acme", version="1.0").status == "ok"
+    cases = ([], ["--name"], ["--name", "x"], ["--name="])
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # the job's: empty
+    assert [run_in(tmp_path, ["train", *args], host)[0] for args in cases] == [0, 130, 0, 0]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n" * 10))  # the server's, as a terminal would answer
+    d = two_tenants(tmp_path / "srv", host, study_check=False)
+    try:
+        answers = [d.submit("acme", d.tokens["bob"], command="train", args=args) for args in cases]
+        aborts = ("an option of 'deepseek train' aborts the job as its command line is parsed, before the command "
+                  "runs (see 'deepseek train --help')")
+        assert [(r.status_code, r.json().get("detail")) for r in answers] == [
+            (201, None), (422, aborts), (201, None), (201, None)]
+        assert sys.stdin.read() == "y\n" * 10  # nothing read
+    finally:
+        d.close()

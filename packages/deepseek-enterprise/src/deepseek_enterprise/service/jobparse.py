@@ -55,26 +55,35 @@ def _context(command: click.Command, name: str | None, args: list[str], parent: 
     print it, and so does a command given no arguments that shows its help (``NoArgsIsHelpError``)."""
     ctx = _without_help(command.context_class)(command, info_name=name, parent=parent, **command.context_settings)
     with ctx.scope(cleanup=False):
+        if args:  # (none: click shows the help of a command that asks for it before it parses)
+            # the options the command line gives, as the command's own parser reads them (it
+            # raises what the parse below would raise first); a copy: the parser consumes its list
+            ctx.given = frozenset(command.make_parser(ctx).parse_args(args=list(args))[0])
         command.parse_args(ctx, args)
     return ctx
 
 
 def _without_help(context_class: type[click.Context]) -> type[click.Context]:
     """``context_class`` whose ``get_help`` raises :class:`HelpShown`, and in which an option that
-    would prompt (click's ``prompt=``, ``confirmation_option``: its value not given) aborts
-    without reading: the job's stdin is empty, so its prompt aborts it (``aborted``, exit 130),
-    where the server's parse would read the server's own stdin (a terminal: the request waits)."""
+    would prompt (click's ``prompt=``, ``confirmation_option``: its value not given; or given
+    bare, with no value, where it may be: ``prompt_required=False``) aborts without reading: the
+    job's stdin is empty, so its prompt aborts it (``aborted``, exit 130), where the server's
+    parse would read the server's own stdin (a terminal: the request waits)."""
 
     class WithoutHelp(context_class):  # type: ignore[misc,valid-type]
+        given: frozenset[str] = frozenset()
+        """The names of the options the command line gives (set by :func:`_context`)."""
+
         def get_help(self) -> str:
             raise HelpShown
 
         def lookup_default(self, name: str, call: bool = True) -> Any:
             # click looks here for a value the command line and the environment did not give,
-            # before it prompts for one
+            # before it prompts for one (prompt_required, or required); and, for an option the
+            # command line gives, only as it prompts for the value that was not given with it
             param = next((p for p in self.command.params if p.name == name), None)
             if (isinstance(param, click.Option) and param.prompt is not None
-                    and (param.required or param.prompt_required)):
+                    and (param.required or param.prompt_required or name in self.given)):
                 raise click.Abort
             return super().lookup_default(name, call=call)
 
