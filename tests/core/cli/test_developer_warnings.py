@@ -75,21 +75,6 @@ def test_a_user_who_asks_python_for_warnings_gets_the_developers_ones(
                    "warning: acme: the model is a demo", ERROR]
 
 
-def test_pythons_development_mode_asks_for_the_developers_warnings_too(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -X dev`` / ``PYTHONDEVMODE=1`` shows deprecations by default with no ``-W`` given
-    (``sys.warnoptions`` empty): the developer who runs it sees them as with ``-W default``."""
-    flags = {k: getattr(sys.flags, k) for k in dir(sys.flags) if not k.startswith("_") and k not in ("count", "index")}
-    monkeypatch.setattr(sys, "flags", type("Flags", (), {**flags, "dev_mode": True})())
-    monkeypatch.setattr(sys, "warnoptions", [])
-    assert _bench_acme(tmp_path, monkeypatch, "acme_escapes_dev", MODULE) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    escape = "warning: invalid escape sequence '\\.'"
-    assert err == [escape, "warning: acme_escapes.old_api is deprecated", escape,
-                   "warning: acme: the model is a demo", ERROR]
-
-
-
 COMPILED = SyntaxWarning if sys.version_info >= (3, 12) else DeprecationWarning
 """The category of the invalid escape's warning Python raises as it compiles MODULE."""
 
@@ -120,4 +105,26 @@ def test_a_filter_the_user_set_shows_the_developers_warnings_it_matches_only(
               (SyntaxWarning, escape)]  # compiling the source, then its warn and warn_explicit
     expected = [line for category, line in raised
                 if category in shown or ("deprecated" in shown and "deprecated" in line)]
+    assert capsys.readouterr().err.strip().splitlines() == [*expected, "warning: acme: the model is a demo", ERROR]
+
+
+@pytest.mark.parametrize(("options", "shown"), [
+    ([], {COMPILED, DeprecationWarning, SyntaxWarning}),  # python -X dev: every one, as with -W default
+    (["ignore::DeprecationWarning"], {SyntaxWarning}),    # python -X dev -W ignore::DeprecationWarning: the user's wins
+])
+def test_pythons_development_mode_asks_for_the_developers_warnings_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], options: list[str],
+        shown: set[object]) -> None:
+    """``python -X dev`` / ``PYTHONDEVMODE=1`` shows deprecations by default: the developer who runs
+    it sees them as with ``-W default``, and a ``-W`` filter of theirs decides what it matches."""
+    flags = {k: getattr(sys.flags, k) for k in dir(sys.flags) if not k.startswith("_") and k not in ("count", "index")}
+    monkeypatch.setattr(sys, "flags", type("Flags", (), {**flags, "dev_mode": True})())
+    # as Python sets it in development mode: its "default" first, then PYTHONWARNINGS's and the -W options
+    monkeypatch.setattr(sys, "warnoptions", ["default", *options])
+    name = f"acme_escapes_dev_{len(options)}"
+    assert _bench_acme(tmp_path, monkeypatch, name, MODULE) == 2
+    escape = "warning: invalid escape sequence '\\.'"
+    raised = [(COMPILED, escape), (DeprecationWarning, "warning: acme_escapes.old_api is deprecated"),
+              (SyntaxWarning, escape)]  # compiling the source, then its warn and warn_explicit
+    expected = [line for category, line in raised if category in shown]
     assert capsys.readouterr().err.strip().splitlines() == [*expected, "warning: acme: the model is a demo", ERROR]
