@@ -1,6 +1,6 @@
 """A ``deepseek`` process that is a rank of a multi-process job (``RANK`` and ``WORLD_SIZE`` set,
 as torchrun sets them) leaves with its exit code past the interpreter's shutdown
-(``deepseek.cli.root.leave_rank``), whose C++ destructors could abort and turn exit code 0 or 2
+(``deepseek.cli.exits.leave_rank``), whose C++ destructors could abort and turn exit code 0 or 2
 into SIGABRT; its error line is still printed, and a rank that succeeds runs its atexit handlers
 first. Elsewhere the ordinary exit runs (atexit handlers, then the shutdown that finalizes
 objects, here one whose ``__del__`` prints)."""

@@ -20,7 +20,7 @@ SIGNALLED_COMMANDS = ("train", "launch")
 
 LAUNCHER_COMMANDS = ("launch",)
 """Commands whose process is a job's launcher (``deepseek_pro``'s ``launch``): as the process's
-entry point it ends through :func:`deepseek.cli.root.leave_launcher`, its exit close to the report
+entry point it ends through :func:`deepseek.cli.exits.leave_launcher`, its exit close to the report
 it printed last."""
 
 _VALUE_OPTIONS = ("--plugins", "--disable-plugins")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
 
 
 def __getattr__(name: str) -> Any:
-    # the command line's names (cli, exit_now, split_debug, out_of_memory, ...) live in root.py;
+    # the command line's names (cli, split_debug, out_of_memory, exit_status, ...) are root.py's;
     # the import system's own probes (``__path__``) must not import it
     if name.startswith("__"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

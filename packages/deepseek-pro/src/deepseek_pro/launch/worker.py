@@ -11,7 +11,7 @@ ARGS`` is ``python -m deepseek ARGS`` plus four things the launcher relies on.
    killing it, and the dump lands in this rank's log, shown in the failure report. (SIGUSR1 is a
    stop request, see :mod:`deepseek.training.preemption`.)
 4. A rank leaves with its exit code past the interpreter's shutdown (core's
-   :func:`deepseek.cli.root.leave_rank`, which ``deepseek`` run by torchrun uses too), which could
+   :func:`deepseek.cli.exits.leave_rank`, which ``deepseek`` run by torchrun uses too), which could
    abort in torch's and gloo's C++ destructors (``terminate called without an active exception``)
    and turn exit code 0 or 2 into SIGABRT; a rank that succeeded runs Python's exit handlers first.
 """
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     beat("start")
     if DUMP_SIGNAL is not None:
         faulthandler.register(DUMP_SIGNAL, all_threads=True)
+    from deepseek.cli.exits import exit_status, leave_rank
     from deepseek.cli.main import main as deepseek_main
-    from deepseek.cli.root import exit_status, leave_rank
 
     try:
         deepseek_main(list(sys.argv[1:] if argv is None else argv))
