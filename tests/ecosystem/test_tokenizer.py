@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -314,17 +314,30 @@ def test_a_text_file_that_is_not_utf8_is_refused_by_a_tokenizer(trained: dict[st
        str(tmp_path / "bytes"))
 
 
-def test_the_run_tokenizer_checked_is_the_one_used(trained: dict[str, Any], tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """generate (and export) hashed the run's tokenizer.json against the digest its checkpoint
-    records, then read the file again to parse it: a file replaced between the two reads was used
-    unchecked (every id meaning other text). The bytes checked are now the bytes parsed: here the
-    file is replaced right after its first read, and the tokenizer is the run's own."""
+class Replaced(NamedTuple):
+    """What :func:`_replaced_after_read` set up."""
+
+    run: Path
+    own: bytes
+    """The run's tokenizer.json."""
+    other: bytes
+    """The replacement: a valid tokenizer whose two last ids (tokens ``a`` and ``b``) mean each other's text."""
+    vocab: dict[str, int]
+    """The replacement's vocabulary."""
+    a: str
+    b: str
+    reads: list[Path]
+    """Each read of the run's tokenizer.json so far."""
+
+
+def _replaced_after_read(trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *,
+                         after: int = 1) -> Replaced:
+    """A copy of the trained run whose ``tokenizer.json`` is replaced, on disk, right after the
+    ``after``-th read of it (``deepseek.parsing.read_file``; ``0``: never) by a valid tokenizer
+    whose two last ids mean each other's text."""
     import shutil
 
     import deepseek.parsing
-    from deepseek.data.bpe import file_digest
-    from deepseek.training.inference import trained_tokenizer
 
     run = tmp_path / "run"
     shutil.copytree(trained["run"], run)
@@ -336,15 +349,51 @@ def test_the_run_tokenizer_checked_is_the_one_used(trained: dict[str, Any], tmp_
     vocab[a], vocab[b] = vocab[b], vocab[a]  # a valid tokenizer whose two last ids mean the other text
     other = json.dumps(spec).encode("utf-8")
     real = deepseek.parsing.read_file
+    reads: list[Path] = []
 
     def read_file(path: Any, *args: Any, **kwargs: Any) -> bytes:
         data = real(path, *args, **kwargs)
-        if Path(path) == copy and copy.read_bytes() == own:
-            copy.write_bytes(other)  # replaced right after this read
+        if Path(path) == copy:
+            reads.append(copy)
+            if len(reads) == after:
+                copy.write_bytes(other)  # replaced right after this read
         return data
 
     monkeypatch.setattr(deepseek.parsing, "read_file", read_file)
+    return Replaced(run, own, other, vocab, a, b, reads)
+
+
+def test_the_run_tokenizer_checked_is_the_one_used(trained: dict[str, Any], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate (and export) hashed the run's tokenizer.json against the digest its checkpoint
+    records, then read the file again to parse it: a file replaced between the two reads was used
+    unchecked (every id meaning other text). The bytes checked are now the bytes parsed: here the
+    file is replaced right after its first read, and the tokenizer is the run's own."""
+    from deepseek.data.bpe import file_digest
+    from deepseek.training.inference import trained_tokenizer
+
+    run, own, other, vocab, a, b, _ = _replaced_after_read(trained, tmp_path, monkeypatch)
     tok = trained_tokenizer(run)
-    assert copy.read_bytes() == other  # it was replaced, after the read the check made
+    assert (run / "tokenizer.json").read_bytes() == other  # it was replaced, after the read the check made
     assert tok.identity == f"bpe:{file_digest(own)}" != f"bpe:{file_digest(other)}"
     assert tok.hf.token_to_id(a) == vocab[b]  # the run's own id of the token, not the replacement's
+
+
+def test_export_writes_the_run_tokenizer_it_checked(trained: dict[str, Any], host: PluginHost, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``export --format hf`` checked the run's tokenizer.json against the checkpoint's record
+    (twice), read it twice more (the vocabulary check, the separator's) and copied it by path: a
+    file replaced after its last check was the export's tokenizer.json (every id meaning other
+    text to a Hugging Face user). The export now reads it once, and writes the bytes it checked:
+    here the file is replaced right after the export's last read of it (counted by an export
+    before), and the export holds the run's own."""
+    counted = _replaced_after_read(trained, tmp_path / "count", monkeypatch, after=0)
+    ok(host, "export", "--checkpoint", str(counted.run), "--format", "hf", "--out", str(tmp_path / "count" / "hf"))
+    last = len(counted.reads)
+    run, own, other, *_ = _replaced_after_read(trained, tmp_path, monkeypatch, after=last)
+    ok(host, "export", "--checkpoint", str(run), "--format", "hf", "--out", str(tmp_path / "hf"))
+    assert (run / "tokenizer.json").read_bytes() == other  # it was replaced, after the read the export checked
+    assert (tmp_path / "hf" / "tokenizer.json").read_bytes() == own
+    assert last == 1  # read once: its check, its vocabulary and separator, and the bytes written are one read
+    spec = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    assert (spec["eos_token"], spec["bos_token"]) == ("<|endoftext|>", "<|endoftext|>")

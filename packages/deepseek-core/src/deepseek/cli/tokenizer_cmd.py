@@ -131,7 +131,6 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
     """Train a byte-level BPE tokenizer on the corpus's (or --files') training split."""
     from deepseek.data.bpe import (
         BPETokenizer,
-        file_digest,
         require_tokenizers,
         tokenizer_bytes,
         train_bpe,
@@ -179,9 +178,8 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         raise UsageError(f"{'--files' if files else '--data'}: the training split of {corpus.name} holds no text (every "
                          "document is empty); give files with text (nothing was written)")
     path = write_tokenizer(hf, out)
-    # the digest of the bytes written, not of the path read back (something else may be there by now)
-    tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), digest=file_digest(tokenizer_bytes(hf)),
-                       source=str(path))
+    # the bytes written, not the path read back (something else may be there by now)
+    tok = BPETokenizer(hf, separator=hf.token_to_id(separator_token), content=tokenizer_bytes(hf), source=str(path))
     click.echo(f"wrote {shown(path)}{created_note(missing)}: vocabulary {tok.vocab_size}, separator "
                f"{separator_token!r} = id {tok.separator}, trained on {learnt[0]:,} bytes of {shown(corpus.name)}")
     _report_compression(tok, corpus, has_val)

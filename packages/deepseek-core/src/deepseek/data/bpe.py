@@ -58,13 +58,16 @@ def require_tokenizers(where: str) -> Any:
 
 
 class BPETokenizer(Tokenizer):
-    """A ``tokenizers.Tokenizer`` with its separator id and file hash (see the module docstring)."""
+    """A ``tokenizers.Tokenizer`` with its separator id and file hash (see the module docstring).
+    ``content`` is the ``tokenizer.json`` it was parsed from, as read once (and checked, where a
+    checkpoint records it): its hash is :attr:`identity`, and it is what an export writes."""
 
-    def __init__(self, hf: Any, *, separator: int, digest: str, source: str) -> None:
+    def __init__(self, hf: Any, *, separator: int, content: bytes, source: str) -> None:
         self.hf = hf
         self.vocab_size = int(hf.get_vocab_size(with_added_tokens=True))
         self.separator = separator
-        self.identity = f"bpe:{digest}"
+        self.content = content
+        self.identity = f"bpe:{file_digest(content)}"
         self.source = source
         self._token_bytes: tuple[int, ...] | None | bool = False  # False: not computed yet
 
@@ -251,7 +254,7 @@ def load_bpe(path: str | os.PathLike[str], separator_token: str = SEPARATOR_TOKE
             "tokenizer_config.json beside it); name the tokenizer's end-of-document token (data.separator_token, "
             "or --separator) or add it as a special token"
         )
-    return BPETokenizer(hf, separator=int(separator), digest=file_digest(data), source=str(p))
+    return BPETokenizer(hf, separator=int(separator), content=data, source=str(p))
 
 
 def train_bpe(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2,

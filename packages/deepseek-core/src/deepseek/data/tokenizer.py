@@ -130,16 +130,24 @@ def with_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path, trainer_st
     token id would mean something else. Without the copy the setting's own file is used, and is
     checked the same way (:func:`check_setting_tokenizer`) unless ``check_setting`` is false (a
     resume, where ``--set data.tokenizer`` may still replace it and the result is checked)."""
-    out = dict(config_data)
+    return checked_run_tokenizer(config_data, run_dir, trainer_state, check_setting=check_setting)[0]
+
+
+def checked_run_tokenizer(config_data: Mapping[str, Any], run_dir: Path, trainer_state: Any = None, *,
+                          check_setting: bool = True) -> tuple[dict[str, Any], bytes | None]:
+    """:func:`with_run_tokenizer`, and the bytes of the file its ``data.tokenizer`` names, as read
+    for the check (``None`` where nothing was checked): a caller loading the tokenizer parses them
+    (:func:`open_tokenizer`'s ``content``) rather than read the file again, replaced meanwhile."""
+    out, content = dict(config_data), None
     table = out.get("data")
     copy = Path(run_dir) / TOKENIZER_FILE
     setting = table.get("tokenizer") if isinstance(table, Mapping) else None
     if isinstance(table, Mapping) and setting and copy.is_file():
-        check_run_tokenizer(copy, trainer_state)
+        content = check_run_tokenizer(copy, trainer_state)
         out["data"] = {**table, "tokenizer": str(copy)}
     elif isinstance(setting, str) and setting and check_setting:
-        check_setting_tokenizer(setting, copy, trainer_state)
-    return out
+        content = check_setting_tokenizer(setting, copy, trainer_state)
+    return out, content
 
 
 def recorded_tokenizer(trainer_state: Any) -> str | None:

@@ -34,8 +34,10 @@ from deepseek.parsing import loads_json, read_text
 from deepseek.paths import check_output, make_folders, usual_mode
 
 if TYPE_CHECKING:
+    from deepseek.data.bpe import BPETokenizer
     from deepseek.plugins.host import PluginHost
     from deepseek.run_files import OwnRunFile
+    from deepseek.training.weights_source import Source
 
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -97,10 +99,11 @@ def _usual_modes(folder: Path) -> None:
         usual_mode(f)
 
 
-def read_tokenizer(path: Path, vocab_size: int) -> dict[str, Any]:
-    """``tokenizer.json`` checked: a JSON object with a ``model`` whose ids fit ``vocab_size``."""
+def read_tokenizer(path: Path, vocab_size: int, content: bytes | None = None) -> dict[str, Any]:
+    """``tokenizer.json`` checked: a JSON object with a ``model`` whose ids fit ``vocab_size``;
+    ``content``: the file's bytes, already read (``path`` then only names it)."""
     try:
-        data = loads_json(read_text(path, MAX_TOKENIZER_BYTES))
+        data = loads_json(read_text(path, MAX_TOKENIZER_BYTES) if content is None else content.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: not a readable tokenizer.json ({exc}); save it with tokenizers' "
                          "Tokenizer.save") from None
@@ -122,16 +125,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _separator(checkpoint: str, tokenizer: dict[str, Any]) -> tuple[str, int] | None:
-    """The document separator the checkpoint was trained with (``data.separator_token`` of a run,
-    the eos_token declared beside an imported file, else ``<|endoftext|>``) as ``(token, id)``,
-    when it is one of ``tokenizer``'s added (special) tokens: the export's bos/eos."""
-    from deepseek.data.bpe import BPETokenizer
-    from deepseek.training.inference import trained_tokenizer
-
-    tok = trained_tokenizer(checkpoint)
-    if not isinstance(tok, BPETokenizer):
-        return None
+def _separator(tok: BPETokenizer, tokenizer: dict[str, Any]) -> tuple[str, int] | None:
+    """The document separator ``tok`` (a checkpoint's tokenizer) was trained with (a run's
+    ``data.separator_token``, the eos_token declared beside an imported file, else ``<|endoftext|>``)
+    as ``(token, id)``, when one of ``tokenizer``'s (its tokenizer.json's) added tokens: the export's bos/eos."""
     content = tok.hf.id_to_token(tok.separator)
     special = any(isinstance(t, dict) and t.get("content") == content and t.get("id") == tok.separator
                   for t in tokenizer.get("added_tokens") or [])
@@ -141,17 +138,18 @@ def _separator(checkpoint: str, tokenizer: dict[str, Any]) -> tuple[str, int] | 
 # ----------------------------------------------------------------------------- export
 
 
-def run_tokenizer(checkpoint: str) -> Path | None:
-    """The ``tokenizer.json`` the model of ``checkpoint`` (a run folder, one of its checkpoint
-    folders, or an exported ``.safetensors``) was trained with, as generate and eval find it
-    (:func:`~deepseek.training.inference.trained_tokenizer`: the run's copy, else the file its
-    ``data.tokenizer`` names, either checked against what the checkpoint records); ``None`` for
-    byte tokens. (Looking for the copy alone, a run whose copy was gone was exported as bytes.)"""
+def run_tokenizer(source: Source) -> BPETokenizer | None:
+    """The tokenizer the model of ``source`` (a run folder's or checkpoint folder's checkpoint, or
+    an exported ``.safetensors``, as read_source read it) was trained with, as generate and eval
+    find it (:func:`~deepseek.training.inference.trained_tokenizer`: the run's copy, else the file
+    its ``data.tokenizer`` names, either checked against what the checkpoint records when the
+    source was read, and not read again: its ``content`` is what was checked); ``None`` for byte
+    tokens. (Looking for the copy alone, a run whose copy was gone was exported as bytes.)"""
     from deepseek.data.bpe import BPETokenizer
     from deepseek.training.inference import trained_tokenizer
 
-    tok = trained_tokenizer(checkpoint)
-    return Path(tok.source) if isinstance(tok, BPETokenizer) else None
+    tok = trained_tokenizer(source)
+    return tok if isinstance(tok, BPETokenizer) else None
 
 
 def default_export_folder(checkpoint: Path) -> Path:
@@ -171,16 +169,18 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
 
     from deepseek.training.checkpoint_io import save_tensors
     from deepseek.training.inference import load_trained
+    from deepseek.training.weights_source import read_source
 
     own = export_run_file(host, EXPORT_HF) if host is not None else None  # a run's hf/: the command's declared folder
     missing = check_target(out, where, host=host, replaces=own, default=default)
-    model, config, _ = load_trained(checkpoint, "cpu", host=host)
+    source = read_source(checkpoint)  # read once: the model and the tokenizer bytes it checked
+    model, config, _ = load_trained(source, "cpu", host=host)
     options = config.model.options
     problem = gpt2.export_problem(config.model.name, options, model)
     if problem:
         raise UsageError(f"{spelled('export --format hf', 'export(format=' + repr('hf') + ')')}: {problem}")
-    tok_path = run_tokenizer(checkpoint)
-    separator = _separator(checkpoint, read_tokenizer(tok_path, options.vocab_size)) if tok_path else None
+    tok = run_tokenizer(source)  # its bytes, checked, are what the folder gets: the file is not read again
+    separator = _separator(tok, read_tokenizer(Path(tok.source), options.vocab_size, tok.content)) if tok else None
     eos = separator[1] if separator else None
     tensors = gpt2.to_hf_state(model.state_dict(), options, torch_dtype(dtype))
     hf_config = gpt2.hf_config(options, dtype, bos=eos, eos=eos)
@@ -188,8 +188,8 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
     def fill(tmp: Path) -> None:
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
         save_tensors(tmp / WEIGHTS_FILE, tensors, {"format": "pt"})
-        if tok_path is not None:
-            shutil.copyfile(tok_path, tmp / TOKENIZER_FILE)
+        if tok is not None:
+            (tmp / TOKENIZER_FILE).write_bytes(tok.content)
             tok_config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast",
                                           "model_max_length": options.max_seq_len}
             if separator is not None:
@@ -199,8 +199,8 @@ def export_hf(checkpoint: str, out: Path, dtype: str = "fp32", host: Any = None,
             (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
 
     created = write_folder(out, missing, fill, where)
-    if tok_path is not None:  # a report line: the folder holds what a Hugging Face user expects
-        notes = [Note(f"tokenizer: copied {tok_path} with a tokenizer_config.json; load it with "
+    if tok is not None:  # a report line: the folder holds what a Hugging Face user expects
+        notes = [Note(f"tokenizer: copied {tok.source} with a tokenizer_config.json; load it with "
                       f"transformers.AutoTokenizer.from_pretrained({str(out)!r})", None)]
     else:  # a warning from Python: the folder lacks the tokenizer a Hugging Face user expects
         notes = [Note("tokenizer: none written; the vocabulary is raw UTF-8 bytes (ids 0..255), so encode text as "

@@ -200,22 +200,25 @@ def placed_run(placer: Strategy | None) -> Iterator[None]:
             placer.teardown()
 
 
-def trained_tokenizer(path: str | Path, host: PluginHost | None = None) -> Tokenizer:
+def trained_tokenizer(path: str | Path | Source, host: PluginHost | None = None) -> Tokenizer:
     """The tokenizer a run folder's, checkpoint folder's or exported file's model was trained
     with: its dataset's text codec when the dataset declares one (:mod:`deepseek.training.run_codec`,
     the dataset resolved on ``host``, default the process's); the run's ``tokenizer.json`` copy
     (or, failing that, its ``data.tokenizer``) when it used one; a ``tokenizer.json`` beside an
-    exported file; else bytes."""
+    exported file; else bytes. ``path`` may be a :class:`Source` :func:`read_source` read: its
+    checkpoint, and the tokenizer bytes it checked, are used, nothing read again."""
     from deepseek.data.tokenizer import ByteTokenizer, open_tokenizer
     from deepseek.training.run_codec import recorded_codec
 
-    p = exported_file(Path(path)) or Path(path)
+    source = path if isinstance(path, Source) else None
+    p = source.origin.path if source is not None else exported_file(Path(path)) or Path(path)
     if p.is_file() and p.suffix == ".safetensors":
         beside = p.parent / TOKENIZER_FILE
         return open_tokenizer(str(beside), where=str(p)) if beside.is_file() else ByteTokenizer()
-    refuse_hugging_face_folder(p)
-    directory = ckpt.resolve_checkpoint(p)
-    state = ckpt.read_trainer_state(directory)
+    if source is None:
+        refuse_hugging_face_folder(p)
+    directory = p if source is not None else ckpt.resolve_checkpoint(p)
+    state = source.state if source is not None else ckpt.read_trainer_state(directory)
     codec = recorded_codec(directory, state, host)
     if codec is not None:
         return codec
@@ -228,10 +231,11 @@ def trained_tokenizer(path: str | Path, host: PluginHost | None = None) -> Token
                               "strings; the checkpoint is corrupt: use another checkpoint")
     if not setting:
         return ByteTokenizer()
-    copy = run_folder_of(directory) / TOKENIZER_FILE
     # the bytes checked are the bytes parsed: the file is read once (replaced after a check, a second
-    # read would be used unchecked)
-    path, content = (str(copy), check_run_tokenizer(copy, state)) if copy.is_file() else \
+    # read would be used unchecked); a source's: the file read_source chose (the copy, else the setting's)
+    copy = run_folder_of(directory) / TOKENIZER_FILE
+    path, content = (source.config_data["data"]["tokenizer"], source.tokenizer) if source is not None else \
+        (str(copy), check_run_tokenizer(copy, state)) if copy.is_file() else \
         (setting, check_setting_tokenizer(setting, copy, state))
     return open_tokenizer(path, separator or SEPARATOR_TOKEN, where=f"{directory} (data.tokenizer)", content=content)
 

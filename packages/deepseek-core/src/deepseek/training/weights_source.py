@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 from deepseek.config.load import check_plain_sections, config_from_dict, dataset_keys, read_toml
 from deepseek.config.overrides import apply_overrides, parse_override
 from deepseek.config.schema import Config
-from deepseek.data.tokenizer import TOKENIZER_FILE, run_folder_of, with_run_tokenizer
+from deepseek.data.tokenizer import (
+    TOKENIZER_FILE,
+    checked_run_tokenizer,
+    run_folder_of,
+    with_run_tokenizer,
+)
 from deepseek.errors import (
     CheckpointError,
     ComponentConflictError,
@@ -92,6 +97,10 @@ class Source:
     """A checkpoint's trainer state; ``{}`` for exported weights."""
     data_file: Path | None = None
     """The ``config.toml`` beside exported weights whose ``[data]`` they are evaluated on."""
+    tokenizer: bytes | None = None
+    """A checkpoint's: the ``tokenizer.json`` its ``data.tokenizer`` names, as read when checked
+    against the checkpoint's record (:func:`~deepseek.data.tokenizer.checked_run_tokenizer`);
+    ``None`` where nothing was checked. What uses the tokenizer parses these bytes, not the file."""
 
     @property
     def config_where(self) -> Path:
@@ -150,11 +159,12 @@ def read_source(path: str | Path) -> Source:
     refuse_hugging_face_folder(p)
     directory = ckpt.resolve_checkpoint(p)
     state = ckpt.read_trainer_state(directory)
-    data = state.get("config") or {}
+    data, tokenizer = state.get("config") or {}, None
     if isinstance(data, dict):
-        data = with_run_tokenizer(data, run_folder_of(directory), state)
+        data, tokenizer = checked_run_tokenizer(data, run_folder_of(directory), state)
     step = state.get("step")
-    return Source(WeightsOrigin("checkpoint", step if isinstance(step, int) else None, directory), data, state)
+    return Source(WeightsOrigin("checkpoint", step if isinstance(step, int) else None, directory), data, state,
+                  tokenizer=tokenizer)
 
 
 def _exported(p: Path) -> Source:
