@@ -54,9 +54,8 @@ def check_target(out: Path, where: str = "--out", *, host: PluginHost | None,
     ``where``; not a symbolic link, which the rename would replace); return the parents to create
     (:func:`deepseek.paths.check_output`, with the run files the plugins on ``host`` declare;
     ``replaces``: export's own ``hf/``). ``default``: ``out`` is export's default folder, not
-    given: one there already, even empty, an earlier export's too, is refused and left as it is,
-    since an export writes its folder whole and replaces none (a user's folder named ``hf`` beside
-    exported weights was replaced)."""
+    given: one there already (even empty, an earlier export's too) is refused and left as it is:
+    an export writes its folder whole and replaces none (a user's ``hf`` folder was replaced)."""
     missing = check_output(out, where=where, folder=True, host=host, replaces=replaces)
     if out.is_symlink():  # the rename would replace the link (an empty folder it names: an internal error)
         raise UsageError(f"{where}: {out} is a symbolic link (to {shown(os.readlink(out))}); give a new folder")
@@ -100,8 +99,7 @@ def _usual_modes(folder: Path) -> None:
 
 
 def read_tokenizer(path: Path, vocab_size: int, content: bytes | None = None) -> dict[str, Any]:
-    """``tokenizer.json`` checked: a JSON object with a ``model`` whose ids fit ``vocab_size``;
-    ``content``: the file's bytes, already read (``path`` then only names it)."""
+    """``tokenizer.json`` (``content``: its bytes, already read) checked: a JSON object with a ``model`` whose ids fit ``vocab_size``."""
     try:
         data = loads_json(read_text(path, MAX_TOKENIZER_BYTES) if content is None else content.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

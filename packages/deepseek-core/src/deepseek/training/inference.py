@@ -205,8 +205,7 @@ def trained_tokenizer(path: str | Path | Source, host: PluginHost | None = None)
     with: its dataset's text codec when the dataset declares one (:mod:`deepseek.training.run_codec`,
     the dataset resolved on ``host``, default the process's); the run's ``tokenizer.json`` copy
     (or, failing that, its ``data.tokenizer``) when it used one; a ``tokenizer.json`` beside an
-    exported file; else bytes. ``path`` may be a :class:`Source` :func:`read_source` read: its
-    checkpoint, and the tokenizer bytes it checked, are used, nothing read again."""
+    exported file; else bytes. From a :class:`Source` (:func:`read_source`), nothing is read again."""
     from deepseek.data.tokenizer import ByteTokenizer, open_tokenizer
     from deepseek.training.run_codec import recorded_codec
 
@@ -231,8 +230,7 @@ def trained_tokenizer(path: str | Path | Source, host: PluginHost | None = None)
                               "strings; the checkpoint is corrupt: use another checkpoint")
     if not setting:
         return ByteTokenizer()
-    # the bytes checked are the bytes parsed: the file is read once (replaced after a check, a second
-    # read would be used unchecked); a source's: the file read_source chose (the copy, else the setting's)
+    # the bytes checked are the bytes parsed, read once (a second read could be a file replaced since)
     copy = run_folder_of(directory) / TOKENIZER_FILE
     path, content = (source.config_data["data"]["tokenizer"], source.tokenizer) if source is not None else \
         (str(copy), check_run_tokenizer(copy, state)) if copy.is_file() else \
