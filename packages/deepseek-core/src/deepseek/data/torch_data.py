@@ -32,7 +32,7 @@ Both positions are saved in checkpoints with the data's length (map-style) and k
 on load like user input. Validation: ``val`` (a dataset of the same kind of samples), read in
 order; without it, a map-style training set holds out ``val_fraction`` of its indices (a fixed
 permutation, seed 0, so the split never depends on ``train.seed``); an iterable one needs ``val``.
-Validation batches are full batches of ``batch_size`` rows (the trainer's rule). ``validation=False``
+Validation batches hold ``batch_size`` rows, the rest of the split a last, shorter one. ``validation=False``
 (``deepseek.fit`` of a config with ``data.eval_batches = 0``, a run without validation): nothing is
 held out and an iterable one needs no ``val``.
 """
