@@ -158,6 +158,12 @@ class TorchData(Dataset):
                 self.train_indices = list(range(n))
             if not self.train_indices and val is not train:  # deepseek.evaluate reads its data as validation only
                 raise UsageError(f"data: the training set has {n} sample(s), none left for training; add data")
+            if len(self.train_indices) < batch_size and val is not train:  # a batch of one sample read twice
+                held = f" after the {len(self.val_indices or [])} held out for validation (val_fraction)" \
+                    if self.val_indices else ""
+                raise UsageError(f"batch_size: {batch_size} rows a batch, but data has {len(self.train_indices)} "
+                                 f"training sample(s){held}, so every batch would repeat samples; use "
+                                 f"batch_size <= {len(self.train_indices)} or add data")
         elif val is None and validation:
             raise UsageError(
                 "val_data: an IterableDataset cannot be split for validation; pass val_data= (a dataset "
