@@ -9,6 +9,9 @@ registered strategy, writes checkpoints into a run folder, resumes exactly, and
     deepseek launch -n 2 -- run examples/own_model/train.py --strategy ddp   # two (deepseek-pro)
     deepseek run examples/own_model/train.py --steps 400 --resume runs/spirals  # train on
 
+Stopped by SIGTERM or SIGUSR1 (a scheduler's preemption), it exits with code 75 after the run's
+checkpoint, as ``deepseek train`` does; ``--resume runs/spirals`` continues it.
+
 The task: three interleaved spiral arms in the plane (a classic that a linear model cannot
 separate), 3,000 training points and 600 held-out ones, generated here with fixed seeds.
 """
@@ -77,6 +80,10 @@ def main() -> None:
         run_dir=args.run_dir,
         resume=args.resume,
     )
+    if result.stopped_by is not None:  # SIGTERM / SIGUSR1: checkpointed; exit 75 so a requeue resumes it
+        from deepseek.training.preemption import EXIT_PREEMPTED
+
+        raise SystemExit(EXIT_PREEMPTED)
     if result.is_global_zero:  # one process reports
         scores = deepseek.evaluate(SpiralNet(), held_out, names=("x", "label"), checkpoint=result.run_dir,
                                    batch_size=100)

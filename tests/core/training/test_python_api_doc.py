@@ -69,9 +69,9 @@ def eval_json(run: Path) -> dict[str, Any]:
 
 def test_every_block_is_marked_and_known() -> None:
     text = PAGE.read_text()
-    assert len(re.findall(r"^ *```python", text, re.M)) == len(blocks()) == 7
-    assert list(blocks()) == ["fit-example", "fit-callbacks", "load-optimize", "trainer-resume", "trainer-plugin",
-                              "trainer-commands", "export"]
+    assert len(re.findall(r"^ *```python", text, re.M)) == len(blocks()) == 8
+    assert list(blocks()) == ["fit-example", "fit-stopped", "fit-callbacks", "load-optimize", "trainer-resume",
+                              "trainer-plugin", "trainer-commands", "export"]
 
 
 def test_fit_and_its_callbacks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
