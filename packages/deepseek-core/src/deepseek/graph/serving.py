@@ -89,12 +89,12 @@ def export_serving(
 
     from deepseek.data.batch import batch_rows
     from deepseek.graph.export import export_model, input_names
-    from deepseek.models.capabilities import model_capabilities
+    from deepseek.models.capabilities import model_capabilities, outside_contract
 
     if "serving" not in model_capabilities(model):
         raise UsageError(f"export: model {name!r} ({type(model).__name__}) does not offer capability 'serving' "
                          "(serving_inputs and serving_forward), which says what a deployed model reads and "
-                         "returns (docs/interop.md, 'Deployment files')")
+                         f"returns (docs/interop.md, 'Deployment files'){outside_contract(model, 'serving')}")
     inputs = serving_inputs(model, batch, name=name)
     n = batch_rows(inputs)
     as_static = spelled("export --static", "export with static=True")

@@ -54,6 +54,18 @@ def model_capabilities(model: nn.Module | type) -> frozenset[str]:
     )
 
 
+def outside_contract(model: nn.Module | type, capability: str) -> str:
+    """For a refusal of ``capability``: ``""``, or, when ``model``'s class defines every method of
+    it without subclassing :class:`TrainableModel` (a plain ``nn.Module`` with ``serving_inputs``
+    and ``serving_forward``), the clause saying that capabilities are read from that base class."""
+    cls = model if isinstance(model, type) else type(model)
+    methods = CAPABILITIES[capability].methods
+    if issubclass(cls, TrainableModel) or not all(callable(getattr(cls, m, None)) for m in methods):
+        return ""
+    return (f"; {cls.__name__} defines {' and '.join(methods)}, but capabilities are offered only by a subclass "
+            "of deepseek.models.protocol.TrainableModel: derive the class from it instead of nn.Module")
+
+
 def require_capabilities(model: nn.Module, needed: Mapping[str, tuple[str, str]], *, model_name: str) -> None:
     """Refuse ``model`` when it lacks a capability of ``needed`` (capability -> (what needs it,
     how to do without)), with one line naming the setting, the capability and the model."""
@@ -65,6 +77,7 @@ def require_capabilities(model: nn.Module, needed: Mapping[str, tuple[str, str]]
         raise ConfigError(
             f"{asked_by} needs {cap.what}, which model {model_name!r} ({type(model).__name__}) does "
             f"not offer; {instead}, or use a model that offers it (docs/plugins.md, 'Models')"
+            f"{outside_contract(model, name)}"
         )
 
 
