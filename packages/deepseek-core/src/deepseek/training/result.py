@@ -26,7 +26,7 @@ class TrainResult:
     generates: bool = False
     """Whether the model samples text (``deepseek generate`` works on the run)."""
     best_checkpoint: Path | None = None
-    """The best checkpoint of this session (``checkpoint.keep_best``)."""
+    """The run's best checkpoint (``checkpoint.keep_best``), one an earlier session wrote included."""
     monitor: dict[str, Any] = field(default_factory=dict)
     """The monitored metric's state (name, best value and step, evaluations without improvement)."""
     stopped_by: str | None = None
