@@ -58,7 +58,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", default="single", help="single, or with deepseek-pro ddp, fsdp, deepspeed")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps in all (train.max_steps)")
-    parser.add_argument("--run-dir", default="runs/spirals", help="the run folder")
+    parser.add_argument("--run-dir", default=None,
+                        help="the run folder (default runs/spirals; with --resume, the resumed run's own folder: "
+                             "another one continues the run there as a new branch)")
     parser.add_argument("--resume", default=None, help="a run folder or checkpoint to continue")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
     args = parser.parse_args()
@@ -77,7 +79,7 @@ def main() -> None:
             "checkpoint": {"interval": 100},
             "logging": {"progress": False},
         },
-        run_dir=args.run_dir,
+        run_dir=args.run_dir or (None if args.resume else "runs/spirals"),
         resume=args.resume,
     )
     if result.stopped_by is not None:  # SIGTERM / SIGUSR1: checkpointed; exit 75 so a requeue resumes it
