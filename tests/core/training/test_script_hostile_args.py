@@ -310,3 +310,16 @@ def test_a_model_on_the_meta_device_or_a_dataset_with_a_bad_len_is_one_line(host
         fit(host, tmp_path / "len", data=Lying())
     assert not (tmp_path / "meta").exists() and not (tmp_path / "len").exists()
 
+
+
+def test_names_that_are_not_forward_s_arguments_say_to_fix_names(host: PluginHost, tmp_path: Path) -> None:
+    """The refusal named ``data.name`` and ``model.name``, config keys a ``deepseek.fit`` script does
+    not have (fit refuses a ``[model]`` table); it names ``names=`` instead, for ``evaluate`` too."""
+    with pytest.raises(UsageError) as caught:
+        fit(host, tmp_path / "run", names=("features", "y"))
+    line = str(caught.value)
+    assert "do not fit Net.forward(x, label): unexpected ['features', 'y']; missing ['label', 'x']; name the " \
+           "samples' parts as forward's arguments with names=(...)" in line and "data.name" not in line, line
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(UsageError, match=r"forward\(input\): .* with names=\(\.\.\.\)"):
+        deepseek.evaluate(nn.Linear(2, 3), points(), names=NAMES)

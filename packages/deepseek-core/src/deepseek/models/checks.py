@@ -28,6 +28,7 @@ from deepseek.errors import UsageError
 from deepseek.models.declared import Blame, answer_block
 from deepseek.models.protocol import Batch, TrainableModel
 from deepseek.plugins.calls import BrokenAnswer
+from deepseek.plugins.catalogue import SCRIPT_COMPONENT
 from deepseek.training.run_values import RESERVED_METRICS
 
 
@@ -207,8 +208,11 @@ def check_batch_keys(model: nn.Module, batch: Batch, *, model_name: str) -> None
         return
     wrong = "; ".join(part for part in (f"unexpected {unexpected}" if unexpected else "",
                                         f"missing {missing}" if missing else "") if part)
+    fix = ("name the samples' parts as forward's arguments with names=(...) (a mapping sample's keys are "
+           "its names), or change forward's arguments" if model_name == SCRIPT_COMPONENT else  # fit, evaluate
+           "use a dataset whose batches have the keys the model's forward takes (data.name), or another model "
+           "(model.name)")
     raise UsageError(
         f"model {model_name!r}: the dataset's batches (keys {sorted(keys)}) do not fit "
-        f"{type(model).__name__}.forward({parameter_list(params)}): {wrong}; use a dataset whose "
-        "batches have the keys the model's forward takes (data.name), or another model (model.name)"
+        f"{type(model).__name__}.forward({parameter_list(params)}): {wrong}; {fix}"
     )
