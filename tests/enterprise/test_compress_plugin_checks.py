@@ -11,6 +11,7 @@ import contextlib
 import copy
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,15 @@ class Swaps(Compressor):
         return Compressed(copy.deepcopy(model), config.to_dict()["model"])
 
 
+@dataclass(frozen=True)
+class LevelOptions:
+    level: int  # no default: every option needs one
+
+
+class NeedsKey(Same):
+    Options = LevelOptions
+
+
 class NotACompressor:
     Options = Same.Options
 
@@ -89,7 +99,8 @@ class Gate(nn.Module):
 
 
 COMPRESSORS = {"same": Same, "raises": Raises, "unknownkey": UnknownKey, "othershape": OtherShape,
-               "notcomp": NotACompressor, "bare": BareModule, "inplace": InPlace, "swaps": Swaps}
+               "notcomp": NotACompressor, "bare": BareModule, "inplace": InPlace, "swaps": Swaps,
+               "needskey": NeedsKey}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +126,14 @@ def test_a_registered_class_that_is_not_a_compressor_names_its_distribution(host
     with pytest.raises(PluginError, match=HEAD.format("notcomp") + r"registered as <class .*NotACompressor'>, not a "
                                           r"subclass of deepseek_enterprise\.compress\.compressor\.Compressor; "):
         create_compressor(host, "acme.notcomp", {}, where="--set (acme.notcomp)")
+
+
+def test_options_without_a_default_name_the_distribution_and_the_page(host: PluginHost) -> None:
+    """An Options field without a default was refused as ``compressor 'acme.needskey': ...
+    (docs/plugins.md section 10)``: neither the distribution to blame nor the compressor's page."""
+    with pytest.raises(PluginError, match=HEAD.format("needskey") + r"its Options LevelOptions field 'level' has no "
+                                          r"default; .*\(docs/compress\.md, 'Writing a compressor'\)$"):
+        create_compressor(host, "acme.needskey", {"level": 2}, where="--set (acme.needskey)")
 
 
 @pytest.mark.parametrize(("kind", "words"), [

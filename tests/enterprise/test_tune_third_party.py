@@ -259,3 +259,34 @@ def test_the_training_tuner_accepts_a_score_a_plugin_adds() -> None:
     scored.check_objective("val_acme_gap", config, values)
     doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "tune.md").read_text(encoding="utf-8").split())
     assert "so the name is accepted, as `train.monitor` accepts it" in doc
+
+
+@dataclass(frozen=True)
+class NoDefaultOptions:
+    target: float  # no default: every option needs one
+
+
+class NoDefault(Quadratic):
+    Options = NoDefaultOptions
+
+
+class NoDefaultPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("nodefault", NoDefault, description="an Options field without a default")
+
+
+def test_tuner_options_without_a_default_name_the_distribution_and_the_page(tmp_path: Path) -> None:
+    """Such a tuner was refused as ``tuner 'nodefault': ... (docs/plugins.md section 10)``, with
+    neither its distribution nor the tuner's page; now as its other contract breaks are."""
+    from _hosts import enterprise_host
+
+    from deepseek.errors import PluginError
+    from deepseek_enterprise.tune.cli import tune_inputs
+
+    write(tmp_path, space='[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2 }\n[tuner]\ntarget = 1.0\n')
+    host = enterprise_host((NoDefaultPlugin(), "deepseek-nodefault"))
+    with pytest.raises(PluginError, match=r"^tuner 'nodefault' \(deepseek-nodefault [^,]+, registered by [^)]+\): its "
+                                          r"Options NoDefaultOptions field 'target' has no default; .*"
+                                          r"\(docs/tune\.md, 'Writing a tuner'\)$"):
+        tune_inputs(host, "st", "distance", "nodefault", tmp_path / "base.toml", tmp_path / "space.toml")

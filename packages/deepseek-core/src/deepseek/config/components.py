@@ -29,22 +29,26 @@ class NoOptions:
     """Options of a component that takes none."""
 
 
-def options_class(target: Any, *, kind: str, name: str) -> type:
+def options_class(target: Any, *, kind: str, name: str, label: str = "", see: str = "") -> type:
     """The ``Options`` dataclass that component ``name`` declares (a :class:`PluginError` naming
-    it when the target breaks that contract)."""
+    it when the target breaks that contract). ``label``: how the message names the component
+    (its registration's ``label``, with its distribution; default ``kind 'name'``); ``see``: the
+    page that documents its kind (default: :data:`BASES`' guide, else docs/plugins.md section 10)."""
+    label = label or f"{kind} {name!r}"
+    see = see or BASES.get(kind, ("", "docs/plugins.md section 10"))[1]
     cls = getattr(target, "Options", None)
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise PluginError(
-            f"{kind} {name!r}: its target {target!r} declares no Options dataclass; every "
+            f"{label}: its target {target!r} declares no Options dataclass; every "
             f"registered {kind} carries 'Options' (deepseek.config.components.NoOptions when it "
-            "takes no keys), see docs/plugins.md"
+            f"takes no keys), see {see}"
         )
     bare = [f.name for f in dataclasses.fields(cls)
             if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if bare:  # a config leaving the key out would fail in the dataclass, blaming the user's config
         raise PluginError(
-            f"{kind} {name!r}: its Options {cls.__qualname__} field {bare[0]!r} has no default; every option "
-            f"needs one, a config sets only the keys it changes ({BASES.get(kind, ('', 'docs/plugins.md section 10'))[1]})"
+            f"{label}: its Options {cls.__qualname__} field {bare[0]!r} has no default; every option "
+            f"needs one, a config sets only the keys it changes ({see})"
         )
     taken = [f.name for f in dataclasses.fields(cls) if f.name in section_keys(kind)]
     if taken:  # load.py pops the section's own keys before Options sees the table
@@ -52,9 +56,9 @@ def options_class(target: Any, *, kind: str, name: str) -> type:
         shared = ("; an optimizer reads the keys every optimizer shares as self.config." + taken[0]
                   if kind == "optimizer" and taken[0] != "name" else "")
         raise PluginError(
-            f"{kind} {name!r}: its Options {cls.__qualname__} field {taken[0]!r} is the [{section}] key "
+            f"{label}: its Options {cls.__qualname__} field {taken[0]!r} is the [{section}] key "
             f"{section}.{taken[0]} of the section itself, so a config's value never reaches the field; "
-            f"rename the field{shared} ({BASES.get(kind, ('', 'docs/plugins.md section 10'))[1]})"
+            f"rename the field{shared} ({see})"
         )
     return cls
 
@@ -76,11 +80,13 @@ def section_keys(kind: str) -> tuple[str, ...]:
 
 
 def build_options(
-    target: Any, table: dict[str, Any], *, kind: str, name: str, path: str, known: tuple[str, ...] = ()
+    target: Any, table: dict[str, Any], *, kind: str, name: str, path: str, known: tuple[str, ...] = (),
+    label: str = "", see: str = "",
 ) -> Any:
     """Validate ``table`` against the component's ``Options`` (field paths ``path.key``);
-    ``known``: the section's other keys (``name`` ...), listed in the unknown-key message."""
-    cls = options_class(target, kind=kind, name=name)
+    ``known``: the section's other keys (``name`` ...), listed in the unknown-key message;
+    ``label``, ``see``: as :func:`options_class` takes them."""
+    cls = options_class(target, kind=kind, name=name, label=label, see=see)
     if not dataclasses.fields(cls) and table:
         first = sorted(table)[0]
         allowed = f"; allowed keys: {', '.join(sorted(known))}" if known else ""

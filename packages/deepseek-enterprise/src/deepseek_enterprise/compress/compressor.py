@@ -206,7 +206,8 @@ def _validated(host: Any, name: str, table: dict[str, Any], where: str) -> tuple
         raise PluginError(f"{component.label}: registered as {target!r}, not a subclass of "
                           "deepseek_enterprise.compress.compressor.Compressor; its plugin must register a Compressor "
                           "subclass (docs/compress.md, 'Writing a compressor')")
-    return component, target, build_options(target, dict(table), kind="compressor", name=name, path=where)
+    return component, target, build_options(target, dict(table), kind="compressor", name=name, path=where,
+                                            label=component.label, see="docs/compress.md, 'Writing a compressor'")
 
 
 def check_applies(compressor: Compressor, model: Any, config: Any) -> None:

@@ -108,7 +108,8 @@ def tune_inputs(host: Any, study_name: str, objective: str | None, tuner_name: s
     space = load_space(space_file, read)
     name, target, origin = pick_tuner(host, tuner_name, objective)
     try:
-        options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner")
+        options = build_options(target, dict(space.tuner), kind="tuner", name=name, path="tuner",
+                                label=host.resolve("tuner", name).label, see="docs/tune.md, 'Writing a tuner'")
     except ConfigError as exc:  # named with the space file that holds [tuner], as its [space] lines are
         raise ConfigError(f"{space.source}: {exc}") from exc
     return TuneInputs(objective, base, space, name, target, origin, options)
