@@ -91,6 +91,10 @@ def test_bad_override_syntax(item: str) -> None:
         (["train.lrr=1"], r"train\.lrr: unknown key \(did you mean 'lr'\?\)"),
         (["trian.lr=1"], r"trian: unknown config section \(did you mean 'train'\?\)"),
         (["train.max_steps=ten"], r"train\.max_steps: expected an integer, got 'ten'"),
+        # a word TOML reads as a number or boolean: the line says how to give it as text
+        (["logging.name=nan"], r"^logging\.name: expected a string, got nan \(float\); TOML reads the value as a "
+                               r"number: quote it to give text \(in a file KEY = \"\.\.\.\", --set 'KEY=\"\.\.\.\"'\)$"),
+        (["logging.name=true"], r"^logging\.name: expected a string, got True \(bool\); TOML reads the value as a boolean"),
         (["train.lr=-0.1"], r"train\.lr: must be > 0, got -0\.1"),
         (["train.lr=true"], r"train\.lr: expected a number"),
         (["train.lr=inf"], r"^train\.lr: must be a finite number, got inf; give a finite value$"),

@@ -147,7 +147,7 @@ def convert(value: Any, tp: Any, *, path: str) -> Any:
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {_show(value)}")
+            raise ConfigError(f"{path}: expected a string, got {_show(value)}{_quote_hint(value)}")
         if "\x00" in value:  # no path, name or option holds one; the OS refuses it far from here
             raise ConfigError(f"{path}: contains a NUL character (\\u0000), got {_show(value)}; remove it")
         return value
@@ -163,6 +163,15 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
     return names.get(tp) or getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _quote_hint(value: Any) -> str:
+    """For a string field given a TOML number or boolean (``mode = nan``, ``--set name=true``: a
+    ``--set`` value is a TOML literal first, docs/config.md), how to give that word as text."""
+    if not isinstance(value, (bool, int, float)):
+        return ""
+    kind = "a boolean" if isinstance(value, bool) else "a number"
+    return f"; TOML reads the value as {kind}: quote it to give text (in a file KEY = \"...\", --set 'KEY=\"...\"')"
 
 
 def _show(value: Any) -> str:
