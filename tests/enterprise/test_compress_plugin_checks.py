@@ -87,6 +87,17 @@ class NeedsKey(Same):
     Options = LevelOptions
 
 
+class Nan(Compressor):
+    """Returns a model whose weights are NaN: it evaluates to a NaN loss."""
+
+    def compress(self, model, config, calibration):  # type: ignore[no-untyped-def]
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in broken.parameters():
+                p.fill_(float("nan"))
+        return Compressed(broken, config.to_dict()["model"])
+
+
 class NotACompressor:
     Options = Same.Options
 
@@ -100,7 +111,7 @@ class Gate(nn.Module):
 
 COMPRESSORS = {"same": Same, "raises": Raises, "unknownkey": UnknownKey, "othershape": OtherShape,
                "notcomp": NotACompressor, "bare": BareModule, "inplace": InPlace, "swaps": Swaps,
-               "needskey": NeedsKey}
+               "needskey": NeedsKey, "nan": Nan}
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +270,22 @@ def test_a_model_holding_an_inference_tensor_compresses(host: PluginHost) -> Non
     compressor = create_compressor(host, "acme.same", {}, where="--set")
     with pytest.raises(PluginError, match=r"the \[model\] table it returned builds another model"):  # 'table' is extra
         run_step(host, compressor, model, config, StepContext())
+
+
+def test_a_search_rejects_a_recipe_that_evaluates_to_nan(host: PluginHost, tiny) -> None:  # noqa: ANN001
+    """A NaN drop compared False with the budget, so a recipe whose model evaluates to a NaN loss
+    was "kept: the smallest within budget" and written."""
+    from deepseek_enterprise.compress.search import parse_budget, parse_recipe, search
+
+    def measure(m, c):  # type: ignore[no-untyped-def]  # the loss a NaN weight gives
+        return {"val_loss": float("nan") if any(p.isnan().any() for p in m.parameters()) else 2.0, "weights_bytes": 10}
+
+    model, config = tiny
+    recipes = [parse_recipe("acme.nan"), parse_recipe("acme.same")]
+    best, tried = search(host, parse_budget("1%"), recipes, model, config, [], {"val_loss": 2.0, "weights_bytes": 10},
+                         measure)
+    assert tried[0].verdict == "rejected: it evaluates to val_loss = nan, not a finite number"
+    assert best is tried[1] and tried[1].verdict == "kept: the smallest within budget"
+    best, tried = search(host, parse_budget("1%"), recipes[:1], model, config, [],
+                         {"val_loss": 2.0, "weights_bytes": 10}, measure)
+    assert best is None

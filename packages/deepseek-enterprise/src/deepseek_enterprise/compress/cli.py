@@ -11,6 +11,7 @@ loss/metrics and batch-1 latency p50 (``deepseek bench latency``'s eager timing;
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,7 @@ def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any,
                          original, measure, progress=_progress(), recovery=recovery, prefer=prefer)
     _print_search(tried, original, budget)
     if best is None:
-        measured = [t for t in tried if t.drop is not None]
+        measured = [t for t in tried if t.drop is not None and math.isfinite(t.drop)]
         if not measured:  # nothing ran to a loss: the budget was never the reason
             raise UsageError(f"--max-drop {budget.text}: no recipe could run on this model (the table says why for "
                              "each); nothing was written (give recipes that apply: --recipe, docs/compress.md)")

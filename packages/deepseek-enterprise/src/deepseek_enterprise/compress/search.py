@@ -322,6 +322,9 @@ def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config:
         t.drop = budget.drop(original, t.figures)
         if t.drop is None:
             t.verdict = f"rejected: the model reports no validation accuracy for a {budget.text} budget"
+        elif not math.isfinite(t.drop):  # NaN compares False with the budget: it would be "within" it
+            metric = "val_loss" if budget.unit == "%" else "val_accuracy"
+            t.verdict = f"rejected: it evaluates to {metric} = {t.figures.get(metric)}, not a finite number"
         elif t.drop > budget.value:
             t.verdict = f"rejected: drop {t.drop:+.2f}{budget.unit} > {budget.text}"
         elif best is None or pick([best, t], prefer) is t:
