@@ -257,6 +257,23 @@ def test_the_command_refuses_a_broken_table_and_writes_nothing(host: PluginHost,
     assert not (tmp_path / "out").exists()
 
 
+def test_the_command_refuses_a_model_that_evaluates_to_nan_and_writes_nothing(
+        host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--method wrote a compressor's NaN model and exited 0 (val_loss nan in its table)."""
+    import tomli_w
+
+    (tmp_path / "c.toml").write_text(tomli_w.dumps(CONFIG))
+    code, err = _cli(host, tmp_path, monkeypatch, "train", "c.toml", "--run-dir", "run", "--quiet", "--max-steps", "2")
+    assert code == 0, err
+    code, err = _cli(host, tmp_path, monkeypatch, "compress", "--checkpoint", "run", "--method", "acme.nan",
+                     "--out", "out", "--latency-runs", "0", "--device", "cpu", "--calibration-batches", "0")
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {host.resolve('compressor', 'acme.nan').label}: the model it returned evaluates "
+                          "to non-finite values {'val_loss': nan}, where the original's are finite; nothing was "
+                          "written"), err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_a_model_holding_an_inference_tensor_compresses(host: PluginHost) -> None:
     """The in-place check reads version counters, which tensors made under torch.inference_mode
     lack (reading one raises RuntimeError): such a tensor is checked by identity and shape."""

@@ -232,7 +232,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
             result, new_config, report = _search(host, budget, tried_recipes, model, config, calibration, val,
                                                  latency_runs, before, recovery, prefer or "size")
         report["source"] = str(checkpoint)
-    from deepseek_enterprise.compress.compressor import loading_needs
+    from deepseek_enterprise.compress.compressor import check_finite, loading_needs
 
     report["loads_with"] = loads_with = loading_needs(host, result)
     make_folders(missing, where="--out")
@@ -242,6 +242,8 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     with staged_folder(out) as stage:  # the run folder appears whole, or not at all
         final = _write(stage, state, new_config, result, report)
         after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize, host)
+        if compressor is not None:  # a search rejects such recipes itself
+            check_finite(compressor, before, after)
         report["original"], report["compressed"] = before, after
         atomic_write_text(stage / "compression.json", json.dumps(report, indent=1, default=str))
     _print(report, out)

@@ -210,6 +210,21 @@ def _validated(host: Any, name: str, table: dict[str, Any], where: str) -> tuple
                                             label=component.label, see="docs/compress.md, 'Writing a compressor'")
 
 
+def check_finite(compressor: Compressor, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """The compressed model's ``val_`` values are finite where the original's are: a compressor
+    whose model evaluates to NaN or infinity (a broken rounding, a division by a zero scale) is one
+    :class:`PluginError` naming it, raised before the written folder appears (the contract suite's
+    rule, docs/plugins.md section 9)."""
+    import math
+
+    bad = {k: v for k, v in after.items() if k.startswith("val_") and isinstance(v, float) and not math.isfinite(v)
+           and isinstance(before.get(k), float) and math.isfinite(before[k])}
+    if bad:
+        raise PluginError(f"{compressor.label}: the model it returned evaluates to non-finite values {bad}, where the "
+                          "original's are finite; nothing was written; a bug in the plugin: upgrade it or report it to "
+                          "its authors (docs/compress.md, 'Writing a compressor')")
+
+
 def check_applies(compressor: Compressor, model: Any, config: Any) -> None:
     """``compressor.check_model``: its one-line refusal as it is; anything else it raises as a
     one-line :class:`PluginError` naming it (``deepseek_enterprise.plugin_calls``)."""
