@@ -235,11 +235,12 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     from deepseek_enterprise.compress.compressor import check_finite, loading_needs
 
     report["loads_with"] = loads_with = loading_needs(host, result)
-    make_folders(missing, where="--out")
+    from deepseek.paths import folders_made
     from deepseek.training.checkpoint import atomic_write_text
     from deepseek_enterprise.compress.output import staged_folder
 
-    with staged_folder(out) as stage:  # the run folder appears whole, or not at all
+    # the run folder appears whole, or not at all: neither a half folder nor the empty one made for it
+    with folders_made(missing, where="--out"), staged_folder(out) as stage:
         final = _write(stage, state, new_config, result, report)
         after = _measure(result.model, new_config, val, latency_runs, final / MODEL_FILE, optimize, host)
         if compressor is not None:  # a search rejects such recipes itself
