@@ -302,13 +302,6 @@ class DistributedStrategy(Strategy):
 
     # ------------------------------------------------------------------ the data-parallel mean
 
-    agrees_metric_names: ClassVar[bool] = True
-    """Whether :meth:`reduce_mean` agrees on metric names with the other ranks (every rank then
-    meets there after each evaluation batch, so :meth:`evaluate` hands an error there). ``False``
-    for a strategy whose ``reduce_mean`` has no collective (``tp``: every rank evaluated the same
-    rows): a rank handing its error to an agreement no other rank enters would wait there while
-    the others went on to their next collective."""
-
     def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Core's evaluation (:func:`~deepseek.training.evaluation.evaluate_shard`, then
         :meth:`reduce_mean`), its metric names agreed apart from the training steps': names only
@@ -331,7 +324,7 @@ class DistributedStrategy(Strategy):
             with self.settings.model_calls("forward"):
                 loss, packed = evaluate_shard(self, batch, weight)
         except Exception as exc:
-            if self.agrees_metric_names and not isinstance(exc, dist.DistError) and not peer_lost(exc):
+            if not isinstance(exc, dist.DistError) and not peer_lost(exc):
                 self._eval_metric_names.agree(None, exc, self.any_rank)  # raises it on every rank
             raise
         self._agreeing = self._eval_metric_names

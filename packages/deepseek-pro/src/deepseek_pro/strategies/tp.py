@@ -201,8 +201,6 @@ class TPStrategy(DistributedStrategy):
         self._check_sequence(batch)
         return super().to_device(batch)
 
-    agrees_metric_names: ClassVar[bool] = False  # reduce_mean below: nothing to agree on
-
     def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self._check_sequence(batch)
         return super().evaluate(batch, weight)
