@@ -3,10 +3,9 @@ matrix, ``metrics_from_totals``: F1 from it), trained with ``deepseek.fit`` unde
 strategies in one torchrun job (test helper).
 
 Usage: ``python tests/pro/_totals_fit.py OUT STRATEGY [STRATEGY ...]`` under torchrun (``STRATEGY``:
-a name, ``deepspeed-STAGE``, either with ``+ROWS`` validation rows, or ``ddp-`` and a key of :data:`REFUSED`).
+a name, ``deepspeed-STAGE``, either with ``+ROWS`` validation rows, or ``ddp-unpadded`` / ``ddp-undeclared``).
 Rank 0 writes ``OUT/<strategy>.json``: the run's final ``val_*`` values and its losses; a refused model
-(:data:`REFUSED`) has every rank write its error's line to ``OUT/<strategy>-<rank>.txt`` and its
-class and the class it names (a ``RankError``'s ``type_name``) to ``OUT/<strategy>-<rank>.class``.
+(:data:`REFUSED`) has every rank write its error's line to ``OUT/<strategy>-<rank>.txt``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from _probe import run_cases
 from torch import nn
 
 import deepseek
-from deepseek.errors import RankError, UsageError
+from deepseek.errors import UsageError
 from deepseek.models.protocol import TrainableModel
 
 CLASSES = 3
@@ -75,17 +74,6 @@ class Undeclared(TrainableModel):
                 "totals": {"confusion": confusion_of(label, logits.argmax(-1))}}
 
 
-class RaisingOnRank1(Classifier):
-    """Raises in evaluation on rank 1 only (a bug in model code that one rank's rows bring out):
-    rank 0's forward succeeds and goes on to the mean over the ranks, where it must not wait for
-    rank 1, but end with rank 1's error."""
-
-    def forward(self, x: torch.Tensor, label: torch.Tensor) -> dict[str, Any]:
-        if not self.training and torch.distributed.get_rank() == 1:
-            raise RuntimeError(f"cannot evaluate these {len(x)} rows")
-        return super().forward(x, label)
-
-
 def points(n: int, seed: int) -> torch.utils.data.TensorDataset:
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     return torch.utils.data.TensorDataset(x, (x > 0).sum(1))
@@ -96,27 +84,12 @@ VAL_ROWS = 87
 asks for another count: ``ddp+81`` leaves the second rank no row of the last batch, ``ddp+1`` no
 row at all: its stand-in row's totals add zeros)."""
 
-def ragged_on_rank1() -> torch.utils.data.TensorDataset:
-    """32 rows, 2 batches of 16 whose even rows (rank 0's shard) are all of class 2, and whose odd
-    rows (rank 1's) are of class 2 in the first batch and 1 in the second: :class:`Unpadded`'s
-    confusion matrix is 3x3 on both ranks in the first batch (the check before training, of that
-    batch, passes), and in the second 3x3 on rank 0 and 2x2 on rank 1, which refuses it alone
-    (``TotalsCapture``'s check within a rank) in the evaluation at step 4."""
-    x = torch.ones(32, 2)
-    x[17:32:2, 1] = -1.0
-    return torch.utils.data.TensorDataset(x, (x > 0).sum(1))
-
-
 REFUSED = {"unpadded": (Unpadded, torch.utils.data.TensorDataset(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]),
                                                                    torch.tensor([0, 2]))),
-           "undeclared": (Undeclared, points(1, 1)),
-           "ragged": (Unpadded, ragged_on_rank1()),
-           "raising": (RaisingOnRank1, points(2, 1))}
-"""The models every rank refuses (``ddp-unpadded``, ``ddp-undeclared``, ``ddp-ragged``,
-``ddp-raising``) and their validation rows: :class:`Unpadded` on two rows of classes 0 and 2,
-one for each of 2 ranks; :class:`Undeclared` on one row, which leaves the second rank only a
-stand-in; :class:`Unpadded` on :func:`ragged_on_rank1`, and :class:`RaisingOnRank1`, each an
-error of rank 1 alone, in its forward's totals or its forward."""
+           "undeclared": (Undeclared, points(1, 1))}
+"""The models every rank refuses (``ddp-unpadded``, ``ddp-undeclared``) and their validation rows:
+:class:`Unpadded` on two rows of classes 0 and 2, one for each of 2 ranks; :class:`Undeclared` on
+one row, which leaves the second rank only a stand-in."""
 
 
 def run(out: Path, name: str) -> None:
@@ -128,15 +101,13 @@ def run(out: Path, name: str) -> None:
     config = {"train": {"max_steps": 8, "lr": 1e-2, "warmup_steps": 0, "eval_interval": 4},
               "data": {"eval_batches": 6}, "precision": {"dtype": "fp32"},
               "strategy": {"name": strategy, **options}, "logging": {"progress": False, "plot": False}}
-    if stage in REFUSED:  # refused in an evaluation, on every rank
+    if stage in REFUSED:  # refused at the check of the first validation batch, on every rank
         model, val = REFUSED[stage]
         try:
             deepseek.fit(model, points(64, 0), val_data=val, names=("x", "label"), batch_size=16,
                          shuffle=False, config=config, quiet=True, run_dir=out / name)
-        except (UsageError, RuntimeError) as exc:  # another rank's RuntimeError: a RankError naming its class
+        except UsageError as exc:
             (out / f"{name}-{os.environ['RANK']}.txt").write_text(str(exc))
-            named = exc.type_name if isinstance(exc, RankError) else type(exc).__name__
-            (out / f"{name}-{os.environ['RANK']}.class").write_text(f"{type(exc).__name__} {named}")
         return
     result = deepseek.fit(Classifier, points(256, 0), val_data=points(int(rows or VAL_ROWS), 1), names=("x", "label"),
                           batch_size=16, shuffle=False, config=config, quiet=True, run_dir=out / name)

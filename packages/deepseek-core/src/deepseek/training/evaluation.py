@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from deepseek.config.schema import Config
     from deepseek.data.dataset import Dataset
     from deepseek.training.loss_items import ItemWeights
-    from deepseek.training.strategy import Strategy
 
 Evaluation = tuple[torch.Tensor, dict[str, torch.Tensor]]
 """``(loss, metrics)`` of one batch, detached fp32 0-dim tensors."""
@@ -149,21 +148,6 @@ def evaluate_batch(
     finally:
         module.train(was_training)
     return loss.detach().float(), {k: v.detach().float() for k, v in metrics.items()}
-
-
-def evaluate_shard(strategy: Strategy, batch: Batch, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """This rank's part of :meth:`Strategy.evaluate <deepseek.training.strategy.Strategy.evaluate>`
-    before the mean over the ranks: :func:`evaluate_batch` of ``strategy.eval_module`` on ``batch``
-    (its shard), the loss :func:`weighed` by ``weight`` and the metrics one
-    :class:`~deepseek.training.step.MetricSums` part of that weight, packed as
-    ``strategy.reduce_mean`` takes them. Pro's data-parallel ``evaluate`` hands what it raises to
-    the other ranks before they wait in ``reduce_mean``."""
-    from deepseek.training.step import MetricSums
-
-    loss, metrics = evaluate_batch(strategy.eval_module, batch, device=strategy.device, autocast=strategy.autocast())
-    sums = MetricSums()
-    sums.add(metrics, weight)
-    return weighed(loss, weight), sums.packed()
 
 
 def evaluate_in_process(

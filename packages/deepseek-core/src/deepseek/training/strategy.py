@@ -318,16 +318,18 @@ class Strategy(StrategyRules, ABC):
 
     def evaluate(self, batch: Batch, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean loss and metrics of this rank's shard of a validation batch, without gradients,
-        in eval mode (:func:`deepseek.training.evaluation.evaluate_shard`: ``evaluate_batch`` of
-        :attr:`eval_module`), times ``weight`` (the
+        in eval mode (:func:`deepseek.training.evaluation.evaluate_batch`), times ``weight`` (the
         shard's items x ranks / the batch's items, for a model weighing by items, or its rows x
         ranks / the batch's rows for a batch whose rows the ranks split unevenly), averaged over
         the data-parallel ranks, as one part of a step is (:class:`~deepseek.training.step.MetricSums`:
         a metric NaN on a rank's shard, or not returned for it, was not measured there)."""
-        from deepseek.training.evaluation import evaluate_shard
+        from deepseek.training.evaluation import evaluate_batch, weighed
         from deepseek.training.step import MetricSums
 
-        loss, reduced = self.reduce_mean(*evaluate_shard(self, batch, weight))
+        loss, metrics = evaluate_batch(self.eval_module, batch, device=self.device, autocast=self.autocast())
+        sums = MetricSums()
+        sums.add(metrics, weight)
+        loss, reduced = self.reduce_mean(weighed(loss, weight), sums.packed())
         return loss, MetricSums.unpacked(reduced)
 
     @final

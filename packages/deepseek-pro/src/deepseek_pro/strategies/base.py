@@ -303,36 +303,13 @@ class DistributedStrategy(Strategy):
     # ------------------------------------------------------------------ the data-parallel mean
 
     def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Core's evaluation (:func:`~deepseek.training.evaluation.evaluate_shard`, then
-        :meth:`reduce_mean`), its metric names agreed apart from the training steps': names only
-        training reports would otherwise reach every evaluation as unmeasured ones.
-
-        An exception this rank's part raises (its model's forward, on its rows; core's check of
-        the totals that forward returned, :class:`~deepseek.training.totals.TotalsCapture`) is
-        handed to that agreement, as a pipeline stage's is, instead of leaving the other ranks to
-        wait for this one in :meth:`reduce_mean`: every rank raises it
-        (:func:`~deepseek_pro.strategies.metric_names.raise_shared`). The model's code runs in
-        ``settings.model_calls``, so a plugin model's bug is its one line on every rank. A
-        collective that failed (a peer gone, a timeout) is raised as it is: the group is broken."""
-        import torch.distributed as dist
-
-        from deepseek.training.evaluation import evaluate_shard
-        from deepseek.training.launcher_env import peer_lost
-        from deepseek.training.step import MetricSums
-
-        try:
-            with self.settings.model_calls("forward"):
-                loss, packed = evaluate_shard(self, batch, weight)
-        except Exception as exc:
-            if not isinstance(exc, dist.DistError) and not peer_lost(exc):
-                self._eval_metric_names.agree(None, exc, self.any_rank)  # raises it on every rank
-            raise
+        """Core's evaluation, its metric names agreed apart from the training steps': names only
+        training reports would otherwise reach every evaluation as unmeasured ones."""
         self._agreeing = self._eval_metric_names
         try:
-            loss, reduced = self.reduce_mean(loss, packed)
+            return super().evaluate(batch, weight)
         finally:
             self._agreeing = self._metric_names
-        return loss, MetricSums.unpacked(reduced)
 
     def reduce_mean(
         self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]

@@ -16,8 +16,7 @@ measured it), as ``single`` records it. Used by the data-parallel strategies'
 ``reduce_mean`` (:class:`~deepseek_pro.strategies.base.DistributedStrategy`) and by the pipeline
 strategies (:class:`~deepseek_pro.strategies.pipeline_metrics.StageMetrics`).
 
-An error found on one rank (a pipeline stage refusing a loss, or raising during an evaluation; a
-data-parallel rank's part of an evaluation raising: ``DistributedStrategy.evaluate``)
+An error found on one rank (a pipeline stage refusing a loss, or raising during an evaluation)
 is handed to the same agreement and raised on every rank (:func:`raise_shared`, which served
 pipeline decoding uses too): the raising rank raises its own
 exception (its traceback kept); the others raise one with its line: :class:`UsageError`,
