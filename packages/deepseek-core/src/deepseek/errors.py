@@ -159,3 +159,31 @@ class RankError(RuntimeError):
 
 class CheckpointError(UsageError):
     """A checkpoint is missing, truncated, corrupt or incompatible."""
+
+
+Described = tuple[str, str, str]
+"""An error as the ranks of a distributed job exchange it: ``(line, kind, class name)``, kind
+``usage``, ``plugin``, ``deepseek`` or ``other`` (:func:`described`, :func:`rebuilt`)."""
+
+
+def described(exc: BaseException) -> Described:
+    """``exc`` as :func:`rebuilt` makes it again on another rank."""
+    kind = ("usage" if isinstance(exc, UsageError) else "plugin" if isinstance(exc, PluginError)
+            else "deepseek" if isinstance(exc, DeepseekError) else "other")
+    return str(exc), kind, type(exc).__name__
+
+
+def rebuilt(error: Described) -> Exception:
+    """Another rank's error on this rank, with its line, so that every rank ends alike:
+    :class:`UsageError` (exit code 2), :class:`PluginError` (a component's bug, named in its line)
+    or :class:`DeepseekError` for the framework's own errors, and for any other exception (a
+    ``RuntimeError`` in model code, an ``OSError``) :class:`RankError` naming its class, an
+    internal error on every rank (exit code 1) that blames no component."""
+    line, kind, name = error
+    if kind == "usage":
+        return UsageError(line)
+    if kind == "plugin":
+        return PluginError(line)
+    if kind == "deepseek":
+        return DeepseekError(line)
+    return RankError(line, name)

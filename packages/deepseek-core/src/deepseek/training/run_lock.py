@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from deepseek.arguments import spelled
 from deepseek.errors import UsageError
 from deepseek.parsing import loads_json, read_file
+from deepseek.training.rank_zero import rank_zero_outcome
 
 if TYPE_CHECKING:
     from deepseek.training.strategy import Strategy
@@ -202,10 +203,9 @@ def refuse_if_busy(run_dir: Path, strategy: Strategy) -> None:
     """:class:`RunFolderBusy` on every rank when a live job holds ``run_dir``; writes nothing, so
     a run can check this before it reads (and validates) a checkpoint and only then lock."""
     path = Path(run_dir) / LOCK_FILE
-    problem = _busy(run_dir, path) if strategy.is_global_zero and is_held(path) else None
-    problem = strategy.broadcast_object(problem)
-    if problem:
-        raise RunFolderBusy(problem)
+    with rank_zero_outcome(strategy):
+        if strategy.is_global_zero and is_held(path):
+            raise RunFolderBusy(_busy(run_dir, path))
 
 
 def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
@@ -215,20 +215,19 @@ def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
     before rank 0 holds the folder, since to a rank other than 0 that lock is another process's, a
     live job's that a lookup waits for between a re-save's renames (up to ten seconds)."""
     lock = RunLock(Path(run_dir) / LOCK_FILE)
-    problem = None
     strategy.barrier()
-    if strategy.is_global_zero:
-        lock.path.parent.mkdir(parents=True, exist_ok=True)
-        lock.fd = try_lock(lock.path)
-        if lock.fd is None:
-            problem = _busy(run_dir, lock.path)
-        else:
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime(SINCE_FORMAT)}
-            os.ftruncate(lock.fd, 0)
-            os.lseek(lock.fd, 0, os.SEEK_SET)
-            os.write(lock.fd, json.dumps(holder).encode())
-    problem = strategy.broadcast_object(problem)
-    if problem:
+    try:
+        with rank_zero_outcome(strategy):  # its error (a folder it cannot create, too) on every rank
+            if strategy.is_global_zero:
+                lock.path.parent.mkdir(parents=True, exist_ok=True)
+                lock.fd = try_lock(lock.path)
+                if lock.fd is None:
+                    raise RunFolderBusy(_busy(run_dir, lock.path))
+                holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime(SINCE_FORMAT)}
+                os.ftruncate(lock.fd, 0)
+                os.lseek(lock.fd, 0, os.SEEK_SET)
+                os.write(lock.fd, json.dumps(holder).encode())
+    except BaseException:
         lock.release()
-        raise RunFolderBusy(problem)
+        raise
     return lock

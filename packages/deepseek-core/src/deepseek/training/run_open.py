@@ -20,6 +20,7 @@ from deepseek.tracking.session import TrackingSession, flat_params
 from deepseek.tracking.tracker import RunInfo
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.metrics import MetricsWriter
+from deepseek.training.rank_zero import rank_zero_outcome
 from deepseek.training.run_folder import (
     EditedConfigWarning,
     config_changes,
@@ -71,38 +72,25 @@ class RunFolder:
             self.found = frozenset(os.listdir(run_dir))
         self.lock = lock_run_folder(run_dir, strategy)  # before anything in it changes
         ckpt_root = run_dir / "checkpoints"
-        if zero:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale(ckpt_root)  # a moved-aside step-N resumed from is step-N again
-            ckpt.update_pointers(ckpt_root)  # a kill between a commit and its pointer update
+        with rank_zero_outcome(strategy):  # rank 0's work; its error (a step-N it cannot rename back) every rank's
+            if zero:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                ckpt.remove_stale(ckpt_root)  # a moved-aside step-N resumed from is step-N again
+                ckpt.update_pointers(ckpt_root)  # a kill between a commit and its pointer update
         if resume_from is not None:  # named as it is now, in what follows
             resume_from = ckpt.committed_path(resume_from)
-        metrics_out = MetricsWriter(run_dir, enabled=zero)
-        try:  # resumed: what followed the checkpoint goes; fresh: a job that died before its first checkpoint
-            metrics_out.truncate_after(step if resume_from is not None else -1)
-        except BaseException:
-            metrics_out.close()
-            raise
         resumed_config = made.restored.config if made.restored is not None else None
         changes = config_changes(resumed_config, cfg.to_dict()) if resume_from is not None else []
-        resumed = shown(resume_from)
-        if resume_from is not None and zero:
-            print(f"resumed from {resumed} at step {step}"
-                  + (f", with config changes: {'; '.join(changes)}" if changes else ""), file=sys.stderr, flush=True)
-        if zero:
-            copy_run_files(made.dataset.run_files(), run_dir)  # first: a folder in a copy's place is refused
-            if resume_from is not None:  # a config.toml edited since: kept, and said, not replaced silently
-                edited = keep_edited_config(run_dir, cfg.to_dict(), resumed_config, resume=resume_from)
-                if edited is not None:
-                    warnings.warn(edited, EditedConfigWarning, stacklevel=3)  # at Trainer.fit
-            notes = [f"resumed from {resumed} at step {step}, changing {c}" for c in changes]
-            # the optimizer follows the checkpoint there, not this file
-            notes += [f"resumed from {resumed}: the optimizer kept the checkpoint's {s}"
-                      for s in engine.kept_settings]
-            write_config(cfg, run_dir / "config.toml", notes)
         run = RunInfo(run_dir, run_dir.name, flat_params(cfg.to_dict()), step, strategy.world_size, quiet=quiet)
-        try:  # a tracker that cannot start stops the run here, before its first step
-            tracking = TrackingSession.open(cfg, engine.lookups, run, enabled=zero)
+        metrics_out = MetricsWriter(run_dir, enabled=zero)
+        try:
+            with rank_zero_outcome(strategy):  # rank 0's work again (the others' writer and trackers do nothing)
+                # resumed: what followed the checkpoint goes; fresh: a job that died before its first checkpoint
+                metrics_out.truncate_after(step if resume_from is not None else -1)
+                if zero:
+                    self._write_files(made, engine, resume_from, changes)
+                # a tracker that cannot start stops the run here, before its first step
+                tracking = TrackingSession.open(cfg, engine.lookups, run, enabled=zero)
         except BaseException:
             metrics_out.close()
             raise
@@ -110,6 +98,25 @@ class RunFolder:
             for line in ineffective_settings(cfg, device_type=strategy.device.type, compute_dtype=engine.precision.name):
                 warnings.warn(line, IneffectiveSettingWarning, stacklevel=4)  # at the caller of Trainer.fit
         return OpenedRun(metrics_out, tracking)
+
+    def _write_files(self, made: RunSetup, engine: StepEngine, resume_from: Path | None, changes: list[str]) -> None:
+        """Rank 0's writes of :meth:`open`: the dataset's copies, ``config.toml`` with notes on
+        what a resume from ``resume_from`` changed (``changes``), kept where edited since."""
+        cfg, run_dir, resumed = made.config, self.path, shown(resume_from)
+        step = made.restored.step if made.restored is not None else 0
+        resumed_config = made.restored.config if made.restored is not None else None
+        if resume_from is not None:
+            print(f"resumed from {resumed} at step {step}"
+                  + (f", with config changes: {'; '.join(changes)}" if changes else ""), file=sys.stderr, flush=True)
+        copy_run_files(made.dataset.run_files(), run_dir)  # first: a folder in a copy's place is refused
+        if resume_from is not None:  # a config.toml edited since: kept, and said, not replaced silently
+            edited = keep_edited_config(run_dir, cfg.to_dict(), resumed_config, resume=resume_from)
+            if edited is not None:
+                warnings.warn(edited, EditedConfigWarning, stacklevel=4)  # at Trainer.fit
+        notes = [f"resumed from {resumed} at step {step}, changing {c}" for c in changes]
+        # the optimizer follows the checkpoint there, not this file
+        notes += [f"resumed from {resumed}: the optimizer kept the checkpoint's {s}" for s in engine.kept_settings]
+        write_config(cfg, run_dir / "config.toml", notes)
 
     def close(self, *, discard: bool) -> None:
         """Release the lock; ``discard``: the run failed before its first step, so what it wrote

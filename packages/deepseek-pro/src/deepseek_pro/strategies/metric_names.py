@@ -19,7 +19,8 @@ strategies (:class:`~deepseek_pro.strategies.pipeline_metrics.StageMetrics`).
 An error found on one rank (a pipeline stage refusing a loss, or raising during an evaluation)
 is handed to the same agreement and raised on every rank (:func:`raise_shared`, which served
 pipeline decoding uses too): the raising rank raises its own
-exception (its traceback kept); the others raise one with its line: :class:`UsageError`,
+exception (its traceback kept); the others raise one with its line (core's
+:func:`~deepseek.errors.described` and :func:`~deepseek.errors.rebuilt`): :class:`UsageError`,
 :class:`PluginError` (a component's bug, named in its line) or :class:`DeepseekError` for the
 framework's own errors, so every rank ends with the same class of error, and for any other
 exception (a ``RuntimeError`` in model code) :class:`~deepseek.errors.RankError` naming its class,
@@ -31,30 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from deepseek.errors import DeepseekError, PluginError, RankError, UsageError
-
-Described = tuple[str, str, str]
-"""An error as the ranks exchange it: ``(line, kind, class name)``, kind ``usage``, ``plugin``,
-``deepseek`` or ``other``."""
-
-
-def described(exc: BaseException) -> Described:
-    """``exc`` as :func:`rebuilt` makes it again on another rank."""
-    kind = ("usage" if isinstance(exc, UsageError) else "plugin" if isinstance(exc, PluginError)
-            else "deepseek" if isinstance(exc, DeepseekError) else "other")
-    return str(exc), kind, type(exc).__name__
-
-
-def rebuilt(error: Described) -> Exception:
-    """Another rank's error on this rank, with its line (see the module docstring)."""
-    line, kind, name = error
-    if kind == "usage":
-        return UsageError(line)
-    if kind == "plugin":
-        return PluginError(line)
-    if kind == "deepseek":
-        return DeepseekError(line)
-    return RankError(line, name)
+from deepseek.errors import Described, described, rebuilt
 
 
 def raise_shared(problem: BaseException | None, gathered: list[Described | None]) -> None:
