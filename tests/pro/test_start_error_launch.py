@@ -1,13 +1,16 @@
 """An error of the start-up work rank 0 alone does in the run folder (``RunFolder.open``: the
-leftovers of a killed save, ``metrics.jsonl``, the copies, ``config.toml``, the trackers) under
-``deepseek launch -n 2``: every rank ends with rank 0's line and exit code, where the other ranks
+leftovers of a killed save, ``metrics.jsonl``, the copies, ``config.toml``, the trackers), and of
+the tidying rank 0 alone does when a resumed run has nothing left to train (``run_state.restore``),
+under ``deepseek launch -n 2``: every rank ends with rank 0's line and exit code, where the other ranks
 failed at their next collective ("lost its connection to another rank") or waited for rank 0."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import pytest
 from _prohelpers import deepseek_here
 
 CONFIG = ('[model]\nname = "tiny"\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 16\n'
@@ -34,13 +37,25 @@ def _tree(folder: Path) -> dict[str, bytes]:
             if f.is_file() and f.name != ".lock"}
 
 
-def test_a_moved_aside_step_rank_0_cannot_rename_back_is_the_same_line_on_every_rank(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 4-step run (``single``, in this process) with checkpoints at steps 2 and 4, trained once for the module."""
+    work = tmp_path_factory.mktemp("finished")
+    (work / "c.toml").write_text(CONFIG)
+    made = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=work)
+    assert made.returncode == 0, made.stderr
+    return work / "r"
+
+
+@pytest.mark.parametrize("more", [["--max-steps", "6"], []], ids=["resumed", "finished"])
+def test_a_moved_aside_step_rank_0_cannot_rename_back_is_the_same_line_on_every_rank(
+        finished_run: Path, tmp_path: Path, more: list[str]) -> None:
     """Rank 0 renames step 4's moved-aside checkpoint back at the start, and the rename fails:
     rank 0 said the one line (exit 2) and rank 1 "lost its connection to another rank" at its next
-    collective. Now both ranks say rank 0's line, exit 2, and nothing in the folder changed."""
-    (tmp_path / "c.toml").write_text(CONFIG)
-    made = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
+    collective; resuming the finished run (nothing to train: rank 0 alone tidies its folder), rank 1
+    said "the run is complete". Now both ranks say rank 0's line, exit 2, and nothing in the folder
+    changed."""
+    shutil.copytree(finished_run, tmp_path / "r")
     root = tmp_path / "r" / "checkpoints"
     os.rename(root / "step-4", root / "step-4.replaced-ab")  # a re-save of step 4 killed between its renames
     (root / "step-4.tmp-cd").mkdir()  # and its new copy, not renamed in
@@ -49,7 +64,7 @@ def test_a_moved_aside_step_rank_0_cannot_rename_back_is_the_same_line_on_every_
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(REFUSED_RENAME)
     path = os.pathsep.join([str(inject), *filter(None, [os.environ.get("PYTHONPATH")])])
-    proc = deepseek_here("launch", "-n", "2", "--log-dir", "logs", "--", "train", "--resume", "r", "--max-steps", "6",
+    proc = deepseek_here("launch", "-n", "2", "--log-dir", "logs", "--", "train", "--resume", "r", *more,
                          "--strategy", "ddp", "--quiet", cwd=tmp_path, env={"PYTHONPATH": path, "DS_ACCELERATOR": "cpu"})
     line = (f"error: {root / 'step-4.replaced-ab'}: is step 4's checkpoint (moved aside by a save of the same step "
             f"that was cut short) and could not be renamed back to step-4 (Device or resource busy); nothing was "

@@ -22,6 +22,7 @@ from deepseek.training.evaluation import reports_bits_per_byte, rng_kept
 from deepseek.training.monitor import refuse_finished
 from deepseek.training.param_groups import group_members
 from deepseek.training.provenance import components_used
+from deepseek.training.rank_zero import rank_zero_outcome
 from deepseek.training.run_codec import gives_codec
 from deepseek.training.run_values import reported_values
 from deepseek.training.totals import offers_whole_set_metrics
@@ -116,8 +117,9 @@ def restore(engine: StepEngine, dataset: Dataset, monitor: Monitor, run_dir: Pat
     try:
         refuse_finished(directory, step, config.train.max_steps, monitor, should_stop=state.get("should_stop") is True)
     except RunComplete:
-        if engine.strategy.is_global_zero:  # a requeued job finding it done writes nothing, but tidies the folder
-            tidy_finished(run_dir, directory, config.checkpoint.keep_last)
+        with rank_zero_outcome(engine.strategy):  # its error (a step-N it cannot rename back) every rank's
+            if engine.strategy.is_global_zero:  # a requeued job finding it done writes nothing, but tidies the folder
+                tidy_finished(run_dir, directory, config.checkpoint.keep_last)
         raise
     engine.precision.load_state_dict(state.get("precision", {}))
     saved = state.get("world_size")
