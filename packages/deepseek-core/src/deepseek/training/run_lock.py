@@ -200,8 +200,10 @@ def live_run_holding(path: Path) -> RunFolderBusy | None:
 
 
 def refuse_if_busy(run_dir: Path, strategy: Strategy) -> None:
-    """:class:`RunFolderBusy` on every rank when a live job holds ``run_dir``; writes nothing, so
-    a run can check this before it reads (and validates) a checkpoint and only then lock."""
+    """When a live job holds ``run_dir``: :class:`RunFolderBusy` on rank 0, its line on the others
+    (a :class:`UsageError`: :func:`~deepseek.training.rank_zero.rank_zero_outcome`), exit 2 on every
+    rank; writes nothing, so a run can check this before it reads (and validates) a checkpoint and
+    only then lock."""
     path = Path(run_dir) / LOCK_FILE
     with rank_zero_outcome(strategy):
         if strategy.is_global_zero and is_held(path):
@@ -210,7 +212,8 @@ def refuse_if_busy(run_dir: Path, strategy: Strategy) -> None:
 
 def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
     """Take the lock of ``run_dir`` on rank 0 (creating the folder) and tell every rank the
-    outcome; :class:`RunFolderBusy` (exit 2) on every rank when a live job holds it. Every rank
+    outcome; when a live job holds it, :class:`RunFolderBusy` on rank 0 and its line (a
+    :class:`UsageError`) on the others, exit 2 on every rank. Every rank
     arrives first: what the ranks read of the run in their set-up (a resume's lookups) is read
     before rank 0 holds the folder, since to a rank other than 0 that lock is another process's, a
     live job's that a lookup waits for between a re-save's renames (up to ten seconds)."""
