@@ -7,7 +7,8 @@ batch built from the encoders' ``example_inputs`` (the batch check of a training
 encoder's ``check_inputs`` included, accepts it), a training step under modality dropout gives a
 finite loss whose gradients reach every parameter of the plugin; in eval mode, samples lacking a
 modality (every mix of present ones) get finite logits ``(B, num_classes)``.
-Skipped where no edition adds ``multimodal.classifier``; ids are ``<dist>:<name>`` as in the
+An encoder whose name starts with no such modality (``acme.patches``) gets a skipped case
+saying the classifier never takes it. Skipped where no edition adds ``multimodal.classifier``; ids are ``<dist>:<name>`` as in the
 other suites (``-k "acme-encoders:"``)."""
 
 from __future__ import annotations
@@ -40,7 +41,24 @@ def modality_of(encoder_name: str) -> str | None:
     return prefix if prefix in MODALITIES else None
 
 
-ENCODERS = [c for c in HOST.components("encoder") if modality_of(c.name)] if HAS_CLASSIFIER else []
+
+
+def encoder_cases(host) -> list:  # noqa: ANN001
+    """One case per registered encoder of ``host``: an encoder whose name has no classifier
+    modality as its first part (``acme.patches``) is a skipped case saying why, not left out, so
+    that ``-k "acme:"`` shows its author that ``multimodal.classifier`` never takes it."""
+    cases = []
+    for comp in host.components("encoder"):
+        marks = () if modality_of(comp.name) else pytest.mark.skip(
+            reason=f"{comp.qualified_name}: multimodal.classifier takes an encoder for modality m only when its "
+                   f"name starts with 'm.' ({', '.join(m + '.' for m in MODALITIES)}); name it "
+                   f"'<modality>.{comp.name.rpartition(':')[2].replace('.', '_')}' for the classifier "
+                   "(docs/multimodal.md section 2)")
+        cases.append(pytest.param(comp, marks=marks, id=comp.qualified_name))
+    return cases
+
+
+ENCODERS = encoder_cases(HOST) if HAS_CLASSIFIER else []
 FUSIONS = HOST.components("fusion") if HAS_CLASSIFIER else []
 
 
@@ -99,7 +117,7 @@ def encoder_model(host, comp):  # noqa: ANN001, ANN201
                       **{f"{m}_encoder": comp.qualified_name, m: None if m == "text" else {}})
 
 
-@pytest.mark.parametrize("comp", ENCODERS, ids=[c.qualified_name for c in ENCODERS])
+@pytest.mark.parametrize("comp", ENCODERS)
 def test_encoder_trains_inside_the_classifier(comp) -> None:  # noqa: ANN001
     model = encoder_model(HOST, comp)
     m = modality_of(comp.name)
@@ -168,3 +186,26 @@ def test_an_encoder_with_a_parameter_the_classifier_never_trains_fails_inside_it
     model = encoder_model(host, host.resolve("encoder", "audio.idle"))
     with pytest.raises(AssertionError, match=r"^parameters \['idle'\] get no gradient from the loss of multimodal\.classifier"):
         check_in_classifier(model, "encoder audio.idle", model.encoders["audio"], "docs/multimodal.md section 2")
+
+
+@pytest.mark.skipif(not HAS_CLASSIFIER, reason="no multimodal.classifier here (deepseek-enterprise adds it)")
+def test_an_encoder_named_without_its_modality_is_a_skipped_case_saying_so() -> None:
+    """An encoder registered as ``acme.patches`` (plugins.md's ``acme.*`` prefix rule read alone)
+    loads and passes test_encoders_contract.py, but ``multimodal.classifier`` never takes it: its
+    case here is skipped with the rule and the name to use, not left out of the suite."""
+    from deepseek import hookimpl
+    from deepseek_enterprise.encoders import AudioConvTransformer
+
+    class Acme:
+        @hookimpl
+        def deepseek_register_encoders(self, register):  # noqa: ANN001, ANN202
+            register("acme.patches", AudioConvTransformer, description="no modality in the name")
+            register("audio.acme_frames", AudioConvTransformer, description="named for its modality")
+
+    cases = {c.id: c for c in encoder_cases(_host_with(Acme())) if c.id.startswith("acme-broken:")}
+    assert sorted(cases) == ["acme-broken:acme.patches", "acme-broken:audio.acme_frames"]
+    assert cases["acme-broken:audio.acme_frames"].marks == ()
+    (mark,) = cases["acme-broken:acme.patches"].marks
+    assert mark.name == "skip" and mark.kwargs["reason"].startswith(
+        "acme-broken:acme.patches: multimodal.classifier takes an encoder for modality m only when its name starts "
+        "with 'm.' (vision., audio., text.); name it '<modality>.acme_patches'")
