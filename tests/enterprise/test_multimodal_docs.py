@@ -9,6 +9,8 @@ contract (finite for every subset of modalities; a missing modality changes noth
 trains a ``multimodal.classifier`` with that fusion method and encoder for 2 steps with
 ``Trainer(config, host=...)``: the loss must be finite and every parameter of the fusion method
 and of the plugin's encoder must have moved (weight decay is off, so only gradients move them).
+A config whose ``[model.vision] img_size`` does not fit the digits is then refused as the user's
+one line (the encoder's ``check_inputs`` and ``keys_for_inputs``), not as a bug in the plugin.
 
 Why a subprocess: the page tells authors to publish the plugin as a distribution with an
 entry point, so the test loads it the way users will, from installed metadata (an in-process
@@ -110,7 +112,7 @@ import torch
 import deepseek
 from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, DeepseekError
 from deepseek.models.encoder import EncoderOutput
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
@@ -185,6 +187,16 @@ facts["unchanged"] = [n for n, p in model.named_parameters()
 facts["losses"] = recorder.losses
 facts["step"] = result.step
 facts["val_accuracy"] = result.val_metrics.get("val_accuracy")
+
+# A user's [model.vision] that does not fit the data is the user's one line (check_inputs and
+# keys_for_inputs), refused before the run folder is written.
+wrong = json.loads(json.dumps(spec["config"]))
+wrong["model"]["vision"] = {**wrong["model"]["vision"], "img_size": 10}
+try:
+    Trainer(config_from_dict(wrong, host=host), run_dir=spec["run_dir"] + "-wrong", quiet=True, host=host).fit()
+    facts["mismatch"] = None
+except DeepseekError as exc:
+    facts["mismatch"] = [type(exc).__name__, str(exc), exc.exit_code]
 print("FACTS " + json.dumps(facts))
 '''
 
@@ -237,6 +249,13 @@ def test_the_page_plugin_trains_a_multimodal_classifier(tmp_path: Path) -> None:
     assert facts["unchanged"] == [], f"parameters that did not train: {facts['unchanged']}"
     assert 0.0 <= facts["val_accuracy"] <= 1.0
     assert (tmp_path / "run" / "confusion.json").is_file() and (tmp_path / "run" / "splits.json").is_file()
+    # The page's encoder declared no check_inputs / keys_for_inputs: img_size = 10 on 8x8 digits
+    # reached forward and was reported as the plugin's bug (PluginError, exit code 1).
+    kind, line, code = facts["mismatch"]
+    assert (kind, code) == ("UsageError", 2) and line == (
+        "model.vision: encoder vision.acme_patches: images must be (batch, 1, 10, 10), got shape (8, 1, 8, 8) "
+        "(dataset MultimodalDigits); set model.vision.img_size = 8"), facts["mismatch"]
+    assert not (tmp_path / "run-wrong").exists()
 
 
 def test_the_pages_fusion_helpers_example_runs() -> None:
