@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-multi mfu-tuning mfu-blas mfu-fa4 cuda-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-multi mfu-tuning mfu-blas mfu-fa4 cuda-tests gpu2-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -344,6 +344,9 @@ PY
       "$REPO/tests/core/training/test_trainer_loop.py" "$REPO/tests/enterprise/test_quantize.py" \
       "$REPO/tests/core/models/test_repetition_penalty.py" \
       "$REPO/tests/enterprise/test_service_isolation.py::test_the_gpu_memory_cap_stops_an_allocation_over_the_share";;
+  gpu2-tests)  # the tests that need two CUDA devices (a 2-GPU kind): SyncBatchNorm under ddp and fsdp on
+    # two GPUs trains as one device does (torch's SyncBatchNorm is GPU-only; CI and one-GPU kinds skip them)
+    run gpu2-tests 300 python3 -m pytest -q -p no:cacheprovider -rs -o addopts= "$REPO/tests/pro/test_sync_batchnorm.py";;
   mw-tests)  # the CUDA-only tests of the master-weight optimizer (Triton step = eager step; multi-tensor = per-parameter)
     run mw-tests 200 env CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider -rs \
       "$REPO/tests/core/training/test_master_weights.py" "$REPO/tests/core/training/test_master_multi_tensor.py";;
