@@ -102,6 +102,14 @@ def test_a_group_rule_choice_matching_no_parameter_is_refused_before_the_study(
     (["--storage", "nonsense"], "--storage: 'nonsense' is not a storage URL"),
     (["--objective", "tokens_per_s"], "model.name: the system tuner measures GPT models"),
     (["--objective", "accuracy"], "--objective accuracy: no registered tuner measures it"),
+    # a mistyped objective had no did-you-mean (the project's one helper, deepseek.names.did_you_mean)
+    (["--objective", "tokens_per_sec"], "--objective tokens_per_sec: no registered tuner measures it (did you mean "
+                                        "'tokens_per_s'?) (system: tokens_per_s, samples_per_s; training: val_*)"),
+    (["--objective", "loss"], "--objective loss: no registered tuner measures it (did you mean 'val_loss'?)"),
+    (["--objective", "val-loss"], "--objective 'val-loss': a metric name such as val_loss or tokens_per_s (did you "
+                                  "mean 'val_loss'?)"),
+    (["--objective", "tokens_per_sec", "--tuner", "system"],
+     "--objective tokens_per_sec: tuner 'system' measures tokens_per_s, samples_per_s (did you mean 'tokens_per_s'?)"),
     (["--tuner", "systen"], "did you mean 'system'"),
 ])
 def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str,

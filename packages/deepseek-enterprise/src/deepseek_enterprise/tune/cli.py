@@ -37,13 +37,15 @@ def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, s
         comp = host.resolve("tuner", name)
         target = comp.load()
         if not target.measures(objective):
-            raise UsageError(f"--objective {objective}: tuner {name!r} measures {', '.join(target.objectives)}")
+            raise UsageError(f"--objective {objective}: tuner {name!r} measures {', '.join(target.objectives)}"
+                             f"{_meant(objective, [target])}")
         return name, target, _origin(comp)
     from deepseek.plugins.catalogue import EDITIONS
 
-    offered, takers = [], []
+    offered, takers, loaded = [], [], []
     for comp in host.components("tuner"):
         target = comp.load()
+        loaded.append((comp, target))
         if target.measures(objective):
             takers.append((comp, target))
         offered.append(f"{comp.name}: {', '.join(target.objectives)}")
@@ -54,7 +56,19 @@ def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, s
     if takers:
         raise UsageError(f"--objective {objective}: the tuners {', '.join(_origin(c) for c, _ in takers)} all measure "
                          "it; name one with --tuner NAME")
-    raise UsageError(f"--objective {objective}: no registered tuner measures it ({'; '.join(offered)})")
+    raise UsageError(f"--objective {objective}: no registered tuner measures it"
+                     f"{_meant(objective, [t for _, t in loaded])} ({'; '.join(offered)})")
+
+
+def _meant(objective: str, tuners: list[Any]) -> str:
+    """`` (did you mean 'x'?)`` for a mistyped ``objective`` among the names ``tuners`` measure: each
+    named objective, and ``val_loss`` (the default) for a tuner that measures it through a prefix
+    (``val_*``); ``""`` when none is close."""
+    from deepseek.names import did_you_mean
+
+    names = [o for t in tuners for o in t.objectives if not o.endswith("*")]
+    names += ["val_loss"] if any(t.measures("val_loss") for t in tuners) else []
+    return did_you_mean(objective, names)
 
 
 def default_objective(host: Any, name: str | None) -> str:
@@ -103,7 +117,9 @@ def tune_inputs(host: Any, study_name: str, objective: str | None, tuner_name: s
     if objective is None:
         objective = default_objective(host, tuner_name)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", objective):
-        raise UsageError(f"--objective {objective!r}: a metric name such as val_loss or tokens_per_s")
+        host.check_kind("tuner")
+        raise UsageError(f"--objective {objective!r}: a metric name such as val_loss or tokens_per_s"
+                         f"{_meant(objective, [comp.load() for comp in host.components('tuner')])}")
     base = (read or read_toml)(config_file)
     space = load_space(space_file, read)
     name, target, origin = pick_tuner(host, tuner_name, objective)
