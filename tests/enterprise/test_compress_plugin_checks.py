@@ -272,6 +272,16 @@ def test_the_command_refuses_a_model_that_evaluates_to_nan_and_writes_nothing(
                           "to non-finite values {'val_loss': nan}, where the original's are finite; nothing was "
                           "written"), err
     assert not (tmp_path / "out").exists()  # not even the empty folder made for it
+    # a search whose only recipe ran to a NaN loss said "no recipe could run on this model"
+    code, err = _cli(host, tmp_path, monkeypatch, "compress", "--checkpoint", "run", "--max-drop", "1%",
+                     "--recipe", "acme.nan", "--out", "out", "--latency-runs", "0", "--device", "cpu",
+                     "--calibration-batches", "0")
+    assert code == 2, err
+    assert err.splitlines()[-1] == (
+        "error: --max-drop 1%: no recipe stays within it: the only recipe that ran, acme.nan, evaluates to "
+        "val_loss = nan, not a finite number; nothing was written (try other recipes or step options with --recipe, "
+        "docs/compress.md; a compressor whose model evaluates to NaN is a bug to report to its authors)"), err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_model_holding_an_inference_tensor_compresses(host: PluginHost) -> None:

@@ -291,6 +291,14 @@ def _search(host: Any, budget: Any, recipes: list[Any], model: Any, config: Any,
     _print_search(tried, original, budget)
     if best is None:
         measured = [t for t in tried if t.drop is not None and math.isfinite(t.drop)]
+        ran = [t for t in tried if t.figures]  # evaluated, to no finite drop (a NaN loss, no accuracy)
+        if not measured and ran:
+            why = [(t.recipe.label, t.verdict.removeprefix("rejected: ")) for t in ran]
+            what = (f"the only recipe that ran, {why[0][0]}, {why[0][1].removeprefix('it ')}" if len(why) == 1 else
+                    "the recipes that ran give no drop to judge: " + ", ".join(f"{r} ({w})" for r, w in why))
+            raise UsageError(f"--max-drop {budget.text}: no recipe stays within it: {what}; nothing was written "
+                             "(try other recipes or step options with --recipe, docs/compress.md; a compressor "
+                             "whose model evaluates to NaN is a bug to report to its authors)")
         if not measured:  # nothing ran to a loss: the budget was never the reason
             raise UsageError(f"--max-drop {budget.text}: no recipe could run on this model (the table says why for "
                              "each); nothing was written (give recipes that apply: --recipe, docs/compress.md)")
