@@ -10,8 +10,12 @@ from _contract_data import OwnData, read_contract_data
 @pytest.fixture(scope="session")
 def contract_data(pytestconfig: pytest.Config) -> OwnData:
     """Dataset name -> the ``[data]`` keys ``--contract-data`` (or ``DEEPSEEK_CONTRACT_DATA``)
-    gives it; a value that is not such an object fails every test that makes datasets, in one line."""
+    gives it; a value that is not such an object, or names a dataset or key the registered datasets
+    do not have, fails every test that makes datasets, in one line."""
+    from deepseek.plugins.host import get_host
+
     try:
-        return read_contract_data(pytestconfig.getoption("contract_data", default=None))
+        return read_contract_data(pytestconfig.getoption("contract_data", default=None), host=get_host())
     except ValueError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        message = str(exc)
+    pytest.fail(message, pytrace=False)  # outside the except: no "During handling ..." repeat of the line
