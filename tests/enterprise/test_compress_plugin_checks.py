@@ -211,6 +211,19 @@ def test_a_search_reports_a_broken_recipe_as_failed_and_goes_on(host: PluginHost
     assert tried[0].row()["verdict"] == tried[0].verdict and tried[0].figures == {}
 
 
+def test_a_recipe_steps_refusal_names_no_option_the_command_was_not_given(host: PluginHost, tiny) -> None:  # noqa: ANN001
+    """A step of a --max-drop search (a --recipe or a built-in recipe) that does not apply said
+    "--method prune.mlp: ...; use --method prune.ffn", naming an option the search was not given."""
+    from deepseek_enterprise.compress.search import parse_budget, parse_recipe, search
+
+    model, config = tiny
+    recipes = [parse_recipe("prune.mlp ratio=0.5")]
+    _, tried = search(host, parse_budget("1%"), recipes, model, config, [], {"val_loss": 2.0, "weights_bytes": 10},
+                      lambda m, c: {"val_loss": 2.0, "weights_bytes": 10})
+    assert tried[0].verdict == ("not applicable: prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use "
+                                "prune.ffn")
+
+
 def test_loads_with_names_the_plugin_whose_code_the_model_is_made_of(host: PluginHost) -> None:
     """A fusion method or encoder of a plugin inside a core or enterprise model: its distribution
     is needed to rebuild the model, as the model's own is."""

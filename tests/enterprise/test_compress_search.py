@@ -40,7 +40,7 @@ def test_every_recipe_is_reported_and_the_smallest_within_budget_is_written(trai
         "prune.ffn ratio=0.5 + quantize.int8", "prune.ffn ratio=0.25 + quantize.int8",
         "prune.mlp ratio=0.5 + quantize.int8", "quantize.int8"]
     verdicts = {c["recipe"]: c["verdict"] for c in candidates}
-    assert verdicts["prune.mlp ratio=0.5"].startswith("not applicable: --method prune.mlp: a GPT's MLP channels")
+    assert verdicts["prune.mlp ratio=0.5"].startswith("not applicable: prune.mlp: a GPT's MLP channels")
     fits = [c for c in candidates if c["drop"] is not None and c["drop"] <= 50]
     kept = [c for c in candidates if c["verdict"].startswith("kept")]
     assert len(kept) == 1 and kept[0]["weights_bytes"] == min(c["weights_bytes"] for c in fits)
@@ -166,6 +166,8 @@ def test_a_latency_search_keeps_the_fastest_and_says_so(trained: Path) -> None:
      "--set 'ra..tio=0.5': expected KEY=VALUE, an option of compressor prune.ffn, e.g. --set ratio=0.5"),
     (["--max-drop", "1%", "--recipe", "prune.ffn ratio=0.5 ratio=0.6 + quantize.int8"],
      "--recipe 'prune.ffn ratio=0.5 ratio=0.6 + quantize.int8': prune.ffn ratio given twice; give it once"),
+    # a compressor's refusal of the model names the option that chose it (and suggests no --method in a recipe)
+    (["--method", "prune.mlp"], "error: --method prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use prune.ffn"),
     (["--method", "prune.ffn", "--set", "ratio=0.5", "--set", "ratio=0.25"],  # the last one silently won
      "error: --set (prune.ffn): ratio given twice; give it once"),
 ])

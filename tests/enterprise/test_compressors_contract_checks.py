@@ -43,7 +43,7 @@ from deepseek_enterprise.compress.compressor import Compressed, Compressor, figu
 class GoodCopy(Compressor):
     def check_model(self, model, config):
         if not isinstance(model, GPT):
-            raise UsageError(f"--method good.copy: copies GPT models; {config.model.name!r} is not one")
+            raise UsageError(f"good.copy: copies GPT models; {config.model.name!r} is not one")
 
     def compress(self, model, config, calibration):
         work = copy.deepcopy(model)

@@ -65,7 +65,7 @@ def test_dead_channels_go_first_and_leave_the_classifier_unchanged(host: PluginH
 def test_a_gpt_is_sent_to_prune_ffn(host: PluginHost) -> None:
     config = config_from_dict({"model": {"name": "tiny", "d_model": 32, "n_heads": 2, "n_layers": 1}}, host=host)
     model = build_model(config, host=host)
-    with pytest.raises(UsageError, match="a GPT's MLP channels are pruned by prune.ffn; use --method prune.ffn"):
+    with pytest.raises(UsageError, match="^prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use prune.ffn$"):
         create_compressor(host, "prune.mlp", {}, where="--set").check_model(model, config)
 
 
@@ -222,7 +222,7 @@ def test_an_encoder_torch_pruning_cannot_trace_is_one_line_naming_its_table(capf
     prune = create_compressor(host, "prune.mlp", {"ratio": 0.5, "multiple_of": 1}, where="--set")
     capfd.readouterr()
     with warnings.catch_warnings(record=True) as shown, pytest.raises(
-            UsageError, match=r"^--method prune\.mlp: Torch-Pruning could not trace the encoder of "
+            UsageError, match=r"^prune\.mlp: Torch-Pruning could not trace the encoder of "
                               r"\[model\.audio\] \(test_prune_mlp\.GRUFrames\): TypeError: .*; it prunes "
                               r"encoders built of layers it follows \(not a bidirectional nn\.GRU") as refused:
         warnings.simplefilter("always")

@@ -103,9 +103,9 @@ def test_stored_quantized_data_is_checked_like_input(tmp_path: Path) -> None:
     (["--method", "quantize.int8", "--set", 'skip=["blocks.0.mlp.fcc"]'],
      "skip: 'blocks.0.mlp.fcc' names no module of the model (did you mean 'blocks.0.mlp.fc'?)"),
     (["--method", "quantize.int4-weight", "--set", "group_size=100"], "group_size: must be 32, 64, 128 or 256"),
-    pytest.param(["--method", "quantize.int4-weight"], "runs on CUDA only",
+    pytest.param(["--method", "quantize.int4-weight"], "error: --method quantize.int4-weight: runs on CUDA only (torchao",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
-    pytest.param(["--method", "quantize.float8"], "runs on CUDA only",
+    pytest.param(["--method", "quantize.float8"], "error: --method quantize.float8: runs on CUDA only (torchao",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_quantize_input_is_one_line_and_nothing_is_written(monkeypatch: pytest.MonkeyPatch, trained: Path,
@@ -204,9 +204,10 @@ def test_the_tri_modal_classifier_quantizes_under_an_accuracy_budget(tmp_path: P
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "mm8.json").read_text())
     verdicts = {c["recipe"]: c["verdict"] for c in report["candidates"]}
-    assert verdicts["prune.ffn ratio=0.5"].startswith("not applicable: --method prune.ffn: prunes GPT models")
-    # prune.heads shares prune.ffn's check and names itself (it said "--method prune.ffn")
-    assert verdicts["prune.heads ratio=0.25"].startswith("not applicable: --method prune.heads: prunes GPT models")
+    assert verdicts["prune.ffn ratio=0.5"].startswith("not applicable: prune.ffn: prunes GPT models")
+    # prune.heads shares prune.ffn's check and names itself (it said "prune.ffn"); a recipe's step names no
+    # --method (it said "--method prune.ffn", an option this command was not given)
+    assert verdicts["prune.heads ratio=0.25"].startswith("not applicable: prune.heads: prunes GPT models")
     assert verdicts["quantize.int8"].startswith("kept")
     record = report["record"][0]["record"]
     assert record["layers"] > 10 and record["quantized_weight_ratio"] > 2

@@ -197,9 +197,10 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
                          f"({config.model.options.scheme}); compress the run it came from (the 'source' in its "
                          "compression.json)")
     if compressor is not None:
-        from deepseek_enterprise.compress.compressor import check_applies
+        from deepseek_enterprise.compress.compressor import check_applies, named_by
 
-        check_applies(compressor, model, config)
+        with named_by("--method", method):
+            check_applies(compressor, model, config)
     dataset = build_dataset(config, host)
     from deepseek.arguments import command_line
     from deepseek.training.evaluation import batches_named, eval_batch_count
@@ -216,9 +217,10 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         raise UsageError(f"--max-drop {budget.text}: {config.model.name!r} reports no validation accuracy; "
                          "give a loss budget such as 1%")
     if compressor is not None:
-        from deepseek_enterprise.compress.compressor import StepContext, run_step
+        from deepseek_enterprise.compress.compressor import StepContext, named_by, run_step
 
-        result, new_config = run_step(host, compressor, model, config, StepContext(calibration))
+        with named_by("--method", method):
+            result, new_config = run_step(host, compressor, model, config, StepContext(calibration))
         report = {"method": method, "options": _plain(compressor.options), "source": str(checkpoint),
                   "loads_with": result.loads_with, "record": result.record}
     else:

@@ -18,7 +18,9 @@ the step budget of ``--recovery-steps``, a scratch folder). The default ``apply`
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -85,7 +87,7 @@ def refuse_quantized(model: Any, method: str) -> None:
     names = [name for name, p in model.named_parameters() if is_tensor_subclass(p)]
     if names:
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-        raise UsageError(f"--method {method}: the model's weights are quantized ({names[0]}{more}); {method} takes "
+        raise UsageError(f"{method}: the model's weights are quantized ({names[0]}{more}); {method} takes "
                          f"floating-point weights: apply it before quantizing ('{method} + quantize.int8': a recipe "
                          "quantizes last)")
 
@@ -223,6 +225,22 @@ def check_finite(compressor: Compressor, before: dict[str, Any], after: dict[str
         raise PluginError(f"{compressor.label}: the model it returned evaluates to non-finite values {bad}, where the "
                           "original's are finite; nothing was written; a bug in the plugin: upgrade it or report it to "
                           "its authors (docs/compress.md, 'Writing a compressor')")
+
+
+@contextlib.contextmanager
+def named_by(option: str, name: str) -> Iterator[None]:
+    """A compressor's one-line refusal (:class:`~deepseek.errors.UsageError`) re-raised naming the
+    option that chose compressor ``name`` (``--method prune.ffn: prunes GPT models; ...``). A
+    compressor's refusals name the compressor only (``prune.ffn: ...``): the same step is chosen by
+    ``--method``, by a ``--recipe`` or by a built-in recipe of a ``--max-drop`` search, whose table
+    shows each refusal in its recipe's row."""
+    from deepseek.errors import UsageError
+
+    try:
+        yield
+    except UsageError as exc:
+        line = str(exc)
+        raise UsageError(f"{option} {line}" if line.startswith(f"{name}:") else f"{option} {name}: {line}") from None
 
 
 def check_applies(compressor: Compressor, model: Any, config: Any) -> None:

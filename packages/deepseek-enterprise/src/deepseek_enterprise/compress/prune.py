@@ -138,7 +138,7 @@ class PruneFFN(Compressor):
         from deepseek.models.gpt import GPT
 
         if not isinstance(model, GPT):
-            raise UsageError(f"--method {self.method}: prunes GPT models; {config.model.name!r} is "
+            raise UsageError(f"{self.method}: prunes GPT models; {config.model.name!r} is "
                              f"{type(model).__name__}")
         refuse_quantized(model, self.method)
 

@@ -68,7 +68,7 @@ def _trace(name: str, encoder: Any, device: Any) -> Any:
 
     given = encoder.example_inputs(2)
     if given is None:
-        raise UsageError(f"--method prune.mlp: the encoder of [model.{name}] ({type(encoder).__name__}) declares "
+        raise UsageError(f"prune.mlp: the encoder of [model.{name}] ({type(encoder).__name__}) declares "
                          "mlp_pairs() but gives no example_inputs() to trace them on; give one (docs/multimodal.md "
                          "section 2)")
     inputs, mask = given
@@ -88,7 +88,7 @@ def _trace(name: str, encoder: Any, device: Any) -> Any:
             raise
         except Exception as exc:  # the library's tracing, not the encoder's code, failed
             raise UsageError(
-                f"--method prune.mlp: Torch-Pruning could not trace the encoder of [model.{name}] "
+                f"prune.mlp: Torch-Pruning could not trace the encoder of [model.{name}] "
                 f"({type(encoder).__module__}.{type(encoder).__name__}): {type(exc).__name__}: {exc}; it prunes "
                 "encoders built of layers it follows (not a bidirectional nn.GRU or nn.LSTM, for one): use another "
                 "method, or an encoder that declares no mlp_pairs()") from exc
@@ -108,21 +108,21 @@ class PruneMLP(Compressor):
         from deepseek.models.gpt import GPT
 
         if isinstance(model, GPT):
-            raise UsageError("--method prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use --method prune.ffn")
+            raise UsageError("prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use prune.ffn")
         refuse_quantized(model, "prune.mlp")
         if not any(enc.mlp_pairs() for enc in _encoders(model, config, self.host).values()):
             raise UsageError(
-                f"--method prune.mlp: model {config.model.name!r} has no encoder declaring MLP pairs "
+                f"prune.mlp: model {config.model.name!r} has no encoder declaring MLP pairs "
                 "(Encoder.mlp_pairs) among those it declares (TrainableModel.encoder_modules); it applies to models "
                 "built from encoders such as multimodal.classifier"
             )
         from deepseek.extras import check_version
 
-        check_version("torch-pruning", where="--method prune.mlp", edition="deepseek-enterprise")
+        check_version("torch-pruning", where="prune.mlp", edition="deepseek-enterprise")
         try:
             import torch_pruning  # noqa: F401
         except ImportError:
-            raise UsageError("--method prune.mlp needs Torch-Pruning: pip install torch-pruning") from None
+            raise UsageError("prune.mlp: needs Torch-Pruning: pip install torch-pruning") from None
 
     def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
         import torch
@@ -130,7 +130,7 @@ class PruneMLP(Compressor):
 
         o = self.options
         if not calibration:
-            raise UsageError("--method prune.mlp: needs at least one calibration batch (--calibration-batches)")
+            raise UsageError("prune.mlp: needs at least one calibration batch (--calibration-batches)")
         pruned = copy.deepcopy(model).eval()
         device = next(pruned.parameters()).device
         batches = [_to(b, device) for b in calibration]

@@ -83,7 +83,7 @@ def check_device(scheme: str, device: torch.device, where: str) -> None:
     if need is None or device.type == "meta":
         return
     if device.type != "cuda":
-        raise UsageError(f"{where}: quantize.{scheme} runs on CUDA only (torchao's {scheme} kernels); "
+        raise UsageError(f"{where}: runs on CUDA only (torchao's {scheme} kernels); "
                          "give --device cuda on a GPU machine, or use quantize.int8 or quantize.int8-weight on a CPU")
     have = torch.cuda.get_device_capability(device)
     if have < need:

@@ -74,7 +74,7 @@ class Quantize(Compressor):
         if config.model.name == "quantized" or any(is_tensor_subclass(p) for p in model.parameters()):
             raise UsageError(f"quantize.{self.scheme}: the model is quantized already; quantize the checkpoint it was "
                              "made from, once (a recipe takes one quantize step, last)")
-        check_device(self.scheme, next(model.parameters()).device, f"--method quantize.{self.scheme}")
+        check_device(self.scheme, next(model.parameters()).device, f"quantize.{self.scheme}")
 
     def kernel_options(self) -> tuple[int, str]:
         """The group size and scale granularity torchao is given (recorded in the quantized

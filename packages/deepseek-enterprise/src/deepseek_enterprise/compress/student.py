@@ -21,7 +21,7 @@ class ExtractStudent(Compressor):
         from deepseek_enterprise.compress.distill import Distill
 
         if not isinstance(model, Distill):
-            raise UsageError(f"--method distill.student: takes a run of the distill model; {config.model.name!r} "
+            raise UsageError(f"distill.student: takes a run of the distill model; {config.model.name!r} "
                              "is not one")
 
     def compress(self, model: Any, config: Any, calibration: list[Any]) -> Compressed:
