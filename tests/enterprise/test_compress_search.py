@@ -129,6 +129,34 @@ def test_the_report_shows_a_p50_its_variant_did_not_give_as_a_dash(capsys: pytes
                     ["p50 batch 1 (deepseek.optimize)", "1.00 ms", "-", "-"]]
 
 
+def test_the_tables_name_the_units_of_their_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    """The comparison's last column gave val_accuracy 0.90 -> 0.89 as "-1.11%" (relative), beside an
+    --max-drop Npt budget in points (that drop is 1.00pt), with no unit named: accuracy now reads in
+    points first, every validation value's relative change says "rel", and the search table's drop
+    column names its metric and unit."""
+    from deepseek_enterprise.compress.cli import _print, _print_search
+    from deepseek_enterprise.compress.search import parse_budget
+
+    side = {"parameters": 1000, "weights_bytes": 4000, "linear_weight_bytes": 2000, "p50_ms": None,
+            "p50_optimized_ms": None}
+    report = {"method": "quantize.int8", "options": {}, "source": "run",
+              "original": {**side, "val_loss": 0.5, "val_accuracy": 0.9},
+              "compressed": {**side, "val_loss": 0.55, "val_accuracy": 0.89}}
+    _print(report, Path("out"))
+    lines = capsys.readouterr().out.splitlines()
+    rows = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in lines if "val_" in line]
+    assert rows == [["val_loss", "0.5000", "0.5500", "+10.00% rel"],
+                    ["val_accuracy", "0.9000", "0.8900", "-1.00pt (-1.11% rel)"]]
+    assert any("compressed vs original" in line for line in lines), lines
+    tried = [_tried("quantize.int8", 10, None, 1.0)]
+    for budget, header in (("2pt", "drop (val_accuracy, points below the original's)"),
+                           ("2%", "drop (val_loss, % above the original's)")):
+        tried[0].figures["val_loss"] = 0.55
+        _print_search(tried, {"val_loss": 0.5, "weights_bytes": 20}, parse_budget(budget))
+        out = capsys.readouterr().out
+        assert header in out and f"+1.00{parse_budget(budget).unit}" in out, out
+
+
 def test_a_latency_search_keeps_the_fastest_and_says_so(trained: Path) -> None:
     recipes = ("prune.ffn ratio=0.5 + quantize.int8", "quantize.int8", "prune.ffn ratio=0.5")
     args = ("--prefer", "latency", "--latency-runs", "3")

@@ -41,7 +41,6 @@ MAX_CALIBRATION_BATCHES = 1024
 memory until the process was killed)."""
 
 
-
 def compressor_from_cli(host: Any, method: str, settings: tuple[str, ...]) -> Any:
     """The registered compressor ``method`` with its options from ``--set KEY=VALUE``."""
     from deepseek_enterprise.compress.compressor import create_compressor
@@ -328,7 +327,7 @@ def _print_search(tried: list[Any], original: dict[str, Any], budget: Any) -> No
 
     table = Table(title=f"recipes tried (budget {budget.text}; original val_loss {original['val_loss']:.4f}, "
                         f"{_mib(original['weights_bytes'])})", title_justify="left")
-    for col in ("recipe", "val_loss", "drop", "weights", "p50 batch 1", "verdict"):
+    for col in ("recipe", "val_loss", f"drop ({budget.measures})", "weights", "p50 batch 1", "verdict"):
         table.add_column(col, justify="left" if col in ("recipe", "verdict") else "right")
     for t in tried:
         f = t.figures
@@ -360,7 +359,7 @@ def _print(report: dict[str, Any], out: Path) -> None:
     a, b = report["original"], report["compressed"]
     what = (f"search {report['max_drop']} (prefer {report['prefer']}): {report['recipe']}" if "recipe" in report             else f"{report['method']} {report['options']}")
     table = Table(title=f"{shown_markup(what)}: {shown_markup(report['source'])} -> {shown_markup(out)}", title_justify="left")
-    for col in ("", "original", "compressed", "compressed / original"):
+    for col in ("", "original", "compressed", "compressed vs original"):
         table.add_column(col, justify="left" if not col else "right")
 
     def ratio(x: Any, y: Any) -> str:
@@ -372,7 +371,7 @@ def _print(report: dict[str, Any], out: Path) -> None:
     table.add_row("Linear weights", _mib(a["linear_weight_bytes"]), _mib(b["linear_weight_bytes"]),
                   ratio(a["linear_weight_bytes"], b["linear_weight_bytes"]))
     for key in [k for k in a if k.startswith("val_") and k in b]:
-        table.add_row(key, f"{a[key]:.4f}", f"{b[key]:.4f}", f"{b[key] / a[key] - 1:+.2%}" if a[key] else "-")
+        table.add_row(key, f"{a[key]:.4f}", f"{b[key]:.4f}", _change(key, a[key], b[key]))
     for key, row in (("p50_ms", "p50 batch 1 (eager)"), ("p50_optimized_ms", "p50 batch 1 (deepseek.optimize)")):
         if a[key] is not None or b[key] is not None:  # timed; a side whose variant failed has no figure
             table.add_row(row, _ms(a[key]), _ms(b[key]), ratio(a[key], b[key]))
@@ -380,6 +379,16 @@ def _print(report: dict[str, Any], out: Path) -> None:
     if not console.is_terminal:
         console = Console(width=140)
     console.print(table)
+
+
+def _change(key: str, before: float, after: float) -> str:
+    """A validation value's change, its unit named: relative (``+1.23% rel``, the unit of a
+    ``--max-drop N%`` budget on val_loss), and for val_accuracy first in points (``-0.80pt``, the
+    unit of an ``Npt`` budget; -0.80pt of 0.90 is -0.89% rel)."""
+    from deepseek_enterprise.compress.search import ACCURACY, points_change, relative_change
+
+    relative = f"{relative_change(before, after):+.2f}% rel" if before else "-"
+    return f"{points_change(before, after):+.2f}pt ({relative})" if key == ACCURACY else relative
 
 
 def _mib(n: Any) -> str:

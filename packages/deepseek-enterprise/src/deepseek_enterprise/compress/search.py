@@ -58,6 +58,22 @@ class Recipe:
         return " + ".join(name + "".join(f" {k}={v}" for k, v in opts.items()) for name, opts in self.steps)
 
 
+ACCURACY = "val_accuracy"
+"""The validation value an ``Npt`` budget reads; an ``N%`` budget reads ``val_loss``."""
+
+
+def relative_change(before: float, after: float) -> float:
+    """``after`` against ``before`` in percent of ``before`` (the unit of an ``N%`` budget and of
+    the command's table for every validation value)."""
+    return 100.0 * (after / before - 1.0)
+
+
+def points_change(before: float, after: float) -> float:
+    """An accuracy's change in points (``0.90 -> 0.89`` is ``-1.0``): the unit of an ``Npt``
+    budget, shown beside the relative change for :data:`ACCURACY` in the command's table."""
+    return 100.0 * (after - before)
+
+
 @dataclass(frozen=True)
 class Budget:
     """The largest quality loss accepted."""
@@ -66,16 +82,21 @@ class Budget:
     unit: str  # "%" (relative validation loss) or "pt" (accuracy points)
 
     @property
+    def measures(self) -> str:
+        """What the drop is, for the search table's header."""
+        return "val_loss, % above the original's" if self.unit == "%" else f"{ACCURACY}, points below the original's"
+
+    @property
     def text(self) -> str:
         return f"{self.value:g}{self.unit}"
 
     def drop(self, original: dict[str, Any], compressed: dict[str, Any]) -> float | None:
         """The drop in the budget's unit (``None``: the metric is missing)."""
         if self.unit == "%":
-            return 100.0 * (compressed["val_loss"] / original["val_loss"] - 1.0)
-        if "val_accuracy" not in original or "val_accuracy" not in compressed:
+            return relative_change(original["val_loss"], compressed["val_loss"])
+        if ACCURACY not in original or ACCURACY not in compressed:
             return None
-        return 100.0 * (original["val_accuracy"] - compressed["val_accuracy"])
+        return -points_change(original[ACCURACY], compressed[ACCURACY])
 
 
 def parse_budget(text: str) -> Budget:
@@ -323,7 +344,7 @@ def search(host: Any, budget: Budget, recipes: list[Recipe], model: Any, config:
         if t.drop is None:
             t.verdict = f"rejected: the model reports no validation accuracy for a {budget.text} budget"
         elif not math.isfinite(t.drop):  # NaN compares False with the budget: it would be "within" it
-            metric = "val_loss" if budget.unit == "%" else "val_accuracy"
+            metric = "val_loss" if budget.unit == "%" else ACCURACY
             t.verdict = f"rejected: it evaluates to {metric} = {t.figures.get(metric)}, not a finite number"
         elif t.drop > budget.value:
             t.verdict = f"rejected: drop {t.drop:+.2f}{budget.unit} > {budget.text}"
