@@ -5,29 +5,27 @@ from, not renamed back by a run's start, whatever is pruned after."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _checkpoint_steps import commit_step, run_with_steps, trained_run, tree
 
 from deepseek.errors import CheckpointError
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.checkpoint_dirs import CheckpointWarning
 
 
-def _step(root: Path, step: int) -> None:
-    """Commit a checkpoint of ``step`` under ``root`` as a save does (a ``trainer.json`` is all it holds)."""
-    tmp = ckpt.new_temp_dir(root, step)
-    (tmp / ckpt.TRAINER_FILE).write_text(json.dumps({"step": step}), encoding="utf-8")
-    ckpt.commit_checkpoint(tmp, root / ckpt.step_dir_name(step))
-
-
-def _refused(monkeypatch: pytest.MonkeyPatch, *, unlinks: bool = True) -> None:
-    """Every ``os.unlink`` refused (``unlinks``), and the rename of a moved-aside ``.replaced-``
-    folder (as for a folder that is a mount point, or on a file system that answers EBUSY)."""
+@contextlib.contextmanager
+def _refused(monkeypatch: pytest.MonkeyPatch, *, unlinks: bool = True) -> Iterator[None]:
+    """Within it, every ``os.unlink`` refused (``unlinks``), and the rename of a moved-aside
+    ``.replaced-`` folder (as for a folder that is a mount point, or on a file system that answers
+    EBUSY)."""
     real_replace = os.replace
 
     def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
@@ -38,9 +36,11 @@ def _refused(monkeypatch: pytest.MonkeyPatch, *, unlinks: bool = True) -> None:
             raise OSError(errno.EBUSY, "Device or resource busy", os.fspath(src))
         real_replace(src, dst, *args, **kwargs)
 
-    if unlinks:
-        monkeypatch.setattr(os, "unlink", unlink)
-    monkeypatch.setattr(os, "replace", replace)
+    with monkeypatch.context() as patched:
+        if unlinks:
+            patched.setattr(os, "unlink", unlink)
+        patched.setattr(os, "replace", replace)
+        yield
 
 
 def test_an_old_copy_that_can_be_neither_renamed_nor_deleted_never_comes_back_once_its_step_is_pruned(
@@ -50,17 +50,12 @@ def test_an_old_copy_that_can_be_neither_renamed_nor_deleted_never_comes_back_on
     was step 4's checkpoint again (listed, resumed from, renamed back by the next start): a pruned
     step came back, with the weights of the copy the re-save replaced. A prune now keeps ``step-N``
     while such a copy of it stays, and says so; it deletes both once the copy can go."""
-    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    root.mkdir(parents=True)
-    _step(root, 2)
-    _step(root, 4)
-    with monkeypatch.context() as patched, pytest.warns(CheckpointWarning):
-        _refused(patched)
-        _step(root, 4)  # saved again: the old copy moved aside, the new one in, the old one stays
+    run, root = run_with_steps(tmp_path, 2, 4)
+    with _refused(monkeypatch), pytest.warns(CheckpointWarning):
+        commit_step(root, 4)  # saved again: the old copy moved aside, the new one in, the old one stays
     [copy] = root.glob("step-4.replaced-*")
-    _step(root, 6)
-    with monkeypatch.context() as patched, pytest.warns(CheckpointWarning) as caught:
-        _refused(patched)
+    commit_step(root, 6)
+    with _refused(monkeypatch), pytest.warns(CheckpointWarning) as caught:
         ckpt.prune_checkpoints(root, keep_last=1)
     assert ckpt.list_checkpoints(root) == [(4, root / "step-4"), (6, root / "step-6")]  # not the copy
     assert str(caught[-1].message) == (
@@ -79,12 +74,8 @@ def test_a_pruned_checkpoint_left_in_its_trash_folder_is_never_taken(tmp_path: P
     """A prune renames ``step-N`` into ``step-N.trash-XX/step-N`` and deletes that; what a failed
     deletion leaves there, named directly (``--resume RUN/checkpoints/step-2.trash-XX/step-2``), was
     loaded as a checkpoint, as it is outside any run's ``checkpoints``; the run's next start deletes it."""
-    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    root.mkdir(parents=True)
-    _step(root, 2)
-    _step(root, 4)
-    with monkeypatch.context() as patched, pytest.warns(CheckpointWarning):
-        _refused(patched)
+    run, root = run_with_steps(tmp_path, 2, 4)
+    with _refused(monkeypatch), pytest.warns(CheckpointWarning):
         ckpt.prune_checkpoints(root, keep_last=1)
     [trash] = root.glob("step-2.trash-*")
     inner = trash / "step-2"
@@ -101,36 +92,23 @@ def test_a_pruned_checkpoint_left_in_its_trash_folder_is_never_taken(tmp_path: P
     assert ckpt.resolve_checkpoint(tmp_path / "step-2", resuming=True) == tmp_path / "step-2"
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` but the run's lock file (which names its last holder)."""
-    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*"))
-            if f.is_file() and f.name != ".lock"}
-
-
 def test_a_moved_aside_step_that_cannot_be_renamed_back_is_one_line_and_nothing_is_deleted(
         tmp_path: Path, deepseek_here: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run's start renames step N's moved-aside checkpoint (a re-save killed between its renames)
     back to ``step-N``; when that rename failed the user got a traceback of ``os.replace``. Now one
     line naming the folder and what to do, exit 2, before anything is deleted."""
-    (tmp_path / "c.toml").write_text(
-        '[model]\nname = "tiny"\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 16\n'
-        '[data]\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n[train]\neval_interval = 0\nmax_steps = 4\n'
-        '[checkpoint]\ninterval = 2\n[strategy]\ndevice = "cpu"\n')
-    proc = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    root = tmp_path / "r" / "checkpoints"
+    root = trained_run(deepseek_here, tmp_path)
     os.rename(root / "step-4", root / "step-4.replaced-ab")  # a re-save of step 4 killed between its renames
     (root / "step-4.tmp-cd").mkdir()  # and its new copy, not renamed in
-    before = _tree(tmp_path)
-    with monkeypatch.context() as patched:
-        _refused(patched, unlinks=False)
+    before = tree(tmp_path, but=(".lock",))  # the run's lock file names its last holder
+    with _refused(monkeypatch, unlinks=False):
         proc = deepseek_here("train", "--resume", "r", "--max-steps", "6", cwd=tmp_path)
     assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
     assert proc.stderr == (
         f"error: {root / 'step-4.replaced-ab'}: is step 4's checkpoint (moved aside by a save of the same step that "
         f"was cut short) and could not be renamed back to step-4 (Device or resource busy); nothing was deleted: "
         f"rename it to {root / 'step-4'} yourself, then run the command again\n"), proc.stderr
-    assert _tree(tmp_path) == before and (root / "step-4.tmp-cd").is_dir()
+    assert tree(tmp_path, but=(".lock",)) == before and (root / "step-4.tmp-cd").is_dir()
     os.rename(root / "step-4.replaced-ab", root / "step-4")  # as the line says: the next start goes on
     assert ckpt.remove_stale(root) == [root / "step-4.tmp-cd"]
     assert ckpt.resolve_checkpoint(tmp_path / "r", resuming=True) == root / "step-4"
@@ -143,10 +121,7 @@ def test_a_folder_named_almost_like_a_checkpoint_is_not_one(tmp_path: Path, name
     final newline; ``\\d`` any digit), and pruned or resumed from as if they were it."""
     import shutil
 
-    root = tmp_path / "run" / "checkpoints"
-    root.mkdir(parents=True)
-    _step(root, 2)
-    _step(root, 4)
+    _, root = run_with_steps(tmp_path, 2, 4)
     (root / "step-2").rename(root / name)
     shutil.copytree(root / name, root / "step-2")
     assert ckpt.list_checkpoints(root) == [(2, root / "step-2"), (4, root / "step-4")]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _checkpoint_steps import commit_step, run_with_steps, trained_run, tree
 
 from deepseek import hookimpl
 from deepseek.errors import CheckpointError
@@ -57,16 +58,23 @@ def _kill_before_the_new_step_4(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "replace", replace)
 
 
-def test_a_kill_while_a_stop_re_saves_its_step_loses_nothing(tiny_config_on: Any, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def _killed_re_saving_step_4(tiny_config_on: Any, run: Path, monkeypatch: pytest.MonkeyPatch,
+                             **sections: dict[str, Any]) -> None:
+    """:data:`RUN` (its sections replaced by ``sections``) into ``run``, stopped from its step-4 save
+    and killed as it saves step 4 again, between the two renames."""
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(StopWhenSaved(), dist="deepseek-stopper").status == "ok"
-    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
     with monkeypatch.context() as patched:
         _kill_before_the_new_step_4(patched)
         with pytest.raises(Killed):
-            Trainer(tiny_config_on(host, **RUN), run_dir=run, quiet=True, host=host).fit()
+            Trainer(tiny_config_on(host, **{**RUN, **sections}), run_dir=run, quiet=True, host=host).fit()
+
+
+def test_a_kill_while_a_stop_re_saves_its_step_loses_nothing(tiny_config_on: Any, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    _killed_re_saving_step_4(tiny_config_on, run, monkeypatch)
     assert not (root / "step-4").exists()
     # the old step 4, complete: every lookup takes it (step-2 was not saved: interval 4)
     aside = ckpt.resolve_checkpoint(run)
@@ -91,14 +99,8 @@ def test_the_moved_aside_step_is_renamed_back_and_checked_like_any_checkpoint(
     """remove_stale (a run's start) puts it back under ``step-N``; a moved-aside folder that is not a
     complete checkpoint of its step (a file missing, another step's trainer.json, a link) is never
     taken for one; the incomplete one is deleted as a leftover."""
-    host = PluginHost(PluginSettings(autoload=False))
-    assert host.register_plugin(StopWhenSaved(), dist="deepseek-stopper").status == "ok"
     run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    with monkeypatch.context() as patched:
-        _kill_before_the_new_step_4(patched)
-        with pytest.raises(Killed):
-            Trainer(tiny_config_on(host, **{**RUN, "checkpoint": {"interval": 2, "keep_last": 5}}),
-                    run_dir=run, quiet=True, host=host).fit()
+    _killed_re_saving_step_4(tiny_config_on, run, monkeypatch, checkpoint={"interval": 2, "keep_last": 5})
     [aside] = root.glob("step-4.replaced-*")
     assert ckpt.resolve_checkpoint(run) == aside
     broken = root / "step-4.replaced-zz"  # a copy without its model: incomplete, not taken
@@ -119,13 +121,6 @@ def test_the_moved_aside_step_is_renamed_back_and_checked_like_any_checkpoint(
     assert [s for s, _ in ckpt.list_checkpoints(root)] == [2]
 
 
-def _step(root: Path, step: int) -> None:
-    """Commit a checkpoint of ``step`` under ``root`` as a save does (a ``trainer.json`` is all it holds)."""
-    tmp = ckpt.new_temp_dir(root, step)
-    (tmp / ckpt.TRAINER_FILE).write_text(json.dumps({"step": step}), encoding="utf-8")
-    ckpt.commit_checkpoint(tmp, root / ckpt.step_dir_name(step))
-
-
 def _re_save_killed(root: Path, step: int, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Save ``step`` again and stop between the two renames (the on-disk state of a kill there, or
     of a live job in that window): the old ``step-N`` moved aside, the new one still a temp folder."""
@@ -140,7 +135,7 @@ def _re_save_killed(root: Path, step: int, monkeypatch: pytest.MonkeyPatch) -> P
     with monkeypatch.context() as patched:
         patched.setattr(os, "replace", replace)
         with pytest.raises(Killed):
-            _step(root, step)
+            commit_step(root, step)
     [aside] = root.glob(f"{final.name}.replaced-*")
     return aside
 
@@ -150,11 +145,8 @@ def test_a_finished_run_resumed_from_the_moved_aside_step_is_pruned(tmp_path: Pa
     """A kill between the renames comes before that save's prune: the requeued job, finding the run
     finished, prunes to keep_last. It compared the moved-aside path it resumed from with the newest
     checkpoint once that was renamed back, found them different, and left step-2."""
-    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    root.mkdir(parents=True)
+    run, root = run_with_steps(tmp_path, 2, 4)
     (run / LOCK_FILE).touch()  # the run's lock file, left by its job (no holder now)
-    _step(root, 2)
-    _step(root, 4)
     aside = _re_save_killed(root, 4, monkeypatch)
     assert ckpt.resolve_checkpoint(run) == aside  # what the requeued job resumes from
     tidy_finished(run, aside, keep_last=1)
@@ -168,10 +160,7 @@ def test_a_lookup_beside_a_live_job_between_its_renames_takes_its_new_step(tmp_p
     which deletes the moved-aside folder the next moment: ``deepseek eval`` or ``checkpoint info``
     beside it took that folder. With the run folder held, a lookup waits for the job's new step-N;
     here the job's second rename and deletion happen at the lookup's first pause."""
-    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    root.mkdir(parents=True)
-    _step(root, 2)
-    _step(root, 4)
+    run, root = run_with_steps(tmp_path, 2, 4)
     aside = _re_save_killed(root, 4, monkeypatch)
     [new] = root.glob("step-4.tmp-*")
     pauses: list[float] = []
@@ -205,27 +194,17 @@ def test_a_lookup_beside_a_live_job_between_its_renames_takes_its_new_step(tmp_p
         assert ckpt.resolve_checkpoint(run) == aside and not pauses
 
 
-def _tree(run: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(run)): f.read_bytes() for f in sorted(run.rglob("*")) if f.is_file()}
-
-
 def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
         tmp_path: Path, deepseek_here: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``deepseek train --resume RUN/checkpoints/step-4.replaced-XX`` while ``step-4`` is there loaded
     the leftover, then the run's start deleted it as one, and said it resumed from ``step-4``, another
     checkpoint. A leftover named directly is now one line (what it is, what to pass), exit 2,
     nothing written; a moved-aside step-N that is its step's checkpoint is still taken."""
-    (tmp_path / "c.toml").write_text(
-        '[model]\nname = "tiny"\nd_model = 16\nn_heads = 2\nn_layers = 1\nmax_seq_len = 16\n'
-        '[data]\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n[train]\neval_interval = 0\nmax_steps = 4\n'
-        '[checkpoint]\ninterval = 2\n[strategy]\ndevice = "cpu"\n')
-    proc = deepseek_here("train", "c.toml", "--run-dir", "r", "--quiet", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    root = tmp_path / "r" / "checkpoints"
+    root = trained_run(deepseek_here, tmp_path)
     shutil.copytree(root / "step-4", root / "step-4.replaced-ab")  # what a re-save of step 4 moved aside
     shutil.copytree(root / "step-4", root / "step-4.tmp-cd")  # a save of step 4, not renamed into place
     shutil.copytree(root / "step-2", root / "step-2.trash-ef")  # a prune, not finished
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     for leftover, what in [
             ("step-4.replaced-ab", "an earlier copy of a checkpoint, moved aside by a later save of the same step"),
             ("step-4.tmp-cd", "an unfinished save (the folder a checkpoint is written into before it is renamed "
@@ -238,7 +217,7 @@ def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
             f"error: r/checkpoints/{leftover}: is {what}, not a checkpoint, and the run's next start deletes it; "
             f"pass r/checkpoints/{step} (that step's checkpoint) or the run folder r (its newest complete "
             "checkpoint) instead\n"), proc.stderr
-        assert _tree(tmp_path) == before  # nothing written, nothing deleted
+        assert tree(tmp_path) == before  # nothing written, nothing deleted
     # judged by what the folder is, not by the name given: '.' inside a leftover, a link to one
     (tmp_path / "link").symlink_to(root / "step-4.tmp-cd")
     with monkeypatch.context() as inside:
@@ -254,7 +233,7 @@ def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
     # another run's checkpoint a save moved aside (step-4.foreign-XX/step-4, recording step 2): the
     # docs say never resumed from; named directly (the folder or the checkpoint in it) it was loaded
     shutil.copytree(root / "step-2", root / "step-4.foreign-gh" / "step-4")
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     for named in ("r/checkpoints/step-4.foreign-gh", "r/checkpoints/step-4.foreign-gh/step-4"):
         proc = deepseek_here("train", "--resume", named, "--run-dir", "r2", "--max-steps", "6", cwd=tmp_path)
         assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
@@ -263,7 +242,7 @@ def test_a_leftover_folder_named_directly_is_refused_not_resumed_from(
             "this run saved its own step-4: not one of this run's checkpoints, so never resumed from there; to resume "
             "from it, move r/checkpoints/step-4.foreign-gh/step-4 out of the run folder r as a folder named step-2 "
             "and pass its new path, else pass the run folder (its newest complete checkpoint)\n"), proc.stderr
-        assert _tree(tmp_path) == before and not (tmp_path / "r2").exists()
+        assert tree(tmp_path) == before and not (tmp_path / "r2").exists()
     # as the line says: moved out under its own step's name, it is a checkpoint like any other
     (root / "step-4.foreign-gh" / "step-4").rename(tmp_path / "step-2")
     assert ckpt.resolve_checkpoint(tmp_path / "step-2", resuming=True) == tmp_path / "step-2"
@@ -282,7 +261,7 @@ def test_a_run_or_checkpoint_folder_named_like_a_leftover_outside_checkpoints_is
     out under such a name, is no save's leftover, and the run's start deletes nothing there."""
     run = tmp_path / name
     (run / "checkpoints").mkdir(parents=True)
-    _step(run / "checkpoints", 2)
+    commit_step(run / "checkpoints", 2)
     assert ckpt.resolve_checkpoint(run) == run / "checkpoints" / "step-2"
     copied = tmp_path / "kept" / name
     shutil.copytree(run / "checkpoints" / "step-2", copied)
@@ -343,10 +322,7 @@ def test_a_leftover_that_is_no_checkpoint_makes_no_lookup_beside_the_live_job_wa
     ``RE_SAVE_WAIT_S`` (10 s) while the job lived: the job deletes no such folder while it runs. A
     re-save moves aside a committed folder, whole, and an incomplete one is never taken, so only a
     complete one is waited for."""
-    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    root.mkdir(parents=True)
-    _step(root, 2)
-    _step(root, 4)
+    run, root = run_with_steps(tmp_path, 2, 4)
     leftover = root / "step-3.replaced-ab"  # no step-3 beside it
     leftover.mkdir()
     (leftover / "pinned").write_bytes(b"kept")
@@ -371,13 +347,10 @@ def test_a_re_save_whose_old_copy_cannot_be_deleted_says_so_at_once_and_never_ta
     once the new ``step-N`` was pruned it was taken for step N's checkpoint again (listed, resumed
     from, renamed back by the next start). It is renamed to a trash name first, and the failure is
     one warning at the time, naming what stays and why."""
-    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    root.mkdir(parents=True)
-    _step(root, 2)
-    _step(root, 4)
+    run, root = run_with_steps(tmp_path, 2, 4)
     with monkeypatch.context() as patched, pytest.warns(CheckpointWarning) as caught:
         _refused_unlinks(patched)
-        _step(root, 4)  # step 4 saved again: the old copy moved aside, the new one renamed in
+        commit_step(root, 4)  # step 4 saved again: the old copy moved aside, the new one renamed in
     [trash] = root.glob("step-4.trash-*")
     assert [str(w.message) for w in caught] == [
         f"{trash}: a leftover of a save, prune or re-save could not be deleted (Permission denied); delete it by hand"]
