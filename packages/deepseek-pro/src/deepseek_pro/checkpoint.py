@@ -40,7 +40,7 @@ from deepseek.errors import CheckpointError, UsageError
 from deepseek.paths import usual_mode
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.checkpoint_io import HINT as _HINT
-from deepseek.training.checkpoint_io import first_nonfinite
+from deepseek.training.checkpoint_io import first_nonfinite, jsonable_tree
 from deepseek.training.checkpoint_sharded import (
     MODEL_DIR,
     OPTIMIZER_DIR,
@@ -110,16 +110,10 @@ def save_checkpoint(
         # Every rank's shards are on disk once dcp.save returns (its last step gathers every
         # rank's write results): the list lets a reader name a shard file that went missing.
         files = {sub: sorted(p.name for p in (directory / sub).glob("*.safetensors")) for sub in (MODEL_DIR, OPTIMIZER_DIR)}
-        body = {"param_groups": groups, "scalars": _jsonable_tree(scalars), "aliases": aliases, "files": files}
+        body = {"param_groups": groups, "scalars": jsonable_tree(scalars), "aliases": aliases, "files": files}
         ckpt.atomic_write_text(directory / SHARDED_META, json.dumps(body, indent=1, sort_keys=True))  # as core's
         ckpt.write_trainer_state(directory, {**trainer_state, "layout": "sharded", "world_size": strategy.world_size})
     strategy.barrier()
-
-
-def _jsonable_tree(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable_tree(v) for k, v in value.items()}
-    return ckpt.jsonable(value)
 
 
 def load_checkpoint(

@@ -347,3 +347,20 @@ def from_jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [from_jsonable(v) for v in value]
     return value
+
+
+def jsonable_tree(value: Any) -> Any:
+    """Nested tables (``sharded.json``'s ``scalars``: parameter name -> state key -> value) as
+    JSON: keys as strings, every other value by :func:`jsonable`. Read back by
+    :func:`from_jsonable_tree`."""
+    if isinstance(value, dict):
+        return {str(k): jsonable_tree(v) for k, v in value.items()}
+    return jsonable(value)
+
+
+def from_jsonable_tree(value: Any) -> Any:
+    """Inverse of :func:`jsonable_tree`: tables kept, the values in them by :func:`from_jsonable`
+    (a tuple comes back a tuple, not its tagged table)."""
+    if isinstance(value, dict) and "__tuple__" not in value:
+        return {k: from_jsonable_tree(v) for k, v in value.items()}
+    return from_jsonable(value)

@@ -43,6 +43,7 @@ from deepseek.training.checkpoint_io import (
     check_saved_groups,
     check_tensors,
     from_jsonable,
+    from_jsonable_tree,
 )
 
 if TYPE_CHECKING:
@@ -270,7 +271,8 @@ def sharded_reader_error(exc: BaseException) -> str:
 def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """``sharded.json`` of a sharded checkpoint, read back like user input: ``param_groups``
     (:func:`~deepseek.training.checkpoint_io.check_saved_groups`), ``scalars`` (non-tensor
-    optimizer state: parameter name -> key -> value), ``aliases`` (tied state-dict name -> the
+    optimizer state: parameter name -> key -> value, as the writer encoded them,
+    :func:`~deepseek.training.checkpoint_io.jsonable_tree`, decoded: a tuple is a tuple), ``aliases`` (tied state-dict name -> the
     stored name) and ``files`` (the shard files of ``model/`` and ``optimizer/``; ``{}`` when the
     checkpoint predates the list). A :class:`CheckpointError` naming the file and what is wrong."""
     path = Path(directory) / SHARDED_META
@@ -283,7 +285,7 @@ def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
             raise ValueError("'param_groups' is not a list of objects")
         meta = {
             "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in groups],
-            "scalars": _name_map(body.get("scalars", {}), "scalars", lambda v: isinstance(v, dict)),
+            "scalars": from_jsonable_tree(_name_map(body.get("scalars", {}), "scalars", lambda v: isinstance(v, dict))),
             "aliases": _name_map(body.get("aliases", {}), "aliases", lambda v: isinstance(v, str) and v != ""),
             "files": _shard_lists(body.get("files", {})),
         }
