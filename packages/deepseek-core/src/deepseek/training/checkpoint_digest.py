@@ -23,16 +23,20 @@ _CHUNK = 16 << 20
 _HEX = frozenset("0123456789abcdef")
 
 
-def crc32_of(path: str | os.PathLike[str]) -> str:
-    """The CRC-32 of a file's bytes, as 8 lowercase hex digits. Opened through
+def crc32_of(path: str | os.PathLike[str], limit: int | None = None) -> str:
+    """The CRC-32 of a file's bytes, as 8 lowercase hex digits; ``limit``: of its first ``limit +
+    1`` bytes at most (a file checked against a record of ``limit`` bytes that has grown since its
+    size was checked is read no further than it takes to differ). Opened through
     :func:`deepseek.parsing.open_file`: a FIFO put in the place of a committed file since its
     stat is an ``OSError`` (not a regular file), never waited on."""
     from deepseek.parsing import open_file
 
-    crc = 0
+    crc, left = 0, None if limit is None else limit + 1
     with open_file(path) as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(_CHUNK if left is None else min(_CHUNK, left)):
             crc = zlib.crc32(chunk, crc)
+            if left is not None and not (left := left - len(chunk)):
+                break
     return f"{crc:08x}"
 
 
@@ -46,15 +50,28 @@ def is_checksum(value: object) -> bool:
     return isinstance(value, str) and len(value) == 8 and set(value) <= _HEX
 
 
-def checksum_problem(directory: Path, recorded: Mapping[str, str]) -> str | None:
+def checksum_problem(directory: Path, recorded: Mapping[str, str], sizes: Mapping[str, int] | None = None) -> str | None:
     """Which file of ``directory`` no longer has the checksum its commit record lists, in one
-    phrase, or None. Each file is read once per process for as long as its size and
+    phrase, or None. ``sizes``: the byte sizes the record gives them; a file of another size now
+    is named so before any file is read (a checksum reads the whole file: a record listing a file
+    that has grown to gigabytes since is refused by its size, not read), and none is read past
+    its recorded size. Each file is read once per process for as long as its size and
     modification time stay as they were."""
+    sizes = sizes or {}
     try:
         stats = tuple((name, *_identity(directory / name)) for name in sorted(recorded))
     except OSError as exc:
         return f"cannot read {exc.filename}: {exc.strerror}"
-    return _problem(str(directory.resolve()), stats, tuple(sorted(recorded.items())))
+    for name, _, size, _ in stats:
+        if name in sizes and size != sizes[name]:
+            return size_problem(name, size, sizes[name])
+    return _problem(str(directory.resolve()), stats, tuple(sorted(recorded.items())),
+                    tuple(sorted(sizes.items())))
+
+
+def size_problem(name: str, size: int, recorded: int) -> str:
+    """A committed file ``name`` of ``size`` bytes whose commit record gives ``recorded``, in one phrase."""
+    return f"{name} is corrupt or truncated: {size} bytes, {recorded} were written"
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -64,12 +81,13 @@ def _identity(path: Path) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=32)
 def _problem(directory: str, stats: tuple[tuple[str, int, int, int], ...],
-             recorded: tuple[tuple[str, str], ...]) -> str | None:
+             recorded: tuple[tuple[str, str], ...], sizes: tuple[tuple[str, int], ...] = ()) -> str | None:
     """:func:`checksum_problem` of files identified by ``stats`` (inode, size, mtime): a file
-    rewritten since gets another key and is read again."""
+    rewritten since gets another key and is read again; none read past its size in ``sizes``."""
+    limits = dict(sizes)
     for name, want in recorded:
         try:
-            got = crc32_of(Path(directory) / name)
+            got = crc32_of(Path(directory) / name, limits.get(name))
         except OSError as exc:
             return f"cannot read {name}: {exc.strerror}"
         if got != want:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deepseek.errors import CheckpointError
 from deepseek.parsing import MAX_FILE_BYTES, loads_json, read_text
-from deepseek.training.checkpoint_digest import checksum_problem, is_checksum
+from deepseek.training.checkpoint_digest import checksum_problem, is_checksum, size_problem
 
 TRAINER_FILE = "trainer.json"
 COMMIT_FILE = "commit.json"
@@ -33,10 +33,14 @@ class Found:
     """Its commit record marks it the best checkpoint of its run."""
     checksums: tuple[tuple[str, str], ...] = ()
     """``(file, CRC-32)`` its commit record lists (none in records written before checksums)."""
+    sizes: tuple[tuple[str, int], ...] = ()
+    """``(file, bytes)`` its commit record lists: a file of another size is refused before it is
+    read for its checksum."""
 
     def damage(self) -> str | None:
-        """Which file no longer has the checksum its commit recorded, or None (reads the files)."""
-        return checksum_problem(self.path, dict(self.checksums)) if self.checksums else None
+        """Which file no longer has the checksum its commit recorded (or its size, checked first),
+        or None (reads the files, none past its recorded size)."""
+        return checksum_problem(self.path, dict(self.checksums), dict(self.sizes)) if self.checksums else None
 
 
 def inspect_checkpoint(path: Path, step: int) -> Found:
@@ -58,6 +62,8 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
         if not all(isinstance(n, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
                    for n, v in files.items()):
             raise ValueError("files holds something other than names and byte sizes")
+        if (outside := next((n for n in files if not _inside(n)), None)) is not None:  # before any is looked at
+            raise ValueError(f"files lists {outside!r}, which is no file inside the checkpoint folder")
         if TRAINER_FILE not in files:  # every commit lists it: a record without it lists nothing real
             raise ValueError(f"files does not list {TRAINER_FILE}")
         if not (checksums.keys() <= files.keys() and all(map(is_checksum, checksums.values()))):
@@ -77,8 +83,17 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
         if not stat.S_ISREG(st.st_mode):  # a commit writes files: a folder or FIFO there is none of them
             return Found(step, path, seq, _absent(path / name, name))
         if st.st_size != size:
-            return Found(step, path, seq, f"{name} is corrupt or truncated: {st.st_size} bytes, {size} were written")
-    return Found(step, path, seq, None, best, tuple(sorted(checksums.items())))
+            return Found(step, path, seq, size_problem(name, st.st_size, size))
+    return Found(step, path, seq, None, best, tuple(sorted(checksums.items())), tuple(sorted(files.items())))
+
+
+def _inside(name: str) -> bool:
+    """``name`` is a path a commit records: relative, in POSIX form, each part a plain name (no
+    ``..``, ``.`` or empty part), so it names a file inside the checkpoint folder. A record
+    listing ``../../data.bin`` or ``/srv/big.bin`` (by hand, a forgery) would have any file on
+    the machine stat'ed and read whole for its checksum."""
+    parts = name.split("/")
+    return all(p not in ("", ".", "..") for p in parts)
 
 
 def _oversized(files: dict[str, int]) -> str | None:
