@@ -379,6 +379,26 @@ def test_the_run_tokenizer_checked_is_the_one_used(trained: dict[str, Any], tmp_
     assert tok.hf.token_to_id(a) == vocab[b]  # the run's own id of the token, not the replacement's
 
 
+def test_eval_holds_its_data_to_the_run_tokenizer_it_checked(trained: dict[str, Any], host: PluginHost,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """eval checked the run's tokenizer.json against the checkpoint's record, then its dataset read
+    the file again by path: a file replaced in between tokenized the evaluation (its loss over
+    other ids, exit 0; a resume compares what its data parsed). eval now holds the identity its
+    data parsed to the record the same way: here the file is replaced right after the check's
+    read, and eval refuses it in one line, exit 2."""
+    from deepseek.data.bpe import file_digest
+
+    run, own, other, *_, reads = _replaced_after_read(trained, tmp_path, monkeypatch)
+    line = refused(host, "eval", "--checkpoint", str(run), "--device", "cpu")
+    assert reads and (run / "tokenizer.json").read_bytes() == other  # replaced after the check read it
+    assert line == (f"error: {run / 'tokenizer.json'}: is not the tokenizer this run was trained with (the data read "
+                    f"it as bpe:{file_digest(other)}, after its check: it was replaced meanwhile, the checkpoint "
+                    f"recorded bpe:{file_digest(own)}); put back the run's own tokenizer.json (token ids would mean "
+                    "other text)")
+    (run / "tokenizer.json").write_bytes(own)  # the run's own again: evaluated
+    assert "val_loss" in ok(host, "eval", "--checkpoint", str(run), "--device", "cpu", "--batches", "1")
+
+
 def test_export_writes_the_run_tokenizer_it_checked(trained: dict[str, Any], host: PluginHost, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """``export --format hf`` checked the run's tokenizer.json against the checkpoint's record

@@ -193,10 +193,31 @@ def check_run_tokenizer(copy: Path, trainer_state: Any) -> bytes | None:
         fix = "check its permissions" if isinstance(exc, PermissionError) else "put back the run's own tokenizer.json"
         raise CheckpointError(f"{copy}: cannot read the run's tokenizer ({exc.strerror}); {fix}") from None
     if (found := _identity(content)) != recorded:
-        raise CheckpointError(f"{copy}: is not the tokenizer this run was trained with (its content is {found}, "
-                              f"the checkpoint recorded {recorded}); put back the run's own tokenizer.json "
-                              "(token ids would mean other text)")
+        raise CheckpointError(_not_the_run_tokenizer(copy, f"its content is {found}", recorded))
     return content
+
+
+def check_parsed_tokenizer(file: str | Path, parsed: str | None, trainer_state: Any) -> None:
+    """Refuse the tokenizer a dataset parsed from the run's ``file`` (``parsed``: its identity, as
+    the dataset's data position records it; ``None``: byte tokens) when it is not the one
+    ``trainer_state`` records, as :func:`check_run_tokenizer` refuses the file's bytes and a resume
+    refuses the parsed identity (the data position's own check). A dataset reads ``data.tokenizer``
+    by path, after its check: a file replaced in between is refused here, not used unchecked."""
+    recorded = recorded_tokenizer(trainer_state)
+    if recorded is None or not recorded.startswith("bpe:"):
+        return  # an older checkpoint, or one whose data position records no tokenizer file
+    if parsed != recorded:
+        from deepseek.errors import CheckpointError
+
+        raise CheckpointError(_not_the_run_tokenizer(Path(file), f"the data read it as {parsed or 'bytes'}, after "
+                                                     "its check: it was replaced meanwhile", recorded))
+
+
+def _not_the_run_tokenizer(copy: Path, found: str, recorded: str) -> str:
+    """The line refusing the run's tokenizer file ``copy`` (``found``: what it was found to be) for
+    not being the one the checkpoint ``recorded``."""
+    return (f"{copy}: is not the tokenizer this run was trained with ({found}, the checkpoint recorded {recorded}); "
+            "put back the run's own tokenizer.json (token ids would mean other text)")
 
 
 def check_setting_tokenizer(setting: str, copy: Path, trainer_state: Any) -> bytes | None:

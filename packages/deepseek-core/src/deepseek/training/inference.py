@@ -36,6 +36,7 @@ from deepseek.training.run_values import PERPLEXITY
 from deepseek.training.weights_source import (
     DataChoice,
     Source,
+    check_data_tokenizer,
     exported_file,
     model_only,
     read_source,
@@ -342,7 +343,7 @@ class Evaluated:
 
 def evaluate_validation(
     model: nn.Module, config: Config, batches: int | None = None, host: PluginHost | None = None,
-    placer: Strategy | None = None,
+    placer: Strategy | None = None, source: Source | None = None,
 ) -> Evaluated:
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
     default :func:`~deepseek.training.evaluation.eval_batch_count`; read and checked as the trainer reads them:
@@ -351,7 +352,9 @@ def evaluate_validation(
     command, ``batches=N`` from Python.
     ``placer``: the strategy that placed ``model`` (:func:`load_placed`), whose settings blame the
     model's bugs by the model it was given, not by the module it returned (``pipeline``'s
-    wrapper is pro's code); without it, by ``model``'s own class."""
+    wrapper is pro's code); without it, by ``model``'s own class. ``source``: where the weights
+    were read (:func:`read_source`): data reading the run's tokenizer is held to its check
+    (:func:`~deepseek.training.weights_source.check_data_tokenizer`)."""
     from deepseek.models.checks import check_model_data
     from deepseek.plugins.calls import blames
     from deepseek.training.build import build_dataset, run_host
@@ -364,6 +367,10 @@ def evaluate_validation(
 
     device = next(model.parameters()).device
     dataset = build_dataset(config, host)
+    if source is not None:
+        from deepseek.data.dataset import checked_state_dict
+
+        check_data_tokenizer(source, config, checked_state_dict(dataset))
     with batches_named(batches):  # a count refused (past memory) is the one the user gave: named as given
         val = validation_set(config, dataset, eval_batch_count(config, batches))
     component = run_host(config, host).resolve("model", config.model.name)

@@ -55,6 +55,6 @@ def evaluate_run(checkpoint: str | Path, *, device: str | torch.device = "cpu", 
     model, config, _, placer = load_placed(source, device, strategy=strategy, need_data=True, host=host,
                                            command="eval", dtype=dtype, data=data)
     with placed_run(placer):
-        done = evaluate_validation(model, config, batches, host, placer)
+        done = evaluate_validation(model, config, batches, host, placer, source)
     return RunEvaluation(done, source.origin, config.model.name, eval_batch_count(config, batches),
                          placer is None or placer.is_global_zero)
