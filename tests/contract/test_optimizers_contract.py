@@ -243,6 +243,15 @@ def test_the_state_a_checkpoint_keeps_is_what_the_optimizer_declares(name: str, 
     assert state or settings != "defaults" or builder.state_bytes == 0 or builder.state_spec((3, 4)) == {}, \
         f"{name}: keeps no state after two steps, though it declares state_bytes = {builder.state_bytes}"
     check_state_fit(state, {n: tuple(p.shape) for n, p in model.named_parameters()}, "here", builder)
+    # its parameter groups, as a checkpoint saves them, are of the types it declares (hyper_parameters):
+    # a declaration that disagrees would refuse every checkpoint of it in checkpoint info, export and resume
+    from deepseek.training.checkpoint_io import check_saved_groups, from_jsonable, jsonable
+    from deepseek.training.hyper_parameters import hyper_parameters_problem
+
+    assert hyper_parameters_problem(builder.hyper_parameters) is None, name
+    check_saved_groups([{**{k: from_jsonable(jsonable(v)) for k, v in g.items() if k != "params"},
+                         "params": [names[i] for i in g["params"]]} for g in opt.state_dict()["param_groups"]],
+                       "here", builder.hyper_parameters)
     if builder.state_spec((3, 4)) is not None:  # what it declares is exactly what it keeps
         assert all(sorted(values) == sorted(builder.state_spec(tuple(dict(model.named_parameters())[n].shape)))
                    for n, values in state.items()), name

@@ -40,6 +40,37 @@ def test_export_refuses_optimizer_state_its_optimizer_does_not_keep(pro_runs: di
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
 
 
+def test_info_and_export_refuse_full_layout_groups_of_another_type(pro_runs: dict, tmp_path: Path) -> None:
+    """A full-layout checkpoint whose optimizer.safetensors groups give AdamW's ``betas`` as a
+    string: ``checkpoint info`` did not read the groups and ``export`` took any value that is not
+    a number, so both passed it (only a resume, against the live optimizer, refused it). The
+    optimizer declares its hyper-parameters' types (``OptimizerBuilder.hyper_parameters``) and
+    both now refuse it in one line naming the file, group and key, and what belongs there."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from deepseek.training.checkpoint_sharded import check_weights_files
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pro_runs["dir"] / "fsdp" / "checkpoints" / "step-4", broken)  # the full layout
+    victim = broken / "optimizer.safetensors"
+    with safe_open(victim, framework="pt") as fh:
+        meta = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
+    groups = json.loads(meta["param_groups"])
+    groups[0]["betas"] = "x"
+    save_file(tensors, victim, metadata={**meta, "param_groups": json.dumps(groups)})
+    rerecord(broken, "optimizer.safetensors")
+    message = r"optimizer\.safetensors: optimizer group 0 betas is 'x', where 2 finite numbers belong; the checkpoint"
+    with pytest.raises(CheckpointError, match=message):
+        check_weights_files(broken)  # what checkpoint info checks of the files
+    with pytest.raises(CheckpointError, match=message):
+        export_checkpoint(broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     ({"lr": -0.5}, r"optimizer group 0 lr is -0\.5, below 0; the checkpoint is damaged"),
     ({"eps": float("nan")}, r"optimizer group 0 eps is nan, where a finite number belongs"),

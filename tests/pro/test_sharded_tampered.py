@@ -108,6 +108,10 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
      "sharded.json: optimizer group 0 lr is 'fast', where a finite number belongs" + DAMAGED),
     ("group weight_decay true", _meta(_group0(weight_decay=True)),
      "sharded.json: optimizer group 0 weight_decay is True, where a finite number belongs" + DAMAGED),
+    # passed checkpoint info and export (only a resume, against the live optimizer, refused it): adamw
+    # declares betas two numbers (OptimizerBuilder.hyper_parameters)
+    ("group betas a string", _meta(_group0(betas="x")),
+     "sharded.json: optimizer group 0 betas is 'x', where 2 finite numbers belong" + DAMAGED),
     # these three were an internal error (TypeError) of every reader but fsdp's, which resumed the last
     ("scalars a list", _meta(lambda b: {**b, "scalars": [["wte.weight", 1]]}),
      META + "'scalars' is [['wte.weight', 1]], not a map of names to objects)"),
@@ -160,8 +164,8 @@ def test_a_tampered_companion_file_is_refused_by_every_reader(hostile: Hostile, 
     assert not (hostile.work / "new").exists()
 
 
-@pytest.mark.parametrize("what", ["extra group", "group lr a string", "scalars a list", "alias of a stored weight",
-                                  "offsets overlapping"])
+@pytest.mark.parametrize("what", ["extra group", "group lr a string", "group betas a string", "scalars a list",
+                                  "alias of a stored weight", "offsets overlapping"])
 def test_export_writes_nothing_from_a_tampered_checkpoint(hostile: Hostile, what: str) -> None:
     """``checkpoint export`` wrote the first two (a resume from the export was then refused)."""
     _, tamper, words = next(c for c in CASES if c[0] == what)

@@ -49,6 +49,7 @@ def export(src: str, dst: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(src: str, as_json: bool) -> None:
     """Layout (full or sharded), step, strategy, world size and verified checksums of the checkpoint SRC."""
+    from deepseek.cli.context import command_host
     from deepseek.training import checkpoint as ckpt
     from deepseek.training.checkpoint import layout_of
     from deepseek.training.checkpoint_lookup import checksum_note
@@ -59,7 +60,7 @@ def info(src: str, as_json: bool) -> None:
     layout = layout_of(directory)
     # the files parse (a sharded one's shards against sharded.json's list, each tensor stored
     # whole): a file rewritten with a matching checksum passes the commit record's check
-    check_weights_files(directory)
+    check_weights_files(directory, command_host())  # its optimizer's hyper-parameter types, as installed here
     row = {
         "path": str(directory),
         "layout": layout,

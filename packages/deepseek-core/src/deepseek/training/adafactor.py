@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deepseek.training.hyper_parameters import COMMON, FLAG, NON_NEGATIVE, HyperParameter
 from deepseek.training.optimizer_state import StateValue
 from deepseek.training.optimizers import OptimizerBuilder
 
@@ -57,6 +58,7 @@ class Adafactor(OptimizerBuilder):
     Options = AdafactorOptions
     state_bytes = 1
     dtensor = False
+    hyper_parameters = {**COMMON, "beta2_decay": HyperParameter(), "d": NON_NEGATIVE, "maximize": FLAG}
 
     @classmethod
     def check_config(cls, options: Any, config: OptimizerConfig) -> None:

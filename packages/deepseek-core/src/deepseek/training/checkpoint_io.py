@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deepseek import durable
 from deepseek.errors import CheckpointError
 from deepseek.paths import usual_mode
+from deepseek.training.hyper_parameters import COMMON, HyperParameter
 
 if TYPE_CHECKING:
     import torch
@@ -130,17 +131,14 @@ def _number_problem(value: Any, key: str) -> str | None:
     return "below 0" if key in _NON_NEGATIVE and value < 0 else None
 
 
-_NUMBERS = frozenset({"lr", "initial_lr", "weight_decay"})
-"""Hyper-parameters a number in every torch optimizer's group (others, ``eps`` say, are a number,
-a pair or ``None`` by optimizer)."""
-
-
-def check_saved_groups(groups: Any, path: Any) -> None:
+def check_saved_groups(groups: Any, path: Any, declared: Mapping[str, HyperParameter] = COMMON) -> None:
     """Saved parameter groups on their own, as read from a checkpoint before any optimizer is
     built (``checkpoint export`` builds none): a list of tables, each with ``params`` (parameter
-    names, each in one group only), :data:`_NUMBERS` numbers and numeric hyper-parameters finite
-    (``lr``, ``weight_decay``, ... not below 0); a CheckpointError naming ``path`` and the group
-    otherwise."""
+    names, each in one group only), every key the optimizer ``declared`` of its declared type
+    (:mod:`deepseek.training.hyper_parameters`; :data:`~deepseek.training.hyper_parameters.COMMON`
+    for one that declares nothing or is not installed here) and any other numeric hyper-parameter
+    finite (``eps``, ``momentum``, ... not below 0); a CheckpointError naming ``path``, the group,
+    the key and what belongs there otherwise."""
     if not isinstance(groups, list) or not all(isinstance(g, Mapping) for g in groups):
         raise CheckpointError(f"{path}: the optimizer's param_groups is {type(groups).__name__} where a list of "
                               f"groups belongs; the checkpoint is damaged, {HINT}")
@@ -156,9 +154,12 @@ def check_saved_groups(groups: Any, path: Any) -> None:
                                   f"checkpoint is damaged, {HINT}")
         seen.update(dict.fromkeys(params, i))
         for key, value in group.items():
-            if key in (*IMPLEMENTATION_KEYS, *RUN_KEYS) or not (isinstance(value, (int, float)) or key in _NUMBERS):
+            if key in declared:
+                problem = declared[key].problem(value)
+            elif key in (*IMPLEMENTATION_KEYS, *RUN_KEYS) or not isinstance(value, (int, float)):
                 continue
-            problem = _number_problem(value, key) if key in _NUMBERS or not isinstance(value, bool) else None
+            else:  # an undeclared number: finite, and not below 0 where torch's optimizers never are
+                problem = None if isinstance(value, bool) else _number_problem(value, key)
             if problem:
                 raise CheckpointError(f"{path}: optimizer group {i} {key} is {value!r}, {problem}; the checkpoint "
                                       f"is damaged, {HINT}")

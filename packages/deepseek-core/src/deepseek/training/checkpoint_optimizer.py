@@ -35,6 +35,7 @@ from deepseek.training.checkpoint_sharded import (
     read_sharded_optimizer,
 )
 from deepseek.training.checkpoint_state import FORMAT_VERSION
+from deepseek.training.hyper_parameters import saved_hyper_parameters
 from deepseek.training.optimizer_state import check_state_fit
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def load_optimizer_state(
                                   "serve it as it is)")
         p = p / OPTIMIZER_FILE if p.is_dir() else p
         named = _read_optimizer_file(p)
-    check_saved_groups(named["param_groups"], p)
+    check_saved_groups(named["param_groups"], p, saved_hyper_parameters(p.parent if p.is_file() else p))
     # DeepSpeed's own AdamW wrote its groups under its own keys before it wrote the canonical ones
     named["param_groups"] = [deepspeed_adam_group(g) or g for g in named["param_groups"]]
     if optimizer is not None:
@@ -151,10 +152,26 @@ def check_resumed_groups(directory: str | os.PathLike[str], members: list[list[s
             path = d / OPTIMIZER_FILE
             with open_safetensors(path) as fh:  # a FIFO in its place is refused, never waited on
                 groups = [_restore_group(g) for g in loads_json(fh.metadata()["param_groups"])]
-        check_saved_groups(groups, path)
+        check_saved_groups(groups, path, saved_hyper_parameters(d))
     except (CheckpointError, OSError, KeyError, ValueError, TypeError, AttributeError):
         return
     check_group_members(groups, members, path)
+
+
+def check_full_groups(directory: str | os.PathLike[str], host: Any = None) -> None:
+    """The parameter groups of the full-layout checkpoint ``directory``'s ``optimizer.safetensors``
+    (its metadata; no tensor is read), checked as a load checks them: :func:`check_saved_groups`
+    with the hyper-parameter types the run's optimizer declares (looked up on ``host``). What
+    ``deepseek checkpoint info`` checks of them: a CheckpointError naming the file otherwise."""
+    from deepseek.safetensors_file import open_safetensors
+
+    path = Path(directory) / OPTIMIZER_FILE
+    try:
+        with open_safetensors(path) as fh:  # a FIFO in its place is refused, never waited on
+            groups = [_restore_group(g) for g in loads_json(fh.metadata()["param_groups"])]
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: optimizer metadata is missing or corrupt ({exc}); {HINT}") from exc
+    check_saved_groups(groups, path, saved_hyper_parameters(directory, host))
 
 
 def _read_optimizer_file(p: Path) -> dict[str, Any]:

@@ -193,16 +193,17 @@ def _check_disjoint(folder: Path, fqn: str, chunks: list[Any]) -> None:
                                       f"damaged, {_HINT}")
 
 
-def check_sharded_files(directory: str | os.PathLike[str]) -> None:
+def check_sharded_files(directory: str | os.PathLike[str], host: Any = None) -> None:
     """The shard files of the sharded checkpoint ``directory`` against ``sharded.json``'s list
     (when it has one), every tensor's stored pieces against its size, and the tied names against
     the names ``model/`` stores (:func:`check_aliases`); :class:`CheckpointError` naming the first
-    problem. Reads the files' headers only."""
+    problem. Reads the files' headers only (and ``sharded.json``, its groups checked on ``host``:
+    :func:`read_sharded_meta`)."""
     from torch.distributed.checkpoint import HuggingFaceStorageReader
     from torch.distributed.checkpoint.api import CheckpointException
 
     d = Path(directory)
-    sharded = read_sharded_meta(d)
+    sharded = read_sharded_meta(d, host)
     for sub in (MODEL_DIR, OPTIMIZER_DIR):
         folder = d / sub
         present = _check_listed(folder, sharded["files"].get(sub))
@@ -218,19 +219,24 @@ def check_sharded_files(directory: str | os.PathLike[str]) -> None:
             check_aliases(sharded["aliases"], meta.state_dict_metadata, d)
 
 
-def check_weights_files(directory: str | os.PathLike[str]) -> None:
+def check_weights_files(directory: str | os.PathLike[str], host: Any = None) -> None:
     """The weights and optimizer files of checkpoint ``directory`` parse as safetensors, headers
     and tensor extents (:func:`~deepseek.training.checkpoint_io.check_tensors`; a sharded one's
     shards: :func:`check_sharded_files`, whose reader parses them so); :class:`CheckpointError`
     naming the first damaged file. No tensor is read: what ``deepseek checkpoint info`` checks
-    beyond the commit record's checksums, which a file rewritten with its record passes."""
+    beyond the commit record's checksums, which a file rewritten with its record passes. The saved
+    optimizer groups are held to the types the run's optimizer declares (looked up on ``host``)."""
     d = Path(directory)
     if layout_of(d) == "sharded":
-        check_sharded_files(d)
+        check_sharded_files(d, host)
         return
     check_tensors(d / MODEL_FILE, "model weights")
     if (d / OPTIMIZER_FILE).exists():  # a canonical folder without one: its absence is the load's to name
         check_tensors(d / OPTIMIZER_FILE, "optimizer state")
+        # imported here: checkpoint_optimizer imports this module
+        from deepseek.training.checkpoint_optimizer import check_full_groups
+
+        check_full_groups(d, host)
 
 
 def _check_listed(folder: Path, listed: list[str] | None) -> list[str]:
@@ -268,13 +274,17 @@ def sharded_reader_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+def read_sharded_meta(directory: str | os.PathLike[str], host: Any = None) -> dict[str, Any]:
     """``sharded.json`` of a sharded checkpoint, read back like user input: ``param_groups``
     (:func:`~deepseek.training.checkpoint_io.check_saved_groups`), ``scalars`` (non-tensor
     optimizer state: parameter name -> key -> value, as the writer encoded them,
     :func:`~deepseek.training.checkpoint_io.jsonable_tree`, decoded: a tuple is a tuple), ``aliases`` (tied state-dict name -> the
     stored name) and ``files`` (the shard files of ``model/`` and ``optimizer/``; ``{}`` when the
-    checkpoint predates the list). A :class:`CheckpointError` naming the file and what is wrong."""
+    checkpoint predates the list). A :class:`CheckpointError` naming the file and what is wrong. The
+    groups are held to the hyper-parameter types the run's optimizer declares, looked up on ``host``
+    (default: the process's; :func:`~deepseek.training.hyper_parameters.saved_hyper_parameters`)."""
+    from deepseek.training.hyper_parameters import saved_hyper_parameters
+
     path = Path(directory) / SHARDED_META
     try:
         body = loads_json(read_text(path))
@@ -291,7 +301,7 @@ def read_sharded_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
         }
     except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: sharded checkpoint metadata is missing or corrupt ({exc}); {_HINT}") from exc
-    check_saved_groups(meta["param_groups"], path)
+    check_saved_groups(meta["param_groups"], path, saved_hyper_parameters(directory, host))
     return meta
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from deepseek.training.hyper_parameters import COMMON, PAIR
 from deepseek.training.optimizer_state import StateValue
 from deepseek.training.optimizers import OptimizerBuilder
 
@@ -66,6 +67,7 @@ class LionBuilder(OptimizerBuilder):
 
     state_bytes = 4
     elementwise = True
+    hyper_parameters = {**COMMON, "betas": PAIR}
 
     def create(self, groups: list[dict[str, Any]], lr: float, *, master_weights: bool = False,
                accumulation: int = 1) -> torch.optim.Optimizer:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from deepseek.config.components import NoOptions
+from deepseek.training.hyper_parameters import COMMON, FLAG, NON_NEGATIVE, PAIR, HyperParameter
 from deepseek.training.optimizer_state import StateValue
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ class OptimizerBuilder(ABC):
       (Adafactor) keeps the default ``False`` and such engines refuse it when the config loads.
     - ``dtensor``: it can step parameters sharded as DTensors (FSDP2, tensor parallel), as plain
       torch ops on the parameter and its state do (the default); torch's Adafactor cannot.
+    - ``hyper_parameters``: the type of each key of its parameter groups
+      (:class:`~deepseek.training.hyper_parameters.HyperParameter`: AdamW's ``betas`` two finite
+      numbers), to which every reader of a checkpoint's saved groups holds them (``checkpoint
+      info`` and ``export`` too, before any optimizer is built); the default
+      (:data:`~deepseek.training.hyper_parameters.COMMON`) declares ``lr``, ``initial_lr`` and
+      ``weight_decay`` finite numbers >= 0, and any other number in a group is held finite.
 
     Which form a strategy hands its optimizer is the strategy's ``optimizer_parameters``; the one
     rule matching the two is :func:`placement_problem`.
@@ -65,6 +72,7 @@ class OptimizerBuilder(ABC):
     state_bytes: ClassVar[int] = 8
     elementwise: ClassVar[bool] = False
     dtensor: ClassVar[bool] = True
+    hyper_parameters: ClassVar[Mapping[str, HyperParameter]] = COMMON
 
     def __init__(self, options: Any, config: OptimizerConfig) -> None:
         self.options = options if options is not None else self.Options()
@@ -229,6 +237,8 @@ class AdamW(OptimizerBuilder):
     supports_master_weights = True
     state_bytes = 8
     elementwise = True
+    hyper_parameters = {**COMMON, "betas": PAIR, "eps": NON_NEGATIVE, "amsgrad": FLAG, "maximize": FLAG,
+                        "decoupled_weight_decay": FLAG}
 
     def create(self, groups: list[dict[str, Any]], lr: float, *, master_weights: bool = False,
                accumulation: int = 1) -> torch.optim.Optimizer:
@@ -262,6 +272,8 @@ class SGD(OptimizerBuilder):
     Options = SGDOptions
     state_bytes = 4
     elementwise = True
+    hyper_parameters = {**COMMON, "momentum": NON_NEGATIVE, "dampening": NON_NEGATIVE, "nesterov": FLAG,
+                        "maximize": FLAG}
 
     @classmethod
     def check_config(cls, options: Any, config: OptimizerConfig) -> None:

@@ -1,0 +1,119 @@
+"""The types of an optimizer's hyper-parameters, declared: what each key of its parameter groups
+holds (``lr`` a finite number >= 0, AdamW's ``betas`` two finite numbers, SGD's ``nesterov`` true
+or false), as a checkpoint saves them (``sharded.json``'s ``param_groups``, the ``param_groups`` of
+``optimizer.safetensors``' metadata).
+
+An optimizer declares them on its class (``OptimizerBuilder.hyper_parameters``, a mapping of key
+to :class:`HyperParameter`; the default, :data:`COMMON`, is what every torch optimizer's groups
+hold). Every reader of saved groups (``checkpoint info``, ``checkpoint export``, a resume, under
+core alone too) holds them to the declaration of the optimizer the checkpoint's ``trainer.json``
+names (:func:`saved_hyper_parameters`: :data:`COMMON` where that optimizer is not installed here):
+a value of another type is one line naming the file, the group and key, and what belongs there
+(:func:`~deepseek.training.checkpoint_io.check_saved_groups`), before any optimizer is built.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class HyperParameter:
+    """The type of one key of an optimizer's parameter groups."""
+
+    kind: Literal["number", "numbers", "flag", "text"] = "number"
+    """``number``: a finite int or float (not a bool); ``numbers``: a list (or tuple) of them;
+    ``flag``: true or false; ``text``: a string."""
+    count: int | None = None
+    """``numbers``: how many (``None``: any)."""
+    non_negative: bool = False
+    """``number`` / ``numbers``: never below 0."""
+    optional: bool = False
+    """``None`` (JSON null) is allowed too."""
+
+    def expected(self) -> str:
+        """The type that belongs where this is declared, for a person: ``a finite number``,
+        ``2 finite numbers``, ``true or false`` (``non_negative`` is said apart: ``below 0``)."""
+        what = {"number": "a finite number", "flag": "true or false", "text": "a string",
+                "numbers": f"{self.count if self.count is not None else 'a list of'} finite numbers"}[self.kind]
+        return what + (" or null" if self.optional else "")
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` where this is declared (``where a finite number belongs``,
+        ``below 0``), else ``None``."""
+        if value is None and self.optional:
+            return None
+        if self.kind == "flag":
+            return None if isinstance(value, bool) else f"where {self.expected()} belongs"
+        if self.kind == "text":
+            return None if isinstance(value, str) else f"where {self.expected()} belongs"
+        values = [value] if self.kind == "number" else value
+        if self.kind == "numbers" and not (isinstance(value, (list, tuple))
+                                           and (self.count is None or len(value) == self.count)):
+            return f"where {self.expected()} belong"
+        if not all(_finite(v) for v in values):
+            return f"where {self.expected()} {'belongs' if self.kind == 'number' else 'belong'}"
+        return "below 0" if self.non_negative and any(v < 0 for v in values) else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+COMMON: Mapping[str, HyperParameter] = {
+    "lr": HyperParameter(non_negative=True),
+    "initial_lr": HyperParameter(non_negative=True),
+    "weight_decay": HyperParameter(non_negative=True),
+}
+"""What every torch optimizer's groups hold (the trainer's ``initial_lr`` too): the declaration
+of an optimizer that declares nothing, and of one not installed where a checkpoint is read."""
+
+FLAG, OPTIONAL_FLAG = HyperParameter("flag"), HyperParameter("flag", optional=True)
+NON_NEGATIVE = HyperParameter(non_negative=True)
+PAIR = HyperParameter("numbers", count=2)
+
+
+def hyper_parameters_problem(declared: Any) -> str | None:
+    """What is wrong with an optimizer class's ``hyper_parameters`` (not a mapping of keys to
+    :class:`HyperParameter`), else ``None``."""
+    if isinstance(declared, Mapping) and all(isinstance(k, str) and isinstance(v, HyperParameter)
+                                             for k, v in declared.items()):
+        return None
+    return (f"hyper_parameters is {type(declared).__name__}, not a mapping of group keys to "
+            "deepseek.training.hyper_parameters.HyperParameter")
+
+
+def saved_hyper_parameters(directory: str | os.PathLike[str], host: Any = None) -> Mapping[str, HyperParameter]:
+    """The declared hyper-parameters of the optimizer checkpoint ``directory``'s ``trainer.json``
+    names (``optimizer.name`` of its config), looked up on ``host`` (default: the process's);
+    :data:`COMMON` where the name is not installed here, or the file does not say (its own reader
+    names what is wrong with it). A plugin's declaration that is not one is its PluginError."""
+    from deepseek.config.components import load_checked
+    from deepseek.config.schema import OptimizerConfig
+    from deepseek.errors import PluginError, UsageError
+    from deepseek.parsing import loads_json, read_text
+    from deepseek.plugins.host import get_host
+
+    try:  # the file's own reader (read_trainer_state) refuses a damaged one; here it only names the optimizer
+        config = loads_json(read_text(Path(directory) / "trainer.json")).get("config")
+        table = config.get("optimizer", {}) if isinstance(config, dict) else {}
+        name = table.get("name", OptimizerConfig.name) if isinstance(table, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return COMMON
+    if not isinstance(name, str):
+        return COMMON
+    try:
+        component = (host or get_host()).resolve("optimizer", name)
+    except UsageError:  # not installed here (or several plugins register the name): what every group holds
+        return COMMON
+    cls = load_checked("optimizer", component)
+    declared = cls.hyper_parameters  # load_checked: an OptimizerBuilder subclass
+    if (problem := hyper_parameters_problem(declared)) is not None:
+        raise PluginError(f"{component.label}: {problem} (docs/plugins.md section 14)")
+    return declared
