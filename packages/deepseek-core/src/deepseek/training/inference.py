@@ -368,9 +368,7 @@ def evaluate_validation(
     device = next(model.parameters()).device
     dataset = build_dataset(config, host)
     if source is not None:
-        from deepseek.data.dataset import checked_state_dict
-
-        check_data_tokenizer(source, config, checked_state_dict(dataset))
+        check_data_tokenizer(source, config, dataset)
     with batches_named(batches):  # a count refused (past memory) is the one the user gave: named as given
         val = validation_set(config, dataset, eval_batch_count(config, batches))
     component = run_host(config, host).resolve("model", config.model.name)

@@ -43,6 +43,7 @@ from deepseek.training import checkpoint as ckpt
 from deepseek.training.provenance import prefer_recorded
 
 if TYPE_CHECKING:
+    from deepseek.data.dataset import Dataset
     from deepseek.plugins.host import PluginHost
 
 CONFIG_FILE = "config.toml"
@@ -190,20 +191,21 @@ def _exported(p: Path) -> Source:
     return Source(origin, {"model": model, "data": data}, {})
 
 
-def check_data_tokenizer(source: Source, config: Config, position: Mapping[str, Any]) -> None:
+def check_data_tokenizer(source: Source, config: Config, dataset: Dataset) -> None:
     """The data evaluating ``source``'s weights tokenizes with the tokenizer its check passed,
     where that data reads the run's own tokenizer file (``config``'s ``data.tokenizer`` is the file
     :attr:`Source.tokenizer` holds the checked bytes of; other data, ``--config`` / ``--set
-    data.tokenizer``, is the user's choice): the dataset reads the file again by path, so the
-    identity it parsed (``position``: its data position) is held to the checkpoint's record
-    (:func:`~deepseek.data.tokenizer.check_parsed_tokenizer`)."""
+    data.tokenizer``, is the user's choice): ``dataset`` (built from ``config``) read the file again
+    by path, so the identity it parsed (its data position's, as a resume compares it) is held to
+    the checkpoint's record (:func:`~deepseek.data.tokenizer.check_parsed_tokenizer`)."""
+    from deepseek.data.dataset import checked_state_dict
     from deepseek.data.tokenizer import check_parsed_tokenizer
 
     if source.tokenizer is None:
         return  # nothing was checked: exported weights, an older checkpoint, byte tokens
     checked, setting = source.config_data["data"]["tokenizer"], config.to_dict()["data"].get("tokenizer")
     if isinstance(setting, str) and setting and Path(setting).resolve() == Path(checked).resolve():
-        check_parsed_tokenizer(checked, position.get("tokenizer"), source.state)
+        check_parsed_tokenizer(checked, checked_state_dict(dataset).get("tokenizer"), source.state)
 
 
 def model_sections(config_data: dict[str, Any], data: Any, host: PluginHost | None) -> dict[str, Any]:
