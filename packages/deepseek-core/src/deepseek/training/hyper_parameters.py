@@ -37,11 +37,16 @@ class HyperParameter:
     optional: bool = False
     """``None`` (JSON null) is allowed too."""
 
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:  # a plugin's declaration: wrong at its import, not at a checkpoint's read
+            raise ValueError(f"HyperParameter kind {self.kind!r}: expected one of {', '.join(_KINDS)}")
+
     def expected(self) -> str:
         """The type that belongs where this is declared, for a person: ``a finite number``,
         ``2 finite numbers``, ``true or false`` (``non_negative`` is said apart: ``below 0``)."""
         what = {"number": "a finite number", "flag": "true or false", "text": "a string",
-                "numbers": f"{self.count if self.count is not None else 'a list of'} finite numbers"}[self.kind]
+                "numbers": "a list of finite numbers" if self.count is None else
+                f"{self.count} finite number{'' if self.count == 1 else 's'}"}[self.kind]
         return what + (" or null" if self.optional else "")
 
     def problem(self, value: Any) -> str | None:
@@ -53,13 +58,18 @@ class HyperParameter:
             return None if isinstance(value, bool) else f"where {self.expected()} belongs"
         if self.kind == "text":
             return None if isinstance(value, str) else f"where {self.expected()} belongs"
-        values = [value] if self.kind == "number" else value
+        plural = self.kind == "numbers" and self.count is not None and self.count != 1
+        where = f"where {self.expected()} {'belong' if plural else 'belongs'}"
         if self.kind == "numbers" and not (isinstance(value, (list, tuple))
                                            and (self.count is None or len(value) == self.count)):
-            return f"where {self.expected()} belong"
+            return where
+        values = [value] if self.kind == "number" else value
         if not all(_finite(v) for v in values):
-            return f"where {self.expected()} {'belongs' if self.kind == 'number' else 'belong'}"
+            return where
         return "below 0" if self.non_negative and any(v < 0 for v in values) else None
+
+
+_KINDS = ("number", "numbers", "flag", "text")
 
 
 def _finite(value: Any) -> bool:
@@ -74,7 +84,7 @@ COMMON: Mapping[str, HyperParameter] = {
 """What every torch optimizer's groups hold (the trainer's ``initial_lr`` too): the declaration
 of an optimizer that declares nothing, and of one not installed where a checkpoint is read."""
 
-FLAG, OPTIONAL_FLAG = HyperParameter("flag"), HyperParameter("flag", optional=True)
+FLAG = HyperParameter("flag")
 NON_NEGATIVE = HyperParameter(non_negative=True)
 PAIR = HyperParameter("numbers", count=2)
 
@@ -99,9 +109,10 @@ def saved_hyper_parameters(directory: str | os.PathLike[str], host: Any = None) 
     from deepseek.errors import PluginError, UsageError
     from deepseek.parsing import loads_json, read_text
     from deepseek.plugins.host import get_host
+    from deepseek.training.checkpoint_record import TRAINER_FILE
 
     try:  # the file's own reader (read_trainer_state) refuses a damaged one; here it only names the optimizer
-        config = loads_json(read_text(Path(directory) / "trainer.json")).get("config")
+        config = loads_json(read_text(Path(directory) / TRAINER_FILE)).get("config")
         table = config.get("optimizer", {}) if isinstance(config, dict) else {}
         name = table.get("name", OptimizerConfig.name) if isinstance(table, dict) else None
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
