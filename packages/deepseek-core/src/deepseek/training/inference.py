@@ -331,14 +331,11 @@ class Evaluated:
     """What :func:`evaluate_validation` measured and over how much data."""
 
     values: dict[str, float]
-    """``val_loss``, ``val_<metric>``, ``val_bits_per_byte`` for text data, and
-    ``val_perplexity`` (``exp(val_loss)``) for data of tokens."""
+    """``val_loss``, ``val_<metric>``, ``val_bits_per_byte`` for text data, ``val_perplexity`` for tokens."""
     batches: int
     """Validation batches evaluated (fewer than asked when the validation data ends sooner)."""
-    samples: int
-    """Rows over those batches."""
-    tokens: int | None
-    """Tokens over those batches; ``None`` when the data has no tokens."""
+    samples: int  # rows over those batches
+    tokens: int | None  # tokens over those batches; None when the data has no tokens
 
 
 def evaluate_validation(
@@ -346,15 +343,12 @@ def evaluate_validation(
     placer: Strategy | None = None, source: Source | None = None,
 ) -> Evaluated:
     """Mean loss and metrics of ``model`` on the run's fixed validation batches (at most ``batches``,
-    default :func:`~deepseek.training.evaluation.eval_batch_count`; read and checked as the trainer reads them:
-    :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device. A ``batches``
-    refused (more than fits in memory) is named as the caller gave it: ``--batches N`` under a
-    command, ``batches=N`` from Python.
-    ``placer``: the strategy that placed ``model`` (:func:`load_placed`), whose settings blame the
-    model's bugs by the model it was given, not by the module it returned (``pipeline``'s
-    wrapper is pro's code); without it, by ``model``'s own class. ``source``: where the weights
-    were read (:func:`read_source`): data reading the run's tokenizer is held to its check
-    (:func:`~deepseek.training.weights_source.check_data_tokenizer`)."""
+    default :func:`~deepseek.training.evaluation.eval_batch_count`; read and checked as the trainer
+    reads them: :func:`~deepseek.training.evaluation.validation_set`), in fp32 on the model's device;
+    a ``batches`` refused is named as given (``--batches N``, ``batches=N``). ``placer``
+    (:func:`load_placed`) blames the model's bugs by the model it was given, not the module it
+    returned; without it, by ``model``'s own class. ``source`` (:func:`read_source`): data reading
+    the run's tokenizer is held to its check (``weights_source.check_data_tokenizer``)."""
     from deepseek.models.checks import check_model_data
     from deepseek.plugins.calls import blames
     from deepseek.training.build import build_dataset, run_host
