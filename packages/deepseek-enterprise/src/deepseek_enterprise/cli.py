@@ -26,15 +26,19 @@ def multimodal() -> None:
     """Multimodal fusion: the study behind BENCHMARKS.md's fusion tables."""
 
 
-class ModelNames(click.Choice):
-    """``--config``'s model names; a config file given there is pointed to its place (the
-    argument CONFIG.toml)."""
+class ModelNames(click.ParamType):
+    """``--config``'s model names: a unimodal model or a registered fusion method's name
+    (``study_recipes.check_models`` checks them against the registry once the host is known); a
+    config file given there is pointed to its place (the argument CONFIG.toml)."""
+
+    name = "model"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value.endswith(".toml"):
-            self.fail(f"{value!r}: --config names a model of the study ({', '.join(self.choices)}); give a config "
-                      "file as the argument: deepseek multimodal study CONFIG.toml ...", param, ctx)
-        return super().convert(value, param, ctx)
+            self.fail(f"{value!r}: --config names a model of the study (vision, audio, text or a registered fusion "
+                      "method); give a config file as the argument: deepseek multimodal study CONFIG.toml ...",
+                      param, ctx)
+        return value
 
 
 @multimodal.command("study")
@@ -43,8 +47,10 @@ class ModelNames(click.Choice):
               help="Tasks to run (repeatable; default both).")
 @click.option("--seed", "seeds", multiple=True, type=SEED, help="Seeds (repeatable; default 0 1 2).")
 @click.option("--config", "configs", multiple=True,
-              type=ModelNames(["vision", "audio", "text", "late", "concat", "cross_attention"]),
-              help="Models to train (repeatable; default all).")
+              type=ModelNames(), metavar="NAME",
+              help="Models to train (repeatable): vision, audio, text (unimodal) or a registered fusion method "
+                   "(late, concat, cross_attention or a plugin's; 'deepseek plugins list'), fusing every modality "
+                   "[default: the unimodal ones, late, concat and cross_attention].")
 @click.option("--steps", type=count(1, MAX_REPEATS), default=None,
               help=f"Optimizer steps per run [default: CONFIG.toml's train.max_steps, else {DEFAULTS['steps']}].")
 @click.option("--batch", type=count(), default=None,
@@ -73,7 +79,7 @@ class ModelNames(click.Choice):
               help="Samples in every run's validation and test sets (data.eval_size; default CONFIG.toml's, else "
                    "the dataset's, 1024).")
 @click.option("--eval-logit-weights", default=None, metavar="NAME=X,...",
-              help="Also evaluate every fused model (late, concat, cross_attention) on the val and test splits with "
+              help="Also evaluate every fused model (late, concat, cross_attention, a plugin's fusion method) on the val and test splits with "
                    "these [model] logit_weights, fixed in advance (e.g. fused=1,vision=1,audio=1,text=1; names: fused "
                    "and the modalities); its results line gets them as 'weighted' beside its own figures.")
 @click.option("--out", type=PATH_ARG, required=True,
@@ -89,13 +95,14 @@ def study(config_file: Path | None, tasks: tuple[str, ...], seeds: tuple[int, ..
     from deepseek.paths import check_output
     from deepseek_enterprise.study import run_study
     from deepseek_enterprise.study_base import option_names, option_values, read_base
-    from deepseek_enterprise.study_recipes import CONFIGS, PRETRAINED
+    from deepseek_enterprise.study_recipes import CONFIGS, PRETRAINED, check_models
     from deepseek_enterprise.study_report import table
 
     for option, values in (("--task", tasks), ("--seed", seeds), ("--config", configs)):
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:  # the second run of a name found the first's run folder and failed half-way through the study
             raise UsageError(f"{option} {', '.join(twice)} given twice; give each once")
+    check_models(configs, command_host())
     weights = None if eval_logit_weights is None else study_logit_weights(eval_logit_weights, configs or tuple(CONFIGS))
     given = {"steps": steps, "batch": batch, "lr": lr, "device": device, "eval_size": eval_size}
     base = None if config_file is None else read_base(config_file, command_host(), given, DEFAULTS)

@@ -1,7 +1,8 @@
 """``deepseek multimodal study``: the fusion figures, measured honestly.
 
 For each task and seed it trains, with the same step budget, the unimodal models (vision, audio,
-text) and the fused models (``late``, ``concat``, ``cross_attention``, with one of the recipes of
+text) and the fused models (``late``, ``concat``, ``cross_attention`` or any registered fusion method,
+with one of the recipes of
 :mod:`deepseek_enterprise.study_recipes`, which also writes each run's config)
 through the ordinary trainer (validation on the ``val`` split only), then evaluates every model once on the
 held-out ``test`` split: fused accuracy, each modality's own accuracy, and for fused models the
@@ -24,10 +25,10 @@ from typing import Any
 from deepseek.errors import shown
 from deepseek_enterprise.study_recipes import (
     CALIBRATED,
-    CONFIGS,
     DEFAULT_RECIPE,
     MODALITY_ORDER,
     is_ensemble,
+    model_of,
     recipe_keys,
     run_order,
     starts_from_unimodal,
@@ -212,7 +213,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     if unimodal_runs is not None:
         for task in tasks:
             for seed in seeds:
-                needed = {m for c in configs if starts_from_unimodal(c, recipe, task) for m in CONFIGS[c][0]}
+                needed = {m for c in configs if starts_from_unimodal(c, recipe, task) for m in model_of(c)[0]}
                 given[task, seed] = {m: str(unimodal_runs / f"{task}-{m}-s{seed}") for m in MODALITY_ORDER if m in needed}
                 gone = [p for p in given[task, seed].values() if not Path(p).is_dir()]
                 if gone:
@@ -226,7 +227,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
         for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
             if starts_from_unimodal(name, recipe, task) and not sources:
                 continue  # its sources are the unimodal runs trained first, checked here themselves
-            mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
+            mine = {m: sources[m] for m in model_of(name)[0] if m in sources}
             run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                          runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
                                          eval_size=eval_size), base)
@@ -248,11 +249,11 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
         for seed in seeds:
             sources = dict(given.get((task, seed), {}))  # modality -> this seed's unimodal run folder
             for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
-                mine = {m: sources[m] for m in CONFIGS[name][0] if m in sources}
+                mine = {m: sources[m] for m in model_of(name)[0] if m in sources}
                 run_dir = out / "runs" / f"{task}-{name}-s{seed}"
                 if (task, name, seed) in done:
-                    if len(CONFIGS[name][0]) == 1 and not is_ensemble(name, recipe, task):
-                        sources[CONFIGS[name][0][0]] = str(run_dir)
+                    if len(model_of(name)[0]) == 1 and not is_ensemble(name, recipe, task):
+                        sources[model_of(name)[0][0]] = str(run_dir)
                     continue
                 run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                              runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
@@ -284,8 +285,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                            f"run the same command again to continue the study in {shown(out)}")
                     module, data, on = trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device
                     made, params = trainer.run_dir, sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
-                if len(CONFIGS[name][0]) == 1:
-                    sources[CONFIGS[name][0][0]] = str(made)
+                if len(model_of(name)[0]) == 1:
+                    sources[model_of(name)[0][0]] = str(made)
                 row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
                                        "recipe": recipe if recipe_keys(name, recipe, task) else None,
                                        "seconds": time.perf_counter() - start, "machine": machine_info(on),
@@ -296,7 +297,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in evals]
                 if evals:  # the last evaluation on the val split: fused accuracy and each modality's own read
                     row["val"] = {k: v for k, v in evals[-1].items() if k.startswith("val_accuracy")}
-                modalities = CONFIGS[name][0]
+                modalities = model_of(name)[0]
                 if len(modalities) > 1:
                     row["missing"] = {m: split_metrics(module, data, on, "test", (m,))["test_accuracy"]
                                       for m in modalities}

@@ -1,5 +1,6 @@
 """What ``deepseek multimodal study`` trains: the models (:data:`CONFIGS`: the unimodal ones and
-the fused ones with their fusion), the fused models' training recipes (:data:`RECIPES`) and which
+the fused ones with their fusion; any other registered fusion method's name is a fused model of
+every modality, :func:`model_of`, :func:`check_models`), the fused models' training recipes (:data:`RECIPES`) and which
 (recipe, task) pairs start from, stack on or calibrate the unimodal models, the ``deepseek train``
 config of each run (:func:`study_config`) and the order the runs train in (:func:`run_order`).
 Plain data and rules: nothing here imports torch or trains (:mod:`deepseek_enterprise.study` does).
@@ -17,6 +18,11 @@ CONFIGS: dict[str, tuple[tuple[str, ...], str]] = {
     "concat": (("vision", "audio", "text"), "concat"),
     "cross_attention": (("vision", "audio", "text"), "cross_attention"),
 }
+UNIMODAL = tuple(c for c, (modalities, _) in CONFIGS.items() if len(modalities) == 1)
+"""The unimodal models (their names are the modalities')."""
+JOINT_FUSIONS = ("concat", "cross_attention")
+"""The fusion methods that take the recipes' ``fusion_options`` (``joint``, ``late_residual``);
+``late`` and a plugin's fusion method get the recipe's other ``[model]`` keys only."""
 JOINT = {"aux_loss_weight": 0.5, "modality_dropout": 0.2, "fusion_options": {"joint": True}}
 RECIPES: dict[str, dict[str, Any]] = {
     "aux": {"aux_loss_weight": 0.5, "modality_dropout": 0.2},
@@ -52,7 +58,8 @@ before calibration too. ``balanced`` is ``joint`` with on-the-fly gradient modul
 confident on a batch gets a smaller gradient, :mod:`deepseek_enterprise.modulation`), against the
 modality competition of joint training; ``pretrained-balanced`` is ``pretrained`` with the same
 modulation. ``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
-pretrained ones). Unimodal models take none."""
+pretrained ones); a plugin's fusion method every key but ``fusion_options`` (:data:`JOINT_FUSIONS`).
+Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
 MODALITY_ORDER = ("vision", "audio", "text")
 NO_DROPOUT = {(recipe, "complementary") for recipe in RECIPES if recipe != "aux"}
@@ -68,9 +75,34 @@ CALIBRATED = {("calibrated", "redundant")}
 calibrated on the ``blend`` part."""
 
 
+def model_of(config: str) -> tuple[tuple[str, ...], str]:
+    """The modalities and the fusion method of the study's model ``config``: its :data:`CONFIGS`
+    entry, else (a registered fusion method's name, :func:`check_models`) every modality fused
+    by that method."""
+    return CONFIGS.get(config, (MODALITY_ORDER, config))
+
+
+def check_models(configs: tuple[str, ...] | list[str], host: Any, where: str = "--config") -> None:
+    """A one-line :class:`~deepseek.errors.UsageError` unless every name of ``configs`` is a
+    unimodal model (:data:`UNIMODAL`) or a fusion method registered with ``host`` (the registry
+    is the one list of them: the built-in ``late``, ``concat``, ``cross_attention`` and any
+    plugin's), with a did-you-mean over those names."""
+    from deepseek.arguments import lookup_hint
+    from deepseek.errors import UsageError
+    from deepseek.names import did_you_mean
+
+    fusions = host.names("fusion")
+    for name in configs:
+        if name not in UNIMODAL and name not in fusions:
+            choices = [*UNIMODAL, *fusions]
+            raise UsageError(f"{where}: {name!r} is not a model of the study{did_you_mean(name, choices)}; give "
+                             f"{', '.join(UNIMODAL)} (unimodal) or a registered fusion method: "
+                             f"{', '.join(fusions) or 'none'} ({lookup_hint()})")
+
+
 def fused_configs(configs: tuple[str, ...] | list[str]) -> list[str]:
     """The fused models (more than one modality) among ``configs``, in their order."""
-    return [c for c in configs if len(CONFIGS[c][0]) > 1]
+    return [c for c in configs if len(model_of(c)[0]) > 1]
 
 
 def train_sources(config: str, recipe: str, task: str) -> str:
@@ -79,28 +111,30 @@ def train_sources(config: str, recipe: str, task: str) -> str:
         return "fit"
     if (recipe, task) not in STACKED:
         return "all"
-    return "fit" if len(CONFIGS[config][0]) == 1 else "blend"
+    return "fit" if len(model_of(config)[0]) == 1 else "blend"
 
 
 def starts_from_unimodal(config: str, recipe: str, task: str) -> bool:
     """Whether model ``config`` trained with ``recipe`` on ``task`` starts from the unimodal models."""
-    return (recipe, task) in PRETRAINED and len(CONFIGS[config][0]) > 1
+    return (recipe, task) in PRETRAINED and len(model_of(config)[0]) > 1
 
 
 def is_ensemble(config: str, recipe: str, task: str) -> bool:
     """Whether the model is late fusion of the unimodal models kept fixed: nothing of it trains, so
     the study evaluates it as it starts (the ensemble of the unimodal models)."""
-    return (starts_from_unimodal(config, recipe, task) and CONFIGS[config][1] == "late"
+    return (starts_from_unimodal(config, recipe, task) and model_of(config)[1] == "late"
             and bool(RECIPES[recipe].get("freeze_pretrained")))
 
 
 def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None) -> dict[str, Any]:
     """The ``[model]`` keys ``recipe`` gives model ``config`` on ``task`` (none for a unimodal
     model); ``sources``: the unimodal run folders per modality, for a model that starts from them."""
-    modalities, fusion = CONFIGS[config]
+    modalities, fusion = model_of(config)
     if len(modalities) == 1:
         return {}
     keys = dict(RECIPES[recipe])
+    if fusion not in JOINT_FUSIONS:
+        keys.pop("fusion_options", None)
     if fusion == "late":
         keys = {k: keys[k] for k in ("aux_loss_weight", "modality_dropout", "freeze_pretrained") if k in keys}
     elif (recipe, task) in NO_DROPOUT:
@@ -116,7 +150,7 @@ def recipe_label(config: str, recipe: str | None, sources: str = "all") -> str:
     """How the tables name a model trained with ``recipe`` on the ``sources`` part of the training
     split (the default recipe's by the config's name alone; unimodal models by it and the part
     when not ``all``)."""
-    if len(CONFIGS[config][0]) == 1:
+    if len(model_of(config)[0]) == 1:
         return config if sources == "all" else f"{config} ({sources})"
     return config if recipe in (None, DEFAULT_RECIPE) else f"{config} ({recipe})"
 
@@ -127,7 +161,7 @@ def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, l
     """The ``deepseek train`` config of one run of the study (``sources``: see :func:`recipe_keys`;
     ``eval_size``: samples in the validation and test sets, ``data.eval_size``; ``None``: the
     dataset's default)."""
-    modalities, fusion = CONFIGS[config]
+    modalities, fusion = model_of(config)
     model: dict[str, Any] = {"name": "multimodal.classifier", "modalities": list(modalities), "fusion": fusion,
                              **recipe_keys(config, recipe, task, sources)}
     return {
@@ -152,6 +186,6 @@ def run_order(configs: list[str], recipe: str, task: str, *, given: bool = False
     :func:`~deepseek_enterprise.study.run_study`)."""
     if given or not any(starts_from_unimodal(c, recipe, task) for c in configs):
         return list(configs)
-    needed = [m for c in configs if starts_from_unimodal(c, recipe, task) for m in CONFIGS[c][0]]
-    unimodal = [c for c in CONFIGS if len(CONFIGS[c][0]) == 1 and (c in configs or c in needed)]
+    needed = [m for c in configs if starts_from_unimodal(c, recipe, task) for m in model_of(c)[0]]
+    unimodal = [c for c in UNIMODAL if c in configs or c in needed]
     return unimodal + [c for c in configs if c not in unimodal]

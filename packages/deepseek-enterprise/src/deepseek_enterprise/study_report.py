@@ -18,7 +18,8 @@ from typing import Any
 from deepseek.config.field_checks import SEED_MAX
 from deepseek.errors import UsageError
 from deepseek.parsing import UnreadableFile, loads_json, read_text
-from deepseek_enterprise.study_recipes import CONFIGS, RECIPES, recipe_label
+from deepseek.plugins.records import NAME_RE
+from deepseek_enterprise.study_recipes import CONFIGS, RECIPES, model_of, recipe_label
 
 MAX_RESULTS_BYTES = 64 << 20
 """The largest results file :func:`read_results` reads (it is read whole; a line is a few hundred bytes)."""
@@ -29,7 +30,7 @@ def row_recipe(row: dict[str, Any]) -> str | None:
     for fused models)."""
     if "recipe" in row:
         return row["recipe"]
-    return "aux" if len(CONFIGS[row["config"]][0]) > 1 else None
+    return "aux" if len(model_of(row["config"])[0]) > 1 else None
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, str, int]:
@@ -39,9 +40,10 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def _groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Rows grouped by model and recipe, in ``CONFIGS`` order, each with its table label."""
+    """Rows grouped by model and recipe, in ``CONFIGS`` order, then plugins' fusion methods in the
+    order of their first rows, each with its table label."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for name in CONFIGS:
+    for name in [*CONFIGS, *dict.fromkeys(r["config"] for r in rows if r["config"] not in CONFIGS)]:
         for r in rows:
             if r["config"] == name:
                 groups.setdefault(recipe_label(name, row_recipe(r), r.get("train_sources", "all")), []).append(r)
@@ -62,8 +64,9 @@ def check_row(row: Any) -> str | None:
         return "a results line is a JSON object"
     if row.get("task") not in ("redundant", "complementary"):
         return f"task {row.get('task')!r} is not redundant or complementary"
-    if row.get("config") not in CONFIGS:
-        return f"config {row.get('config')!r} is not one of {', '.join(CONFIGS)}"
+    if row.get("config") not in CONFIGS and not (isinstance(row.get("config"), str) and NAME_RE.fullmatch(row["config"])):
+        return (f"config {row.get('config')!r} is not one of {', '.join(CONFIGS)} or a fusion method's name "
+                "(lower case letters, digits, '.', '_' and '-')")
     if row.get("recipe") is not None and row.get("recipe") not in RECIPES:
         return f"recipe {row.get('recipe')!r} is not one of {', '.join(RECIPES)}"
     if row.get("train_sources", "all") not in ("all", "fit", "blend"):  # multimodal.digits' data.train_sources
@@ -81,7 +84,7 @@ def check_row(row: Any) -> str | None:
         if key == "test_loss" and value < 0:  # the classifier's cross-entropy
             return f"test.test_loss must be a number >= 0, got {value!r}"
     missing = row.get("missing")
-    modalities = CONFIGS[row["config"]][0]
+    modalities = model_of(row["config"])[0]
     if len(modalities) > 1 and (not isinstance(missing, dict)
                                 or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
         return "missing must give a number in [0, 1] for vision, audio and text"
