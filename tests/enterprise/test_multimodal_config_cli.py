@@ -93,7 +93,8 @@ progress = false
     (["model.vision_encoder=vision.swn"], r"model\.vision_encoder: unknown encoder 'vision\.swn'; did you mean "
                                           r"'vision\.swin'\? .*"),
     (["model.vision_encoder=audio.conv_transformer"], r"model\.vision_encoder: 'audio\.conv_transformer' is not a "
-                                                      r"vision encoder; give a registered 'vision\.\*' encoder"),
+                                                      r"vision encoder; give a registered 'vision\.\*' encoder: "
+                                                      r"vision\.swin \(see 'deepseek plugins list'\)$"),
     # the component tables are checked by the component's Options when the config loads
     (["model.fusion=cross_attention", "model.fusion_options.hiden=8"], r"model\.fusion_options\.hiden: unknown key \(did you mean 'hidden'\?\).*"),
     (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepseek.config.components import OPTIONS_OF
+from deepseek.config.components import OPTIONS_OF, prefix_problem
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
@@ -78,8 +78,9 @@ def _probability(value: float) -> str | None:
 
 def _encoder_table(modality: str) -> Any:
     """The ``options_of`` rule of ``[model.<modality>]``: the keys of the encoder that
-    ``<modality>_encoder`` names, where the model uses that modality."""
-    return lambda o: ("encoder", f"{modality}_encoder") if modality in o.modalities else None
+    ``<modality>_encoder`` names, where the model uses that modality; that name must start with
+    ``<modality>.`` (a refusal names the registered ones that do: ``components.prefix_problem``)."""
+    return lambda o: ("encoder", f"{modality}_encoder", None, f"{modality}.") if modality in o.modalities else None
 
 
 MAX_LOGIT_WEIGHT = 1000.0
@@ -161,10 +162,6 @@ class MultimodalOptions:
         if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"model.modalities: {list(self.modalities)}; give distinct modalities among "
                               f"{', '.join(MODALITIES)}")
-        for m in self.modalities:
-            name = getattr(self, f"{m}_encoder")
-            if not name.rpartition(":")[2].startswith(f"{m}."):  # "dist:vision.x" names a provider
-                raise ConfigError(f"model.{m}_encoder: {name!r} is not a {m} encoder; give a registered '{m}.*' encoder")
         for m, path in self.pretrained.items():
             if m not in self.modalities:
                 raise ConfigError(f"model.pretrained.{m}: not a modality of this model ({list(self.modalities)}); "
@@ -212,7 +209,10 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         encoders = {}
         self.encoder_labels: dict[str, str] = {}  # how errors name each modality's encoder
         for m in self.modalities:
-            name = getattr(options, f"{m}_encoder")  # a '<m>.*' encoder: checked by MultimodalOptions
+            name = getattr(options, f"{m}_encoder")
+            problem = prefix_problem(lookups, "encoder", name, f"{m}.")  # as the config load checks it
+            if problem is not None:
+                raise ConfigError(f"model.{m}_encoder: {problem}")
             component = _resolve_at(lookups, "encoder", name, f"model.{m}_encoder")
             encoders[m] = instantiate_model(component.load(), getattr(options, m), name=name, kind="encoder",
                                             path=f"model.{m}", host=lookups, label=component.label)

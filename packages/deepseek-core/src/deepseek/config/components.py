@@ -126,8 +126,26 @@ class, its ``Options``' base), raising a one-line error that names ``label``: a
 :class:`~deepseek.errors.PluginError` where the plugin registered the wrong thing
 (:func:`deepseek.plugins.calls.broken_answer`), passed on as it is, as :func:`load_checked`'s
 are; a :class:`~deepseek.errors.ConfigError` (the config picked a component this table cannot
-take) is named at the field that picks it (``model.fusion: ...``).
+take) is named at the field that picks it (``model.fusion: ...``). A fourth item, ``prefix``
+(``"vision."``; the check may then be ``None``), restricts the table to components whose name
+starts with it: another name is refused before it is looked up (:func:`prefix_problem`).
 :func:`fill_component_tables` validates such a table and fills in its defaults."""
+
+
+def prefix_problem(lookups: Any, kind: str, name: str, prefix: str) -> str | None:
+    """What is wrong with ``name`` as a ``kind`` whose name must start with ``prefix`` (a
+    ``dist:name`` is judged by its name), or ``None``: the line names the registered ones that do,
+    with a did-you-mean over them (``'acme.patches' is not a vision encoder (did you mean
+    'vision.acme_patches'?); give a registered 'vision.*' encoder: vision.acme_patches, vision.swin
+    (see 'deepseek plugins list')``). ``lookups``: the host whose names count."""
+    from deepseek.arguments import lookup_hint
+    from deepseek.names import did_you_mean
+
+    if name.rpartition(":")[2].startswith(prefix):
+        return None
+    choices = [n for n in lookups.names(kind) if n.startswith(prefix)]
+    return (f"{name!r} is not a {prefix.rstrip('.')} {kind}{did_you_mean(name, choices)}; give a registered "
+            f"'{prefix}*' {kind}: {', '.join(choices) or 'none'} ({lookup_hint()})")
 
 
 def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
@@ -143,16 +161,20 @@ def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
         picked = f.metadata[OPTIONS_OF](options) if OPTIONS_OF in f.metadata else None
         if picked is None:
             continue
-        kind, name_field, *check = picked
+        kind, name_field, *rest = picked
+        check, prefix = (rest[0] if rest else None), (rest[1] if len(rest) > 1 else "")
         name = getattr(options, name_field)
+        problem = prefix_problem(lookups, kind, name, prefix) if prefix else None
+        if problem is not None:
+            raise ConfigError(f"{path}.{name_field}: {problem}")
         try:
             component = lookups.resolve(kind, name)
         except (ComponentNotFoundError, ComponentConflictError) as exc:
             raise ConfigError(f"{path}.{name_field}: {exc}") from exc
         target = load_checked(kind, component)
-        if check:  # the component's own kind of target, before its keys are read by its Options
+        if check is not None:  # the component's own kind of target, before its keys are read by its Options
             try:
-                check[0](target, component.label)
+                check(target, component.label)
             except ConfigError as exc:  # the name's pick is refused: named at that field (a PluginError passes)
                 raise ConfigError(f"{path}.{name_field}: {exc}") from exc
         table = getattr(options, f.name)
