@@ -224,11 +224,8 @@ def deepseek_register_encoders(register: RegisterFn) -> None:
     ``target(options)``; it returns a :class:`deepseek.models.encoder.Encoder`: a module with
     ``output_dim`` whose ``forward(inputs, padding_mask=None)`` returns an ``EncoderOutput``,
     features ``(batch, tokens, output_dim)`` and their padding mask ``(batch, tokens)`` (True at
-    padding). Names are ``modality.kind``, e.g. ``text.transformer`` or ``vision.swin``, with
-    your plugin's name in the second part (``vision.acme_patches``): ``multimodal.classifier``
-    takes an encoder for modality ``m`` only when its name starts with ``m.``, so an
-    ``acme.patches`` registers and loads but the classifier never takes it.
-    """
+    padding). Names are ``modality.kind`` (``text.transformer``, ``vision.acme_patches``): the
+    classifier takes an encoder for modality ``m`` only when its name starts with ``m.``."""
 
 
 @hookspec
