@@ -281,9 +281,9 @@ def test_trimodal_training_beats_chance_and_records_its_splits(tmp_path: Path) -
 def test_unimodal_model_and_missing_modality_at_evaluation(tmp_path: Path) -> None:
     config = _config(tmp_path, {"modalities": ["text"], "fusion": "late"}, steps=30)
     assert Trainer(config, run_dir=tmp_path / "text", quiet=True).fit().val_metrics["val_accuracy"] > 0.2
-    with pytest.raises(ConfigError, match=r"^data\.missing: \['vision', 'audio', 'text'\]; name at most two"):
+    with pytest.raises(ConfigError, match=r"^data\.missing: \['vision', 'audio', 'text'\] names every modality; name at most two"):
         _config(tmp_path, {}, {"missing": ["vision", "audio", "text"]})
-    with pytest.raises(ConfigError, match=r"^model\.modalities: \['smell'\]"):
+    with pytest.raises(ConfigError, match=r"^model\.modalities: \['smell'\] names 'smell', not a modality; give distinct"):
         _config(tmp_path, {"modalities": ["smell"]})
 
 

@@ -81,8 +81,17 @@ progress = false
     (['model.modalities=["vision"]', 'data.missing=["vision"]'],
      r"data: no sample of dataset MultimodalDigits has any modality of this model \(vision\) present "
      r"\(data\.missing\?\); leave at least one of them out of data\.missing"),
-    (['data.missing=["audio", "audio"]'], r"data\.missing: \['audio', 'audio'\]; name at most two of vision, audio, "
-                                          r"text, each once"),
+    (['data.missing=["audio", "audio"]'], r"data\.missing: \['audio', 'audio'\] names 'audio' twice; name at most "
+                                          r"two of vision, audio, text, each once"),
+    # a misspelt modality is named, with the one it is closest to
+    (['data.missing=["audoi"]'], r"data\.missing: \['audoi'\] names 'audoi', not a modality \(did you mean "
+                                 r"'audio'\?\); name at most two of vision, audio, text, each once"),
+    (['model.modalities=["vision", "Audio"]'], r"model\.modalities: \['vision', 'Audio'\] names 'Audio', not a "
+                                               r"modality \(did you mean 'audio'\?\); give distinct modalities "
+                                               r"among vision, audio, text"),
+    (['model.modalities=["text", "text"]'], r"model\.modalities: \['text', 'text'\] names 'text' twice; give distinct "
+                                            r"modalities among vision, audio, text"),
+    (["model.modalities=[]"], r"model\.modalities: \[\] is empty; give distinct modalities among vision, audio, text"),
     (["data.eval_size=99999999999"], r"data\.eval_size: must be in 1\.\.65536, got 99999999999 \(int\)"),
     (["data.max_frames=10000000000"], r"data\.max_frames: must be in 92\.\.4096 \(the longest recording has 92 "
                                       r"frames; more is only padding\), got 10000000000 \(int\)"),

@@ -5,7 +5,7 @@ mistyped one meant ("did you mean ...?")."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from deepseek.errors import UsageError
 
@@ -40,6 +40,18 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` with :func:`closest`'s choice, or an empty string."""
     close = closest(name, choices)
     return f" (did you mean {close!r}?)" if close is not None else ""
+
+
+def name_list_problem(names: Sequence[str], choices: Sequence[str], what: str) -> str | None:
+    """What is wrong with ``names``, a list of distinct names among ``choices`` (``what`` says what
+    each is: ``modality``), as words to follow the list in a message: ``names 'audoi', not a
+    modality (did you mean 'audio'?)`` for the first unknown name, ``names 'vision' twice`` for the
+    first repeated one; ``None`` when there is neither."""
+    for name in names:
+        if name not in choices:
+            return f"names {name!r}, not a {what}{did_you_mean(name, choices)}"
+    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    return f"names {repeated!r} twice" if repeated is not None else None
 
 
 def _one_edit(a: str, b: str) -> bool:

@@ -42,6 +42,7 @@ from deepseek.config.components import OPTIONS_OF, prefix_problem
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
+from deepseek.names import name_list_problem
 from deepseek.training.totals import TOTALS
 from deepseek_enterprise import modality_metrics
 from deepseek_enterprise.alignment import contrastive_loss, retrieval_recall
@@ -158,9 +159,9 @@ class MultimodalOptions:
         if self.text is None:
             shape = TEXT_SHAPE if self.text_encoder.rpartition(":")[2] == ENCODERS["text"] else {}
             object.__setattr__(self, "text", dict(shape))
-        unknown = [m for m in self.modalities if m not in MODALITIES]
-        if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
-            raise ConfigError(f"model.modalities: {list(self.modalities)}; give distinct modalities among "
+        problem = name_list_problem(self.modalities, MODALITIES, "modality") if self.modalities else "is empty"
+        if problem:
+            raise ConfigError(f"model.modalities: {list(self.modalities)} {problem}; give distinct modalities among "
                               f"{', '.join(MODALITIES)}")
         for m, path in self.pretrained.items():
             if m not in self.modalities:

@@ -38,6 +38,7 @@ import torch
 from deepseek.data.dataset import Dataset
 from deepseek.data.loader import refuse_over_memory
 from deepseek.errors import ConfigError, UsageError
+from deepseek.names import name_list_problem
 from deepseek_enterprise.digits.sources import (
     SPLITS,
     blend_part,
@@ -111,9 +112,12 @@ class DigitsOptions:
     statistics, and validation and test are the same, whatever it is."""
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.missing if m not in MODALITIES]
-        if unknown or len(set(self.missing)) != len(self.missing) or len(self.missing) >= len(MODALITIES):
-            raise ConfigError(f"data.missing: {list(self.missing)}; name at most two of {', '.join(MODALITIES)}, each once")
+        problem = name_list_problem(self.missing, MODALITIES, "modality")
+        if problem is None and len(self.missing) >= len(MODALITIES):
+            problem = "names every modality"
+        if problem:
+            raise ConfigError(f"data.missing: {list(self.missing)} {problem}; name at most two of "
+                              f"{', '.join(MODALITIES)}, each once")
 
 
 def refuse_batch_over_memory(options: DigitsOptions, batch_size: int, option: str, lower: str = "it") -> None:
