@@ -99,6 +99,8 @@ progress = false
     # a misspelt component is named by its key, as core names model.name's
     (["model.fusion=cross_atention"], r"model\.fusion: unknown fusion 'cross_atention'; did you mean "
                                       r"'cross_attention'\? available: concat, cross_attention, late .*"),
+    (['model.fusion=""'], r"model\.fusion: expected the name of a registered fusion \(a string\), got ''; "
+                          r"'deepseek plugins list' names them"),
     (["model.vision_encoder=vision.swn"], r"model\.vision_encoder: unknown encoder 'vision\.swn'; did you mean "
                                           r"'vision\.swin'\? .*"),
     (["model.vision_encoder=audio.conv_transformer"], r"model\.vision_encoder: 'audio\.conv_transformer' is not a "

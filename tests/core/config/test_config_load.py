@@ -111,6 +111,8 @@ def test_bad_override_syntax(item: str) -> None:
         (["strategy.device=tpu"], r"strategy\.device: .*'cuda:N'"),
         (["strategy.compression='bf16'"], r"strategy\.compression: 'bf16' cannot be used with strategy 'single' \(it compresses no gradients\)"),
         (["model.name=tinny"], r"model\.name: unknown model 'tinny'; did you mean 'tiny'\?"),
+        (['model.name=""'], r"^model\.name: expected the name of a registered model \(a string\), got ''; "
+                            r"'deepseek plugins list' names them$"),
         (["model.n_layer=2"], r"model\.n_layer: unknown key \(did you mean 'n_layers'\?\); allowed keys: .*name"),
         (["model.d_model=ten"], r"model\.d_model: expected an integer, got 'ten'"),
         (["model.name=tiny", "model.preset=tiny"], r"model\.preset: give the model as model\.name only"),

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepseek.config.components import OPTIONS_OF, prefix_problem
+from deepseek.config.components import OPTIONS_OF, prefix_problem, resolve_at
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput, check_output, encoder_label
 from deepseek.models.protocol import Batch, BuildsComponents, TrainableModel
@@ -185,16 +185,6 @@ class MultimodalOptions:
                               "or set it to false")
 
 
-def _resolve_at(lookups: Any, kind: str, name: str, path: str) -> Any:
-    """The registered ``kind`` ``name`` names; an unknown or ambiguous name is a ConfigError that
-    starts with the config key ``path`` giving it (``model.fusion: unknown fusion ...``)."""
-    from deepseek.errors import ComponentConflictError, ComponentNotFoundError
-
-    try:
-        return lookups.resolve(kind, name)
-    except (ComponentNotFoundError, ComponentConflictError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-
 class MultimodalClassifier(BuildsComponents, TrainableModel):
     """Encoders -> fusion -> loss and metrics (see the module docstring)."""
 
@@ -214,12 +204,12 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
             problem = prefix_problem(lookups, "encoder", name, f"{m}.")  # as the config load checks it
             if problem is not None:
                 raise ConfigError(f"model.{m}_encoder: {problem}")
-            component = _resolve_at(lookups, "encoder", name, f"model.{m}_encoder")
+            component = resolve_at(lookups, "encoder", name, f"model.{m}_encoder")
             encoders[m] = instantiate_model(component.load(), getattr(options, m), name=name, kind="encoder",
                                             path=f"model.{m}", host=lookups, label=component.label)
             self.encoder_labels[m] = encoder_label(name, component.label, f"model.{m}")
         self.encoders = nn.ModuleDict(encoders)
-        fusion_component = _resolve_at(lookups, "fusion", options.fusion, "model.fusion")
+        fusion_component = resolve_at(lookups, "fusion", options.fusion, "model.fusion")
         fusion_cls = fusion_component.load()
         self.fusion_label = fusion_label(fusion_component.label)
         Fusion.check_registered(fusion_cls, self.fusion_label)

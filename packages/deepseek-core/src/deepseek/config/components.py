@@ -148,12 +148,25 @@ def prefix_problem(lookups: Any, kind: str, name: str, prefix: str) -> str | Non
             f"'{prefix}*' {kind}: {', '.join(choices) or 'none'} ({lookup_hint()})")
 
 
+def resolve_at(lookups: Any, kind: str, name: Any, at: str) -> Any:
+    """The registered ``kind`` that ``name`` names, given by the config key ``at``: a ``name`` that
+    is not a non-empty string, or that names no component or several, is a one-line ConfigError
+    starting with ``at`` (``model.fusion: unknown fusion 'x'; did you mean ...``)."""
+    from deepseek.errors import ComponentConflictError, ComponentNotFoundError
+
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{at}: expected the name of a registered {kind} (a string), got {name!r}; "
+                          "'deepseek plugins list' names them")
+    try:
+        return lookups.resolve(kind, name)
+    except (ComponentNotFoundError, ComponentConflictError) as exc:
+        raise ConfigError(f"{at}: {exc}") from exc
+
+
 def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
     """``options`` with each table declared :data:`OPTIONS_OF` another component checked by that
     component's ``Options`` (errors name ``path.field.key``) and given every default, so that a
     config shows and records what the component runs with; ``lookups``: the run's host."""
-    from deepseek.errors import ComponentConflictError, ComponentNotFoundError
-
     if options is None or not dataclasses.is_dataclass(options):
         return options
     filled = {}
@@ -167,10 +180,7 @@ def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
         problem = prefix_problem(lookups, kind, name, prefix) if prefix else None
         if problem is not None:
             raise ConfigError(f"{path}.{name_field}: {problem}")
-        try:
-            component = lookups.resolve(kind, name)
-        except (ComponentNotFoundError, ComponentConflictError) as exc:
-            raise ConfigError(f"{path}.{name_field}: {exc}") from exc
+        component = resolve_at(lookups, kind, name, f"{path}.{name_field}")
         target = load_checked(kind, component)
         if check is not None:  # the component's own kind of target, before its keys are read by its Options
             try:

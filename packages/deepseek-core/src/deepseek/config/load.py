@@ -27,6 +27,7 @@ from deepseek.config.components import (
     fill_component_tables,
     load_checked,
     options_class,
+    resolve_at,
 )
 from deepseek.config.data_sizes import DATA_SIZES, follow_data_size
 from deepseek.config.no_validation import check_no_validation
@@ -220,12 +221,8 @@ def file_free_values(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _found(lookups: PluginHost, kind: str, name: Any, section: str) -> tuple[Any, Any]:
     """``(resolution, component)`` of ``[section]``'s ``kind`` ``name``; ``SECTION.name: ...`` for none or several."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{section}.name: expected the name of a registered {kind} (a string), got {name!r}")
-    try:
-        return lookups.explain(kind, name), lookups.resolve(kind, name)
-    except (ComponentNotFoundError, ComponentConflictError) as exc:
-        raise ConfigError(f"{section}.name: {exc}") from exc
+    component = resolve_at(lookups, kind, name, f"{section}.name")
+    return lookups.explain(kind, name), component
 
 
 def _run_host(host: PluginHost | None, prefer: tuple[str, ...]) -> PluginHost:
