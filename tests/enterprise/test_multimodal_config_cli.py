@@ -108,6 +108,10 @@ progress = false
                                                       r"vision\.swin \(see 'deepseek plugins list'\)$"),
     # the component tables are checked by the component's Options when the config loads
     (["model.fusion=cross_attention", "model.fusion_options.hiden=8"], r"model\.fusion_options\.hiden: unknown key \(did you mean 'hidden'\?\).*"),
+    (['model.vision.timm_name="swin_tiny_patch4_window7_22"'],
+     r"model\.vision\.timm_name: 'swin_tiny_patch4_window7_22' is not a timm Swin model \(did you mean "
+     r"'swin_tiny_patch4_window7_224'\?\); use a name such as 'swin_tiny_patch4_window7_224' "
+     r"\(timm\.list_models\('swin\*'\) lists them\)"),
     (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),
     # torch's own errors from inside the components: exit 1, "a bug in the plugin" (or -1 accepted)
     (["model.fusion=cross_attention", "model.fusion_options.dropout=5"],

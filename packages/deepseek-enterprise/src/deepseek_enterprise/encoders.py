@@ -21,6 +21,7 @@ from torch import nn
 from deepseek.config.validate import positive, probability
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import Encoder, EncoderOutput, narrowed_width
+from deepseek.names import did_you_mean
 
 
 def _at_least_one(value: int) -> str | None:
@@ -88,9 +89,11 @@ class SwinEncoder(Encoder):
         from timm.models.swin_transformer import SwinTransformer
 
         if options.timm_name:
-            if not options.timm_name.startswith("swin"):
-                raise ConfigError(f"encoder.vision.swin.timm_name: {options.timm_name!r} is not a timm Swin model; "
-                                  "use a name such as 'swin_tiny_patch4_window7_224'")
+            known = timm.list_models("swin*")  # every Swin timm registers, with or without pretrained weights
+            if options.timm_name not in known:
+                raise ConfigError(f"encoder.vision.swin.timm_name: {options.timm_name!r} is not a timm Swin model"
+                                  f"{did_you_mean(options.timm_name, known)}; use a name such as "
+                                  "'swin_tiny_patch4_window7_224' (timm.list_models('swin*') lists them)")
             try:
                 extra = {} if options.mlp_ratio is None else {"mlp_ratio": options.mlp_ratio}
                 self.swin = timm.create_model(options.timm_name, pretrained=False, num_classes=0, **extra)
