@@ -126,7 +126,13 @@ def test_eval_agrees_with_the_study_and_core_eval(study: dict[str, Any], tmp_pat
 
 @pytest.mark.parametrize(("args", "message"), [
     (["eval", "--checkpoint", "RUN", "--missing", "smell"],
-     "error: --missing: smell is not a modality of this model; use some of vision, audio, text"),
+     "error: --missing: smell names 'smell', not a modality of this model; use some of vision, audio, text, each once"),
+    (["eval", "--checkpoint", "RUN", "--missing", "vision,audoi"],
+     "error: --missing: vision,audoi names 'audoi', not a modality of this model (did you mean 'audio'?); use some of "
+     "vision, audio, text, each once"),
+    # named as --missing, not as the data.missing it becomes
+    (["eval", "--checkpoint", "RUN", "--missing", "audio,audio"],
+     "error: --missing: audio,audio names 'audio' twice; use some of vision, audio, text, each once"),
     (["eval", "--checkpoint", "RUN", "--missing", "audio,,text"],
      "error: --missing: 'audio,,text' has an empty name; give names separated by single commas, e.g. a,b"),
     (["eval", "--checkpoint", "RUN", "--missing", "vision,audio,text"],

@@ -10,6 +10,7 @@ from typing import Any
 
 from deepseek import durable
 from deepseek.errors import UsageError
+from deepseek.names import name_list_problem
 
 
 def parse_logit_weights(text: str, where: str = "--logit-weights") -> dict[str, float]:
@@ -63,10 +64,10 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
         raise UsageError(f"--checkpoint: {checkpoint} holds model {config.model.name!r}; "
                          "'multimodal eval' reads multimodal.classifier runs (use 'deepseek eval' for others)")
     dataset = build_dataset(config, host)
-    unknown = [m for m in missing if m not in model.modalities]
-    if unknown:
-        raise UsageError(f"--missing: {', '.join(unknown)} is not a modality of this model; "
-                         f"use some of {', '.join(model.modalities)}")
+    problem = name_list_problem(missing, model.modalities, "modality of this model")
+    if problem:
+        raise UsageError(f"--missing: {','.join(missing)} {problem}; use some of {', '.join(model.modalities)}, "
+                         "each once")
     if len(set(missing)) >= len(model.modalities):
         raise UsageError(f"--missing: hides every modality of this model ({', '.join(model.modalities)}); "
                          "leave at least one")
