@@ -266,6 +266,23 @@ class DeepSpeedStrategy(DistributedStrategy):
         """DeepSpeed runs its own mixed precision (the ``bf16`` / ``fp16`` config sections)."""
         return contextlib.nullcontext()
 
+    def _engine_inputs(self, batch: Any) -> Any:
+        """``batch`` with its floating-point tensors in the 16-bit type DeepSpeed holds the module's
+        weights in under ``precision.dtype`` bf16 or fp16 (FSDP's mixed precision casts a forward's
+        inputs the same way); integer and bool tensors as they are. Nothing autocasts here, so a
+        model fed float inputs (images, audio features) otherwise met 16-bit weights with fp32
+        inputs in its first layer."""
+        if self.precision.name not in ("bf16", "fp16"):
+            return batch
+        from torch.utils import _pytree as pytree
+
+        dtype = self.precision.dtype
+        return pytree.tree_map(lambda t: t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t,
+                               batch)
+
+    def to_device(self, batch: Any) -> Any:
+        return self._engine_inputs(super().to_device(batch))
+
     def backward(self, loss: torch.Tensor, weight: float) -> None:
         """``engine.backward`` divides by the accumulation steps: the loss goes in scaled so that
         this leaves ``weight`` (the micro-batch's share; the plain loss for equal rows)."""
@@ -275,7 +292,8 @@ class DeepSpeedStrategy(DistributedStrategy):
     def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Under DeepCompile the forward runs eagerly on gathered weights: its compiled graph
         is for training (a no-grad graph compiled beside it broke the next backward's
-        reduction in DeepSpeed 0.19.8)."""
+        reduction in DeepSpeed 0.19.8). Float inputs go in as the weights' type (``_engine_inputs``)."""
+        batch = self._engine_inputs(batch)
         if not self.options.deepcompile:
             return super().evaluate(batch, weight)
         import deepspeed
