@@ -12,6 +12,7 @@ class TrainResult:
     """What :meth:`Trainer.fit` returns."""
 
     run_dir: Path
+    """The run folder, absolute and resolved (as ``checkpoint`` and ``best_checkpoint`` are)."""
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
@@ -40,3 +41,10 @@ class TrainResult:
     """The checkpoint's step this session resumed from (``None``: it started the run); ``step``,
     the counts in ``metrics`` and the run folder are the run's, ``seconds`` and ``losses`` this
     session's."""
+
+    def __post_init__(self) -> None:
+        # absolute and resolved however the run was reached (a fresh run, ``resume=`` of a relative
+        # path, a finished run's checkpoint): one run's results compare equal and outlive a chdir
+        self.run_dir = Path(self.run_dir).resolve()
+        self.checkpoint = None if self.checkpoint is None else Path(self.checkpoint).resolve()
+        self.best_checkpoint = None if self.best_checkpoint is None else Path(self.best_checkpoint).resolve()

@@ -125,12 +125,19 @@ def restore(engine: StepEngine, dataset: Dataset, monitor: Monitor, run_dir: Pat
     saved = state.get("world_size")
     ckpt.load_rng_state(directory, engine.strategy.rank, saved if isinstance(saved, int) else None)  # checked now
     put_back_rng = ckpt.rng_snapshot()
-    best = ckpt.best_checkpoint(directory.parent)  # the run's best so far, as the summary names it
-    kept = best is not None and any(p == best and s <= step for s, p in ckpt.list_checkpoints(directory.parent))
+    best = best_as_of(directory, step)  # the run's best so far, as the summary names it
     return Restored(step, state.get("config"), int(state.get("tokens_seen", 0)),
                     int(state.get("samples_seen", step * config.data.batch_size)),
-                    dict(state.get("metrics", {})), best if kept else None, put_back_rng,
-                    Saved(step, best=kept and best is not None and best.resolve() == directory.resolve()))
+                    dict(state.get("metrics", {})), best, put_back_rng,
+                    Saved(step, best=best is not None and best.resolve() == directory.resolve()))
+
+
+def best_as_of(directory: Path, step: int) -> Path | None:
+    """The run's best checkpoint at or before ``step`` (``directory``: that step's checkpoint), as
+    a resumed run's result names it (``None``: the run keeps none, or only a later one)."""
+    best = ckpt.best_checkpoint(directory.parent)
+    kept = best is not None and any(p == best and s <= step for s, p in ckpt.list_checkpoints(directory.parent))
+    return best if kept else None
 
 
 def tidy_finished(run_dir: Path, directory: Path, keep_last: int) -> None:

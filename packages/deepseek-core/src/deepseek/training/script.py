@@ -347,6 +347,7 @@ def finished_result(done: Any, note: str = "") -> TrainResult:
     from deepseek.data.tokenizer import run_folder_of
     from deepseek.training.checkpoint import read_trainer_state
     from deepseek.training.result import TrainResult
+    from deepseek.training.run_state import best_as_of
 
     warnings.warn(f"{done}{note}", RunCompleteWarning, stacklevel=3)
     directory = Path(done.checkpoint)
@@ -357,4 +358,4 @@ def finished_result(done: Any, note: str = "") -> TrainResult:
                        is_global_zero=os.environ.get("RANK", "0") == "0",
                        val_metrics={k: v for k, v in metrics.items() if k.startswith("val_")},
                        monitor=monitor if isinstance(monitor, dict) else {}, ended_early=done.ended_early,
-                       resumed_at=done.step)
+                       resumed_at=done.step, best_checkpoint=best_as_of(directory, done.step))
