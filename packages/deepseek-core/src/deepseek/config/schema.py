@@ -138,8 +138,8 @@ class TrainConfig:
     checked at the first evaluation instead (before step 1 in a fresh run, whose folder is then
     removed). Refused with ``data.eval_batches = 0`` (no evaluations), as are ``monitor_mode``,
     ``early_stop_patience`` and ``early_stop_min_delta`` other than their defaults. An evaluation
-    whose value is NaN or infinite (a NaN in the validation data) never improves, silently: it
-    counts toward ``early_stop_patience``, and a run without a finite one has no best checkpoint
+    whose value is NaN or infinite (a NaN in the validation data) never improves (the run's first
+    such evaluation warns, naming its step and values, once per run): it counts toward ``early_stop_patience``, and a run without a finite one has no best checkpoint
     (``checkpoints/best`` absent, ``TrainResult.best_checkpoint`` None)."""
     monitor_mode: Literal["min", "max"] = "min"
     """Whether a lower (``min``) or a higher (``max``) ``monitor`` is better."""

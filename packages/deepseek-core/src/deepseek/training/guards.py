@@ -1,5 +1,6 @@
-"""What the trainer does when training goes wrong: non-finite steps (``train.on_nonfinite``) and
-checkpoints of non-finite weights (never written).
+"""What the trainer does when training goes wrong: non-finite steps (``train.on_nonfinite``),
+checkpoints of non-finite weights (never written) and evaluations whose values are not finite
+(said once per run: :class:`NonfiniteEvaluations`).
 
 A step is non-finite when its loss is NaN or infinite, or when its gradient norm is and the step
 was applied (under fp16 the loss scaler skips steps whose gradients overflow: those are normal).
@@ -62,3 +63,30 @@ def refuse_nonfinite_checkpoint(step: int, policy: str) -> None:
     if policy == "stop":
         raise TrainingDivergedError(f"training diverged: {message}")
     warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+class NonfiniteEvaluationWarning(RuntimeWarning):
+    """An evaluation gave a ``val_*`` value that is NaN or infinite (a NaN in the validation data)."""
+
+
+class NonfiniteEvaluations:
+    """The one warning of a run (one trainer, ``deepseek train`` or ``deepseek.fit``) whose
+    evaluation gives a ``val_*`` value that is NaN or infinite: the first such evaluation is said,
+    naming its step and values, the later ones are not. The run goes on (such an evaluation never
+    improves ``train.monitor``: :class:`~deepseek.training.monitor.Monitor`)."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def check(self, step: int, values: Mapping[str, Any], *, report: bool) -> None:
+        """Warn about ``values`` (an evaluation's record) at ``step`` unless this run warned already
+        or this process does not ``report`` (the ranks other than 0, which hold the same values)."""
+        bad = [f"{k} = {v}" for k, v in values.items()
+               if k.startswith("val_") and isinstance(v, float) and not math.isfinite(v)]
+        if self.warned or not bad or not report:
+            return
+        self.warned = True
+        warnings.warn(NonfiniteEvaluationWarning(
+            f"the evaluation at step {step} gave {', '.join(bad)}: check the validation data for NaN or infinite "
+            "values and the model's forward for a log of 0 or a division by zero; such an evaluation never improves "
+            "train.monitor (said once per run)"), stacklevel=3)

@@ -26,7 +26,7 @@ from deepseek.training import checkpoint as ckpt
 from deepseek.training.engine import StepEngine
 from deepseek.training.epochs import EpochEnds
 from deepseek.training.evaluation import summarize
-from deepseek.training.guards import check_steps, refuse_nonfinite_checkpoint
+from deepseek.training.guards import NonfiniteEvaluations, check_steps, refuse_nonfinite_checkpoint
 from deepseek.training.metrics import (
     PLOT_FILE,
     ProgressBar,
@@ -96,6 +96,7 @@ class Trainer:
         self._resumed_at: int | None = None
         self._put_back_rng: Callable[[], None] | None = None  # a resumed run's generators, set before its first step
         self._stop = StopSignals(config.train.preempt_grace_s)
+        self._nonfinite_evals = NonfiniteEvaluations()  # an evaluation of NaN: said once per run
         self._scope = contextlib.ExitStack()  # what the run's set-up opens for it: the attention kernel
         self.stopped_by: str | None = None
         self.should_stop = False
@@ -354,6 +355,7 @@ class Trainer:
         self.last_metrics.update({k: v for k, v in record.items() if k != "step"})
         self.last_eval = {k: v for k, v in record.items() if k.startswith("val_")}
         self.val_losses.append((self.step, values["val_loss"]))
+        self._nonfinite_evals.check(self.step, record, report=self.is_global_zero)
         self.metrics_out.write(record)
         self.tracking.log_metrics(record)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
