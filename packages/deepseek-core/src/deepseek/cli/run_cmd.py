@@ -7,7 +7,7 @@ every rank, and the strategy finds its rank in the environment the launcher sets
 ``sys.argv`` is ``[SCRIPT, *ARGS]`` and its folder is first on ``sys.path``, as with ``python
 SCRIPT``, while it runs; after it, however it ended, both are as they were before (the same lists,
 with the same items), so that a caller of :func:`deepseek.cli.main.main` finds its interpreter
-as it left it. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with
+as it left it, and the script's ``atexit`` handlers see them as the script left them. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with
 exit code 2, like every command's; any other exception is the script's own, and prints the
 script's traceback with exit code 1, as ``python SCRIPT`` does. The script's :func:`deepseek.fit` (and
 ``deepseek.create_*``) use the process's plugin host, built from the ``DEEPSEEK_*`` variables:
@@ -62,19 +62,51 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
     """``sys.argv`` is ``[SCRIPT, *ARGS]`` and the script's folder first on ``sys.path`` while the
     script runs, as ``python SCRIPT`` has them; after, however the script ended (returned, raised,
     exited) and whatever it did to them, ``sys.argv`` is the list it was and ``sys.path`` the list it
-    was with the items it had (a caller holding either sees no change)."""
+    was with the items it had (a caller holding either sees no change). The ``atexit`` handlers the
+    script registered run, at the process's exit, with both as the script left them (:class:`_AtExit`)."""
+    import atexit
     import sys
 
     argv, search_path = sys.argv, sys.path
     entries = list(search_path)
     sys.argv = [str(path), *args]
     search_path.insert(0, str(path.resolve().parent))
+    at_exit = _AtExit()
+    atexit.register(at_exit.leave)  # registered before the script's handlers: runs after them
     try:
         yield
     finally:
+        at_exit.script_view = list(sys.argv), list(sys.path)
         sys.argv = argv
         search_path[:] = entries
         sys.path = search_path
+        atexit.register(at_exit.enter)  # registered after the script's handlers: runs before them
+
+
+class _AtExit:
+    """``sys.argv`` and ``sys.path`` for the script's ``atexit`` handlers: Python runs the handlers
+    last registered first, so :meth:`enter`, registered when the script ended, runs just before
+    those the script registered and :meth:`leave`, registered before it started, just after them.
+    An ``atexit`` handler of the script that imports a module of its folder (``import helpers``,
+    not imported while it ran) finds it there, as under ``python SCRIPT``; the caller's own code and
+    handlers see ``sys.argv`` and ``sys.path`` as they were."""
+
+    def __init__(self) -> None:
+        self.script_view: tuple[list[str], list[str]] | None = None
+        self._before: tuple[list[str], list[str]] | None = None
+
+    def enter(self) -> None:
+        import sys
+
+        if self.script_view is not None:
+            self._before = sys.argv, list(sys.path)
+            sys.argv, sys.path[:] = list(self.script_view[0]), self.script_view[1]
+
+    def leave(self) -> None:
+        import sys
+
+        if self._before is not None:
+            sys.argv, sys.path[:] = self._before[0], self._before[1]
 
 
 @contextlib.contextmanager
