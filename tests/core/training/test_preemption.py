@@ -302,8 +302,9 @@ def test_a_signal_while_the_command_loads_stops_before_the_first_step(tmp_path: 
 def test_the_entry_takes_the_signals_only_for_the_commands_that_stop_on_them() -> None:
     from deepseek.cli.main import SIGNALLED_COMMANDS, command_name
 
-    assert SIGNALLED_COMMANDS == ("train", "launch")
+    assert SIGNALLED_COMMANDS == ("train", "launch", "run")
     assert command_name(["train", "cfg.toml"]) == "train"
+    assert command_name(["--no-plugin-autoload", "run", "train.py", "--steps", "3"]) == "run"
     assert command_name(["--debug", "--plugins", "train", "eval", "--checkpoint", "x"]) == "eval"
     assert command_name(["--plugins=a,b", "--no-plugin-autoload", "launch", "-n", "2"]) == "launch"
     assert command_name(["--version"]) is None and command_name(["--", "train"]) is None

@@ -1,14 +1,19 @@
-"""``deepseek run SCRIPT`` as a process, where ``python SCRIPT`` and it must end alike: the
-script's ``atexit`` handlers (run at the process's exit, after the command put ``sys.path`` and
-``sys.argv`` back) see them as the script left them."""
+"""``deepseek run SCRIPT`` as a process: the script's ``atexit`` handlers (run at the process's
+exit, after the command put ``sys.path`` and ``sys.argv`` back) see them as the script left them,
+as under ``python SCRIPT``; a stop signal outside ``deepseek.fit`` ends it with 75 and one line
+(with a real signal to a real process; the rest in this process, conftest's ``deepseek_here``)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+
+from deepseek.training.preemption import EXIT_PREEMPTED, early_signals
 
 ATEXIT_SCRIPT = """
 import atexit, sys
@@ -37,3 +42,107 @@ def test_atexit_handlers_of_the_script_import_from_its_folder(tmp_path: Path) ->
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.splitlines() == ["script done", "still there: True", "at exit: found ['--x']"], done.stdout
+
+
+WAITS = """
+import time
+try:
+    print("ready", flush=True)
+    time.sleep(60)
+    print("not stopped", flush=True)
+finally:
+    print("its finally ran", flush=True)
+"""
+
+OUTSIDE = "stopped: SIGTERM while the script ran outside deepseek.fit; nothing to save; run the same command again"
+
+
+def test_sigterm_outside_fit_ends_deepseek_run_with_75_and_one_line(tmp_path: Path) -> None:
+    """Was: SIGTERM to ``deepseek run`` while its script was outside ``deepseek.fit`` (loading
+    data, before the first fit) killed it by the signal (exit -15, no line), so a requeue script
+    waiting for 75 dropped the job. Now the script unwinds as on Ctrl-C (its ``finally`` runs) and
+    the command ends with 75 and one line."""
+    (tmp_path / "waits.py").write_text(textwrap.dedent(WAITS))
+    proc = subprocess.Popen([sys.executable, "-m", "deepseek", "--no-plugin-autoload", "run", "waits.py"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_PREEMPTED == 75, (proc.returncode, err)
+    assert out == "its finally ran\n" and err.splitlines() == [OUTSIDE], (out, err)
+
+
+FIT_JOB = """
+import os, signal
+import torch
+from torch import nn
+import deepseek
+from deepseek.plugins.host import PluginHost
+from deepseek.plugins.settings import PluginSettings
+
+class TermAtStep2:
+    @deepseek.hookimpl
+    def deepseek_train_step_end(self, trainer, step, metrics):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(3, 2)
+
+    def forward(self, x, y):
+        return nn.functional.cross_entropy(self.body(x), y)
+
+host = PluginHost(PluginSettings(autoload=False))
+host.register_plugin(TermAtStep2(), dist="term-at-step-2")
+x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long())
+config = {"train": {"max_steps": 4, "warmup_steps": 0}, "data": {"eval_batches": 0},
+          "logging": {"progress": False, "plot": False}}
+result = deepseek.fit(Net, data, names=("x", "y"), batch_size=8, config=config, run_dir="run", quiet=True, host=host)
+print("fit returned:", result.stopped_by, result.step, result.checkpoint.name, flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)  # outside fit
+    print("not stopped", flush=True)
+finally:
+    print("its finally ran", flush=True)
+"""
+
+
+def test_inside_fit_the_run_stops_with_a_checkpoint_outside_the_script_ends(
+        tmp_path: Path, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """In this process (conftest's ``deepseek_here``): a SIGTERM inside the script's ``fit`` stops
+    the run after its step with a checkpoint and ``fit`` returns (the trainer holds the signals for
+    its span); the next one, outside ``fit``, ends the script with 75 and one line; the handlers
+    are the caller's again after."""
+    (tmp_path / "job.py").write_text(textwrap.dedent(FIT_JOB))
+
+    def death(number: int, frame: object) -> None:  # stands for SIG_DFL, which would end pytest
+        raise RuntimeError("died by the signal")
+
+    before = signal.signal(signal.SIGTERM, death)
+    try:
+        done = deepseek_here("run", "job.py", cwd=tmp_path)
+        assert signal.getsignal(signal.SIGTERM) is death
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert done.returncode == EXIT_PREEMPTED, done
+    assert done.stdout.splitlines() == ["fit returned: SIGTERM 2 step-2", "its finally ran"], done
+    assert done.stderr.splitlines()[-1] == OUTSIDE, done.stderr
+    assert (tmp_path / "run" / "checkpoints" / "step-2").is_dir()
+
+
+def test_a_signal_before_the_command_starts_no_script(
+        tmp_path: Path, deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """A SIGTERM the console entry recorded (its early scope, while click and the plugins load) is
+    taken over by the command: the script does not start, 75 and one line."""
+    (tmp_path / "job.py").write_text('print("the script ran")\n')
+    with early_signals() as early:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert early.received == "SIGTERM"
+        done = deepseek_here("run", "job.py", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (EXIT_PREEMPTED, ""), done
+    assert done.stderr.splitlines() == [
+        "stopped: SIGTERM before the script started; nothing to save; run the same command again"], done

@@ -1,6 +1,6 @@
 """The console entry point of ``deepseek`` (:func:`main`), kept apart from the command line itself
 (:mod:`deepseek.cli.root`, whose names are reachable from here too) so that ``deepseek train`` and
-``deepseek launch`` take stop signals before click, the plugin host and torch are imported: a
+``deepseek launch`` (and ``deepseek run``) take stop signals before click, the plugin host and torch are imported: a
 SIGTERM in those first tenths of a second is recorded (exit code 75 once the command runs, as
 later), not a death by the signal (docs/distributed.md). Nothing here imports more than the
 standard library before that.
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
 
-SIGNALLED_COMMANDS = ("train", "launch")
-"""Commands that stop on SIGTERM / SIGUSR1 with exit code 75 (``deepseek_pro``'s ``launch``)."""
+SIGNALLED_COMMANDS = ("train", "launch", "run")
+"""Commands that stop on SIGTERM / SIGUSR1 with exit code 75 (``deepseek_pro``'s ``launch``; ``run``
+outside its script's ``deepseek.fit``, whose run stops with a checkpoint and returns)."""
 
 LAUNCHER_COMMANDS = ("launch",)
 """Commands whose process is a job's launcher (``deepseek_pro``'s ``launch``): as the process's

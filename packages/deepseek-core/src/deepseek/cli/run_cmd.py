@@ -9,7 +9,11 @@ SCRIPT``, while it runs; after it, however it ended, both are as they were befor
 with the same items), so that a caller of :func:`deepseek.cli.main.main` finds its interpreter
 as it left it, and the script's ``atexit`` handlers see them as the script left them. Errors the script raises as :class:`~deepseek.errors.UsageError` are one line with
 exit code 2, like every command's; any other exception is the script's own, and prints the
-script's traceback with exit code 1, as ``python SCRIPT`` does. The script's :func:`deepseek.fit` (and
+script's traceback with exit code 1, as ``python SCRIPT`` does. SIGTERM or SIGUSR1 while the script
+runs outside ``deepseek.fit`` (before it, between two runs, after one: nothing to save) ends the
+script as Ctrl-C would (:class:`~deepseek.training.preemption.ScriptSignals`), then the command
+with one line and exit code 75; inside ``fit`` the run stops after its step with a checkpoint and
+``fit`` returns (``stopped_by``). The script's :func:`deepseek.fit` (and
 ``deepseek.create_*``) use the process's plugin host, built from the ``DEEPSEEK_*`` variables:
 the plugins the root options choose (``deepseek --plugins pro run train.py``) reach it through
 those variables, set while the script runs, as ``deepseek launch`` gives them to its workers
@@ -30,8 +34,10 @@ from deepseek.errors import DeepseekError, UsageError
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("script", metavar="SCRIPT.py")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(script: str, args: tuple[str, ...]) -> None:
-    """Run a Python script (one that calls deepseek.fit) as __main__ with ARGS.
+def run(script: str, args: tuple[str, ...]) -> int | None:
+    """Run a Python script (one that calls deepseek.fit) as __main__ with ARGS. SIGTERM or
+    SIGUSR1 outside deepseek.fit ends it with exit code 75 (inside, fit stops after the current
+    step with a checkpoint and returns).
 
     Example: deepseek launch -n 2 -- run examples/own_model/train.py --strategy ddp
     """
@@ -47,14 +53,29 @@ def run(script: str, args: tuple[str, ...]) -> None:
     if path.suffix != ".py":
         raise UsageError(f"run: {script!r} is not a .py file; give the path of a Python script")
     code = _compiled(path, script)
-    try:
-        with script_environment(), _argv_and_path(path, args):
-            _run_as_main(code, path)
-    except DeepseekError:
-        raise  # deepseek's own errors: one line, as from every command
-    except Exception as exc:
-        _print_traceback(exc, path)
-        sys.exit(1)
+    from deepseek.training.preemption import (
+        EXIT_PREEMPTED,
+        ScriptSignals,
+        StopRequested,
+        script_stopped_line,
+    )
+
+    with ScriptSignals() as signals:
+        if signals.received is not None:  # the console entry recorded it: the script does not start
+            click.echo(script_stopped_line(signals.received, started=False), err=True)
+            return EXIT_PREEMPTED
+        try:
+            with script_environment(), _argv_and_path(path, args):
+                _run_as_main(code, path, signals)
+        except StopRequested as stop:  # outside deepseek.fit: the script unwound, nothing to save
+            click.echo(script_stopped_line(stop.signal_name, started=True), err=True)
+            return EXIT_PREEMPTED
+        except DeepseekError:
+            raise  # deepseek's own errors: one line, as from every command
+        except Exception as exc:
+            _print_traceback(exc, path)
+            sys.exit(1)
+    return None
 
 
 @contextlib.contextmanager
@@ -174,13 +195,14 @@ def _compiled(path: object, script: str) -> Any:
                          "fix the script") from None
 
 
-def _run_as_main(code: Any, path: object) -> None:
+def _run_as_main(code: Any, path: object, signals: Any) -> None:
     """Run ``code`` as ``python SCRIPT`` runs a script (as ``runpy.run_path`` did, from the code
     rather than the path): in a fresh module ``__main__``, whose ``__file__`` is the script's path,
     put in ``sys.modules`` for the while (pickle and multiprocessing find the script's classes
     there), and ``sys.modules`` after as before: the module ``__main__`` before it put back, or
     none where there was none (an embedding program's, a caller's that removed it), whatever
-    the script did to that entry."""
+    the script did to that entry. ``signals`` (:class:`~deepseek.training.preemption.ScriptSignals`)
+    is armed while the script's code runs: a stop signal then raises in it."""
     import sys
     import types
 
@@ -189,8 +211,10 @@ def _run_as_main(code: Any, path: object) -> None:
     before = sys.modules.get("__main__")
     sys.modules["__main__"] = module
     try:
+        signals.armed = True
         exec(code, module.__dict__)  # noqa: S102 - the user's own script, as python SCRIPT would run it
     finally:
+        signals.armed = False
         if before is None:
             sys.modules.pop("__main__", None)
         else:

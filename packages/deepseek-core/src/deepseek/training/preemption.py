@@ -109,6 +109,42 @@ def early_signals() -> SignalScope:
     return SignalScope(EARLY_SIGNAL_S)
 
 
+class StopRequested(BaseException):
+    """A stop signal came while a ``deepseek run`` script ran outside :func:`deepseek.fit`
+    (:class:`ScriptSignals`). A ``BaseException``, as ``KeyboardInterrupt`` is: the script's
+    ``except Exception`` does not take it, its ``finally`` blocks and ``with`` exits run."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class ScriptSignals(SignalScope):
+    """``deepseek run``'s scope for the span of its script. While :attr:`armed` (the script's code
+    runs), a stop signal raises :class:`StopRequested` in the main thread, once: outside
+    ``deepseek.fit`` the script has nothing to save, and the command ends with
+    :data:`EXIT_PREEMPTED` and one line. Inside ``fit`` the trainer's :class:`StopSignals` holds
+    the signals (this scope's handler comes back when it ends), so a run stops after its step with
+    a checkpoint and ``fit`` returns. A signal the console entry recorded before the command
+    (:func:`early_signals`) is taken over on entry as :attr:`received`: the script does not start."""
+
+    def __init__(self) -> None:
+        super().__init__(EARLY_SIGNAL_S)
+        self.armed = False
+
+    def on_signal(self, number: int) -> None:
+        if self.armed:
+            self.armed = False  # a repeat (Slurm signals the workers and the launcher alike) is only recorded
+            raise StopRequested(signal.Signals(number).name)
+
+
+def script_stopped_line(signal_name: str, *, started: bool) -> str:
+    """The line ``deepseek run`` prints (stderr) when a stop signal ended it outside ``deepseek.fit``
+    (``started``: while the script ran; else before it started)."""
+    when = "while the script ran outside deepseek.fit" if started else "before the script started"
+    return f"stopped: {signal_name} {when}; nothing to save; run the same command again"
+
+
 class StopSignals(SignalScope):
     """Stop requests by signal for the span of one run (the trainer's ``fit``).
 
