@@ -45,9 +45,21 @@ def test_atexit_handlers_of_the_script_import_from_its_folder(tmp_path: Path) ->
 
 
 WAITS = """
-import time
+import multiprocessing, time
+
+def nap(started):
+    started.set()
+    time.sleep(60)
+
+fork = multiprocessing.get_context("fork")
+started = fork.Event()
+child = fork.Process(target=nap, args=(started,))
+child.start()
+started.wait(60)  # in its target: a SIGTERM in the instant after the fork (CPython clears pending signals there) is lost
+child.terminate()  # SIGTERM to a process the script forked: it ends by it, as under python SCRIPT
+child.join()
 try:
-    print("ready", flush=True)
+    print("ready", child.exitcode, flush=True)
     time.sleep(60)
     print("not stopped", flush=True)
 finally:
@@ -61,12 +73,13 @@ def test_sigterm_outside_fit_ends_deepseek_run_with_75_and_one_line(tmp_path: Pa
     """Was: SIGTERM to ``deepseek run`` while its script was outside ``deepseek.fit`` (loading
     data, before the first fit) killed it by the signal (exit -15, no line), so a requeue script
     waiting for 75 dropped the job. Now the script unwinds as on Ctrl-C (its ``finally`` runs) and
-    the command ends with 75 and one line."""
+    the command ends with 75 and one line; a process the script forked still ends by a SIGTERM
+    (``Process.terminate()``; it printed the ``StopRequested`` traceback and exited 1)."""
     (tmp_path / "waits.py").write_text(textwrap.dedent(WAITS))
     proc = subprocess.Popen([sys.executable, "-m", "deepseek", "--no-plugin-autoload", "run", "waits.py"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    assert proc.stdout is not None and proc.stdout.readline() == "ready -15\n"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_PREEMPTED == 75, (proc.returncode, err)

@@ -131,8 +131,13 @@ class ScriptSignals(SignalScope):
     def __init__(self) -> None:
         super().__init__(EARLY_SIGNAL_S)
         self.armed = False
+        self._pid = os.getpid()
 
     def on_signal(self, number: int) -> None:
+        if os.getpid() != self._pid:  # a process the script forked (multiprocessing's): Python's default,
+            signal.signal(number, signal.SIG_DFL)  # as under python SCRIPT (Process.terminate() ends it, -15)
+            os.kill(os.getpid(), number)
+            return
         if self.armed:
             self.armed = False  # a repeat (Slurm signals the workers and the launcher alike) is only recorded
             raise StopRequested(signal.Signals(number).name)
