@@ -89,8 +89,7 @@ class SwinEncoder(Encoder):
         from timm.models.swin_transformer import SwinTransformer
 
         if options.timm_name:
-            known = timm.list_models("swin*")  # every Swin timm registers, with or without pretrained weights
-            if options.timm_name not in known:
+            if options.timm_name not in (known := timm.list_models("swin*")):  # with or without pretrained weights
                 raise ConfigError(f"encoder.vision.swin.timm_name: {options.timm_name!r} is not a timm Swin model"
                                   f"{did_you_mean(options.timm_name, known)}; use a name such as "
                                   "'swin_tiny_patch4_window7_224' (timm.list_models('swin*') lists them)")

@@ -59,15 +59,8 @@ class Trainer:
     ``host``: the plugin host whose components and hooks the run uses (default: the process's).
     """
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        run_dir: str | Path | None = None,
-        resume: str | Path | None = None,
-        quiet: bool = False,
-        host: PluginHost | None = None,
-    ) -> None:
+    def __init__(self, config: Config, *, run_dir: str | Path | None = None, resume: str | Path | None = None,
+                 quiet: bool = False, host: PluginHost | None = None) -> None:
         self.config = api_args.config(config)
         self.host = api_args.host(host)
         self.resume_from = (ckpt.resolve_checkpoint(api_args.path(resume, "resume"), resuming=True)
