@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deepseek.errors import CheckpointError
+from deepseek import hookimpl
+from deepseek.errors import CheckpointError, PluginError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.checkpoint_io import check_saved_groups
@@ -23,6 +24,17 @@ from deepseek.training.hyper_parameters import (
 from deepseek.training.optimizers import SGD, AdamW
 
 CORE = PluginHost(PluginSettings(autoload=False))
+
+
+class Untyped(AdamW):
+    hyper_parameters = ("betas",)  # type: ignore[assignment]  # a plugin's declaration that is none
+
+
+class Plugin:
+    @hookimpl
+    def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
+        register("acme.unimportable", "acme_module_not_installed_here:Opt")  # its import fails on this host
+        register("acme.untyped", Untyped)
 
 
 @pytest.mark.parametrize(("rule", "value", "problem"), [
@@ -64,3 +76,17 @@ def test_sgd_groups_of_another_type_are_one_line() -> None:
                                               r"belongs; the checkpoint is damaged"):
         check_saved_groups([group], "here", SGD.hyper_parameters)
     check_saved_groups([group], "here")  # COMMON: a string there is no number to check
+
+
+def test_an_optimizer_plugin_that_cannot_be_loaded_leaves_its_groups_to_common(tmp_path: Path) -> None:
+    """``checkpoint info`` and ``export`` read a checkpoint's groups without building its optimizer:
+    a plugin registering it whose import fails here is read as one not installed (COMMON), not a
+    PluginError that refused the weights (a resume meets that error where it builds the
+    optimizer); a plugin's declaration that is not one stays its PluginError."""
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="acme-optim", version="0.1").status == "ok"
+    (tmp_path / "trainer.json").write_text(json.dumps({"config": {"optimizer": {"name": "acme.unimportable"}}}))
+    assert saved_hyper_parameters(tmp_path, host) == COMMON
+    (tmp_path / "trainer.json").write_text(json.dumps({"config": {"optimizer": {"name": "acme.untyped"}}}))
+    with pytest.raises(PluginError, match=r"acme\.untyped.*hyper_parameters is tuple, not a mapping of group keys"):
+        saved_hyper_parameters(tmp_path, host)

@@ -102,8 +102,10 @@ def hyper_parameters_problem(declared: Any) -> str | None:
 def saved_hyper_parameters(directory: str | os.PathLike[str], host: Any = None) -> Mapping[str, HyperParameter]:
     """The declared hyper-parameters of the optimizer checkpoint ``directory``'s ``trainer.json``
     names (``optimizer.name`` of its config), looked up on ``host`` (default: the process's);
-    :data:`COMMON` where the name is not installed here, or the file does not say (its own reader
-    names what is wrong with it). A plugin's declaration that is not one is its PluginError."""
+    :data:`COMMON` where the name is not installed here, its plugin's class cannot be loaded (an
+    import that fails: ``checkpoint info`` and ``export`` read weights without the optimizer, and a
+    resume meets that error where it builds it), or the file does not say (its own reader names
+    what is wrong with it). A plugin's declaration that is not one is its PluginError."""
     from deepseek.config.components import load_checked
     from deepseek.config.schema import OptimizerConfig
     from deepseek.errors import PluginError, UsageError
@@ -123,7 +125,10 @@ def saved_hyper_parameters(directory: str | os.PathLike[str], host: Any = None) 
         component = (host or get_host()).resolve("optimizer", name)
     except UsageError:  # not installed here (or several plugins register the name): what every group holds
         return COMMON
-    cls = load_checked("optimizer", component)
+    try:
+        cls = load_checked("optimizer", component)
+    except PluginError:  # registered but not loadable here: its groups are read as an absent one's
+        return COMMON
     declared = cls.hyper_parameters  # load_checked: an OptimizerBuilder subclass
     if (problem := hyper_parameters_problem(declared)) is not None:
         raise PluginError(f"{component.label}: {problem} (docs/plugins.md section 14)")
