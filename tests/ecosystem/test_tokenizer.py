@@ -20,10 +20,12 @@ tokenizers = pytest.importorskip("tokenizers")
 from _bpe_corpus import SMALL, UNSEEN, WORDS, write_corpus  # noqa: E402
 from _eco_cli import ok, refused  # noqa: E402
 
+from deepseek import hookimpl  # noqa: E402
 from deepseek.config.load import config_from_dict  # noqa: E402
 from deepseek.data.corpus import path_corpus  # noqa: E402
 from deepseek.data.loader import PackedBatches  # noqa: E402
 from deepseek.data.sources import PieceSource  # noqa: E402
+from deepseek.data.text import TextDataset  # noqa: E402
 from deepseek.data.tokenizer import open_tokenizer  # noqa: E402
 from deepseek.plugins.host import PluginHost  # noqa: E402
 from deepseek.plugins.settings import PluginSettings  # noqa: E402
@@ -417,3 +419,29 @@ def test_export_writes_the_run_tokenizer_it_checked(trained: dict[str, Any], hos
     assert last == 1  # read once: its check, its vocabulary and separator, and the bytes written are one read
     spec = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
     assert (spec["eos_token"], spec["bos_token"]) == ("<|endoftext|>", "<|endoftext|>")
+
+
+class _OwnPositionText(TextDataset):
+    """A plugin's dataset that reads ``data.tokenizer`` (the text dataset's keys) and records its
+    position its own way: no ``tokenizer`` in it (``state_dict`` is the plugin's own)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "tokenizer"}
+
+
+class _OwnPositionPlugin:
+    @hookimpl
+    def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
+        register("acme.own_position", _OwnPositionText)
+
+
+def test_eval_of_a_plugin_dataset_reading_the_run_tokenizer_is_not_refused(trained: dict[str, Any]) -> None:
+    """eval of another dataset (``--set data.name``) that reads the run's own tokenizer.json,
+    unreplaced, but records no tokenizer in its position: nothing says the file was replaced, and
+    the evaluation runs (it was refused as 'the data read it as bytes, after its check: it was
+    replaced meanwhile', exit 2)."""
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(_OwnPositionPlugin(), dist="acme-rows").status == "ok"
+    out = ok(host, "eval", "--checkpoint", str(trained["run"]), "--device", "cpu", "--batches", "1",
+             "--set", 'data.name="acme.own_position"')
+    assert "val_loss" in out

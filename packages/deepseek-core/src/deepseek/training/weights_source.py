@@ -197,7 +197,10 @@ def check_data_tokenizer(source: Source, config: Config, dataset: Dataset) -> No
     :attr:`Source.tokenizer` holds the checked bytes of; other data, ``--config`` / ``--set
     data.tokenizer``, is the user's choice): ``dataset`` (built from ``config``) read the file again
     by path, so the identity it parsed (its data position's, as a resume compares it) is held to
-    the checkpoint's record (:func:`~deepseek.data.tokenizer.check_parsed_tokenizer`)."""
+    the checkpoint's record (:func:`~deepseek.data.tokenizer.check_parsed_tokenizer`). A dataset
+    whose position records no tokenizer (a plugin's own ``state_dict``) says nothing of what it
+    parsed: it is not held to the record (a token dataset reading a set ``data.tokenizer`` always
+    records it)."""
     from deepseek.data.dataset import checked_state_dict
     from deepseek.data.tokenizer import check_parsed_tokenizer
 
@@ -205,7 +208,9 @@ def check_data_tokenizer(source: Source, config: Config, dataset: Dataset) -> No
         return  # nothing was checked: exported weights, an older checkpoint, byte tokens
     checked, setting = source.config_data["data"]["tokenizer"], config.to_dict()["data"].get("tokenizer")
     if isinstance(setting, str) and setting and Path(setting).resolve() == Path(checked).resolve():
-        check_parsed_tokenizer(checked, checked_state_dict(dataset).get("tokenizer"), source.state)
+        parsed = checked_state_dict(dataset).get("tokenizer")
+        if parsed is not None:
+            check_parsed_tokenizer(checked, parsed, source.state)
 
 
 def model_sections(config_data: dict[str, Any], data: Any, host: PluginHost | None) -> dict[str, Any]:
