@@ -23,7 +23,9 @@ from deepseek.training.checkpoint_io import (
     cpu_unshared,
     deepspeed_adam_group,
     from_jsonable,
+    from_jsonable_tree,
     jsonable,
+    jsonable_tree,
     load_tensors,
     resumed_group,
     save_tensors,
@@ -31,6 +33,7 @@ from deepseek.training.checkpoint_io import (
 from deepseek.training.checkpoint_sharded import (
     OPTIMIZER_DIR,
     layout_of,
+    name_map,
     read_sharded_meta,
     read_sharded_optimizer,
 )
@@ -91,13 +94,14 @@ def save_optimizer_state(
         {**{k: jsonable(v) for k, v in g.items() if k != "params"}, "params": [name_of(i) for i in g["params"]]}
         for g in groups
     ]
+    # Non-tensor state as the sharded layout writes it (jsonable_tree: a tuple comes back a tuple).
     # Keys sorted: a resumed optimizer's groups hold the same settings in another order (the run's
     # own keys put back last, resumed_group), which wrote other bytes than a run never resumed.
     meta = {
         "format": "deepseek-optimizer",
         "format_version": str(FORMAT_VERSION),
         "param_groups": json.dumps(plain_groups, sort_keys=True),
-        "scalars": json.dumps(scalars, sort_keys=True),
+        "scalars": json.dumps(jsonable_tree(scalars), sort_keys=True),
     }
     target = Path(path)
     save_tensors(target, cpu_unshared(tensors), meta)
@@ -175,11 +179,14 @@ def check_full_groups(directory: str | os.PathLike[str], host: Any = None) -> No
 
 
 def _read_optimizer_file(p: Path) -> dict[str, Any]:
+    """``optimizer.safetensors`` as :func:`save_optimizer_state` wrote it: its non-tensor state a
+    map of names to maps, decoded as the sharded layout's (:func:`from_jsonable_tree`; a file
+    written before tuples were tagged holds plain lists, read as they are)."""
     tensors, meta = load_tensors(p, "optimizer state")
     try:
         groups = loads_json(meta["param_groups"])
-        scalars = loads_json(meta.get("scalars", "{}"))
-    except (KeyError, json.JSONDecodeError) as exc:
+        scalars = from_jsonable_tree(name_map(loads_json(meta.get("scalars", "{}")), "scalars"))
+    except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{p}: optimizer metadata is missing or corrupt ({exc}); {HINT}") from exc
     state: dict[str, dict[str, Any]] = {name: dict(values) for name, values in scalars.items()}
     for key, tensor in tensors.items():

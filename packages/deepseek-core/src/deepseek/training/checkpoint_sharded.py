@@ -295,8 +295,8 @@ def read_sharded_meta(directory: str | os.PathLike[str], host: Any = None) -> di
             raise ValueError("'param_groups' is not a list of objects")
         meta = {
             "param_groups": [{k: from_jsonable(v) for k, v in g.items()} for g in groups],
-            "scalars": from_jsonable_tree(_name_map(body.get("scalars", {}), "scalars", lambda v: isinstance(v, dict))),
-            "aliases": _name_map(body.get("aliases", {}), "aliases", lambda v: isinstance(v, str) and v != ""),
+            "scalars": from_jsonable_tree(name_map(body.get("scalars", {}), "scalars")),
+            "aliases": name_map(body.get("aliases", {}), "aliases"),
             "files": _shard_lists(body.get("files", {})),
         }
     except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -305,8 +305,13 @@ def read_sharded_meta(directory: str | os.PathLike[str], host: Any = None) -> di
     return meta
 
 
-def _name_map(value: Any, key: str, fits: Any) -> dict[str, Any]:
-    """``sharded.json``'s ``key``: an object of parameter names whose every value ``fits``."""
+def name_map(value: Any, key: str) -> dict[str, Any]:
+    """A checkpoint's ``key`` read back: an object of parameter names whose every value is an
+    object (``scalars``: non-tensor optimizer state, of ``sharded.json`` or ``optimizer.safetensors``)
+    or a name (``aliases``: tied name -> stored name)."""
+    def fits(v: Any) -> bool:
+        return isinstance(v, dict) if key == "scalars" else isinstance(v, str) and v != ""
+
     if not isinstance(value, dict) or not all(isinstance(k, str) and k and fits(v) for k, v in value.items()):
         what = "a map of names to objects" if key == "scalars" else "a map of tied names to stored names"
         raise ValueError(f"{key!r} is {str(value)[:80]}, not {what}")
