@@ -175,16 +175,19 @@ def compare_runs(run_a: str, run_b: str, *, data: str | None, batches: int | Non
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import batches_named, eval_batch_count
     from deepseek.training.inference import load_trained, served_calls
-    from deepseek.training.weights_source import DataChoice
+    from deepseek.training.weights_source import DataChoice, check_data_tokenizer, read_source
     from deepseek_enterprise.paired_bootstrap import Estimate, bootstrap, whole_set_bootstrap
 
     # the runs' own data is read (and must load) only without --data; else --data's is compared on
     own = DataChoice(other_data="--data CONFIG.toml") if data is None else None
-    model_a, config_a, state_a = load_trained(run_a, device, host=host, data=own)
-    model_b, config_b, state_b = load_trained(run_b, device, host=host, data=own)
+    read_a, read_b = read_source(run_a), read_source(run_b)  # read once: the tokenizers checked are those held to
+    model_a, config_a, state_a = load_trained(read_a, device, host=host, data=own)
+    model_b, config_b, state_b = load_trained(read_b, device, host=host, data=own)
     source = load_config(data, host=host) if data is not None else config_a
     n = eval_batch_count(source, batches)  # 8 for data whose eval_batches is 0 (a run without validation)
     dataset = build_dataset(source, host)
+    for read in (read_a, read_b):  # data reading a run's own tokenizer.json: the one its check read
+        check_data_tokenizer(read, source, dataset)
     with command_line(), batches_named(batches):  # a --batches past memory: named so, not data.eval_batches
         val = dataset.validation_batches(n)
     if not val:

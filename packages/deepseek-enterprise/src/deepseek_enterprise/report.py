@@ -56,14 +56,17 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
 
     from deepseek.training.build import build_dataset
     from deepseek.training.inference import load_trained
+    from deepseek.training.weights_source import check_data_tokenizer, read_source
     from deepseek_enterprise.digits.dataset import MultimodalDigits
     from deepseek_enterprise.multimodal import MultimodalClassifier
 
-    model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
+    read = read_source(checkpoint)  # read once: the tokenizer its data is held to is the one it checked
+    model, config, state = load_trained(read, device, need_data=True, host=host)
     if not isinstance(model, MultimodalClassifier):
         raise UsageError(f"--checkpoint: {checkpoint} holds model {config.model.name!r}; "
                          "'multimodal eval' reads multimodal.classifier runs (use 'deepseek eval' for others)")
     dataset = build_dataset(config, host)
+    check_data_tokenizer(read, config, dataset)
     problem = name_list_problem(missing, model.modalities, "modality of this model")
     if problem:
         raise UsageError(f"--missing: {','.join(missing)} {problem}; use some of {', '.join(model.modalities)}, "

@@ -66,10 +66,14 @@ def finished_model(run_dir: Path, config: Any, host: Any) -> tuple[Any, Any, Any
     from deepseek.training.checkpoint import resolve_checkpoint
     from deepseek.training.inference import load_trained
     from deepseek.training.run_state import tidy_finished
+    from deepseek.training.weights_source import check_data_tokenizer, read_source
 
     device, final = resolve_device(config.strategy.options.device), resolve_checkpoint(run_dir)
     tidy_finished(run_dir, final, config.checkpoint.keep_last)
-    return load_trained(final, device, host=host)[0], build_dataset(config, host), device
+    source = read_source(final)  # read once: data reading the run's tokenizer.json is held to its check
+    model, dataset = load_trained(source, device, host=host)[0], build_dataset(config, host)
+    check_data_tokenizer(source, config, dataset)
+    return model, dataset, device
 
 
 def as_built(run: dict[str, Any], name: str, recipe: str, task: str) -> dict[str, Any]:

@@ -169,12 +169,15 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     table compares it with the original on the same validation batches."""
     import json
 
+    from deepseek.arguments import command_line
     from deepseek.cli.context import command_host
     from deepseek.devices import use_default_cpu_threads
-    from deepseek.paths import check_output, created_note, make_folders
+    from deepseek.paths import check_output, created_note, folders_made, make_folders
     from deepseek.training.build import build_dataset
-    from deepseek.training.checkpoint import MODEL_FILE, resolve_checkpoint
+    from deepseek.training.checkpoint import MODEL_FILE, atomic_write_text, resolve_checkpoint
+    from deepseek.training.evaluation import batches_named, eval_batch_count
     from deepseek.training.inference import load_trained
+    from deepseek.training.weights_source import check_data_tokenizer, read_source
 
     host = command_host()
     budget, tried_recipes = compress_arguments(method, max_drop, recipes, prefer, recovery_steps, settings,
@@ -190,7 +193,8 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")
     use_default_cpu_threads()
-    model, config, state = load_trained(checkpoint, device, need_data=True, host=host)
+    read = read_source(checkpoint)  # read once: the tokenizer its data is held to is the one it checked
+    model, config, state = load_trained(read, device, need_data=True, host=host)
     if config.model.name == "quantized":  # torchao's quantized weights take no further compression step
         raise UsageError(f"--checkpoint: {checkpoint} holds a model that deepseek compress already quantized "
                          f"({config.model.options.scheme}); compress the run it came from (the 'source' in its "
@@ -201,9 +205,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         with named_by("--method", method):
             check_applies(compressor, model, config)
     dataset = build_dataset(config, host)
-    from deepseek.arguments import command_line
-    from deepseek.training.evaluation import batches_named, eval_batch_count
-
+    check_data_tokenizer(read, config, dataset)
     with command_line(), batches_named(batches):  # a --batches past memory: named so, not data.eval_batches
         val = dataset.validation_batches(eval_batch_count(config, batches))  # 8 for a run without validation
     source = resolve_checkpoint(checkpoint)
@@ -236,8 +238,6 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     from deepseek_enterprise.compress.compressor import check_finite, loading_needs
 
     report["loads_with"] = loads_with = loading_needs(host, result)
-    from deepseek.paths import folders_made
-    from deepseek.training.checkpoint import atomic_write_text
     from deepseek_enterprise.compress.output import staged_folder
 
     # the run folder appears whole, or not at all: neither a half folder nor the empty one made for it
