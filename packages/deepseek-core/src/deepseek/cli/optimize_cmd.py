@@ -61,14 +61,16 @@ def example_inputs(model: Any, config: Any, source: Any, *, batch: int, seq: int
     from deepseek.graph.serving import ServingModule, serving_inputs
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import validation_set
-    from deepseek.training.weights_source import with_data
+    from deepseek.training.weights_source import check_data_tokenizer, with_data
 
     if seq is not None:
         raise UsageError(f"--seq {seq}: model {name!r} is optimized on its run's own inputs (capability 'serving'), "
                          "whose shapes its data gives; leave --seq out (--batch sets the rows)")
     host = command_host()
     data = with_data(source, config, None, host)
-    first = validation_set(data, build_dataset(data, host), 1).batches[0]
+    dataset = build_dataset(data, host)
+    check_data_tokenizer(source, data, dataset)  # data reading the run's tokenizer.json: the one its check read
+    first = validation_set(data, dataset, 1).batches[0]
     held = batch_rows(first)
     if batch > held:
         raise UsageError(f"--batch {batch}: the run's first validation batch, which model {name!r} is optimized on, "

@@ -102,7 +102,7 @@ def export_trained(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
         from deepseek.graph.serving import export_serving
 
         example = example_batch(with_data(source, config, None, host), host, rows, static=static,
-                                rows_given=batch is not None)
+                                rows_given=batch is not None, source=source)
         with folders_made(missing, where=where):  # a refused export leaves no folder behind
             path = export_serving(model, example, target, name=info["name"], fmt=fmt, static=static, metadata=metadata)
     else:
@@ -186,17 +186,22 @@ def example_tokens(model: Any, batch: int, seq: int | None, device: str, *, name
     return torch.randint(0, vocab, (batch, seq), generator=gen).to(device)
 
 
-def example_batch(config: Any, host: Any, rows: int, *, static: bool, rows_given: bool) -> Any:
+def example_batch(config: Any, host: Any, rows: int, *, static: bool, rows_given: bool, source: Any) -> Any:
     """The first ``rows`` rows of the first validation batch of ``config``'s data (the run's own: a
     model with capability ``serving`` is traced on real inputs of the shapes it trained on). A
     dynamic export takes fewer when the batch holds fewer (its rows stay free), and so does a
     static one whose rows were not given (``rows_given``); a static one of ``rows`` given (the file's
-    rows are those) refuses fewer in one line, as does a dynamic export from a batch of one row."""
+    rows are those) refuses fewer in one line, as does a dynamic export from a batch of one row.
+    ``source``: the weights' ``read_source``; data reading the run's tokenizer is held to its check
+    (``weights_source.check_data_tokenizer``)."""
     from deepseek.data.batch import batch_rows, head_rows
     from deepseek.training.build import build_dataset
     from deepseek.training.evaluation import validation_set
+    from deepseek.training.weights_source import check_data_tokenizer
 
-    first = validation_set(config, build_dataset(config, host), 1).batches[0]
+    dataset = build_dataset(config, host)
+    check_data_tokenizer(source, config, dataset)
+    first = validation_set(config, dataset, 1).batches[0]
     held = batch_rows(first)
     where = (f"the run's first validation batch holds {held} row{'s' if held > 1 else ''} "
              f"(data.batch_size = {config.data.batch_size})")
