@@ -302,3 +302,13 @@ def test_a_command_registered_twice_names_the_fixes_that_work_for_commands() -> 
         "command 'dup-cmd' is registered by both deepseek-aa 1.0 (test_host_policy) and deepseek-bb 1.0 "
         "(test_host_policy); choose one with "
         "DEEPSEEK_PLUGIN_PREFER=deepseek-aa, or disable the other with --disable-plugins")
+
+
+def test_a_qualified_name_of_no_such_distribution_reads_as_english_for_every_kind() -> None:
+    host = PluginHost()  # core's own: its text.transformer encoder and gpt model
+    with pytest.raises(ComponentNotFoundError) as info:
+        host.resolve("encoder", "deepseek-cc:text.transformer")
+    assert "no distribution 'deepseek-cc' registers an encoder named 'text.transformer'" in str(info.value)
+    with pytest.raises(ComponentNotFoundError) as info:
+        host.resolve("model", "deepseek-cc:gpt")
+    assert "no distribution 'deepseek-cc' registers a model named 'gpt'" in str(info.value)

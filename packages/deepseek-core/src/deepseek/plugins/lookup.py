@@ -128,7 +128,7 @@ class LookupMixin:
             others = ", ".join(c.qualified_name for c in cands) or "none"
             return Resolution(
                 kind, name, cands, None,
-                f"{kind} {name!r}: no distribution {dist_part!r} registers a {kind} named "
+                f"{kind} {name!r}: no distribution {dist_part!r} registers {'an' if kind[0] in 'aeiou' else 'a'} {kind} named "
                 f"{bare!r} (candidates: {others}); see 'deepseek plugins which {kind} {bare}'",
             )
         cands = tuple(self.candidates(kind, name))
