@@ -1,11 +1,14 @@
 """The declared types of an optimizer's hyper-parameters (``OptimizerBuilder.hyper_parameters``),
 and which declaration a checkpoint's saved groups are held to: the optimizer its ``trainer.json``
-names, ``COMMON`` where that is not installed or the file does not say. Pure checks, no training."""
+names, ``COMMON`` where that is not installed or the file does not say, looked up on the run's plugin
+host. Pure checks, and one tiny run resumed."""
 
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,7 @@ from deepseek.training.checkpoint_io import check_saved_groups
 from deepseek.training.hyper_parameters import (
     COMMON,
     FLAG,
+    NON_NEGATIVE,
     PAIR,
     HyperParameter,
     saved_hyper_parameters,
@@ -35,6 +39,22 @@ class Plugin:
     def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
         register("acme.unimportable", "acme_module_not_installed_here:Opt")  # its import fails on this host
         register("acme.untyped", Untyped)
+
+
+class Damped(SGD):
+    """SGD whose groups keep a hyper-parameter of its own, declared never below 0 (an undeclared
+    number is only held finite, and the live optimizer's value says no more)."""
+
+    hyper_parameters = {**SGD.hyper_parameters, "acme_damping": NON_NEGATIVE}
+
+    def create(self, groups: list[dict[str, Any]], lr: float, **kwargs: Any) -> Any:
+        return super().create([{**g, "acme_damping": 0.5} for g in groups], lr, **kwargs)
+
+
+class DampedPlugin:
+    @hookimpl
+    def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
+        register("acme.damped", Damped)
 
 
 @pytest.mark.parametrize(("rule", "value", "problem"), [
@@ -90,3 +110,38 @@ def test_an_optimizer_plugin_that_cannot_be_loaded_leaves_its_groups_to_common(t
     (tmp_path / "trainer.json").write_text(json.dumps({"config": {"optimizer": {"name": "acme.untyped"}}}))
     with pytest.raises(PluginError, match=r"acme\.untyped.*hyper_parameters is tuple, not a mapping of group keys"):
         saved_hyper_parameters(tmp_path, host)
+
+
+def test_a_resume_holds_saved_groups_to_the_optimizer_on_the_runs_host(tiny_config_on: Any, tmp_path: Path) -> None:
+    """A resume looks the checkpoint's optimizer up on the host its trainer runs on, not the
+    process's, where ``acme.damped`` is not registered: its groups were held to COMMON there, and a
+    negative ``acme_damping`` resumed."""
+    from deepseek.training.checkpoint import load_optimizer_state
+    from deepseek.training.checkpoint_io import load_tensors, save_tensors
+    from deepseek.training.trainer import Trainer
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(DampedPlugin(), dist="acme-damped", version="0.1").status == "ok"
+    run = tmp_path / "run"
+
+    def config(steps: int) -> Any:
+        return tiny_config_on(host, train={"max_steps": steps, "warmup_steps": 0}, optimizer={"name": "acme.damped"})
+
+    Trainer(config(1), run_dir=run, quiet=True, host=host).fit()
+    target = run / "checkpoints" / "step-1" / "optimizer.safetensors"
+    tensors, meta = load_tensors(target, "optimizer state")
+    groups = json.loads(meta["param_groups"])
+    assert groups[0]["acme_damping"] == 0.5
+    groups[0]["acme_damping"] = -1.0
+    save_tensors(target, tensors, {**meta, "param_groups": json.dumps(groups)})
+    record = json.loads((target.parent / "commit.json").read_text())  # the edit, sizes and checksums all
+    record["files"][target.name] = target.stat().st_size
+    record["crc32"][target.name] = f"{zlib.crc32(target.read_bytes()):08x}"
+    (target.parent / "commit.json").write_text(json.dumps(record))
+    words = r"optimizer\.safetensors: optimizer group 0 acme_damping is -1\.0, below 0"
+    with pytest.raises(CheckpointError, match=words):
+        Trainer(config(2), resume=target.parent, quiet=True, host=host).fit()
+    assert not (run / "checkpoints" / "step-2").exists()
+    with pytest.raises(CheckpointError, match=words):  # the strategies' load, on the host passed in
+        load_optimizer_state(target.parent, host=host)
+    assert load_optimizer_state(target.parent)["param_groups"][0]["acme_damping"] == -1.0  # the process's: COMMON

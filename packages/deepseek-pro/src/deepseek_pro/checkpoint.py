@@ -159,9 +159,9 @@ def load_checkpoint(
             if layout == "full":
                 msd = ckpt.load_model_state(directory / ckpt.MODEL_FILE)
                 ckpt.check_model_fit(msd, shapes, directory / ckpt.MODEL_FILE, dtypes)
-                osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE)
+                osd = ckpt.load_optimizer_state(directory / ckpt.OPTIMIZER_FILE, host=strategy.host)
             else:  # a sharded checkpoint, gathered whole (core's reader)
-                msd, osd = ckpt.read_full_state(directory)
+                msd, osd = ckpt.read_full_state(directory, strategy.host)
                 ckpt.check_model_fit(msd, shapes, directory, dtypes)
             _check_optimizer_fit(osd, optimizer, module, directory / ckpt.OPTIMIZER_FILE)
         except CheckpointError as exc:
@@ -177,10 +177,10 @@ def load_checkpoint(
         return state
     # sharded: DCP reshards every tensor onto this run's layout
     try:
-        meta = read_sharded_meta(directory)
+        meta = read_sharded_meta(directory, strategy.host)
         # torch's reader leaves a missing piece's values as they were, and a stored name taken as
         # tied unread: check_sharded_files checks both first
-        check_sharded_files(directory)
+        check_sharded_files(directory, strategy.host)
         msd, osd = get_state_dict(module, optimizer)
         stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
         ckpt.check_model_fit(_stored_headers(directory / MODEL_DIR), {k: tuple(v.shape) for k, v in stored.items()},

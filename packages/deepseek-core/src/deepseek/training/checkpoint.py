@@ -245,10 +245,11 @@ def check_weights_fit(model: nn.Module, path: str | os.PathLike[str]) -> None:
     check_model_fit(state, {k: tuple(v.shape) for k, v in model.state_dict().items()}, path)
 
 
-def read_full_state(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_full_state(directory: str | os.PathLike[str], host: Any = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(model state dict, named optimizer state ``{"state", "param_groups"}``) of a checkpoint
-    folder of either layout, as full CPU tensors, without a process group."""
-    return load_model_state(directory), load_optimizer_state(directory)
+    folder of either layout, as full CPU tensors, without a process group; the optimizer's groups
+    checked on ``host`` (the run's: :func:`load_optimizer_state`)."""
+    return load_model_state(directory), load_optimizer_state(directory, host=host)
 
 
 # ----------------------------------------------------------------------------- trainer state, RNG

@@ -112,15 +112,18 @@ def load_optimizer_state(
     path: str | os.PathLike[str],
     optimizer: torch.optim.Optimizer | None = None,
     param_names: list[str] | None = None,
+    host: Any = None,
 ) -> dict[str, Any]:
     """Read optimizer state (a file written by :func:`save_optimizer_state`, or a checkpoint
     folder of either layout); returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
-    parameter name. With ``optimizer`` and ``param_names`` it is also loaded into the optimizer, once
-    the state is checked against what the optimizer's builder declares it keeps
+    parameter name, its groups held to the hyper-parameter types of the optimizer the checkpoint
+    names, looked up on ``host`` (the run's; default: the process's). With ``optimizer`` and
+    ``param_names`` it is also loaded into the optimizer, once the state is checked against what
+    the optimizer's builder declares it keeps
     (:func:`~deepseek.training.optimizer_state.check_state_fit`)."""
     p = Path(path)
     if p.is_dir() and layout_of(p) == "sharded":
-        named = read_sharded_optimizer(p)
+        named = read_sharded_optimizer(p, host)  # its groups checked as sharded.json is read
     else:
         if p.is_dir() and not (p / OPTIMIZER_FILE).exists() and _weights_only(p):
             raise CheckpointError(f"{p}: holds model weights only, no optimizer state (a compressed or exported model, "
@@ -129,7 +132,7 @@ def load_optimizer_state(
                                   "serve it as it is)")
         p = p / OPTIMIZER_FILE if p.is_dir() else p
         named = _read_optimizer_file(p)
-    check_saved_groups(named["param_groups"], p, saved_hyper_parameters(p.parent if p.is_file() else p))
+        check_saved_groups(named["param_groups"], p, saved_hyper_parameters(p.parent, host))
     # DeepSpeed's own AdamW wrote its groups under its own keys before it wrote the canonical ones
     named["param_groups"] = [deepspeed_adam_group(g) or g for g in named["param_groups"]]
     if optimizer is not None:
@@ -139,24 +142,25 @@ def load_optimizer_state(
     return named
 
 
-def check_resumed_groups(directory: str | os.PathLike[str], members: list[list[str]]) -> None:
+def check_resumed_groups(directory: str | os.PathLike[str], members: list[list[str]], host: Any = None) -> None:
     """Before any strategy builds its optimizer (or engine) to resume checkpoint ``directory``:
     the saved parameter groups' members against ``members``, the names this run's config puts in
     each group (:func:`~deepseek.training.param_groups.group_members`), as every strategy's load
     checks them (:func:`check_group_members`, one message), read from the metadata alone. A
     folder without optimizer metadata, or with damaged metadata or groups, is left to the
-    strategy's load, whose messages name what is wrong."""
+    strategy's load, whose messages name what is wrong. The groups' types are those of the
+    optimizer the checkpoint names, looked up on ``host`` (the run's; default: the process's)."""
     from deepseek.safetensors_file import open_safetensors
 
     d = Path(directory)
     try:
         if layout_of(d) == "sharded":
-            path, groups = d / OPTIMIZER_DIR, read_sharded_meta(d)["param_groups"]
+            path, groups = d / OPTIMIZER_DIR, read_sharded_meta(d, host)["param_groups"]  # checked as read
         else:
             path = d / OPTIMIZER_FILE
             with open_safetensors(path) as fh:  # a FIFO in its place is refused, never waited on
                 groups = [_restore_group(g) for g in loads_json(fh.metadata()["param_groups"])]
-        check_saved_groups(groups, path, saved_hyper_parameters(d))
+            check_saved_groups(groups, path, saved_hyper_parameters(d, host))
     except (CheckpointError, OSError, KeyError, ValueError, TypeError, AttributeError):
         return
     check_group_members(groups, members, path)

@@ -355,11 +355,11 @@ def read_sharded_model(directory: str | os.PathLike[str]) -> dict[str, torch.Ten
     return model
 
 
-def read_sharded_optimizer(directory: str | os.PathLike[str]) -> dict[str, Any]:
+def read_sharded_optimizer(directory: str | os.PathLike[str], host: Any = None) -> dict[str, Any]:
     """The optimizer state ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by parameter
-    name, of a sharded checkpoint."""
+    name, of a sharded checkpoint (its groups checked on ``host``: :func:`read_sharded_meta`)."""
     d = Path(directory)
-    meta = read_sharded_meta(d)
+    meta = read_sharded_meta(d, host)
     shards = d / OPTIMIZER_DIR
     if not shards.is_dir():
         raise CheckpointError(f"{shards}: optimizer shards folder is missing; the checkpoint is incomplete, {_HINT}")

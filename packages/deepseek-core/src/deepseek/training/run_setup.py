@@ -76,7 +76,7 @@ def set_up(engine: StepEngine, *, run_dir: Path | None, resume_from: Path | None
                              copies=(*dataset.run_files(), *written, *hooks_run_files(engine.lookups)))
     refuse_if_busy(folder, strategy)  # a live job's folder: refused before reading it
     if resume_from is not None:  # another model's run or weights: one line, whatever the strategy's load does
-        check_resumed_weights(cfg, model, resume_from)
+        check_resumed_weights(cfg, model, resume_from, engine.lookups)
     engine.setup_model(model, resuming=resume_from is not None)
     cfg = engine.config  # with the options the strategy chose for the model
     t = cfg.train

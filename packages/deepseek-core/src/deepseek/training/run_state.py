@@ -178,16 +178,17 @@ def _is_newest(root: Path, directory: Path) -> bool:
     return bool(found) and ckpt.committed_path(found[-1][1]).resolve() == ckpt.committed_path(directory).resolve()
 
 
-def check_resumed_weights(config: Any, model: torch.nn.Module, directory: Path) -> None:
+def check_resumed_weights(config: Any, model: torch.nn.Module, directory: Path, host: Any = None) -> None:
     """Before any strategy loads checkpoint ``directory`` into ``model`` (built from ``config``):
     a checkpoint of another model or dataset is one line naming both, and weights that do not fit
     the model (names, shapes; from the file's header) are one line naming the keys, and saved
     optimizer groups whose members differ from those of this config's ``[[optimizer.groups]]``
     (from the metadata) one line naming a parameter that moved, before the strategy builds its
-    optimizer or engine (DeepSpeed built its engine on every rank before its load refused them)."""
+    optimizer or engine (DeepSpeed built its engine on every rank before its load refused them);
+    their types are those of the optimizer the checkpoint names, on ``host`` (the run's)."""
     _refuse_another_run(config, ckpt.read_trainer_state(directory).get("config"), directory)
     ckpt.check_weights_fit(model, directory)
-    ckpt.check_resumed_groups(directory, group_members(model.named_parameters(), config.optimizer.groups))
+    ckpt.check_resumed_groups(directory, group_members(model.named_parameters(), config.optimizer.groups), host)
 
 
 def _refuse_another_run(cfg: Any, saved: Any, directory: Path) -> None:

@@ -78,6 +78,6 @@ class SingleDeviceStrategy(Strategy):
         weights = ckpt.load_model_state(directory)
         ckpt.check_fits_module(weights, self.model, directory)
         self.model.load_state_dict(weights, strict=True)
-        ckpt.load_optimizer_state(directory, self.optimizer, self._param_names)
+        ckpt.load_optimizer_state(directory, self.optimizer, self._param_names, self.host)
         master_weights.restore_masters(self.optimizer, weights, self._param_names)
         return state

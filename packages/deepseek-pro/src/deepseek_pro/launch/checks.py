@@ -75,4 +75,4 @@ def check_launch(
         cls.check_resume(config, create_optimizer_builder(config, host))
         with warnings.catch_warnings():  # a checkpoint passed over is said once, by the workers' trainer
             warnings.simplefilter("ignore", CheckpointWarning)
-            check_resumed_weights(config, model, resolve_checkpoint(resume, resuming=True))  # the workers' first check
+            check_resumed_weights(config, model, resolve_checkpoint(resume, resuming=True), lookups)  # the workers' first check

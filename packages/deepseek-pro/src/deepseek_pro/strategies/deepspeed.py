@@ -346,7 +346,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         problem = None
         try:
             state = ckpt.read_trainer_state(directory)
-            model, optim = ckpt.read_full_state(directory)
+            model, optim = ckpt.read_full_state(directory, self.host)
             live = self._template.state_dict()
             ckpt.check_model_fit(model, {k: tuple(v.shape) for k, v in live.items()}, directory,
                                  {k: v.dtype for k, v in live.items()})  # integers would be cast: truncated values

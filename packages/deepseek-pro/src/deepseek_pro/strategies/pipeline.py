@@ -380,7 +380,8 @@ class PipelineStrategy(DistributedStrategy):
         state = ckpt.read_trainer_state(Path(directory))
         problem = None
         try:  # each stage checks its own part: a damaged one is one rank's to find, every rank's to raise
-            pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied=self._tied, fused=self.fused)
+            pstate.load_stage(self._stage_mod, self.optimizer, Path(directory), tied=self._tied, fused=self.fused,
+                             host=self.host)
         except CheckpointError as exc:
             problem = str(exc)
         raise_if_any(self, problem)

@@ -111,11 +111,12 @@ def merge_parts(directory: Path, n_parts: int) -> None:
 
 def load_stage(
     module: nn.Module, optimizer: torch.optim.Optimizer, directory: Path, *, tied: Mapping[str, str],
-    fused: Any = None,
+    fused: Any = None, host: Any = None,
 ) -> None:
     """Load this stage's parameters and optimizer state from a checkpoint of either layout
     written by any strategy (collective under FSDP). ``fused``: the stage's fused rows kept
-    rank-major under tensor parallelism (a ``FusedRows``), reordered from the canonical files."""
+    rank-major under tensor parallelism (a ``FusedRows``), reordered from the canonical files.
+    ``host``: the run's plugin host, where the saved groups' optimizer is looked up."""
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
@@ -125,7 +126,7 @@ def load_stage(
 
     model_path = directory / ckpt.MODEL_FILE
     full = ckpt.load_model_state(directory)  # either layout: full files or DCP shards
-    named = ckpt.load_optimizer_state(directory)
+    named = ckpt.load_optimizer_state(directory, host=host)
     if fused is not None:
         full, named = fused.sharded(full, named)
     own = module.state_dict()
