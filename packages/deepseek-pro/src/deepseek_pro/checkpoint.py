@@ -47,7 +47,6 @@ from deepseek.training.checkpoint_sharded import (
     SHARDED_META,
     check_sharded_files,
     flatten_optimizer_state,
-    read_sharded_meta,
     sharded_reader_error,
     unflatten_optimizer_state,
 )
@@ -177,10 +176,9 @@ def load_checkpoint(
         return state
     # sharded: DCP reshards every tensor onto this run's layout
     try:
-        meta = read_sharded_meta(directory, strategy.host)
         # torch's reader leaves a missing piece's values as they were, and a stored name taken as
-        # tied unread: check_sharded_files checks both first
-        check_sharded_files(directory, strategy.host)
+        # tied unread: check_sharded_files checks both first (and reads sharded.json)
+        meta = check_sharded_files(directory, strategy.host)
         msd, osd = get_state_dict(module, optimizer)
         stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
         ckpt.check_model_fit(_stored_headers(directory / MODEL_DIR), {k: tuple(v.shape) for k, v in stored.items()},

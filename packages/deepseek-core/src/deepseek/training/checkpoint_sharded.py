@@ -193,12 +193,12 @@ def _check_disjoint(folder: Path, fqn: str, chunks: list[Any]) -> None:
                                       f"damaged, {_HINT}")
 
 
-def check_sharded_files(directory: str | os.PathLike[str], host: Any = None) -> None:
+def check_sharded_files(directory: str | os.PathLike[str], host: Any = None) -> dict[str, Any]:
     """The shard files of the sharded checkpoint ``directory`` against ``sharded.json``'s list
     (when it has one), every tensor's stored pieces against its size, and the tied names against
     the names ``model/`` stores (:func:`check_aliases`); :class:`CheckpointError` naming the first
     problem. Reads the files' headers only (and ``sharded.json``, its groups checked on ``host``:
-    :func:`read_sharded_meta`)."""
+    :func:`read_sharded_meta`, whose result it returns: a load reads and checks it once)."""
     from torch.distributed.checkpoint import HuggingFaceStorageReader
     from torch.distributed.checkpoint.api import CheckpointException
 
@@ -217,6 +217,7 @@ def check_sharded_files(directory: str | os.PathLike[str], host: Any = None) -> 
         _check_coverage(folder, meta)
         if sub == MODEL_DIR:
             check_aliases(sharded["aliases"], meta.state_dict_metadata, d)
+    return sharded
 
 
 def check_weights_files(directory: str | os.PathLike[str], host: Any = None) -> None:
