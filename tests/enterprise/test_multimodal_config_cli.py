@@ -113,6 +113,11 @@ progress = false
      r"'swin_tiny_patch4_window7_224'\?\); use a name such as 'swin_tiny_patch4_window7_224' "
      r"\(timm\.list_models\('swin\*'\) lists them\)"),
     (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),
+    # another fusion method's key (a resumed run's saved table after --set model.fusion=...): which one takes it
+    (["model.fusion=late", "model.fusion_options.dropout=0.1"],
+     r"model\.fusion_options\.dropout: unknown key for fusion 'late'; fusion 'cross_attention' \(deepseek-enterprise\) "
+     r"takes it: set model\.fusion = \"cross_attention\", or remove model\.fusion_options\.dropout "
+     r"\(--set '~model\.fusion_options\.dropout'\)"),
     # torch's own errors from inside the components: exit 1, "a bug in the plugin" (or -1 accepted)
     (["model.fusion=cross_attention", "model.fusion_options.dropout=5"],
      r"model\.fusion_options\.dropout: must be in \[0, 1\), got 5 \(int\)"),

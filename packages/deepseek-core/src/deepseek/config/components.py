@@ -190,9 +190,41 @@ def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
         table = getattr(options, f.name)
         if not isinstance(table, dict):
             raise ConfigError(f"{path}.{f.name}: expected a table of {kind} {name!r}'s keys, got {table!r}")
+        refuse_other_components_keys(lookups, kind, name, target, table, path=f"{path}.{f.name}",
+                                     name_key=f"{path}.{name_field}", prefix=prefix)  # a resume's old component's
         built = build_options(target, dict(table), kind=kind, name=name, path=f"{path}.{f.name}")
         filled[f.name] = _as_config_data(options_dict(built))
     return dataclasses.replace(options, **filled) if filled else options
+
+
+def refuse_other_components_keys(lookups: Any, kind: str, name: str, target: Any, table: dict[str, Any], *,
+                                 path: str, name_key: str, known: tuple[str, ...] = (), prefix: str = "") -> None:
+    """A key of ``table`` (the options at ``path`` of the ``kind`` that ``name_key`` names) that
+    ``name``'s Options lack but another registered component of the same kind takes (``data.files``
+    with the default text dataset, where ``hf`` takes it; a resumed run's ``model.fusion_options``
+    of its old fusion method after ``--set model.fusion=...``): one line naming that component and
+    the name to set, before the plain unknown-key message would list only this one's keys (only
+    components whose names start with ``prefix``, the ones ``name_key`` may name). Other
+    components' targets are loaded only when a key is unknown here."""
+    own = {f.name for f in dataclasses.fields(options_class(target, kind=kind, name=name))} | set(known)
+    for key in sorted(k for k in table if k not in own):
+        takers = []  # every other component that takes the key (fsdp as well as ddp)
+        for other in lookups.components(kind):
+            if other.name == name or other.qualified_name == name or not other.name.startswith(prefix):
+                continue
+            try:
+                cls = options_class(load_checked(kind, other), kind=kind, name=other.name)
+            except Exception:  # noqa: BLE001 - a component that cannot load takes no key here
+                continue
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                takers.append(other)
+        if takers:
+            first = takers[0]
+            names = " or ".join(repr(t.name) for t in takers[:4])
+            raise ConfigError(f"{path}.{key}: unknown key for {kind} {name!r}; {kind} {names} "
+                              f"({first.dist}{' ...' if len({t.dist for t in takers}) > 1 else ''}) "
+                              f"take{'s' if len(takers) == 1 else ''} it: set {name_key} = \"{first.name}\", "
+                              f"or remove {path}.{key} (--set '~{path}.{key}')")
 
 
 def _as_config_data(value: Any) -> Any:

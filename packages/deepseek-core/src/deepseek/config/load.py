@@ -27,6 +27,7 @@ from deepseek.config.components import (
     fill_component_tables,
     load_checked,
     options_class,
+    refuse_other_components_keys,
     resolve_at,
 )
 from deepseek.config.data_sizes import DATA_SIZES, follow_data_size
@@ -266,7 +267,8 @@ def _component(
     target = load_checked(kind, component)
     if kind == "strategy" and "compression" in table:
         _check_compression(lookups, name, target, table["compression"])
-    _check_foreign_keys(lookups, kind, name, target, table, section, known)
+    refuse_other_components_keys(lookups, kind, name, target, table, path=section, name_key=f"{section}.name",
+                                 known=known)
     options = fill_component_tables(build_options(target, table, kind=kind, name=name, path=section, known=known),
                                     lookups, path=section)
     recorded = component.qualified_name if len(resolution.candidates) > 1 and ":" not in name else name
@@ -286,33 +288,6 @@ def _warn_unknown_preferred(lookups: PluginHost, prefer: Iterable[str]) -> None:
             warnings.warn(f"plugins.prefer: distribution {wanted!r} is not installed"
                           f"{meant_distribution(wanted, installed)}; installed: {', '.join(installed)}",
                           PluginWarning, stacklevel=3)
-
-
-def _check_foreign_keys(lookups: PluginHost, kind: str, name: str, target: Any, table: dict[str, Any],
-                        section: str, known: tuple[str, ...]) -> None:
-    """A key ``name``'s Options lack but another registered component of the same kind takes
-    (``data.files`` with the default text dataset, where ``hf`` takes it): one line naming that
-    component and the ``name`` to set, before the plain unknown-key message would list only this
-    one's keys. Other components' targets are loaded only when a key is unknown here."""
-    own = {f.name for f in dataclasses.fields(options_class(target, kind=kind, name=name))} | set(known)
-    for key in sorted(k for k in table if k not in own):
-        takers = []  # every other component that takes the key (fsdp as well as ddp)
-        for other in lookups.components(kind):
-            if other.name == name or other.qualified_name == name:
-                continue
-            try:
-                cls = options_class(load_checked(kind, other), kind=kind, name=other.name)
-            except Exception:  # noqa: BLE001 - a component that cannot load takes no key here
-                continue
-            if key in {f.name for f in dataclasses.fields(cls)}:
-                takers.append(other)
-        if takers:
-            first = takers[0]
-            names = " or ".join(repr(t.name) for t in takers[:4])
-            raise ConfigError(f"{section}.{key}: unknown key for {kind} {name!r}; {kind} {names} "
-                              f"({first.dist}{' ...' if len({t.dist for t in takers}) > 1 else ''}) "
-                              f"take{'s' if len(takers) == 1 else ''} it: set {section}.name = \"{first.name}\", "
-                              f"or remove {section}.{key} (--set '~{section}.{key}')")
 
 
 def dataset_keys(name: str, host: PluginHost | None = None) -> frozenset[str] | None:
