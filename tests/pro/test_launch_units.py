@@ -123,6 +123,23 @@ def test_failure_report_names_the_root_cause(tmp_path: Path) -> None:
                               "--debug for the traceback); the other ranks were stopped")
 
 
+def test_a_rank_stopped_by_the_agent_after_another_failed_is_not_a_stop_request(tmp_path: Path) -> None:
+    """Rank 0 refused its input (exit 2); the agent's SIGTERM then reached rank 1 in a `deepseek run`
+    script outside fit, which ends a SIGTERM with 75: the job ended 75, "stopped: ..." (CI ci81)."""
+    logs = {0: tmp_path / "0.log", 1: tmp_path / "1.log"}
+    logs[0].write_text("error: strategy.sync_batchnorm: runs only on GPUs\n")
+    logs[1].write_text("stopped: SIGTERM while the script ran outside deepseek.fit; nothing to save; run the same "
+                       "command again\n")
+    for later in (100, 101):  # the same second, or the next
+        report = failure_report({0: _failure(0, 2), 1: _failure(1, EXIT_PREEMPTED, later)}, None, logs.__getitem__)
+        assert report.exit_code == 2 and report.shown, report
+        assert report.message.startswith("rank 0 (pid 1000) exited with code 2: strategy.sync_batchnorm")
+    # every rank stopped on request: still the stop report
+    logs[0].write_text("stopped: SIGTERM after step 7; checkpoint run/checkpoints/step-7; continue with --resume run\n")
+    both = failure_report({0: _failure(0, EXIT_PREEMPTED), 1: _failure(1, EXIT_PREEMPTED)}, None, logs.__getitem__)
+    assert both.exit_code == EXIT_PREEMPTED
+
+
 def test_bad_input_the_console_already_shows_is_not_repeated(tmp_path: Path) -> None:
     """Both ranks refused the input (exit 2): local rank 0's line is on the console (the launcher
     tees it), and the launcher's own line repeated it."""

@@ -183,13 +183,16 @@ def failure_report(
         return LaunchResult(EXIT_HUNG, watchdog.verdict, str(log), _stack_head(log))
     tails = {rank: _tail(log_of(rank)) for rank in failures}
     stopped = sorted(rank for rank, f in failures.items() if f.exitcode == EXIT_PREEMPTED)
-    if stopped or stop_signal:
+    # A rank that failed on its own (not a peer's loss, not the agent's SIGTERM) makes the job a
+    # failure: ranks that exited 75 then were stopped by the agent after it (a `deepseek run`
+    # script outside fit ends a SIGTERM with 75), not by a stop request.
+    failed = any(f.exitcode != EXIT_PREEMPTED and not _is_secondary(f, tails[r]) for r, f in failures.items())
+    if stop_signal or (stopped and not failed):
         return _stop_report(stopped, tails, stop_signal)
     # Failure times have a resolution of one second; within it, a rank that only saw its peer
     # vanish (or was stopped by the agent) is not the root cause.
-    rank, first = min(
-        failures.items(), key=lambda kv: (kv[1].timestamp, _is_secondary(kv[1], tails[kv[0]]), kv[0])
-    )
+    rank, first = min(failures.items(), key=lambda kv: (
+        kv[1].timestamp, _is_secondary(kv[1], tails[kv[0]]) or kv[1].exitcode == EXIT_PREEMPTED, kv[0]))
     tail = tails[rank]
     if first.exitcode < 0:
         how = f"was killed by signal {first.signal_name()}"
