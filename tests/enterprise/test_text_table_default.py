@@ -57,7 +57,8 @@ def test_text_transformer_keeps_the_small_shape_and_a_given_table_is_kept() -> N
     text = _model().text
     assert {k: text[k] for k in TEXT_SHAPE} == TEXT_SHAPE
     assert _model(text_encoder="text.acme_bytes", text={"width": 4}).text == {"width": 4}
-    with pytest.raises(ConfigError, match=r"^model\.text\.d_model: unknown key; allowed keys: width"):  # given, so still checked
+    with pytest.raises(ConfigError, match=r"^model\.text\.d_model: unknown key for encoder 'text\.acme_bytes'; encoder "
+                       r"'text\.transformer' \(deepseek-core\) takes it: set model\.text_encoder = \"text\.transformer\""):
         _model(text_encoder="text.acme_bytes", text=dict(TEXT_SHAPE))
 
 
