@@ -6,7 +6,7 @@
 # file: the device tool returns at most 8) and a summary table is printed last.
 set -u
 python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 DEEPSEEK_DISABLE_PLUGINS=deepseek-tidy
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 # NVLink multicast stays off on shared hosts (device README).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 # RES: give each run of this script its own folder when one device call runs it more than once.
