@@ -16,7 +16,7 @@ from deepseek.data.corpus import path_corpus
 from deepseek.data.hf_files import expand_files
 from deepseek.data.text_check import check_file
 from deepseek.errors import ConfigError, UsageError
-from deepseek.interop.hf_folder import is_gpt2_folder
+from deepseek.interop.hf_import import is_gpt2_folder
 
 
 def _refused(fn: Callable[[], Any], kind: type[Exception] = UsageError) -> Callable[[], str]:

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from deepseek.errors import CheckpointError, UsageError
-from deepseek.interop.hf_folder import _read_tensors, _source_files
+from deepseek.interop.hf_import import _read_tensors, _source_files
 from deepseek.safetensors_file import SafetensorsFormatError, open_safetensors, read_safetensors
 from deepseek.training.checkpoint import check_weights_fit, read_weights_metadata
 from deepseek.training.checkpoint_io import check_tensors, load_tensors

@@ -18,7 +18,7 @@ def import_hf(path: str, out: str) -> None:
     """Import a local Hugging Face GPT-2 folder (config.json + model.safetensors)."""
     from deepseek.cli.context import command_host
     from deepseek.errors import shell_quoted, shown
-    from deepseek.interop.hf_folder import import_hf as run_import
+    from deepseek.interop.hf_import import import_hf as run_import
     from deepseek.paths import created_note
 
     target = Path(out)

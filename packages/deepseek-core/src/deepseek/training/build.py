@@ -101,7 +101,7 @@ def load_initial_weights(model: nn.Module, source: str) -> None:
     one line naming the mismatch)."""
     from pathlib import Path
 
-    from deepseek.interop.hf_folder import is_gpt2_folder, load_gpt2_into
+    from deepseek.interop.hf_import import is_gpt2_folder, load_gpt2_into
     from deepseek.training.checkpoint import load_into_model, resolve_checkpoint
 
     path = Path(source)
