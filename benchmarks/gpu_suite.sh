@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue 6), one call on the device machine (2 x H200):
-#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-multi mfu-tuning mfu-blas mfu-fa4 cuda-tests gpu2-tests mw-tests gpu-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
+#   bash benchmarks/gpu_suite.sh GROUP...      groups: env mm-lat mfu mfu2 mfu3 mfu4 mfu-final mfu-levers mfu-epilogue mfu-master mfu-multi mfu-tuning mfu-blas mfu-fa4 cuda-tests gpu2-tests mw-tests gpu-engine mm-engine train-mfu optim mfu-small scale scale2 scale3 scale4 scale5 scale6 scale-bf16 scale-static zero3-1gpu zero3-2gpu zero3-dc-train largest largest-offload mem mem-ds train-check lat comp fusion mm-lat tune
 # Needs .whl/ prepared here by benchmarks/prepare_device.sh (our three editions as wheels plus
 # DeepSpeed and the packages the GPU image lacks). Every result lands in $OUT/results.tgz (one
 # file: the device tool returns at most 8) and a summary table is printed last.
@@ -393,6 +393,19 @@ PY
     for r in engine-single engine-fsdp engine-ds2; do python3 -c "import json,sys; rs=[json.loads(l) for l in open(sys.argv[1])]; \
       s=[r['step'] for r in rs if 'loss' in r]; print(sys.argv[1], 'steps', s[0], '..', s[-1], len(s), 'records; val', \
       [(r['step'], round(r['val_loss'], 3)) for r in rs if 'val_loss' in r])" "$RES/$r/metrics.jsonl"; done;;
+  mm-engine)  # the tri-modal classifier (float image and audio inputs) in bf16 on CUDA through every one-GPU
+    # engine: single (autocast), fsdp (mixed-precision policy) and DeepSpeed ZeRO-2 (its own bf16, inputs cast
+    # by the strategy) under `deepseek launch -n 1`; same data, seed and steps; every step in metrics.jsonl
+    M="$REPO/examples/multimodal/digits.toml --set precision.dtype=bf16 --set train.max_steps=300"
+    M="$M --set train.eval_interval=100 --set checkpoint.interval=100 --quiet"
+    run mm-single 150 python3 -m deepseek train $M --run-dir "$RES/mm-single"
+    run mm-fsdp 150 python3 -m deepseek launch -n 1 -- train --strategy fsdp $M --run-dir "$RES/mm-fsdp"
+    run mm-ds2 150 python3 -m deepseek launch -n 1 -- train --strategy deepspeed --set strategy.stage=2 $M \
+      --run-dir "$RES/mm-ds2"
+    for r in mm-single mm-fsdp mm-ds2; do python3 -c "import json,sys; rs=[json.loads(l) for l in open(sys.argv[1])]; \
+      s=[r['step'] for r in rs if 'loss' in r]; print(sys.argv[1], 'steps', s[0], '..', s[-1], len(s), 'records; val', \
+      [(r['step'], {k: round(v, 4) for k, v in r.items() if k.startswith('val_')}) for r in rs if 'val_loss' in r])" \
+      "$RES/$r/metrics.jsonl"; done;;
   lat)  # GPU latency: decode step at batch 1, prefill 8 x 512 (small model)
     run lat-decode 240 python3 -m deepseek bench latency --model small --device cuda --mode decode \
       --batch 1 --seq 128 --runs 50 --json "$RES/lat-decode.json"
