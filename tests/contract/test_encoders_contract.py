@@ -7,7 +7,9 @@ padding mask ``(B, T)`` bool) with zero rows at padding; its features at real po
 change when the inputs at padded positions do, with the example's padding and with it moved to
 the start of the rows (encoders that take no mask skip this check; one whose ``check_inputs``
 refuses padding before real steps skips the second);
-gradients reach every one of its parameters.
+gradients reach every one of its parameters; with its parameters alone in bf16 (DeepSpeed's 16-bit
+engine) it runs on its example batch and gives bf16 features, its attention masks in the queries'
+dtype (:mod:`_sixteen_bit`).
 Core registers ``text.transformer``, so the module runs in every environment (deepseek-enterprise
 adds ``vision.swin`` and ``audio.conv_transformer``)."""
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _gradients import check_every_parameter_trains
+from _sixteen_bit import AttentionDtypes, as_weights, params_only
 
 import deepseek
 from deepseek.models.encoder import check_output
@@ -139,6 +142,21 @@ def test_encoder_trains(comp) -> None:  # noqa: ANN001
     (out.features * keep).square().mean().backward()
     check_every_parameter_trains(enc, where=f"encoder {comp.qualified_name}", source="the features of example_inputs()",
                                  doc="docs/multimodal.md section 2")
+
+
+@pytest.mark.parametrize("comp", ENCODERS, ids=[c.qualified_name for c in ENCODERS])
+def test_encoder_runs_with_its_parameters_alone_in_bf16(comp) -> None:  # noqa: ANN001
+    enc, (inputs, mask) = _encoder(comp)
+    enc = params_only(enc.eval(), torch.bfloat16)
+    with torch.no_grad(), AttentionDtypes() as seen:
+        out = enc(as_weights(inputs, torch.bfloat16), mask)
+    assert out.features.dtype == torch.bfloat16, (
+        f"{comp.name}: with its parameters in bf16 (DeepSpeed's bf16) its features are {out.features.dtype}; compute "
+        "in the weights' dtype (docs/multimodal.md section 2)")
+    assert torch.isfinite(out.features.float()).all(), f"{comp.name}: non-finite features with bf16 parameters"
+    assert not seen.mismatched(), (
+        f"{comp.name}: attention masks of another dtype than the queries' with bf16 parameters {seen.mismatched()}, "
+        "which CUDA refuses; keep float buffers in the weights' dtype (docs/multimodal.md section 2)")
 
 
 class _Causal(torch.nn.Module):

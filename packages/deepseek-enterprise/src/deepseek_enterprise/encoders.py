@@ -22,6 +22,7 @@ from deepseek.config.validate import positive, probability
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import Encoder, EncoderOutput, narrowed_width
 from deepseek.names import did_you_mean
+from deepseek_enterprise.weight_dtype import swin_masks_follow_weights
 
 
 def _at_least_one(value: int) -> str | None:
@@ -141,6 +142,7 @@ class SwinEncoder(Encoder):
 
     def forward(self, pixels: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """``pixels`` ``(B, C, H, W)``; an image has no padding (``padding_mask`` is ignored)."""
+        swin_masks_follow_weights(self.swin)  # an engine may have cast the weights alone to 16 bits
         f = self.swin.forward_features(pixels)  # (B, H', W', C), channels last
         f = f.reshape(f.size(0), -1, f.size(-1))
         return EncoderOutput(f, torch.zeros(f.shape[:2], dtype=torch.bool, device=f.device))
@@ -340,6 +342,7 @@ class AudioConvTransformer(Encoder):
             x = self.front(x.float()).transpose(1, 2)  # (B, frames, n_features)
             if self.options.front_end == "mel":
                 x = torch.log(x + 1e-6)
+            x = x.to(self.proj.weight.dtype)  # computed in fp32; on in the weights' type (16-bit under DeepSpeed)
             lengths = torch.div(lengths, self.options.hop_length, rounding_mode="floor") + 1
         # What lies beyond a sample's length is zeroed before every convolution, so padding
         # never reaches the frames that are kept.
