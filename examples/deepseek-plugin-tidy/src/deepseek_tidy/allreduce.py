@@ -184,7 +184,7 @@ class AllReduceStrategy(Strategy):
         ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in live.items()}, Path(directory),
                              {k: v.dtype for k, v in live.items()})
         self.model.load_state_dict(weights, strict=True)
-        ckpt.load_optimizer_state(directory, self.optimizer, self._param_names)
+        ckpt.load_optimizer_state(directory, self.optimizer, self._param_names, host=self.host)
         return ckpt.read_trainer_state(directory)
 
     # ------------------------------------------------------------------ host-side collectives
