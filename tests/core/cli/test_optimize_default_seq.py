@@ -22,3 +22,12 @@ def test_optimize_without_seq_uses_the_models_context_when_shorter(trained_run: 
     refused = invoke(["optimize", "--checkpoint", str(trained_run), "--seq", "64"], core_host)
     assert refused.code == 2
     assert refused.stderr.strip() == "error: --seq 64 exceeds the model's max_seq_len 32; use --seq <= 32"
+
+
+def test_optimize_titles_its_table_with_the_model_and_readable_inputs(trained_run: Path, core_host: PluginHost) -> None:
+    """The table's title named the plan's cache key, a repr of nested tuples
+    (``(('T', (1, 32), 'torch.int64', 'cpu'),)``); it names the model and its inputs."""
+    out = invoke(["optimize", "--checkpoint", str(trained_run), "--passes", "const-fold"], core_host)
+    assert out.code == 0, out.stderr
+    assert "deepseek optimize: tiny, inputs int64 (1, 32) on cpu" in out.stdout, out.stdout
+    assert "'T'" not in out.stdout

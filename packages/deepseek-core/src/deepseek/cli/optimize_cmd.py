@@ -80,10 +80,10 @@ def example_inputs(model: Any, config: Any, source: Any, *, batch: int, seq: int
     return ServingModule(model).eval(), (inputs,)
 
 
-def _plan_table(plan: Any) -> Any:
+def _plan_table(plan: Any, title: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"deepseek optimize: {plan.signature}")
+    table = Table(title=shown_markup(title))
     for col in ("pass", "status", "what changed", "max rel err"):
         table.add_column(col)
     for r in plan.passes:
@@ -140,7 +140,9 @@ def optimize(checkpoint: str, batch: int, seq: int | None, passes: tuple[str, ..
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
-    console.print(_plan_table(plan))
+    from deepseek.graph.verify import describe_inputs
+
+    console.print(_plan_table(plan, f"deepseek optimize: {config.model.name}, inputs {describe_inputs(args)}"))
     for message in dropped:
         console.print(f"warning: {message}", style="yellow", markup=False)  # a pass's own words, not markup
     eager, best = plan.timing("eager"), plan.timing(plan.stage)

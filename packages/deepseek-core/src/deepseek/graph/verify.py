@@ -37,6 +37,25 @@ def _signature(a: Any) -> tuple[Any, ...]:
     return ("V", repr(a))
 
 
+def describe_inputs(args: Sequence[Any]) -> str:
+    """The inputs a plan is for, for a reader: ``features float32 (1, 8) on cpu`` for a serving
+    model's mapping, ``int64 (1, 128) on cpu`` for token ids (:func:`signature_of` is the key)."""
+    devices: set[str] = set()
+
+    def one(a: Any) -> str:
+        if isinstance(a, torch.Tensor):
+            devices.add(str(a.device))
+            return f"{str(a.dtype).removeprefix('torch.')} {tuple(a.shape)}"
+        if isinstance(a, Mapping):
+            return ", ".join(f"{k} {one(v)}" for k, v in a.items())
+        if isinstance(a, (list, tuple)):
+            return "[" + ", ".join(one(v) for v in a) + "]"
+        return repr(a)
+
+    text = "; ".join(one(a) for a in args)
+    return f"{text} on {', '.join(sorted(devices))}" if devices else text
+
+
 def device_of(model: nn.Module, args: Sequence[Any]) -> torch.device:
     """The device the model runs on (first tensor input, else first parameter, else CPU)."""
     for a in args:
