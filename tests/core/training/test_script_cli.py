@@ -176,3 +176,26 @@ def test_deepseek_run_leaves_sys_argv_and_sys_path_as_it_found_them(
         assert exc.value.code == code and (how not in ("returns", "rebinds") or f"ran {how}" in out.out), (how, out)
         assert sys.argv is argv and sys.argv == ["caller", "--its-own"], (how, sys.argv)
         assert sys.path is search_path and sys.path == entries, (how, sys.path[:2], sys.path[-1])
+
+
+def test_deepseek_run_in_process_leaves_nothing_registered_at_exit_behind_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """Was: every ``deepseek run`` in a process registered two ``atexit`` handlers that stayed
+    registered until the process ended, holding the lists the script left in ``sys.argv`` and
+    ``sys.path``: N runs of a script that registered no handler of its own kept N scripts' leftovers
+    alive (here an object each script put in ``sys.argv``). A script that registers one still
+    has its view at exit (test_script_process.py, a real process's exit)."""
+    import gc
+    import types
+    import weakref
+
+    refs: list[weakref.ref[Any]] = []
+    monkeypatch.setitem(sys.modules, "_run_leftovers", types.SimpleNamespace(refs=refs, weakref=weakref))
+    script = tmp_path / "job.py"
+    script.write_text("import sys, _run_leftovers\nclass Left: pass\nleft = Left()\n"
+                      "sys.argv.append(left)\n_run_leftovers.refs.append(_run_leftovers.weakref.ref(left))\n")
+    for _ in range(3):
+        assert deepseek_here("run", str(script), cwd=tmp_path).returncode == 0
+    gc.collect()
+    assert len(refs) == 3 and [ref() for ref in refs] == [None, None, None], [ref() for ref in refs]

@@ -84,7 +84,10 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
     script runs, as ``python SCRIPT`` has them; after, however the script ended (returned, raised,
     exited) and whatever it did to them, ``sys.argv`` is the list it was and ``sys.path`` the list it
     was with the items it had (a caller holding either sees no change). The ``atexit`` handlers the
-    script registered run, at the process's exit, with both as the script left them (:class:`_AtExit`)."""
+    script registered run, at the process's exit, with both as the script left them (:class:`_AtExit`).
+    A script that left the process's handlers as many as it found them (registered none) leaves
+    nothing registered behind it: a process that runs scripts in turn (``main(["run", ...])``,
+    tests) does not pile up a pair of handlers, each holding its script's lists, per run."""
     import atexit
     import sys
 
@@ -94,14 +97,18 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
     search_path.insert(0, str(path.resolve().parent))
     at_exit = _AtExit()
     atexit.register(at_exit.leave)  # registered before the script's handlers: runs after them
+    registered = atexit._ncallbacks()  # no public count; CPython's, as exits.py uses _run_exitfuncs
     try:
         yield
     finally:
-        at_exit.script_view = list(sys.argv), list(sys.path)
+        if atexit._ncallbacks() == registered:  # none of the script's to run at exit: none of ours either
+            atexit.unregister(at_exit.leave)
+        else:
+            at_exit.script_view = list(sys.argv), list(sys.path)
+            atexit.register(at_exit.enter)  # registered after the script's handlers: runs before them
         sys.argv = argv
         search_path[:] = entries
         sys.path = search_path
-        atexit.register(at_exit.enter)  # registered after the script's handlers: runs before them
 
 
 class _AtExit:
