@@ -103,8 +103,10 @@ def test_a_group_rule_choice_matching_no_parameter_is_refused_before_the_study(
     (["--objective", "tokens_per_s"], "model.name: the system tuner measures GPT models"),
     (["--objective", "accuracy"], "--objective accuracy: no registered tuner measures it"),
     # a mistyped objective had no did-you-mean (the project's one helper, deepseek.names.did_you_mean)
+    # and the tuners' objectives followed it in parentheses of their own: "...?) (system: ..."
     (["--objective", "tokens_per_sec"], "--objective tokens_per_sec: no registered tuner measures it (did you mean "
-                                        "'tokens_per_s'?) (system: tokens_per_s, samples_per_s; training: val_*)"),
+                                        "'tokens_per_s'?); give one a tuner measures: tokens_per_s, samples_per_s "
+                                        "(tuner system); val_* (tuner training)"),
     (["--objective", "loss"], "--objective loss: no registered tuner measures it (did you mean 'val_loss'?)"),
     (["--objective", "val-loss"], "--objective 'val-loss': a metric name such as val_loss or tokens_per_s (did you "
                                   "mean 'val_loss'?)"),
@@ -130,6 +132,7 @@ def test_bad_options_are_one_line(tmp_path: Path, args: list[str], message: str,
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *argv)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not any(pair in err for pair in (") (", "))", "((")), err  # one parenthesis at a time
 
 
 @pytest.mark.parametrize("inside", ["", "checkpoints/st"])

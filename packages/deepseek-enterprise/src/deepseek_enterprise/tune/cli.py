@@ -48,7 +48,7 @@ def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, s
         loaded.append((comp, target))
         if target.measures(objective):
             takers.append((comp, target))
-        offered.append(f"{comp.name}: {', '.join(target.objectives)}")
+        offered.append(f"{', '.join(target.objectives)} (tuner {comp.name})")
     first_party = [(comp, target) for comp, target in takers if comp.dist in EDITIONS]
     if first_party or len(takers) == 1:
         comp, target = (first_party or takers)[0]
@@ -57,7 +57,7 @@ def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, s
         raise UsageError(f"--objective {objective}: the tuners {', '.join(_origin(c) for c, _ in takers)} all measure "
                          "it; name one with --tuner NAME")
     raise UsageError(f"--objective {objective}: no registered tuner measures it"
-                     f"{_meant(objective, [t for _, t in loaded])} ({'; '.join(offered)})")
+                     f"{_meant(objective, [t for _, t in loaded])}; give one a tuner measures: {'; '.join(offered)}")
 
 
 def _meant(objective: str, tuners: list[Any]) -> str:
