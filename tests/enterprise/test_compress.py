@@ -139,6 +139,26 @@ def test_a_pruned_model_fine_tunes_from_its_weights(trained: Path) -> None:
     assert vals[0] == pytest.approx(pruned_loss, rel=1e-5)  # it started from the pruned weights
 
 
+def test_compress_of_exported_weights_measures_the_weights_it_read(trained: Path) -> None:
+    """Was: ``exp/model.safetensors: is a file; pass the checkpoint folder that contains it`` after
+    the model was loaded and evaluated: compress resolved ``--checkpoint`` a second time (for the
+    weights it measures and the teacher of recover steps), as a checkpoint folder only, where the
+    first read took exported weights, so the two could name different weights."""
+    import tomli_w
+
+    from deepseek.training.checkpoint import export_weights
+
+    (trained / "exp").mkdir()
+    weights = export_weights(trained / "run", trained / "exp" / "model.safetensors")
+    (trained / "exp" / "config.toml").write_text(tomli_w.dumps({"data": CONFIG["data"]}))
+    out = deepseek_run("compress", "--checkpoint", "exp/model.safetensors", "--method", "prune.ffn", "--set",
+                       "ratio=0.5", "--out", "exp-pruned", "--latency-runs", "0", "--json", "exp.json", cwd=trained)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((trained / "exp.json").read_text())
+    assert report["source"] == "exp/model.safetensors"
+    assert report["original"]["weights_bytes"] == weights.stat().st_size > report["compressed"]["weights_bytes"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--method", "prune.fn"], "did you mean 'prune.ffn'"),
     (["--method", "prune.ffn", "--set", "ratio=1.5"], "ratio: must be between 0 and 1"),

@@ -78,6 +78,12 @@ class WeightsOrigin:
     path: Path
     """The checkpoint folder, or the weights file."""
 
+    @property
+    def weights_file(self) -> Path:
+        """The weights file: a checkpoint's ``model.safetensors`` (absent from a sharded one), or
+        the exported file itself."""
+        return self.path / ckpt.MODEL_FILE if self.kind == "checkpoint" else self.path
+
     def describe(self) -> str:
         """``step 200``, ``exported weights of step 200``, ``imported weights``."""
         if self.kind == "checkpoint":

@@ -174,7 +174,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     from deepseek.devices import use_default_cpu_threads
     from deepseek.paths import check_output, created_note, folders_made, make_folders
     from deepseek.training.build import build_dataset
-    from deepseek.training.checkpoint import MODEL_FILE, atomic_write_text, resolve_checkpoint
+    from deepseek.training.checkpoint import MODEL_FILE, atomic_write_text
     from deepseek.training.evaluation import batches_named, eval_batch_count
     from deepseek.training.inference import load_trained
     from deepseek.training.weights_source import check_data_tokenizer, read_source
@@ -193,7 +193,8 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"--out: {out} is not empty; give a new folder (nothing is overwritten)")
     use_default_cpu_threads()
-    read = read_source(checkpoint)  # read once: the tokenizer its data is held to is the one it checked
+    read = read_source(checkpoint)  # resolved and read once: the model, its data's tokenizer check, the
+    # weights measured and the teacher of recover steps are of one checkpoint, however its run moves on
     model, config, state = load_trained(read, device, need_data=True, host=host)
     if config.model.name == "quantized":  # torchao's quantized weights take no further compression step
         raise UsageError(f"--checkpoint: {checkpoint} holds a model that deepseek compress already quantized "
@@ -208,12 +209,11 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     check_data_tokenizer(read, config, dataset)
     with command_line(), batches_named(batches):  # a --batches past memory: named so, not data.eval_batches
         val = dataset.validation_batches(eval_batch_count(config, batches))  # 8 for a run without validation
-    source = resolve_checkpoint(checkpoint)
     calibration = [next(dataset) for _ in range(calibration_batches)]
     steps = DEFAULT_RECOVERY_STEPS if recovery_steps is None else recovery_steps
     asked_by = ("--recovery-steps" if recovery_steps else "--recipe" if _recovers(tried_recipes) else "")
     unavailable = _unavailable(model, config, state, dataset, asked_by, host) if budget is not None and (steps or asked_by) else ""
-    before = _measure(model, config, val, latency_runs, source / MODEL_FILE, optimize, host)
+    before = _measure(model, config, val, latency_runs, read.origin.weights_file, optimize, host)
     if budget is not None and budget.unit == "pt" and "val_accuracy" not in before:
         raise UsageError(f"--max-drop {budget.text}: {config.model.name!r} reports no validation accuracy; "
                          "give a loss budget such as 1%")
@@ -230,7 +230,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
         from deepseek_enterprise.compress.compressor import Recovery
 
         with tempfile.TemporaryDirectory(prefix="deepseek-compress-") as scratch:
-            recovery = Recovery(original=source.resolve(), config=config, steps=steps, work_dir=Path(scratch),
+            recovery = Recovery(original=read.origin.path.resolve(), config=config, steps=steps, work_dir=Path(scratch),
                                 device=str(next(model.parameters()).device), unavailable=unavailable)
             result, new_config, report = _search(host, budget, tried_recipes, model, config, calibration, val,
                                                  latency_runs, before, recovery, prefer or "size")

@@ -121,7 +121,7 @@ class Recovery:
     """What a step that trains its input may use (a ``--max-drop`` search's ``--recovery-steps``)."""
 
     original: Path
-    """The original model's checkpoint folder: the teacher."""
+    """The original model's checkpoint folder (or exported weights file): the teacher."""
     config: Any
     """The original run's validated :class:`~deepseek.config.schema.Config`: its ``[data]`` is
     the training data, its ``[train]``/``[precision]``/``[optimizer]`` the starting point."""
