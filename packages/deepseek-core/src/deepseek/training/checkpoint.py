@@ -80,6 +80,7 @@ from deepseek.training.checkpoint_pointers import pointer_updates, update_pointe
 from deepseek.training.checkpoint_rng import load_rng_state, rng_snapshot, save_rng_state
 from deepseek.training.checkpoint_sharded import (
     layout_of,
+    read_sharded_meta,
     read_sharded_model,
 )
 from deepseek.training.checkpoint_state import FORMAT, FORMAT_VERSION, check_trainer_state
@@ -248,8 +249,13 @@ def check_weights_fit(model: nn.Module, path: str | os.PathLike[str]) -> None:
 def read_full_state(directory: str | os.PathLike[str], host: Any = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(model state dict, named optimizer state ``{"state", "param_groups"}``) of a checkpoint
     folder of either layout, as full CPU tensors, without a process group; the optimizer's groups
-    checked on ``host`` (the run's: :func:`load_optimizer_state`)."""
-    return load_model_state(directory), load_optimizer_state(directory, host=host)
+    checked on ``host`` (the run's: :func:`load_optimizer_state`). A sharded checkpoint's
+    ``sharded.json`` is read, and its groups checked (the run's optimizer resolved), once for both."""
+    p = Path(directory)
+    if p.is_dir() and layout_of(p) == "sharded":
+        meta = read_sharded_meta(p, host)
+        return read_sharded_model(p, meta), load_optimizer_state(p, host=host, sharded_meta=meta)
+    return load_model_state(p), load_optimizer_state(p, host=host)
 
 
 # ----------------------------------------------------------------------------- trainer state, RNG

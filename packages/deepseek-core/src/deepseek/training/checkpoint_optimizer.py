@@ -113,6 +113,8 @@ def load_optimizer_state(
     optimizer: torch.optim.Optimizer | None = None,
     param_names: list[str] | None = None,
     host: Any = None,
+    *,
+    sharded_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read optimizer state (a file written by :func:`save_optimizer_state`, or a checkpoint
     folder of either layout); returns ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by
@@ -120,10 +122,12 @@ def load_optimizer_state(
     names, looked up on ``host`` (the run's; default: the process's). With ``optimizer`` and
     ``param_names`` it is also loaded into the optimizer, once the state is checked against what
     the optimizer's builder declares it keeps
-    (:func:`~deepseek.training.optimizer_state.check_state_fit`)."""
+    (:func:`~deepseek.training.optimizer_state.check_state_fit`). ``sharded_meta``: a sharded
+    checkpoint's ``sharded.json`` as :func:`read_sharded_meta` returned it on ``host`` to a caller that
+    reads the weights too (:func:`~deepseek.training.checkpoint.read_full_state`): read once."""
     p = Path(path)
     if p.is_dir() and layout_of(p) == "sharded":
-        named = read_sharded_optimizer(p, host)  # its groups checked as sharded.json is read
+        named = read_sharded_optimizer(p, host, sharded_meta)  # its groups checked as sharded.json is read
     else:
         if p.is_dir() and not (p / OPTIMIZER_FILE).exists() and _weights_only(p):
             raise CheckpointError(f"{p}: holds model weights only, no optimizer state (a compressed or exported model, "

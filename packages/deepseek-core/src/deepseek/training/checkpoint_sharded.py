@@ -344,10 +344,12 @@ def _shard_lists(value: Any) -> dict[str, list[str]]:
     return {key: list(names) for key, names in value.items()}
 
 
-def read_sharded_model(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The full model state dict (CPU tensors, tied names included) of a sharded checkpoint."""
+def read_sharded_model(directory: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The full model state dict (CPU tensors, tied names included) of a sharded checkpoint;
+    ``meta``: its ``sharded.json`` as :func:`read_sharded_meta` returned it to the caller (default:
+    read here, its groups checked on the process's host)."""
     d = Path(directory)
-    meta = read_sharded_meta(d)
+    meta = read_sharded_meta(d) if meta is None else meta
     _check_listed(d / MODEL_DIR, meta["files"].get(MODEL_DIR))
     model = read_sharded_tensors(d / MODEL_DIR)
     check_aliases(meta["aliases"], model, d)
@@ -356,11 +358,13 @@ def read_sharded_model(directory: str | os.PathLike[str]) -> dict[str, torch.Ten
     return model
 
 
-def read_sharded_optimizer(directory: str | os.PathLike[str], host: Any = None) -> dict[str, Any]:
+def read_sharded_optimizer(directory: str | os.PathLike[str], host: Any = None,
+                           meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The optimizer state ``{"state": {name: {...}}, "param_groups": [...]}`` keyed by parameter
-    name, of a sharded checkpoint (its groups checked on ``host``: :func:`read_sharded_meta`)."""
+    name, of a sharded checkpoint (its groups checked on ``host``: :func:`read_sharded_meta`, or
+    ``meta``, what that returned to the caller)."""
     d = Path(directory)
-    meta = read_sharded_meta(d, host)
+    meta = read_sharded_meta(d, host) if meta is None else meta
     shards = d / OPTIMIZER_DIR
     if not shards.is_dir():
         raise CheckpointError(f"{shards}: optimizer shards folder is missing; the checkpoint is incomplete, {_HINT}")

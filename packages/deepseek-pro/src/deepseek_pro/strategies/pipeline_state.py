@@ -125,8 +125,7 @@ def load_stage(
     from deepseek_pro.checkpoint import load_optimizer_groups
 
     model_path = directory / ckpt.MODEL_FILE
-    full = ckpt.load_model_state(directory)  # either layout: full files or DCP shards
-    named = ckpt.load_optimizer_state(directory, host=host)
+    full, named = ckpt.read_full_state(directory, host)  # either layout: full files or DCP shards
     if fused is not None:
         full, named = fused.sharded(full, named)
     own = module.state_dict()
