@@ -337,3 +337,29 @@ def test_a_run_early_stopping_ended_is_tested_again_not_resumed(tmp_path: Path,
     assert f"testing st/runs/redundant-audio-s0 again: its training finished (step {step})" in err, err
     (again,) = _rows(tmp_path / "st" / "results.jsonl")
     assert again["test"] == row["test"] and again["val_curve"] == row["val_curve"]
+
+
+def test_a_finished_run_is_tested_on_the_data_its_checkpoint_records(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``finished_model`` (the study's re-test of a finished run) built the dataset, and held it to
+    the run's tokenizer check, from the config the study makes, never from what the checkpoint it
+    read records: a checkpoint of another config (replaced after ``take_up`` judged its folder) was
+    tested on the study's data, its row labelled with the study's task. Now the one read is held to
+    the study's config: the same data, or one line."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import UsageError
+    from deepseek.plugins.host import get_host
+    from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
+    from deepseek_enterprise.study import finished_model
+
+    args = [a if a != "24" else "2" for a in ARGS]
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    run = Path("st", "runs", "redundant-audio-s0")  # from tmp_path, the study's folder (deepseek_here's chdir)
+    saved = read_trainer_state(resolve_checkpoint(run))["config"]
+    _, data, _ = finished_model(run, config_from_dict(saved, host=get_host()), get_host())
+    assert data.options.task == "redundant"
+    other = config_from_dict({**saved, "data": {**saved["data"], "task": "complementary"}}, host=get_host())
+    with pytest.raises(UsageError, match=r"step-2: records another config than the study's run st/runs/redundant-"
+                                         r"audio-s0 \(replaced since the study took it up\); run the same command"):
+        finished_model(run, other, get_host())

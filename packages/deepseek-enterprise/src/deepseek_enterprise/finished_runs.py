@@ -49,10 +49,16 @@ def unfinished(run_dir: Path, steps: int, config: dict[str, Any], metric: str) -
     step = state.get("step")
     if step != steps and not (isinstance(step, int) and 0 <= step < steps and ended_early(state, config)):
         return f"its newest checkpoint is at step {step}, not {steps}"
-    if state.get("config") != json.loads(json.dumps(config)):
+    if not records_config(state, config):
         return "its checkpoint records another config"
     try:
         evaluated = any(r["step"] == step and metric in r for r in read_metrics(run_dir / "metrics.jsonl"))
     except UsageError:
         evaluated = False
     return None if evaluated else f"its metrics.jsonl has no {metric} at step {step}"
+
+
+def records_config(state: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether the trainer state ``state`` (a checkpoint's ``trainer.json``) records ``config`` (as
+    ``Config.to_dict`` gives it): the run was trained on the model and data ``config`` makes."""
+    return state.get("config") == json.loads(json.dumps(config))

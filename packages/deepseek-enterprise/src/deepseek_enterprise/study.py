@@ -60,17 +60,26 @@ def finished_model(run_dir: Path, config: Any, host: Any) -> tuple[Any, Any, Any
     its newest checkpoint's weights in the model ``config`` builds, on the device the trainer would
     use, in eval mode, and the dataset ``config`` builds. What a kill after its last checkpoint
     left in its folder is tidied first, as resuming the finished run would
-    (:func:`~deepseek.training.run_state.tidy_finished`)."""
+    (:func:`~deepseek.training.run_state.tidy_finished`). The checkpoint is read once, and held to
+    record ``config`` (:func:`~deepseek_enterprise.finished_runs.records_config`, as ``take_up``
+    judged it from its own read): the dataset built, its tokenizer check
+    (``check_data_tokenizer``) and the row's figures are of the data the weights were trained on,
+    or a one-line refusal where the checkpoint was replaced by one of another config since."""
     from deepseek.devices import resolve_device
+    from deepseek.errors import UsageError
     from deepseek.training.build import build_dataset
     from deepseek.training.checkpoint import resolve_checkpoint
     from deepseek.training.inference import load_trained
     from deepseek.training.run_state import tidy_finished
     from deepseek.training.weights_source import check_data_tokenizer, read_source
+    from deepseek_enterprise.finished_runs import records_config
 
     device, final = resolve_device(config.strategy.options.device), resolve_checkpoint(run_dir)
     tidy_finished(run_dir, final, config.checkpoint.keep_last)
     source = read_source(final)  # read once: data reading the run's tokenizer.json is held to its check
+    if not records_config(source.state, config.to_dict()):
+        raise UsageError(f"{shown(final)}: records another config than the study's run {shown(run_dir)} (replaced since "
+                         "the study took it up); run the same command again to train that model anew")
     model, dataset = load_trained(source, device, host=host)[0], build_dataset(config, host)
     check_data_tokenizer(source, config, dataset)
     return model, dataset, device
