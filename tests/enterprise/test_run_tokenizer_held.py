@@ -6,14 +6,16 @@ identity the dataset parsed is held to the record (``weights_source.check_data_t
 
 The BPE parser (``tokenizers``) is not in this environment, so the data is a plugin dataset that
 reads its ``data.tokenizer`` file by path, keeps it in the run folder and records its identity in
-its data position, as core's text data does; the commands' own code is what runs.
-``multimodal eval`` (report.py) reads multimodal.classifier runs only, and a study's runs are
+its data position, as core's text data does (tests/core/_tokfile.py, shared with core's serving
+test); the commands' own code is what runs. ``multimodal eval`` (report.py) reads multimodal.classifier runs only, and a study's runs are
 built from the study's config, whose data names no run folder's copy: the same call guards both,
 not exercised here."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,53 +26,45 @@ from _hosts import enterprise_host
 from _inprocess import deepseek_here
 
 from deepseek import hookimpl
-from deepseek.data.dataset import Dataset
-from deepseek.data.tokenizer import TOKENIZER_FILE, tokenizer_identity
+from deepseek.data.tokenizer import TOKENIZER_FILE
 from deepseek.plugins.host import PluginHost
 
 
+def _core_tokfile() -> Any:
+    """tests/core/_tokfile.py (the plugin dataset core's serving test uses too), loaded by its path
+    as tests/enterprise/_exitstatus.py loads core's helper (tests/core is not on this ``sys.path``);
+    put in ``sys.modules`` under its own name, where dataclasses look up its annotations."""
+    name = "core_tests_tokfile"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "core" / "_tokfile.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+tokfile = _core_tokfile()
+
+
 @dataclass(frozen=True)
-class TokFileOptions:
-    tokenizer: str = ""
+class ByteRowsOptions(tokfile.TokFileOptions):
     seq_len: int = 8
 
 
-class TokFile(Dataset):
-    """Seeded byte-token rows, under the identity of the ``tokenizer.json`` it reads by path."""
+class ByteRows(tokfile.TokFile):
+    """Seeded byte-token rows of ``seq_len`` tokens."""
 
-    Options = TokFileOptions
+    Options = ByteRowsOptions
 
-    def __init__(self, options: TokFileOptions, *, batch_size: int, seed: int) -> None:
-        super().__init__(options, batch_size=batch_size, seed=seed)
-        self.identity = tokenizer_identity(Path(options.tokenizer)) if options.tokenizer else "bytes"
-        self.index = 0
-
-    def _batch(self, seed: int) -> dict[str, torch.Tensor]:
-        ids = torch.randint(0, 256, (self.batch_size, self.options.seq_len + 1),
-                            generator=torch.Generator().manual_seed(seed))
+    def rows(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        ids = torch.randint(0, 256, (self.batch_size, self.options.seq_len + 1), generator=generator)
         return {"input_ids": ids[:, :-1], "targets": ids[:, 1:]}
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        self.index += 1
-        return self._batch(self.seed * 1000 + self.index)
-
-    def validation_batches(self, limit: int) -> list[dict[str, torch.Tensor]]:
-        return [self._batch(10**6 + i) for i in range(min(limit, 2))]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "tokenizer": self.identity}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.index = int(state["index"])
-
-    def run_files(self) -> dict[str, Path]:
-        return {TOKENIZER_FILE: Path(self.options.tokenizer)} if self.options.tokenizer else {}
 
 
 class Acme:
     @hookimpl
     def deepseek_register_datasets(self, register):  # type: ignore[no-untyped-def]  # noqa: ANN001
-        register("acme.tokfile", TokFile, description="byte rows under a tokenizer file's identity")
+        register("acme.tokfile", ByteRows, description="byte rows under a tokenizer file's identity")
 
 
 CONFIG = """

@@ -7,7 +7,8 @@ Now the identity the dataset parsed is held to the record (``weights_source.chec
 
 The BPE parser (``tokenizers``) is not in core's environment, so the data is a plugin dataset that
 reads its ``data.tokenizer`` file by path, keeps it in the run folder and records its identity in
-its data position, as core's text data does; the commands' own code is what runs."""
+its data position, as core's text data does (tests/core/_tokfile.py); the commands' own code is
+what runs."""
 
 from __future__ import annotations
 
@@ -19,54 +20,25 @@ from typing import Any
 
 import pytest
 import torch
+from _tokfile import TokFile
 from torch import nn
 
 from deepseek import hookimpl
 from deepseek.cli.main import main
 from deepseek.config.load import config_from_dict
-from deepseek.data.dataset import Dataset
-from deepseek.data.tokenizer import TOKENIZER_FILE, tokenizer_identity
+from deepseek.data.tokenizer import TOKENIZER_FILE
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training.trainer import Trainer
 
 
-@dataclass(frozen=True)
-class TokFileOptions:
-    tokenizer: str = ""
+class TokenRows(TokFile):
+    """Rows of 6 token ids and a label (their first id's parity)."""
 
-
-class TokFile(Dataset):
-    """Seeded rows of 6 token ids and a label, under the identity of the ``tokenizer.json`` it
-    reads by path."""
-
-    Options = TokFileOptions
-
-    def __init__(self, options: TokFileOptions, *, batch_size: int, seed: int) -> None:
-        super().__init__(options, batch_size=batch_size, seed=seed)
-        self.identity = tokenizer_identity(Path(options.tokenizer)) if options.tokenizer else "bytes"
-        self.index = 0
-
-    def _batch(self, seed: int) -> dict[str, torch.Tensor]:
-        ids = torch.randint(0, 32, (self.batch_size, 6), generator=torch.Generator().manual_seed(seed))
+    def rows(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        ids = torch.randint(0, 32, (self.batch_size, 6), generator=generator)
         return {"ids": ids, "label": ids[:, 0] % 2}
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        self.index += 1
-        return self._batch(self.seed * 1000 + self.index)
-
-    def validation_batches(self, limit: int) -> list[dict[str, torch.Tensor]]:
-        return [self._batch(10**6 + i) for i in range(min(limit, 2))]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "tokenizer": self.identity}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.index = int(state["index"])
-
-    def run_files(self) -> dict[str, Path]:
-        return {TOKENIZER_FILE: Path(self.options.tokenizer)} if self.options.tokenizer else {}
 
 
 @dataclass(frozen=True)
@@ -103,7 +75,7 @@ class Acme:
 
     @hookimpl
     def deepseek_register_datasets(self, register):  # noqa: ANN001, ANN201
-        register("acme.tokfile", TokFile, description="token rows under a tokenizer file's identity")
+        register("acme.tokfile", TokenRows, description="token rows under a tokenizer file's identity")
 
 
 @pytest.fixture(scope="module")
