@@ -113,6 +113,17 @@ progress = false
      r"'swin_tiny_patch4_window7_224'\?\); use a name such as 'swin_tiny_patch4_window7_224' "
      r"\(timm\.list_models\('swin\*'\) lists them\)"),
     (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),
+    # heads that do not divide the width they split: timm's Swin narrowed each block's attention silently
+    (["model.vision.num_heads=[3]"], r"model\.vision\.num_heads: \[3\]: stage 0 is 8 wide \(embed_dim 8 x 1\), not "
+                                     r"divisible by num_heads\[0\]=3; give num_heads\[0\] among 1, 2, 4, 8, or change "
+                                     r"embed_dim"),
+    (["model.vision.depths=[1, 1]", "model.vision.num_heads=[1, 3]"],
+     r"model\.vision\.num_heads: \[1, 3\]: stage 1 is 16 wide \(embed_dim 8 x 2\), not divisible by "
+     r"num_heads\[1\]=3; give num_heads\[1\] among 1, 2, 4, 8, 16, or change embed_dim"),
+    (["model.audio.n_heads=3"], r"model\.audio\.n_heads: d_model=8 is not divisible by n_heads=3; give n_heads among "
+                                r"1, 2, 4, 8"),
+    (["model.fusion=cross_attention", "model.fusion_options.heads=3"],
+     r"model\.fusion_options\.heads: d_model=8 is not divisible by heads=3; give heads among 1, 2, 4, 8"),
     # another fusion method's key (a resumed run's saved table after --set model.fusion=...): which one takes it
     (["model.fusion=late", "model.fusion_options.dropout=0.1"],
      r"model\.fusion_options\.dropout: unknown key for fusion 'late'; fusion 'cross_attention' \(deepseek-enterprise\) "

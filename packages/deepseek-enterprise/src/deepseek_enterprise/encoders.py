@@ -22,6 +22,7 @@ from deepseek.config.validate import positive, probability
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import Encoder, EncoderOutput, narrowed_width
 from deepseek.names import did_you_mean
+from deepseek_enterprise.shape_rules import heads_problem, swin_problem
 from deepseek_enterprise.weight_dtype import swin_masks_follow_weights
 
 
@@ -65,17 +66,11 @@ class SwinOptions:
     a model whose MLPs were pruned by ``prune.mlp`` states its narrower ratio here."""
 
     def __post_init__(self) -> None:
-        if self.timm_name:
+        if self.timm_name:  # a standard timm shape: these keys are not used
             return
-        if len(self.depths) != len(self.num_heads):
-            raise ConfigError(f"encoder.vision.swin.num_heads: one entry per stage ({len(self.depths)}), got {list(self.num_heads)}")
-        for key, side in (("img_size", self.img_size), ("img_width", self.img_width)):
-            if side is not None and (side % self.patch_size or (side // self.patch_size) % (2 ** (len(self.depths) - 1))):
-                raise ConfigError(
-                    f"encoder.vision.swin.{key}: {side} px in {self.patch_size}-px patches must give a grid "
-                    f"divisible by {2 ** (len(self.depths) - 1)} (one halving per later stage); change {key}, "
-                    "patch_size or depths"
-                )
+        problem = swin_problem(self.img_size, self.img_width, self.patch_size, self.embed_dim, self.depths, self.num_heads)
+        if problem is not None:
+            raise ConfigError(f"encoder.vision.swin.{problem}")
 
 
 class SwinEncoder(Encoder):
@@ -232,9 +227,9 @@ class AudioOptions:
     """Hidden width of each layer's feed-forward (unset: ``4 * d_model``)."""
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"encoder.audio.conv_transformer.n_heads: d_model={self.d_model} is not divisible "
-                              f"by n_heads={self.n_heads}")
+        problem = heads_problem("d_model", self.d_model, "n_heads", self.n_heads)
+        if problem is not None:
+            raise ConfigError(f"encoder.audio.conv_transformer.n_heads: {problem}")
 
 
 def _zero_beyond(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

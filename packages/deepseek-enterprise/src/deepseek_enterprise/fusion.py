@@ -55,6 +55,7 @@ from deepseek.config.validate import probability
 from deepseek.errors import ConfigError
 from deepseek.models.encoder import EncoderOutput
 from deepseek.plugins.calls import broken_answer
+from deepseek_enterprise.shape_rules import heads_problem
 
 
 class FusionOutput(NamedTuple):
@@ -319,8 +320,9 @@ class CrossAttentionOptions(HeadOptions):
     """Modalities whose tokens attend to the others (empty: every modality)."""
 
     def __post_init__(self) -> None:
-        if self.d_model % self.heads:
-            raise ConfigError(f"model.fusion_options.heads: d_model={self.d_model} is not divisible by heads={self.heads}")
+        problem = heads_problem("d_model", self.d_model, "heads", self.heads)
+        if problem is not None:
+            raise ConfigError(f"model.fusion_options.heads: {problem}")
 
 
 class CrossBlock(nn.Module):
