@@ -86,6 +86,39 @@ def test_invalid_compressor_registration_names_plugin_and_hook() -> None:
     assert "Bad Name" not in host.names("compressor")
 
 
+@pytest.mark.parametrize("reserved", ["vision", "audio", "text"])
+def test_a_fusion_named_like_a_unimodal_model_is_refused_and_the_plugin_keeps_nothing(reserved: str) -> None:
+    """The study's --config and its tables take vision/audio/text as the unimodal models, so a fusion
+    method of that name would be hidden there: its registration is refused (as name or alias) by the
+    names the enterprise hookspec reserves, naming distribution, plugin and hook, transactionally."""
+    from _hosts import registering
+
+    from deepseek_enterprise.fusion import LateFusion
+
+    host = PluginHost(PluginSettings(allow=frozenset({"deepseek-pro", "deepseek-enterprise"})))
+    plugin = registering("deepseek_register_fusions", {"acme.mean": LateFusion, reserved: LateFusion})
+    with pytest.warns(PluginWarning):
+        record = host.register_plugin(plugin, dist="deepseek-acme", version="1.0")
+    assert record.status == "failed"
+    assert record.reason.startswith(
+        f"deepseek-acme 1.0 (deepseek-acme:TestPlugin, deepseek_register_fusions): fusion name {reserved!r} is "
+        f"reserved: 'deepseek multimodal study --config {reserved}' and the study's tables name the {reserved}-only "
+        "model so; give your fusion another name, such as one starting with your plugin's name"), record.reason
+    assert host.names("fusion") == ["concat", "cross_attention", "late"]  # acme.mean registered first: not kept
+
+    class Aliased:
+        @hookimpl
+        def deepseek_register_fusions(self, register):  # type: ignore[no-untyped-def]
+            register("acme.mean", LateFusion, aliases=[reserved])
+
+    with pytest.warns(PluginWarning, match=f"fusion alias {reserved!r} is reserved"):
+        assert host.register_plugin(Aliased(), dist="deepseek-acme2").status == "failed"
+    assert host.names("fusion") == ["concat", "cross_attention", "late"]
+    # the same name under another kind is no one's reserved name
+    assert host.register_plugin(registering("deepseek_register_compressors", {reserved: "deepseek_enterprise.compress.prune:PruneFFN"}),
+                                dist="deepseek-acme3").status == "ok"
+
+
 def test_plugins_list_json_shows_all_three_editions() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "deepseek", "plugins", "list", "--json"],

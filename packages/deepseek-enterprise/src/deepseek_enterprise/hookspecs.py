@@ -1,6 +1,8 @@
 """Hook specifications added by the enterprise edition."""
 
 from deepseek.hookspecs import RegisterFn, hookspec
+from deepseek.plugins.registrar import RESERVED_NAMES
+from deepseek_enterprise.study_recipes import UNIMODAL
 
 
 @hookspec
@@ -11,8 +13,15 @@ def deepseek_register_fusions(register: RegisterFn) -> None:
     created by a multimodal model as ``target(options, dims={modality: width}, num_classes=n)``;
     its ``forward(features, present)`` returns a ``FusionOutput`` (fused logits, per-modality
     logits, pooled embeddings) for any subset of present modalities. Enterprise registers
-    ``concat``, ``late`` and ``cross_attention``.
+    ``concat``, ``late`` and ``cross_attention``. The names ``vision``, ``audio`` and ``text``
+    are refused (the plugin keeps nothing it registered): ``deepseek multimodal study --config``
+    and its tables name the unimodal models so.
     """
+
+
+setattr(deepseek_register_fusions, RESERVED_NAMES, {  # noqa: B010 - an attribute the host reads off the spec
+    name: f"'deepseek multimodal study --config {name}' and the study's tables name the {name}-only model so"
+    for name in UNIMODAL})
 
 
 @hookspec

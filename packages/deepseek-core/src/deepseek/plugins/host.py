@@ -60,6 +60,7 @@ from deepseek.plugins.registrar import (
     RunFilesDeclarer,
     call_hook,
     registration_hooks,
+    reserved_names,
 )
 from deepseek.plugins.settings import ENV_DENY, PluginSettings, normalize_dist
 
@@ -335,8 +336,8 @@ class PluginHost(LookupMixin, FailureMixin):
                         return
                     ld.record.run_files.extend(n for n in declarer.staged if n not in ld.record.run_files)
                     continue
-                registrar = Registrar(kind, where, ld.record.dist, ld.record.version,
-                                      getattr(impl.function, "__module__", "?"), self._components, self.records)
+                registrar = Registrar(kind, where, ld.record.dist, ld.record.version, getattr(impl.function, "__module__", "?"),
+                                      self._components, self.records, reserved_names(self.pm, hook_name))
                 if not self._call_registration(ld, hook_name, impl, where, registrar):
                     return
                 for comp in registrar.staged:

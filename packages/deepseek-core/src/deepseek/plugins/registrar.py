@@ -25,6 +25,18 @@ WRITTEN_FILES_KINDS = ("dataset", "model")
 """The component kinds whose classes declare the files their runs write (``written_files``)."""
 
 
+RESERVED_NAMES = "deepseek_reserved_names"
+"""The attribute by which a registration hookspec (a ``deepseek_register_<kinds>`` function a
+plugin adds) reserves names its kind's components may not take: ``{name: why}``, ``why`` saying
+what the name means to the kind's users instead (set on the spec function after ``@hookspec``)."""
+
+
+def reserved_names(pm: pluggy.PluginManager, hook_name: str) -> Mapping[str, str]:
+    """The names the spec of registration hook ``hook_name`` reserves (:data:`RESERVED_NAMES`)."""
+    spec = getattr(getattr(pm.hook, hook_name, None), "spec", None)
+    return dict(getattr(spec.function, RESERVED_NAMES, None) or {}) if spec is not None else {}
+
+
 class InvalidRegistration(PluginError):
     """A ``register`` call was invalid; the message names distribution, plugin and hook."""
 
@@ -56,8 +68,10 @@ class Registrar:
         module: str,
         committed: dict[str, dict[str, list[Component]]],
         records: Mapping[str, PluginRecord],
+        reserved: Mapping[str, str] | None = None,
     ) -> None:
         self.kind = kind
+        self.reserved = dict(reserved or {})  # name -> what it means instead (:func:`reserved_names`)
         self.where = where
         self.dist = dist
         self.version = version
@@ -80,6 +94,9 @@ class Registrar:
                 f"invalid {self.kind} {what} {name!r}; use lower-case letters, digits, '.', '_' "
                 "or '-', starting with a letter or digit"
             )
+        if name in self.reserved:
+            raise self._error(f"{self.kind} {what} {name!r} is reserved: {self.reserved[name]}; give your {self.kind} "
+                              "another name, such as one starting with your plugin's name")
         taken = any(c.name == name for c in self.staged) or any(
             c.dist == self.dist for c in self._committed.get(self.kind, {}).get(name, [])
         )
