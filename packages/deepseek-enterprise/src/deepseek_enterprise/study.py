@@ -10,7 +10,7 @@ accuracy with each modality missing. The ceiling of the complementary task (its 
 image's digit and the spoken digit both read right) is the product of the vision and audio
 models' accuracies on the redundant task (same corruption; errors taken as independent). Every
 run keeps its validation accuracy per evaluation, which the table shows against steps. The study
-also times batch-1 inference of the fused cross-attention model (p50/p90) and its peak memory.
+also times batch-1 inference of every fused model it trains (p50/p90) and its peak memory.
 ``deepseek multimodal table`` merges result files.
 """
 
@@ -318,8 +318,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                         calibrate_row(row, module, data, on, config)
                     if eval_logit_weights is not None:
                         row["weighted"] = weighted_figures(module, data, on, config, eval_logit_weights)
-                if name == "cross_attention":
-                    row["latency"] = latency(module, data, on)
+                    row["latency"] = latency(module, data, on)  # every fused model the study trains
                 problem = check_row(json.loads(json.dumps(row)))  # what is written is read back by the same rule
                 if problem is not None:  # only the run's metrics.jsonl is read from disk here: edited since
                     raise UsageError(f"{run_dir / 'metrics.jsonl'}: its evaluations give a results line the "

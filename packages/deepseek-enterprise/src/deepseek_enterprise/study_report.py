@@ -305,19 +305,26 @@ def table(rows: list[dict[str, Any]]) -> str:
     red = [r for r in rows if r["task"] == "redundant"]
     vision = [r["test"]["test_accuracy"] for r in red if r["config"] == "vision"]
     audio = [r["test"]["test_accuracy"] for r in red if r["config"] == "audio"]
-    timed = [r for r in rows if isinstance(r.get("latency"), dict)]
-    for device in sorted({r["latency"]["device"] for r in timed}):
-        lat = [r["latency"] for r in timed if r["latency"].get("device") == device]
-        gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
-        memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
-        lines.append(f"cross_attention, batch 1 on {device} ({len(lat)} runs, {(lat[0].get('parameters') or 0) / 1e6:.2f} M "
-                     f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
-                     f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}")
-        lines.append("")
+    lines += latency_lines(rows)
     if vision and audio:
         lines += [f"Ceiling of the complementary task (vision x audio accuracy on the redundant task, errors taken "
                   f"as independent): {100 * statistics.mean(vision) * statistics.mean(audio):.1f}%", ""]
     return "\n".join(lines + curves(rows))
+
+
+def latency_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Batch-1 latency per model (as the tables group rows) and device, the medians over its timed
+    runs (every fused model the study trained; a study before 2026-12-07 timed ``cross_attention`` only)."""
+    lines: list[str] = []
+    for label, rs in _groups([r for r in rows if isinstance(r.get("latency"), dict)]):
+        for device in sorted({r["latency"]["device"] for r in rs}):
+            lat = [r["latency"] for r in rs if r["latency"].get("device") == device]
+            gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
+            memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
+            lines += [f"{label}, batch 1 on {device} ({len(lat)} runs, {(lat[0].get('parameters') or 0) / 1e6:.2f} M "
+                         f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
+                         f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}", ""]
+    return lines
 
 
 def curves(rows: list[dict[str, Any]]) -> list[str]:
