@@ -125,3 +125,46 @@ def test_table_refuses_a_config_that_is_no_fusion_method_name(tmp_path: Path, mo
     assert out == (2, "error: bad.jsonl:1: config 'Acme Gated' is not one of vision, audio, text, late, concat, "
                       "cross_attention or a fusion method's name (lower case letters, digits, '.', '_' and '-'); "
                       "pass results.jsonl files of 'study'", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedOptions(GatedOptions):
+    joint: float = 0.0
+    """Its own key of the name of the built-in fused head's ``joint``: a weight, not that head."""
+    late_residual: bool = False
+    """Its own switch, of the name of the built-in head's ``late_residual``."""
+
+
+class Mixed(Gated):
+    Options = MixedOptions
+
+
+def test_a_plugin_methods_own_keys_named_like_the_recipes_reach_its_runs() -> None:
+    """The recipes' fusion_options (joint, late_residual) are the built-in fused head's keys
+    (HeadOptions): the study sets them in those methods' runs, where the file's values are not
+    used. A plugin method whose Options declare keys of those names as their own gets the file's
+    values in its runs, judged and built with them, and the study does not call them its own."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.build import build_model
+    from deepseek_enterprise.study_base import judged, over_base, unused_keys
+    from deepseek_enterprise.study_recipes import study_config
+
+    host = enterprise_host((registering("deepseek_register_fusions", {"acme.mixed": Mixed}), "acme-mixed"))
+    base = tomllib.loads(BASE)
+    base["model"] = {**base["model"], "fusion": "acme.mixed",
+                     "fusion_options": {"d_model": 16, "joint": 0.25, "late_residual": True}}
+    run = over_base(study_config("redundant", "acme.mixed", 0, 1, batch=16, lr=1e-3, device="cpu", runs_dir="r"),
+                    base, host)
+    assert run["model"]["fusion_options"] == {"d_model": 16, "joint": 0.25, "late_residual": True}
+    assert judged(base, {}, {}, host)["model"]["fusion_options"] == {"d_model": 16, "joint": 0.25,
+                                                                      "late_residual": True}
+    assert unused_keys(base, host) == ["model.fusion"]
+    built = build_model(config_from_dict(run, host=host), host=host, create_on=torch.device("meta"))
+    assert (built.fusion.options.joint, built.fusion.options.late_residual) == (0.25, True)
+    # the built-in head's keys in a file for concat: the study's recipe sets them, the file's are not used
+    base["model"] = {**base["model"], "fusion": "concat", "fusion_options": {"d_model": 16, "joint": False}}
+    run = over_base(study_config("redundant", "concat", 0, 1, batch=16, lr=1e-3, device="cpu", runs_dir="r"),
+                    base, host)
+    assert run["model"]["fusion_options"] == {"d_model": 16, "joint": True}
+    assert judged(base, {}, {}, host)["model"]["fusion_options"] == {"d_model": 16}
+    assert unused_keys(base, host) == ["model.fusion", "model.fusion_options.joint"]

@@ -243,7 +243,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
             mine = {m: sources[m] for m in model_of(name)[0] if m in sources}
             run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                          runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
-                                         eval_size=eval_size), base)
+                                         eval_size=eval_size), base, host)
             if base is None and not mine:
                 config_from_dict(run, host=host)
             else:  # built on meta, here: the file's nested tables (encoders), and the unimodal runs it starts
@@ -251,10 +251,10 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 # an ensemble as it is built to be evaluated
                 check_run(as_built(run, name, recipe, task), host,
                           f"{base_file or '--unimodal-runs'} (as the study's {task}-{name}-s{seed} run)", build=True)
-    if base is not None and unused_keys(base):  # said once the study is sure to start
+    if base is not None and unused_keys(base, host):  # said once the study is sure to start
         import click
 
-        click.echo(f"note: {shown(base_file)}: the study sets {', '.join(unused_keys(base))} itself in every run; the "
+        click.echo(f"note: {shown(base_file)}: the study sets {', '.join(unused_keys(base, host))} itself in every run; the "
                    "file's values of those are not used", err=True)
     done = start_folder(out, settings)  # a stopped study continues: the models with results are kept
     rows = list(done.values())
@@ -270,7 +270,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     continue
                 run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                              runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
-                                             eval_size=eval_size), base)
+                                             eval_size=eval_size), base, host)
                 config = config_from_dict(as_built(run, name, recipe, task), host=host)
                 start = time.perf_counter()
                 part = {} if config.data.options.train_sources == "all" else {

@@ -6,7 +6,8 @@ and the field path), judging only the values the study uses (:func:`judged`). Ev
 set over them (:data:`STUDY_KEYS`: the model's modalities and fusion, the recipe's keys, the
 task, the seed, the strategy, checkpoints and logging); the file's values of those keys are not
 used, and said once. ``model.fusion_options`` of the file go to the runs of the file's own
-fusion method only (another method takes other keys). Where the file sets them,
+fusion method only (another method takes other keys), without the recipes' keys where the study
+sets those itself (:func:`study_fusion_keys`). Where the file sets them,
 ``train.max_steps``, ``data.batch_size``, ``train.lr``, ``strategy.device`` and
 ``data.eval_size`` are the study's ``--steps``, ``--batch``, ``--lr``, ``--device`` and
 ``--eval-size`` when those options are not given, and ``train.warmup_steps``, ``train.min_lr``,
@@ -18,7 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepseek.errors import ConfigError
+from deepseek.errors import ConfigError, PluginError
+from deepseek_enterprise.study_recipes import RECIPES
 
 MODEL, DATASET = "multimodal.classifier", "multimodal.digits"
 STUDY_KEYS: dict[str, tuple[str, ...]] = {
@@ -31,8 +33,9 @@ STUDY_KEYS: dict[str, tuple[str, ...]] = {
     "logging": ("progress", "plot", "runs_dir", "name"),
 }
 """The keys the study sets in every run (by section); a file's values of these are not used."""
-RECIPE_FUSION_KEYS = ("joint", "late_residual")
-"""``model.fusion_options`` keys the study's recipes set."""
+RECIPE_FUSION_KEYS = tuple(dict.fromkeys(k for keys in RECIPES.values() for k in keys.get("fusion_options", {})))
+"""``model.fusion_options`` keys the study's recipes set (``joint``, ``late_residual``): the keys of
+the built-in methods' fused head (``fusion.HeadOptions``)."""
 FILE_FIRST: dict[str, tuple[str, ...]] = {"train": ("warmup_steps", "min_lr", "eval_interval"),
                                          "data": ("eval_batches",)}
 """Keys the study derives from its steps and learning rate unless the file sets them."""
@@ -58,18 +61,20 @@ def read_base(path: Path, host: Any, options: dict[str, Any] | None = None,
         if given != name:
             raise ConfigError(f"{path}: {section}.name = {given!r}: the study trains {MODEL} models on "
                               f"{DATASET}; name those, or leave {section}.name out")
-    check_run(judged(tables, options or {}, defaults or {}), host, str(path), build=True)
+    check_run(judged(tables, options or {}, defaults or {}, host), host, str(path), build=True)
     return tables
 
 
-def judged(tables: dict[str, Any], given: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+def judged(tables: dict[str, Any], given: dict[str, Any], defaults: dict[str, Any] | None = None,
+           host: Any = None) -> dict[str, Any]:
     """The config the file's check judges: ``tables`` with the study's model and dataset named,
     each key of :data:`OPTION_KEYS` at the value the study uses (:func:`option_values`): the
     option's where ``given`` (``--steps 100`` over ``train.max_steps = -1``), else the file's, else
     the study's default in ``defaults`` (``--batch``'s 64, not ``data.batch_size``'s 16, against
     the file's ``train.grad_accum = 32``); and the keys the study sets in every run
-    (:data:`STUDY_KEYS`, the recipes' ``model.fusion_options``) left out; ``model.fusion`` stays,
-    as it says which method the file's ``fusion_options`` are for."""
+    (:data:`STUDY_KEYS`, the recipes' ``model.fusion_options`` where the study sets them:
+    :func:`study_fusion_keys`) left out; ``model.fusion`` stays, as it says which method the file's
+    ``fusion_options`` are for."""
     out = with_names(tables)
     values = option_values({s: t for s, t in out.items() if isinstance(t, dict)},  # another value: its check names it
                            {o: given.get(o) for o in OPTION_KEYS}, {o: (defaults or {}).get(o) for o in OPTION_KEYS})
@@ -81,7 +86,8 @@ def judged(tables: dict[str, Any], given: dict[str, Any], defaults: dict[str, An
             out[section] = {k: v for k, v in out[section].items() if k not in keys or (section, k) == ("model", "fusion")}
     model = out.get("model")
     if isinstance(model, dict) and isinstance(model.get("fusion_options"), dict):
-        model["fusion_options"] = {k: v for k, v in model["fusion_options"].items() if k not in RECIPE_FUSION_KEYS}
+        study_sets = study_fusion_keys(model.get("fusion", DEFAULT_FUSION), host)
+        model["fusion_options"] = {k: v for k, v in model["fusion_options"].items() if k not in study_sets}
     return out
 
 
@@ -118,17 +124,47 @@ def option_names(base: dict[str, Any] | None, path: Path | None, given: dict[str
     return out
 
 
-def unused_keys(base: dict[str, Any]) -> list[str]:
+def unused_keys(base: dict[str, Any], host: Any = None) -> list[str]:
     """The file's keys the study sets itself (the names of the model and dataset it trains aside)."""
     found = [f"{section}.{key}" for section, keys in STUDY_KEYS.items() for key in keys
              if key in base.get(section, {})]
     fusion_options = base.get("model", {}).get("fusion_options", {})
-    return found + [f"model.fusion_options.{k}" for k in RECIPE_FUSION_KEYS if k in fusion_options]
+    study_sets = study_fusion_keys(base.get("model", {}).get("fusion", DEFAULT_FUSION), host)
+    return found + [f"model.fusion_options.{k}" for k in study_sets if k in fusion_options]
 
 
-def over_base(run: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+DEFAULT_FUSION = "cross_attention"
+"""``model.fusion`` where a file gives none (``MultimodalOptions.fusion``'s default)."""
+
+
+def study_fusion_keys(fusion: Any, host: Any = None) -> tuple[str, ...]:
+    """The ``model.fusion_options`` keys the study sets itself in the runs of the fusion method named
+    ``fusion`` (the file's values of those are not used): the recipes' (:data:`RECIPE_FUSION_KEYS`)
+    except a key the method's ``Options`` declare as their own, not as the built-in fused head
+    (``Options`` that do not extend ``fusion.HeadOptions``): a plugin's own ``joint`` is its key,
+    which the file gives its runs as it gives the rest. A name that resolves to no loadable method: all of
+    them (the run's config check refuses the name)."""
+    import dataclasses
+
+    from deepseek.config.components import resolve_at
+    from deepseek.plugins.host import get_host
+    from deepseek_enterprise.fusion import HeadOptions
+
+    try:
+        options = getattr(resolve_at(host or get_host(), "fusion", fusion, "model.fusion").load(), "Options", None)
+    except (ConfigError, PluginError):
+        return RECIPE_FUSION_KEYS
+    if not isinstance(options, type) or not dataclasses.is_dataclass(options) or issubclass(options, HeadOptions):
+        return RECIPE_FUSION_KEYS  # the fused head's keys, or none of the method's own
+    own = {f.name for f in dataclasses.fields(options)}
+    return tuple(k for k in RECIPE_FUSION_KEYS if k not in own)
+
+
+def over_base(run: dict[str, Any], base: dict[str, Any] | None, host: Any = None) -> dict[str, Any]:
     """The config of one run of the study (``run``, :func:`~deepseek_enterprise.study_recipes.study_config`)
-    over the file's tables ``base`` (the module docstring says which wins where)."""
+    over the file's tables ``base`` (the module docstring says which wins where; ``host``: the
+    study's, whose fusion methods' ``Options`` say which ``fusion_options`` keys are the study's,
+    :func:`study_fusion_keys`)."""
     if base is None:
         return run
     merged = with_names(base)
@@ -137,9 +173,10 @@ def over_base(run: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any
         merged[section] = {**{k: v for k, v in merged.get(section, {}).items() if k not in STUDY_KEYS.get(section, ())},
                            **mine}
     file_model = base.get("model", {})
-    own = file_model.get("fusion_options", {}) if file_model.get("fusion", "cross_attention") == run["model"]["fusion"] \
+    own = file_model.get("fusion_options", {}) if file_model.get("fusion", DEFAULT_FUSION) == run["model"]["fusion"] \
         else {}
-    options = {**{k: v for k, v in own.items() if k not in RECIPE_FUSION_KEYS}, **run["model"].get("fusion_options", {})}
+    study_sets = study_fusion_keys(run["model"]["fusion"], host) if own else ()
+    options = {**{k: v for k, v in own.items() if k not in study_sets}, **run["model"].get("fusion_options", {})}
     merged["model"].pop("fusion_options", None)
     if options:
         merged["model"]["fusion_options"] = options
