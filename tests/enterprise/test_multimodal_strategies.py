@@ -23,7 +23,7 @@ RTOL = 1e-5
 def config(strategy: str, **options: Any) -> dict[str, Any]:
     return {
         "model": {"name": "multimodal.classifier", "fusion": "cross_attention", "aux_loss_weight": 0.5,
-                  "vision": {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2]},
+                  "vision": {"embed_dim": 16, "depths": [2, 1], "num_heads": [2, 2]},  # block 2: a shifted window
                   "audio": {"d_model": 32, "n_layers": 1},
                   "text": {"d_model": 32, "n_heads": 2, "n_layers": 1, "max_seq_len": 24}},
         "data": {"name": "multimodal.digits", "batch_size": 8, "eval_batches": 2, "eval_size": 16},
