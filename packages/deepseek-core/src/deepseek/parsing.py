@@ -7,6 +7,10 @@ below that limit would exhaust the stack of the first recursive walk over it. No
 framework writes or reads (configs, ``trainer.json``, ``metrics.jsonl``, ``config.json``) comes
 near the limit.
 
+An integer literal of more digits than Python converts (``sys.get_int_max_str_digits()``, 4,300 by
+default) is a parse error too (:data:`TOO_LONG`): both parsers raise a bare ``ValueError`` for it,
+which callers' handling of malformed text (``JSONDecodeError``, ``TOMLDecodeError``) missed.
+
 Such a file is read whole through :func:`read_text`: a regular file of at most
 :data:`MAX_FILE_BYTES` (a run folder's file replaced by a 2 GiB one, a FIFO or a link to
 ``/dev/zero`` would otherwise fill memory or block the command). A log is read from its end
@@ -19,6 +23,7 @@ import errno
 import json
 import os
 import stat
+import sys
 from typing import Any, BinaryIO
 
 import tomllib
@@ -28,6 +33,9 @@ MAX_DEPTH = 64
 
 TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels of arrays and tables"
 """The message of the parse error for a document nested too deeply."""
+
+TOO_LONG = f"holds an integer of more than {sys.get_int_max_str_digits():,} digits"
+"""The message of the parse error for an integer literal longer than Python converts."""
 
 MAX_FILE_BYTES = 16 << 20
 """The largest JSON or TOML file read back whole (configs, ``trainer.json``, ``commit.json``,
@@ -111,35 +119,48 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-class _TooDeep(json.JSONDecodeError):
-    """A JSON document nested too deeply: its text is :data:`TOO_DEEP` alone (the position
-    ``JSONDecodeError`` adds, ``line 1 column 1 (char 0)``, is no place of the fault)."""
+class _Unparsed(json.JSONDecodeError):
+    """A JSON document nested too deeply or holding too long an integer: its text is
+    :data:`TOO_DEEP` or :data:`TOO_LONG` alone (the position ``JSONDecodeError`` adds,
+    ``line 1 column 1 (char 0)``, is no place of the fault)."""
 
     def __str__(self) -> str:
         return self.msg
 
 
 def loads_json(text: str | bytes) -> Any:
-    """``json.loads``; a document nested too deeply raises ``json.JSONDecodeError`` (a ``ValueError``)
-    as malformed JSON does, its text :data:`TOO_DEEP`."""
+    """``json.loads``; a document nested too deeply or holding too long an integer raises
+    ``json.JSONDecodeError`` (a ``ValueError``) as malformed JSON does, its text :data:`TOO_DEEP`
+    or :data:`TOO_LONG`."""
+    problem = TOO_DEEP
     try:
         value = json.loads(text)
     except RecursionError:
         value = None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int() of the literal: past sys.get_int_max_str_digits()
+        problem, value = TOO_LONG, None
     else:
         if not too_deep(value):
             return value
-    raise _TooDeep(TOO_DEEP, text if isinstance(text, str) else "", 0)
+    raise _Unparsed(problem, text if isinstance(text, str) else "", 0)
 
 
 def loads_toml(text: str) -> dict[str, Any]:
-    """``tomllib.loads``; a document nested too deeply raises ``tomllib.TOMLDecodeError`` (a
-    ``ValueError``) as malformed TOML does."""
+    """``tomllib.loads``; a document nested too deeply or holding too long an integer raises
+    ``tomllib.TOMLDecodeError`` (a ``ValueError``) as malformed TOML does, its text
+    :data:`TOO_DEEP` or :data:`TOO_LONG`."""
+    problem = TOO_DEEP
     try:
         value = tomllib.loads(text)
     except RecursionError:
         value = None
+    except tomllib.TOMLDecodeError:
+        raise
+    except ValueError:  # int() of the literal: past sys.get_int_max_str_digits()
+        problem, value = TOO_LONG, None
     else:
         if not too_deep(value, MAX_DEPTH + 1):  # the document's own table is a level
             return value
-    raise tomllib.TOMLDecodeError(TOO_DEEP)
+    raise tomllib.TOMLDecodeError(problem)

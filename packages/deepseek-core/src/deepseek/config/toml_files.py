@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepseek import durable
 from deepseek.errors import ConfigError
-from deepseek.parsing import TOO_DEEP, UnreadableFile, loads_json, loads_toml, read_text
+from deepseek.parsing import TOO_DEEP, TOO_LONG, UnreadableFile, loads_json, loads_toml, read_text
 from deepseek.paths import broken_link, usual_mode
 
 if TYPE_CHECKING:
@@ -86,6 +86,9 @@ def toml_from_text(text: str, path: Path) -> dict[str, Any]:
         if str(exc) == TOO_DEEP:
             raise ConfigError(f"{path}: not a config: its values are {TOO_DEEP} (a config's are a few); check the "
                               "path and the file") from None
+        if str(exc) == TOO_LONG:
+            raise ConfigError(f"{path}: not a config: it {TOO_LONG} (no setting takes one); check the path and "
+                              "the file, and give numbers a setting's range allows") from None
         raise ConfigError(f"{path}: not valid TOML: {exc}; {_json_instead(path, text) or 'fix the syntax at that position'}"
                           ) from exc
 
