@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,30 @@ def test_eval_refuses_bad_input(study: dict[str, Any], tmp_path: Path, args: lis
     run = str(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0")
     out = deepseek_here(monkeypatch, tmp_path, "multimodal", *[a.replace("RUN", run) for a in args])
     assert out == (2, message.replace("RUN", run), "")
+
+
+def test_eval_refuses_inputs_the_saved_encoders_do_not_take_as_core_eval_does(
+        study: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saved [model.vision] img_size the dataset's images do not have (the weights fit any size:
+    Swin's tables depend on the window): 'deepseek eval' and training refuse it in one line naming
+    the key (the model's check_data); 'multimodal eval' of multimodal.digits skipped that check
+    and ended in the encoder's AssertionError from forward, exit 1, blamed on the plugin."""
+    run = tmp_path / "run"
+    shutil.copytree(study["dir"] / "res" / "runs" / "redundant-vision-s0", run)
+    step = run / "checkpoints" / "step-2"
+    state = json.loads((step / "trainer.json").read_text())
+    state["config"]["model"]["vision"]["img_size"] = 16
+    (step / "trainer.json").write_text(json.dumps(state))
+    commit = json.loads((step / "commit.json").read_text())  # edited, not damaged
+    commit["files"]["trainer.json"] = (step / "trainer.json").stat().st_size
+    commit["crc32"]["trainer.json"] = f"{zlib.crc32((step / 'trainer.json').read_bytes()):08x}"
+    (step / "commit.json").write_text(json.dumps(commit))
+    line = ("error: model.vision: encoder vision.swin: images must be (batch, 1, 16, 16), got shape (16, 1, 8, 8) "
+            "(dataset MultimodalDigits); set model.vision.img_size = 8")
+    assert deepseek_here(monkeypatch, tmp_path, "eval", "--checkpoint", "run", "--device", "cpu") == (2, line, "")
+    assert deepseek_here(monkeypatch, tmp_path, "multimodal", "eval", "--checkpoint", "run", "--device", "cpu",
+                         "--confusion", "c.png") == (2, line, "")
+    assert not (tmp_path / "c.png").exists()
 
 
 @pytest.mark.parametrize(("name", "argv"), [

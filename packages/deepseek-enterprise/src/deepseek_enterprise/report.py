@@ -54,6 +54,7 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
     gives its whole ``val`` or ``test`` split; any other dataset (a plugin's, batches of the
     layout of docs/multimodal.md section 1) its validation batches (:func:`plugin_batches`)."""
 
+    from deepseek.models.checks import check_model_data
     from deepseek.training.build import build_dataset
     from deepseek.training.inference import load_trained
     from deepseek.training.weights_source import check_data_tokenizer, read_source
@@ -87,20 +88,24 @@ def split_report(checkpoint: str, *, split: str, missing: tuple[str, ...], devic
         options = dataclasses.replace(dataset.options, missing=tuple(missing))
         batches = MultimodalDigits(options, batch_size=dataset.batch_size, seed=dataset.seed).split_batches(split)
     else:
-        batches = plugin_batches(model, dataset, config, split, missing)
+        batches = plugin_batches(dataset, config, split)
+    # The model's own check of the data, as training and 'deepseek eval' make it: inputs its
+    # encoders do not take (a [model.vision] img_size the images do not have) are the one line
+    # naming the key, not the encoder's error in forward.
+    check_model_data(model, batches[0], dataset, model_name=config.model.name)
+    if not isinstance(dataset, MultimodalDigits):
+        batches = [hidden(batch, missing) for batch in batches]
     return {"checkpoint": checkpoint, "step": state.get("step"), "logit_weights": dict(model.options.logit_weights),
             **evaluate_split(model, batches, split, missing)}
 
 
-def plugin_batches(model: Any, dataset: Any, config: Any, split: str, missing: tuple[str, ...]) -> list[Any]:
+def plugin_batches(dataset: Any, config: Any, split: str) -> list[Any]:
     """The validation batches of a dataset other than ``multimodal.digits`` (``data.eval_batches``
-    of them, as ``deepseek eval`` reads them), checked as training checks them (the model's
-    ``check_data``: the batch layout of docs/multimodal.md section 1), with the ``missing``
-    modalities marked absent in ``present`` (the model then predicts those rows from the others,
-    as for a sample that lacks them). The core dataset contract has no test split: ``--split
-    test`` is one line."""
+    of them, as ``deepseek eval`` reads them); :func:`split_report` checks them as training checks
+    them (the model's ``check_data``: the batch layout of docs/multimodal.md section 1) and then
+    marks the ``--missing`` modalities absent (:func:`hidden`). The core dataset contract has no
+    test split: ``--split test`` is one line."""
     from deepseek.data.dataset import checked_validation_batches
-    from deepseek.models.checks import check_model_data
     from deepseek.training.evaluation import eval_batch_count
 
     if split != "val":
@@ -109,13 +114,14 @@ def plugin_batches(model: Any, dataset: Any, config: Any, split: str, missing: t
     batches = checked_validation_batches(dataset, eval_batch_count(config))
     if not batches:
         raise UsageError(f"--checkpoint: dataset {config.data.name!r} gave no validation batches to evaluate")
-    check_model_data(model, batches[0], dataset, model_name=config.model.name)
-    hidden = []
-    for batch in batches:
-        present = {**batch["present"], **{m: batch["present"][m].new_zeros(batch["present"][m].shape)
-                                          for m in missing}}
-        hidden.append({**batch, "present": present})
-    return hidden
+    return batches
+
+
+def hidden(batch: Any, missing: tuple[str, ...]) -> Any:
+    """``batch`` with the ``missing`` modalities marked absent in ``present`` (the model then
+    predicts those rows from the others, as for a sample that lacks them)."""
+    present = {**batch["present"], **{m: batch["present"][m].new_zeros(batch["present"][m].shape) for m in missing}}
+    return {**batch, "present": present}
 
 
 def evaluate_split(model: Any, batches: list[Any], split: str, missing: tuple[str, ...] = ()) -> dict[str, Any]:
