@@ -79,6 +79,22 @@ def test_a_bad_address_or_grace_is_one_line_before_anything_is_made(tmp_path: Pa
     assert not root.exists() and not result[1]
 
 
+def test_an_empty_root_is_refused_as_every_empty_path_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--root ''`` was read as the current folder: the server took it (server.lock, service.db,
+    the tenants' workspaces beside whatever the folder held), where every other path option refuses
+    an empty path (deepseek.cli.params.PATH). The port is in use, so a root taken fails on it."""
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        result = server_cmd("--root", "", "--port", str(other.getsockname()[1]))
+    assert result == (2, "", "error: Invalid value for '--root': '' is an empty path; give a file or folder path ('.' for "
+                             "the current folder) (see 'deepseek server --help')\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_port_in_use_is_one_line_before_anything_is_made(tmp_path: Path) -> None:
     import socket
 

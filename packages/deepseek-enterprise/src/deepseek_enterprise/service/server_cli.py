@@ -20,6 +20,7 @@ import click
 
 from deepseek.cli.params import FiniteFloat
 from deepseek.errors import UsageError
+from deepseek_enterprise.cli_params import PATH_ARG
 
 if TYPE_CHECKING:
     from deepseek_enterprise.service.store import Store
@@ -126,7 +127,7 @@ def pick_executor(name: str) -> tuple[type, str]:
 @click.command("server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8600, show_default=True)
-@click.option("--root", type=click.Path(path_type=Path), default=Path("deepseek-service"), show_default=True,
+@click.option("--root", type=PATH_ARG, default="deepseek-service", show_default=True,
               help="Folder of the tenants' workspaces (and of the default database).")
 @click.option("--db", "db_url", envvar="DEEPSEEK_DB_URL", metavar="URL",
               help="SQLAlchemy URL (default sqlite:///ROOT/service.db; env DEEPSEEK_DB_URL keeps a password "
