@@ -87,6 +87,8 @@ def _bootstrap_at_once(d: list[float], resamples: int, seed: int) -> tuple[float
 @pytest.mark.parametrize(("args", "message"), [
     (["good", "missing"], "missing: no such checkpoint or run folder"),
     (["good", "poor", "--data", "nope.toml"], "nope.toml: config file not found"),
+    # the API's words for it, naming no option: "config path: expected a path (...), got an empty path"
+    (["good", "poor", "--data", ""], "Invalid value for '--data': '' is an empty path"),
     (["good", "poor", "--resamples", "5"], "Invalid value for '--resamples'"),
     # (resamples x examples) indices at once: an out-of-memory line that named --batch and --seq
     (["good", "poor", "--resamples", "100000000000"], "100000000000 is not in the range 100<=x<=1000000"),

@@ -282,7 +282,7 @@ def print_report(report: dict[str, Any]) -> None:
 @click.command("compare")
 @click.argument("run_a", type=PATH, metavar="RUN_A")
 @click.argument("run_b", type=PATH, metavar="RUN_B")
-@click.option("--data", metavar="CONFIG.toml", help="Compare on this config's [data] validation split "
+@click.option("--data", type=PATH, metavar="CONFIG.toml", help="Compare on this config's [data] validation split "
               "(default: RUN_A's).")
 @click.option("--batches", type=count(), help="Validation batches (default: the data's eval_batches; 8 where that is 0).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
