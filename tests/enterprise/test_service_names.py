@@ -47,3 +47,12 @@ def test_a_server_url_without_a_usable_host_or_port_is_refused_before_any_reques
     code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "list", "--tenant", "acme")
     assert (code, out) == (2, ""), err
     assert err.strip() == f"error: --server {url!r}: use http://HOST:PORT or https://HOST:PORT"
+
+
+def test_an_empty_server_option_is_refused_not_read_as_not_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--server ''`` (a script's unset variable) went to DEEPSEEK_SERVER or the default server,
+    another server than the one meant: a job submitted there, a cancel sent there."""
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # nothing listens: any request would fail
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "list", "--tenant", "acme", "--server", "")
+    assert (code, out, err) == (2, "", "error: --server '': use http://HOST:PORT or https://HOST:PORT")

@@ -36,7 +36,8 @@ class Client:
     """Requests to one server with one token."""
 
     def __init__(self, server: str | None, token: str | None = None, timeout: float = 30.0) -> None:
-        self.server = (server or os.environ.get("DEEPSEEK_SERVER") or DEFAULT_SERVER).rstrip("/")
+        # --server '' is refused below, not read as "not given" (another server, the default's)
+        self.server = (server if server is not None else os.environ.get("DEEPSEEK_SERVER") or DEFAULT_SERVER).rstrip("/")
         if not self.server.startswith(("http://", "https://")) or not _url_works(self.server):
             raise UsageError(f"--server {self.server!r}: use http://HOST:PORT or https://HOST:PORT")
         self.token = token if token is not None else os.environ.get("DEEPSEEK_TOKEN", "")
