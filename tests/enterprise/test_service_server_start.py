@@ -79,6 +79,21 @@ def test_a_bad_address_or_grace_is_one_line_before_anything_is_made(tmp_path: Pa
     assert not root.exists() and not result[1]
 
 
+def test_a_refused_database_leaves_no_new_root_behind(tmp_path: Path) -> None:
+    """A --db the server refuses (no database) came after the new --root (and its missing parents)
+    was made: an empty folder with server.lock was left, though nothing was served."""
+    db = tmp_path / "not.db"
+    db.write_bytes(b"this is not a database\n" * 40)
+    root = tmp_path / "new" / "root"
+    result = server_cmd("--root", str(root), "--port", str(free_port()), "--db", f"sqlite:///{db}")
+    one_line_error(result, f"the service database {db} is not an SQLite database")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not.db"]
+    (tmp_path / "new").mkdir()  # a parent that was there stays
+    one_line_error(server_cmd("--root", str(root), "--port", str(free_port()), "--db", f"sqlite:///{db}"),
+                   "is not an SQLite database")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "not.db"] and list((tmp_path / "new").iterdir()) == []
+
+
 def test_an_empty_root_is_refused_as_every_empty_path_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--root ''`` was read as the current folder: the server took it (server.lock, service.db,
     the tenants' workspaces beside whatever the folder held), where every other path option refuses

@@ -156,6 +156,7 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     """Run the multi-tenant job server (HTTP API, scheduler, local executor); docs/service.md."""
     import re
 
+    from deepseek.paths import check_output, folders_made
     from deepseek_enterprise.service import cgroups
     from deepseek_enterprise.service.executor import LocalExecutor
 
@@ -177,13 +178,21 @@ def server(host: str, port: int, root: Path, db_url: str | None, slots: int, dev
     held = hold_root(root) if root.is_dir() else None
     try:
         sock = listen_socket(host, port)  # before a new root is made
+        made = check_output(root, where="--root", folder=True) if held is None else []
         try:
-            if held is None:
-                root.mkdir(mode=0o700, parents=True, exist_ok=True)
-                held = hold_root(root)
-            _serve(root, db_url, admin_name, _Serving(executor, executor_name, limits, slots, gpus, requeue_lost, origin,
-                                                         study_check),
-                   host, port, sock)
+            # a new root (and its missing parents) is removed again when the database is refused
+            with folders_made(made, where="--root"):
+                if held is None:
+                    root.chmod(0o700)  # before anything is written in it
+                    held = hold_root(root)
+                try:
+                    _serve(root, db_url, admin_name, _Serving(executor, executor_name, limits, slots, gpus,
+                                                              requeue_lost, origin, study_check),
+                           host, port, sock)
+                except UsageError:
+                    if made:
+                        (root / "server.lock").unlink(missing_ok=True)
+                    raise
         finally:
             sock.close()
     finally:
