@@ -368,9 +368,9 @@ class PipelineStrategy(DistributedStrategy):
             ckpt.save_model_state(pstate.part_path(directory, self.pp_rank, ckpt.MODEL_FILE), model_sd)
             ckpt.save_optimizer_state(pstate.part_path(directory, self.pp_rank, ckpt.OPTIMIZER_FILE), optim_sd)
         self.barrier()
-        if self.is_global_zero:
-            pstate.merge_parts(directory, self.pp_size)
+        if self.is_global_zero:  # trainer.json first: it names the optimizer the parts' groups are held to
             ckpt.write_trainer_state(directory, trainer_state)
+            pstate.merge_parts(directory, self.pp_size, self.host)
         self.barrier()
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:

@@ -88,8 +88,10 @@ def stage_state(
     return model_sd, {"state": state, "param_groups": groups}
 
 
-def merge_parts(directory: Path, n_parts: int) -> None:
-    """Merge the stages' part files into the canonical files and delete the parts (rank 0)."""
+def merge_parts(directory: Path, n_parts: int, host: Any = None) -> None:
+    """Merge the stages' part files into the canonical files and delete the parts (rank 0).
+    ``host``: the run's plugin host, where the optimizer named by ``directory``'s ``trainer.json``
+    (written before the merge) is looked up to check the parts' saved groups."""
     model: dict[str, torch.Tensor] = {}
     optim: dict[str, Any] = {"state": {}, "param_groups": []}
     paths = []
@@ -97,7 +99,7 @@ def merge_parts(directory: Path, n_parts: int) -> None:
         mpath, opath = part_path(directory, i, ckpt.MODEL_FILE), part_path(directory, i, ckpt.OPTIMIZER_FILE)
         paths += [mpath, opath]
         model.update(ckpt.load_model_state(mpath))
-        part = ckpt.load_optimizer_state(opath)
+        part = ckpt.load_optimizer_state(opath, host=host)
         optim["state"].update(part["state"])
         for g, group in enumerate(part["param_groups"]):
             if g == len(optim["param_groups"]):
