@@ -157,13 +157,14 @@ def save_model_state(
     return target
 
 
-def load_model_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def load_model_state(path: str | os.PathLike[str], host: Any = None) -> dict[str, torch.Tensor]:
     """Read a model state dict (CPU tensors) written by :func:`save_model_state`, or the weights
-    of a checkpoint folder of either layout (:mod:`deepseek.training.checkpoint_sharded`)."""
+    of a checkpoint folder of either layout (:mod:`deepseek.training.checkpoint_sharded`; a sharded
+    one's ``sharded.json`` groups checked on ``host``, the run's or command's; default: the process's)."""
     p = Path(path)
     if p.is_dir():
         if layout_of(p) == "sharded":
-            return read_sharded_model(p)
+            return read_sharded_model(p, host=host)
         p = p / MODEL_FILE
     tensors, _ = _load_tensors(p, "model weights")
     return tensors
@@ -202,12 +203,12 @@ def check_model_fit(
             )
 
 
-def load_into_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
+def load_into_model(model: nn.Module, path: str | os.PathLike[str], host: Any = None) -> None:
     """Load ``path`` (a weights file, or a checkpoint, ``checkpoints`` or run folder: the newest
     complete checkpoint, see :func:`resolve_checkpoint`) into ``model`` strictly; a mismatch names
-    the keys and the fix."""
+    the keys and the fix. ``host``: the command's plugin host (:func:`load_model_state`)."""
     p = Path(path)
-    state = load_model_state(p if p.is_file() else resolve_checkpoint(p))
+    state = load_model_state(p if p.is_file() else resolve_checkpoint(p), host)
     check_fits_module(state, model, path, fix="give the model the run trained (the same class and sizes)")
     model.load_state_dict(state, strict=True)
 

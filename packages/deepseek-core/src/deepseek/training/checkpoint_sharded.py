@@ -344,12 +344,13 @@ def _shard_lists(value: Any) -> dict[str, list[str]]:
     return {key: list(names) for key, names in value.items()}
 
 
-def read_sharded_model(directory: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+def read_sharded_model(directory: str | os.PathLike[str], meta: dict[str, Any] | None = None,
+                       host: Any = None) -> dict[str, torch.Tensor]:
     """The full model state dict (CPU tensors, tied names included) of a sharded checkpoint;
     ``meta``: its ``sharded.json`` as :func:`read_sharded_meta` returned it to the caller (default:
-    read here, its groups checked on the process's host)."""
+    read here, its groups checked on ``host``, the run's or command's; default: the process's)."""
     d = Path(directory)
-    meta = read_sharded_meta(d) if meta is None else meta
+    meta = read_sharded_meta(d, host) if meta is None else meta
     _check_listed(d / MODEL_DIR, meta["files"].get(MODEL_DIR))
     model = read_sharded_tensors(d / MODEL_DIR)
     check_aliases(meta["aliases"], model, d)

@@ -66,7 +66,7 @@ def load_model(path: str | Path, *, model: nn.Module | None = None, device: str 
     if not isinstance(model, nn.Module):
         raise UsageError(f"load_model(model=): expected the torch.nn.Module to load the weights into, got "
                          f"{type(model).__name__} (pass an instance: model=Net())")
-    ckpt.load_into_model(model, read_source(path).origin.path)
+    ckpt.load_into_model(model, read_source(path).origin.path, host)
     return model.to(device).eval()
 
 
@@ -97,7 +97,7 @@ def load_trained(
         model = build_model(config, host=host)
     except ConfigError as exc:
         raise unreadable_config(exc, source.config_where, source.state) from exc
-    ckpt.load_into_model(model, source.origin.path)  # a folder: either layout, full or sharded
+    ckpt.load_into_model(model, source.origin.path, host)  # a folder: either layout, full or sharded
     model.to(device).eval()
     return model, config, source.state
 

@@ -75,7 +75,7 @@ class SingleDeviceStrategy(Strategy):
         assert self.model is not None and self.optimizer is not None
         directory = Path(directory)
         state = ckpt.read_trainer_state(directory)
-        weights = ckpt.load_model_state(directory)
+        weights = ckpt.load_model_state(directory, self.host)
         ckpt.check_fits_module(weights, self.model, directory)
         self.model.load_state_dict(weights, strict=True)
         ckpt.load_optimizer_state(directory, self.optimizer, self._param_names, self.host)
