@@ -18,7 +18,7 @@ from _hosts import enterprise_host, registering
 from _inprocess import deepseek_here
 
 from deepseek.plugins.host import PluginHost
-from deepseek_enterprise.fusion import Fusion, FusionBaseOptions, FusionOutput
+from deepseek_enterprise.fusion import ConcatFusion, Fusion, FusionBaseOptions, FusionOutput
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -168,3 +168,26 @@ def test_a_plugin_methods_own_keys_named_like_the_recipes_reach_its_runs() -> No
     assert run["model"]["fusion_options"] == {"d_model": 16, "joint": True}
     assert judged(base, {}, {}, host)["model"]["fusion_options"] == {"d_model": 16}
     assert unused_keys(base, host) == ["model.fusion", "model.fusion_options.joint"]
+
+
+class WideConcat(ConcatFusion):
+    """A plugin's concat of its own: the built-in fused head's Options, so the recipes' keys."""
+
+
+def test_a_plugin_method_on_the_fused_head_gets_the_recipes_fusion_options() -> None:
+    """Which methods the recipes give fusion_options is said by the method's Options (HeadOptions),
+    on the study's host, as for which file values the study replaces: a plugin's method built on
+    the fused head trains with the recipe's joint head; one with Options of its own does not."""
+    from deepseek_enterprise.study_base import study_fusion_keys
+    from deepseek_enterprise.study_recipes import recipe_keys, study_config
+
+    host = enterprise_host((registering("deepseek_register_fusions", {"acme.wide": WideConcat, "acme.mixed": Mixed}),
+                            "acme-wide"))
+    keys = recipe_keys("acme.wide", "stacked-residual", "redundant", {}, host)
+    assert keys["fusion_options"] == {"joint": True, "late_residual": True}
+    assert study_fusion_keys("acme.wide", host) == ("joint", "late_residual")
+    run = study_config("redundant", "acme.wide", 0, 1, batch=16, lr=1e-3, device="cpu", runs_dir="r", host=host)
+    assert run["model"]["fusion_options"] == {"joint": True}
+    assert "fusion_options" not in recipe_keys("acme.mixed", "joint", "redundant", host=host)
+    assert "fusion_options" not in recipe_keys("late", "joint", "redundant", host=host)
+    assert recipe_keys("concat", "joint", "redundant", host=host)["fusion_options"] == {"joint": True}

@@ -243,7 +243,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
             mine = {m: sources[m] for m in model_of(name)[0] if m in sources}
             run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                          runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
-                                         eval_size=eval_size), base, host)
+                                         eval_size=eval_size, host=host), base, host)
             if base is None and not mine:
                 config_from_dict(run, host=host)
             else:  # built on meta, here: the file's nested tables (encoders), and the unimodal runs it starts
@@ -270,7 +270,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                     continue
                 run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
                                              runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
-                                             eval_size=eval_size), base, host)
+                                             eval_size=eval_size, host=host), base, host)
                 config = config_from_dict(as_built(run, name, recipe, task), host=host)
                 start = time.perf_counter()
                 part = {} if config.data.options.train_sources == "all" else {
@@ -301,7 +301,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                 if len(model_of(name)[0]) == 1:
                     sources[model_of(name)[0][0]] = str(made)
                 row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
-                                       "recipe": recipe if recipe_keys(name, recipe, task) else None,
+                                       "recipe": recipe if recipe_keys(name, recipe, task, host=host) else None,
                                        "seconds": time.perf_counter() - start, "machine": machine_info(on),
                                        "test": split_metrics(module, data, on), **part}
                 if starts_from_unimodal(name, recipe, task):

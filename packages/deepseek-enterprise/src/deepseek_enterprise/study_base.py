@@ -19,8 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepseek.errors import ConfigError, PluginError
-from deepseek_enterprise.study_recipes import RECIPES
+from deepseek.errors import ConfigError
+from deepseek_enterprise.study_recipes import (
+    RECIPES,
+    fusion_options_class,
+    takes_recipe_fusion_options,
+)
 
 MODEL, DATASET = "multimodal.classifier", "multimodal.digits"
 STUDY_KEYS: dict[str, tuple[str, ...]] = {
@@ -146,15 +150,8 @@ def study_fusion_keys(fusion: Any, host: Any = None) -> tuple[str, ...]:
     them (the run's config check refuses the name)."""
     import dataclasses
 
-    from deepseek.config.components import resolve_at
-    from deepseek.plugins.host import get_host
-    from deepseek_enterprise.fusion import HeadOptions
-
-    try:
-        options = getattr(resolve_at(host or get_host(), "fusion", fusion, "model.fusion").load(), "Options", None)
-    except (ConfigError, PluginError):
-        return RECIPE_FUSION_KEYS
-    if not isinstance(options, type) or not dataclasses.is_dataclass(options) or issubclass(options, HeadOptions):
+    options = fusion_options_class(fusion, host)
+    if takes_recipe_fusion_options(options) or not isinstance(options, type) or not dataclasses.is_dataclass(options):
         return RECIPE_FUSION_KEYS  # the fused head's keys, or none of the method's own
     own = {f.name for f in dataclasses.fields(options)}
     return tuple(k for k in RECIPE_FUSION_KEYS if k not in own)

@@ -20,9 +20,6 @@ CONFIGS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 UNIMODAL = tuple(c for c, (modalities, _) in CONFIGS.items() if len(modalities) == 1)
 """The unimodal models (their names are the modalities')."""
-JOINT_FUSIONS = ("concat", "cross_attention")
-"""The fusion methods that take the recipes' ``fusion_options`` (``joint``, ``late_residual``);
-``late`` and a plugin's fusion method get the recipe's other ``[model]`` keys only."""
 JOINT = {"aux_loss_weight": 0.5, "modality_dropout": 0.2, "fusion_options": {"joint": True}}
 RECIPES: dict[str, dict[str, Any]] = {
     "aux": {"aux_loss_weight": 0.5, "modality_dropout": 0.2},
@@ -58,8 +55,9 @@ before calibration too. ``balanced`` is ``joint`` with on-the-fly gradient modul
 confident on a batch gets a smaller gradient, :mod:`deepseek_enterprise.modulation`), against the
 modality competition of joint training; ``pretrained-balanced`` is ``pretrained`` with the same
 modulation. ``late`` takes ``aux``'s keys (and, with the recipes that start from the unimodal models, the
-pretrained ones); a plugin's fusion method every key but ``fusion_options`` (:data:`JOINT_FUSIONS`).
-Unimodal models take none."""
+pretrained ones); any other fusion method every key, ``fusion_options`` only where it builds the
+built-in fused head (:func:`takes_recipe_fusion_options`: ``concat``, ``cross_attention``, a
+plugin's whose ``Options`` extend ``fusion.HeadOptions``). Unimodal models take none."""
 DEFAULT_RECIPE = "joint"
 MODALITY_ORDER = ("vision", "audio", "text")
 NO_DROPOUT = {(recipe, "complementary") for recipe in RECIPES if recipe != "aux"}
@@ -126,15 +124,43 @@ def is_ensemble(config: str, recipe: str, task: str) -> bool:
             and bool(RECIPES[recipe].get("freeze_pretrained")))
 
 
-def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None) -> dict[str, Any]:
+def fusion_options_class(fusion: Any, host: Any = None) -> Any:
+    """The ``Options`` the fusion method named ``fusion`` declares, looked up on ``host`` (the
+    study's; default: the process's); ``None`` where the name resolves to no loadable method (the
+    run's config check refuses the name) or the method declares none."""
+    from deepseek.config.components import resolve_at
+    from deepseek.errors import ConfigError, PluginError
+    from deepseek.plugins.host import get_host
+
+    try:
+        return getattr(resolve_at(host or get_host(), "fusion", fusion, "model.fusion").load(), "Options", None)
+    except (ConfigError, PluginError):
+        return None
+
+
+def takes_recipe_fusion_options(options: Any) -> bool:
+    """Whether a fusion method whose ``Options`` are ``options`` (:func:`fusion_options_class`)
+    builds the built-in fused head, whose keys the recipes' ``fusion_options`` (``joint``,
+    ``late_residual``) are: ``Options`` that extend ``fusion.HeadOptions`` (``concat``,
+    ``cross_attention``, a plugin's built on them). The one rule for which runs the study gives
+    those keys (:func:`recipe_keys`) and whose file values of them it replaces
+    (:func:`~deepseek_enterprise.study_base.study_fusion_keys`)."""
+    from deepseek_enterprise.fusion import HeadOptions
+
+    return isinstance(options, type) and issubclass(options, HeadOptions)
+
+
+def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None,
+                host: Any = None) -> dict[str, Any]:
     """The ``[model]`` keys ``recipe`` gives model ``config`` on ``task`` (none for a unimodal
-    model); ``sources``: the unimodal run folders per modality, for a model that starts from them."""
+    model); ``sources``: the unimodal run folders per modality, for a model that starts from them;
+    ``host``: the study's, where the fusion method is looked up (:func:`takes_recipe_fusion_options`)."""
     modalities, fusion = model_of(config)
     if len(modalities) == 1:
         return {}
     keys = dict(RECIPES[recipe])
-    if fusion not in JOINT_FUSIONS:
-        keys.pop("fusion_options", None)
+    if "fusion_options" in keys and not takes_recipe_fusion_options(fusion_options_class(fusion, host)):
+        keys.pop("fusion_options")
     if fusion == "late":
         keys = {k: keys[k] for k in ("aux_loss_weight", "modality_dropout", "freeze_pretrained") if k in keys}
     elif (recipe, task) in NO_DROPOUT:
@@ -157,13 +183,13 @@ def recipe_label(config: str, recipe: str | None, sources: str = "all") -> str:
 
 def study_config(task: str, config: str, seed: int, steps: int, *, batch: int, lr: float, device: str,
                  runs_dir: str, recipe: str = DEFAULT_RECIPE, sources: dict[str, str] | None = None,
-                 eval_size: int | None = None) -> dict[str, Any]:
-    """The ``deepseek train`` config of one run of the study (``sources``: see :func:`recipe_keys`;
-    ``eval_size``: samples in the validation and test sets, ``data.eval_size``; ``None``: the
-    dataset's default)."""
+                 eval_size: int | None = None, host: Any = None) -> dict[str, Any]:
+    """The ``deepseek train`` config of one run of the study (``sources``, ``host``: see
+    :func:`recipe_keys`; ``eval_size``: samples in the validation and test sets, ``data.eval_size``;
+    ``None``: the dataset's default)."""
     modalities, fusion = model_of(config)
     model: dict[str, Any] = {"name": "multimodal.classifier", "modalities": list(modalities), "fusion": fusion,
-                             **recipe_keys(config, recipe, task, sources)}
+                             **recipe_keys(config, recipe, task, sources, host)}
     return {
         "model": model,
         "data": {"name": "multimodal.digits", "task": task, "batch_size": batch, "eval_batches": 16,
