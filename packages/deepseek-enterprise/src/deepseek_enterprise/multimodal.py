@@ -84,6 +84,11 @@ def _encoder_table(modality: str) -> Any:
     return lambda o: ("encoder", f"{modality}_encoder", None, f"{modality}.") if modality in o.modalities else None
 
 
+MIN_TEMPERATURE = 0.01
+"""The least ``temperature``: the InfoNCE logits are cosine similarities (in [-1, 1]) divided by
+it, and their gradients reach the embeddings multiplied by 1/temperature; CLIP caps that logit
+scale at 100 for stable training. Far below it (1e-30) the gradient norm overflows at the first
+step, which the trainer could only blame on the data or the forward pass."""
 MAX_LOGIT_WEIGHT = 1000.0
 """The largest ``logit_weights`` magnitude (fitted weights are near 1; past this the weighted
 logits overflow and every sample gets one class)."""
@@ -138,8 +143,10 @@ class MultimodalOptions:
     """Weight of the per-modality classifiers' losses."""
     contrastive_weight: float = field(default=0.0, metadata={"check": lambda v: None if v >= 0 else "must be >= 0"})
     """Weight of the InfoNCE alignment between modalities' pooled embeddings."""
-    temperature: float = field(default=0.1, metadata={"check": lambda v: None if v > 0 else "must be > 0"})
-    """InfoNCE temperature."""
+    temperature: float = field(default=0.1, metadata={"check": lambda v: None if v >= MIN_TEMPERATURE else
+                                                       f"must be >= {MIN_TEMPERATURE} (the logit scale 1/temperature "
+                                                       f"is capped at {1 / MIN_TEMPERATURE:g}, as CLIP caps it)"})
+    """InfoNCE temperature, at least :data:`MIN_TEMPERATURE`."""
     pretrained: dict[str, str] = field(default_factory=dict)
     """Per modality, a run folder or checkpoint folder of a unimodal ``multimodal.classifier`` of
     that modality (same encoder and keys) whose encoder, projection and own classifier this model
