@@ -24,6 +24,8 @@ CASES = [
     (["jobs", "submit", "--config", "", "train"], "--config"),
     (["jobs", "submit", "--file", "", "train"], "--file"),
     (["jobs", "download", "1", "--out", ""], "--out"),
+    (["jobs", "download", "1", ""], "PATH"),  # was the whole workspace, as if no PATH were given
+    (["jobs", "files", "1", " "], "PATH"),  # was the whole listing
 ]
 
 

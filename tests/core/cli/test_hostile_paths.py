@@ -165,6 +165,8 @@ EMPTY: list[tuple[str, list[str], list[str]]] = [
         ("plugins new dir", ["plugins", "new", "acme", "--dir", ""], "--dir"),
         ("bench train json", ["bench", "train", "--model", "tiny", "--json", ""], "--json"),
         ("tokenizer train out", ["tokenizer", "train", "--out", ""], "--out"),
+        ("tokenizer train data", ["tokenizer", "train", "--data", "", "--out", "t.json"], "--data"),  # was the
+        # embedded corpus, as if --data were not given
         ("tokenizer info", ["tokenizer", "info", ""], "FILE.json|DIR"),
         ("import-hf folder", ["import-hf", "", "--out", "x"], "PATH"),
         ("import-hf out", ["import-hf", "adir", "--out", ""], "--out"),

@@ -100,7 +100,7 @@ def _as_options(message: str) -> str:
 
 
 @tokenizer.command("train")
-@click.option("--data", "data_path", default="", metavar="PATH",
+@click.option("--data", "data_path", type=PATH, metavar="PATH",
               help="Text file or folder (data.path); default: the embedded corpus.")
 @click.option("--pattern", default="", metavar="GLOB", help="Files to read under a --data folder (data.pattern).")
 @click.option("--val-fraction", type=FiniteFloat(min=0.0, max=1.0, max_open=True), default=0.05, show_default=True,
@@ -125,7 +125,7 @@ def _as_options(message: str) -> str:
               help="With --files: the key holding the records of JSON files whose top level is an object "
                    "(data.json_field).")
 @click.option("--out", required=True, type=PATH, metavar="FILE.json", help="Where to write the tokenizer.json.")
-def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, min_frequency: int,
+def train(data_path: str | None, pattern: str, val_fraction: float, vocab_size: int, min_frequency: int,
           separator_token: str, files: tuple[str, ...], val_files: tuple[str, ...], text_field: str, fmt: str,
           csv_delimiter: str, json_field: str, out: str) -> None:
     """Train a byte-level BPE tokenizer on the corpus's (or --files') training split."""
@@ -144,7 +144,7 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         raise click.BadParameter("must not be empty", param_hint="--separator")
     from deepseek.errors import UsageError
 
-    if files and (data_path or pattern):
+    if files and (data_path is not None or pattern):
         raise UsageError("--files: give either --files (the hf dataset's files) or --data/--pattern (text files)")
     if not files and (val_files or fmt or text_field != "text" or csv_delimiter != "," or json_field):
         raise UsageError("--val-files/--text-field/--format/--csv-delimiter/--json-field: they go with --files; add "
@@ -157,7 +157,7 @@ def train(data_path: str, pattern: str, val_fraction: float, vocab_size: int, mi
         try:  # the corpus speaks of the config keys; here they are the options
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always")
-                text_corpus = open_corpus(data_path or None, pattern=pattern or None, val_fraction=val_fraction,
+                text_corpus = open_corpus(data_path, pattern=pattern or None, val_fraction=val_fraction,
                                           utf8=True)
         except UsageError as exc:
             raise UsageError(_as_text_options(str(exc))) from None

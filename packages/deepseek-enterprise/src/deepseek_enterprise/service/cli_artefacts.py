@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from deepseek import durable
+from deepseek.cli.params import PATH
 from deepseek.errors import UsageError, shown
 from deepseek.paths import usual_mode
 from deepseek_enterprise.cli_params import PATH_ARG
@@ -40,14 +41,14 @@ def _client(server: str | None) -> Any:
 
 @click.command("files")
 @click.argument("job_id", type=int)
-@click.argument("path", default="")
+@click.argument("path", type=PATH, required=False)
 @TENANT
 @SERVER
-def files(job_id: int, path: str, tenant: str | None, server: str | None) -> None:
-    """List the files under PATH (default: all) in job JOB_ID's workspace."""
+def files(job_id: int, path: str | None, tenant: str | None, server: str | None) -> None:
+    """List the files under PATH (default: all; '.' too) in job JOB_ID's workspace."""
     c = _client(server)
     listing = c.request("GET", f"/v1/tenants/{c.tenant(tenant)}/jobs/{job_id}/files", FILES,
-                        params={"path": path})
+                        params={"path": "" if path is None else path})
     for e in listing["entries"]:
         size = "" if e["size"] is None else str(e["size"])
         click.echo(f"{e['type']:<5} {size:>12}  {shown(e['path'] + ('/' if e['type'] == 'dir' else ''))}")
@@ -57,14 +58,15 @@ def files(job_id: int, path: str, tenant: str | None, server: str | None) -> Non
 
 @click.command("download")
 @click.argument("job_id", type=int)
-@click.argument("path", default="")
+@click.argument("path", type=PATH, required=False)
 @click.option("--out", type=PATH_ARG, default=Path("."), show_default=True, metavar="DIR",
               help="Folder the file or folder is written into (created if missing).")
 @TENANT
 @SERVER
-def download(job_id: int, path: str, out: Path, tenant: str | None, server: str | None) -> None:
-    """Download PATH of job JOB_ID's workspace (a file, or a folder; default: the whole workspace)
-    into DIR."""
+def download(job_id: int, path: str | None, out: Path, tenant: str | None, server: str | None) -> None:
+    """Download PATH of job JOB_ID's workspace (a file, or a folder; default, or '.': the whole
+    workspace) into DIR."""
+    path = "" if path is None else path
     c = _client(server)
     parts = [p for p in PurePosixPath(path).parts if p not in (".", "/")]
     name = parts[-1] if parts else f"job-{job_id}"
