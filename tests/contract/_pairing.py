@@ -12,7 +12,9 @@ whether the model takes it. A dataset it takes gives its first training batch to
 (:func:`deepseek.models.checks.split_output`) judges what comes back (a model that declares its
 metrics, ``metric_names``, reports exactly those); the loss's backward pass
 must then reach every trainable parameter (:mod:`_gradients`), unless the model declares that it
-does not train (``TrainableModel.not_trainable``).
+does not train (``TrainableModel.not_trainable``); a model that trains also gives a finite loss on
+that batch with its parameters alone in bf16, as DeepSpeed's 16-bit engine holds them
+(:func:`_sixteen_bit.check_forward_in_16_bits`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 from _contract_data import own_keys
 from _gradients import check_every_parameter_trains
+from _sixteen_bit import check_forward_in_16_bits
 
 from deepseek.config.components import build_options, options_class
 from deepseek.config.data_sizes import DATA_SIZES
@@ -286,6 +289,9 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
         assert declared is None or declared == tuple(sorted(metrics)), (
             f"model {name!r} declares metrics {declared} but reports {sorted(metrics)} on dataset {data_name!r}")
         if training_refusal(model, model_name=name) is None:  # one training step reaches every parameter
+            # ... and one under DeepSpeed's bf16 (the parameters alone in 16 bits) gives a finite loss
+            check_forward_in_16_bits(model, train, f"model {name!r} on dataset {data_name!r}",
+                                     "docs/plugins.md section 10")
             loss.backward()
             check_every_parameter_trains(model, where=f"model {name!r} on dataset {data_name!r}",
                                          source=f"the loss on the first training batch of dataset {data_name!r}",

@@ -5,7 +5,9 @@ text), with its own defaults, shares a classifier with a tiny built-in encoder o
 modality; a fusion method, with its own defaults, fuses the three tiny built-in encoders. On a
 batch built from the encoders' ``example_inputs`` (the batch check of a training run, each
 encoder's ``check_inputs`` included, accepts it), a training step under modality dropout gives a
-finite loss whose gradients reach every parameter of the plugin; in eval mode, samples lacking a
+finite loss whose gradients reach every parameter of the plugin, and a copy of the classifier with
+its parameters alone in bf16 (DeepSpeed's 16-bit engine: :mod:`_sixteen_bit`) gives a finite loss
+on that batch with every attention mask in the queries' dtype; in eval mode, samples lacking a
 modality (every mix of present ones) get finite logits ``(B, num_classes)``.
 An encoder whose name starts with no such modality (``acme.patches``) gets a skipped case
 saying the classifier never takes it. Skipped where no edition adds ``multimodal.classifier``; ids are ``<dist>:<name>`` as in the
@@ -18,6 +20,7 @@ import itertools
 import pytest
 import torch
 from _gradients import check_every_parameter_trains
+from _sixteen_bit import check_forward_in_16_bits
 
 from deepseek.errors import PluginError
 from deepseek.plugins.host import get_host
@@ -99,6 +102,7 @@ def check_in_classifier(model, where: str, plugin: torch.nn.Module, doc: str) ->
     model.train()
     out = model(**batch)
     assert torch.isfinite(out["loss"]), f"{where}: non-finite loss of multimodal.classifier on example_inputs ({doc})"
+    check_forward_in_16_bits(model, batch, f"{where}: multimodal.classifier", doc)  # a copy, under DeepSpeed's bf16
     out["loss"].backward()
     check_every_parameter_trains(plugin, where=where, source="the loss of multimodal.classifier", doc=doc)
     model.eval()
@@ -163,6 +167,38 @@ def test_a_fusion_returning_the_wrong_shape_fails_inside_the_classifier() -> Non
     with pytest.raises(PluginError, match=r"^model\.fusion: fusion 'acme\.flat' .*: forward returned logits of shape "
                                           r"\(7,\), expected \(7, 3\)"):
         check_in_classifier(model, "fusion acme.flat", model.fusion, "docs/multimodal.md section 3")
+
+
+@pytest.mark.skipif(not HAS_CLASSIFIER, reason="no multimodal.classifier here (deepseek-enterprise adds it)")
+def test_a_fusion_with_an_fp32_attention_mask_fails_inside_the_classifier_in_bf16() -> None:
+    """Late fusion whose pooled text embedding goes through attention with an fp32 float mask
+    buffer: fine in fp32 and on the CPU in bf16, refused by CUDA once DeepSpeed's bf16 casts the
+    parameters alone (the mask stays fp32 beside bf16 queries)."""
+    from deepseek import hookimpl
+    from deepseek_enterprise.fusion import LateFusion
+
+    class Masked(LateFusion):
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*args, **kwargs)
+            self.register_buffer("mask", torch.zeros(1, 1))
+
+        def forward(self, features, present):  # noqa: ANN001, ANN201
+            out = super().forward(features, present)
+            q = out.pooled["text"][:, None, :]
+            text = torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=self.mask)[:, 0]
+            return out._replace(pooled={**out.pooled, "text": text})
+
+    class Acme:
+        @hookimpl
+        def deepseek_register_fusions(self, register):  # noqa: ANN001, ANN202
+            register("acme.masked", Masked, description="an fp32 attention mask")
+
+    host = _host_with(Acme())
+    model = classifier(host, modalities=list(MODALITIES), fusion="acme.masked", fusion_options={"d_model": 8})
+    with pytest.raises(AssertionError, match=r"^fusion acme\.masked: multimodal\.classifier: attention masks of another "
+                                             r"dtype than the queries' with bf16 parameters \[\(torch\.bfloat16, "
+                                             r"torch\.float32\)\]"):
+        check_in_classifier(model, "fusion acme.masked", model.fusion, "docs/multimodal.md section 3")
 
 
 @pytest.mark.skipif(not HAS_CLASSIFIER, reason="no multimodal.classifier here (deepseek-enterprise adds it)")

@@ -3,7 +3,10 @@ deepseek-enterprise): a :class:`~deepseek_enterprise.fusion.Fusion` subclass who
 extend ``FusionBaseOptions`` and build with their defaults; for any mix of present and missing
 modalities per sample, finite fused logits ``(B, num_classes)``, per-modality logits and pooled
 embeddings ``(B, d_model)``; a missing modality's features change nothing for the samples lacking
-it; gradients reach every one of the fusion's parameters. Skipped where no edition adds the kind."""
+it; gradients reach every one of the fusion's parameters; with its parameters alone in bf16
+(DeepSpeed's 16-bit engine) and bf16 encoder features, every output is bf16 and finite and every
+attention mask is in the queries' dtype (:mod:`_sixteen_bit`). Skipped where no edition adds the
+kind."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import itertools
 import pytest
 import torch
 from _gradients import check_every_parameter_trains
+from _sixteen_bit import AttentionDtypes, as_weights, params_only
 
 from deepseek.plugins.host import get_host
 
@@ -97,3 +101,72 @@ def test_fusion_trains(comp) -> None:  # noqa: ANN001
         fusion, where=f"fusion {comp.qualified_name}",
         source="any output with every modality of the model present (fused logits, modality_logits, pooled)",
         doc="docs/multimodal.md section 3")
+
+
+def check_fusion_in_bf16(name: str, fusion: torch.nn.Module) -> None:
+    """Asserts that ``fusion`` (in eval mode) with its parameters alone in bf16, as DeepSpeed's
+    ``bf16`` holds them (buffers as built, no autocast), fuses bf16 encoder features (what encoders
+    give under that engine: test_encoders_contract.py) of every mix of modalities into bf16, finite
+    outputs, with every attention mask in the queries' dtype (CUDA refuses any other)."""
+    fusion = params_only(fusion, torch.bfloat16)
+    features = {m: type(f)(as_weights(f.features, torch.bfloat16), f.padding_mask)
+                for m, f in _features(torch.Generator().manual_seed(2)).items()}
+    with torch.no_grad(), AttentionDtypes() as seen:
+        out = fusion(features, _present())
+    outputs = {"logits": out.logits, **{f"modality_logits[{m!r}]": t for m, t in out.modality_logits.items()},
+               **{f"pooled[{m!r}]": t for m, t in out.pooled.items()}}
+    wrong = {k: t.dtype for k, t in outputs.items() if t.dtype != torch.bfloat16}
+    assert not wrong, (
+        f"{name}: with its parameters alone in bf16 (DeepSpeed's bf16) it returns {wrong}, not bf16; compute in the "
+        "weights' dtype: a float buffer follows weight.dtype where it is used (docs/multimodal.md section 3)")
+    bad = [k for k, t in outputs.items() if not torch.isfinite(t.float()).all()]
+    assert not bad, f"{name}: non-finite {bad} with its parameters alone in bf16 (docs/multimodal.md section 3)"
+    assert not seen.mismatched(), (
+        f"{name}: attention masks of another dtype than the queries' with bf16 parameters {seen.mismatched()}, "
+        "which CUDA refuses; build float masks in the queries' dtype, or pass bool ones (docs/multimodal.md section 3)")
+
+
+@pytest.mark.parametrize("comp", FUSIONS, ids=[c.qualified_name for c in FUSIONS])
+def test_fusion_runs_with_its_parameters_alone_in_bf16(comp) -> None:  # noqa: ANN001
+    check_fusion_in_bf16(comp.name, _build(comp))
+
+
+def _broken(kind: str) -> torch.nn.Module:
+    """Late fusion, broken for DeepSpeed's bf16 with an fp32 float buffer: ``"logits"`` adds it
+    to the fused logits (which come out fp32); ``"mask"`` also runs its pooled text embedding
+    through attention with it as the mask, ``"mha"`` through ``nn.MultiheadAttention`` with it as
+    the ``key_padding_mask`` (fp32 beside bf16 queries: the CPU computes, CUDA refuses)."""
+    from deepseek_enterprise.fusion import LateFusion
+
+    class Broken(LateFusion):
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*args, **kwargs)
+            self.register_buffer("shift", torch.zeros(CLASSES))
+            self.register_buffer("mask", torch.zeros(1, 1))
+            self.attn = torch.nn.MultiheadAttention(4, 1, batch_first=True)
+
+        def forward(self, features, present):  # noqa: ANN001, ANN201
+            out = super().forward(features, present)
+            if kind == "logits":
+                return out._replace(logits=out.logits + self.shift)
+            q = out.pooled["text"][:, None, :]
+            if kind == "mha":
+                attended = self.attn(q, q, q, key_padding_mask=self.mask.expand(q.size(0), 1), need_weights=False)[0]
+                return out._replace(pooled={**out.pooled, "text": attended[:, 0]})
+            attended = torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=self.mask)
+            return out._replace(pooled={**out.pooled, "text": attended[:, 0]})
+
+    torch.manual_seed(0)
+    return Broken(Broken.Options(d_model=4), dims=DIMS, num_classes=CLASSES).eval()
+
+
+@pytest.mark.parametrize(("kind", "error"), [
+    ("logits", r"^broken: with its parameters alone in bf16 \(DeepSpeed's bf16\) it returns \{'logits': torch\.float32\}"),
+    ("mask", r"^broken: attention masks of another dtype than the queries' with bf16 parameters "
+             r"\[\(torch\.bfloat16, torch\.float32\)\]"),
+    ("mha", r"^broken: attention masks of another dtype than the queries' with bf16 parameters "
+            r"\[\(torch\.bfloat16, torch\.float32\)\]"),
+])
+def test_a_fusion_with_an_fp32_buffer_fails_the_bf16_check(kind: str, error: str) -> None:
+    with pytest.raises(AssertionError, match=error):
+        check_fusion_in_bf16("broken", _broken(kind))

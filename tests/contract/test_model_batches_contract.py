@@ -14,6 +14,7 @@ import torch
 from _labelled import LabelledBatches
 from _pairing import call_on_batches
 from torch import nn
+from torch.nn import functional as F
 
 from deepseek import hookimpl
 from deepseek.data.dataset import Dataset
@@ -66,6 +67,9 @@ class Regressor(TrainableModel):
             return {"loss": error.mean(), "lr": error.max()}
         if mode == "nan":
             return error.mean() * float("nan")
+        if mode == "fp32 mask":  # a float mask made in the default dtype, whatever the weights' (CUDA refuses it)
+            h = self.fc(x)[:, None, :]
+            error = error + F.scaled_dot_product_attention(h, h, h, attn_mask=torch.zeros(1, 1)).flatten()
         return {"loss": error.mean(), "max_error": error.max()}
 
 
@@ -174,6 +178,16 @@ def test_metrics_other_than_the_declared_ones_fail(host: PluginHost, tmp_path: P
 def test_a_non_finite_loss_fails(host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Regressor, "MODE", "nan")
     with pytest.raises(AssertionError, match=r"model 'acme\.regressor' on dataset 'acme-contract:acme\.rows': non-finite output"):
+        call_on_batches(host, "acme.regressor", tmp_path)
+
+
+def test_a_float_mask_not_in_the_weights_dtype_fails_under_bf16(
+        host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # fine in fp32 and on the CPU in bf16; CUDA refuses it once DeepSpeed's bf16 casts the parameters alone
+    monkeypatch.setattr(Regressor, "MODE", "fp32 mask")
+    with pytest.raises(AssertionError, match=re.escape(
+            "model 'acme.regressor' on dataset 'acme-contract:acme.rows': attention masks of another dtype than the "
+            "queries' with bf16 parameters [(torch.bfloat16, torch.float32)]")):
         call_on_batches(host, "acme.regressor", tmp_path)
 
 
