@@ -67,6 +67,8 @@ class Regressor(TrainableModel):
             return {"loss": error.mean(), "lr": error.max()}
         if mode == "nan":
             return error.mean() * float("nan")
+        if mode == "epsilon":  # an epsilon below bf16's resolution at 1: lost once the weights are bf16 (1 / 0)
+            return error.mean() / (torch.ones((), dtype=self.fc.weight.dtype) + 1e-3 - 1)
         if mode == "fp32 mask":  # a float mask made in the default dtype, whatever the weights' (CUDA refuses it)
             h = self.fc(x)[:, None, :]
             error = error + F.scaled_dot_product_attention(h, h, h, attn_mask=torch.zeros(1, 1)).flatten()
@@ -188,6 +190,15 @@ def test_a_float_mask_not_in_the_weights_dtype_fails_under_bf16(
     with pytest.raises(AssertionError, match=re.escape(
             "model 'acme.regressor' on dataset 'acme-contract:acme.rows': attention masks of another dtype than the "
             "queries' with bf16 parameters [(torch.bfloat16, torch.float32)]")):
+        call_on_batches(host, "acme.regressor", tmp_path)
+
+
+def test_a_loss_finite_only_in_fp32_fails_under_bf16(
+        host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Regressor, "MODE", "epsilon")
+    with pytest.raises(AssertionError, match=re.escape(
+            "model 'acme.regressor' on dataset 'acme-contract:acme.rows': with its parameters alone in bf16 "
+            "(DeepSpeed's bf16) the loss is inf")):
         call_on_batches(host, "acme.regressor", tmp_path)
 
 
