@@ -33,6 +33,9 @@ def test_too_long_an_integer_is_a_parse_error() -> None:
     assert loads_json(LONG[:-1]) == 10 ** (LIMIT - 1) and loads_toml("x = 1e99999") == {"x": float("inf")}
     with pytest.raises(json.JSONDecodeError, match="Expecting value"):  # other errors are json's own
         loads_json("[1,")
+    # bytes that do not decode are json's UnicodeDecodeError (a ValueError), not a too long integer
+    with pytest.raises(UnicodeDecodeError):
+        loads_json(b'{"name": "\xff"}')
 
 
 @pytest.mark.parametrize("command", [["train"], ["config", "show"]])

@@ -137,7 +137,7 @@ def loads_json(text: str | bytes) -> Any:
         value = json.loads(text)
     except RecursionError:
         value = None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):  # malformed text, or bytes that are no UTF-8/16/32
         raise
     except ValueError:  # int() of the literal: past sys.get_int_max_str_digits()
         problem, value = TOO_LONG, None
