@@ -99,7 +99,7 @@ def test_a_registered_fusion_method_is_one_of_the_study_models(tmp_path: Path, m
     # timed at batch 1 as every fused model the study trains is (not cross_attention alone)
     lat = rows[0]["latency"]
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] and (lat["parameters"], lat["device"]) == (params, "cpu")
-    assert (f"acme.gated, batch 1 on cpu (1 runs, {params / 1e6:.2f} M parameters): p50 {lat['p50_ms']:.2f} ms, "
+    assert (f"acme.gated, batch 1 on cpu (1 run, {params / 1e6:.2f} M parameters): p50 {lat['p50_ms']:.2f} ms, "
             f"p90 {lat['p90_ms']:.2f} ms") in stdout
     # the table reads the plugin's rows back (no host needed: a fusion method's name, checked by shape)
     assert deepseek_here(monkeypatch, tmp_path, "multimodal", "table", "st/results.jsonl") == (0, "", stdout)
@@ -191,3 +191,18 @@ def test_a_plugin_method_on_the_fused_head_gets_the_recipes_fusion_options() -> 
     assert "fusion_options" not in recipe_keys("acme.mixed", "joint", "redundant", host=host)
     assert "fusion_options" not in recipe_keys("late", "joint", "redundant", host=host)
     assert recipe_keys("concat", "joint", "redundant", host=host)["fusion_options"] == {"joint": True}
+
+
+def test_latency_lines_count_runs_in_words() -> None:
+    """One line per model and device, the medians over its timed runs; one seed's model was
+    '(1 runs, ...)'."""
+    from deepseek_enterprise.study_report import latency_lines
+
+    def row(config: str, p50: float, device: str = "cpu") -> dict[str, object]:
+        return {"config": config, "recipe": "joint", "latency": {"device": device, "p50_ms": p50, "p90_ms": 2 * p50,
+                                                               "parameters": 350_000}}
+
+    lines = latency_lines([row("concat", 1.0), row("concat", 3.0), row("acme.gated", 2.0), {"config": "vision"}])
+    assert [line for line in lines if line] == [
+        "concat, batch 1 on cpu (2 runs, 0.35 M parameters): p50 2.00 ms, p90 4.00 ms",
+        "acme.gated, batch 1 on cpu (1 run, 0.35 M parameters): p50 2.00 ms, p90 4.00 ms"]

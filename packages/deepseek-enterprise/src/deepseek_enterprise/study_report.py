@@ -321,7 +321,8 @@ def latency_lines(rows: list[dict[str, Any]]) -> list[str]:
             lat = [r["latency"] for r in rs if r["latency"].get("device") == device]
             gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
             memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
-            lines += [f"{label}, batch 1 on {device} ({len(lat)} runs, {(lat[0].get('parameters') or 0) / 1e6:.2f} M "
+            runs = f"{len(lat)} run{'s' if len(lat) != 1 else ''}"
+            lines += [f"{label}, batch 1 on {device} ({runs}, {(lat[0].get('parameters') or 0) / 1e6:.2f} M "
                          f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
                          f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}", ""]
     return lines
