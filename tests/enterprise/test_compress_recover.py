@@ -116,6 +116,22 @@ def no_data(trained: Path) -> Path:
     return copy
 
 
+@pytest.fixture(scope="module")
+def exported(trained: Path) -> Path:
+    """The run's weights exported, with a config.toml of its [data] beside them (what compress
+    evaluates them on)."""
+    import tomli_w
+
+    from deepseek.training.checkpoint import export_weights
+
+    folder = trained / "exp"
+    if not folder.exists():
+        folder.mkdir()
+        export_weights(trained / "run", folder / "model.safetensors")
+        (folder / "config.toml").write_text(tomli_w.dumps({"data": CONFIG["data"]}))
+    return folder
+
+
 @pytest.mark.parametrize(("checkpoint", "args", "message"), [
     ("run", ["--max-drop", "5%", "--recovery-steps", "-1"], "Invalid value for '--recovery-steps'"),
     ("run", ["--max-drop", "5%", "--recovery-steps", "many"], "Invalid value for '--recovery-steps'"),
@@ -139,6 +155,11 @@ def no_data(trained: Path) -> Path:
     ("nodata", ["--max-drop", "5%", "--recovery-steps", "5"],
      "--recovery-steps: recover: the checkpoint's trainer.json records no [data] table"),
     ("nodata", ["--max-drop", "5%", "--recipe", "prune.ffn + recover"], "--recipe: recover: the checkpoint's trainer.json"),
+    # exported weights were refused as 'the checkpoint's trainer.json records no [data] table'
+    ("exp/model.safetensors", ["--max-drop", "5%", "--recovery-steps", "5"],
+     "error: --recovery-steps: recover: exp/model.safetensors holds exported weights, which record no training data, "
+     "so the original's training data is unknown; compress the run folder that trained them; or search without "
+     "recovery (--recovery-steps 0, no recover step)"),
     # misplaced: these failed only when the search reached them
     ("run", ["--max-drop", "5%", "--recipe", "recover + prune.ffn"],
      "--recipe 'recover + prune.ffn': recover has nothing to recover at the start of a recipe"),
@@ -147,7 +168,8 @@ def no_data(trained: Path) -> Path:
      "not train"),
 ])
 def test_recovery_that_cannot_run_is_one_line(monkeypatch: pytest.MonkeyPatch, trained: Path, quantized: Path,
-                                              no_data: Path, checkpoint: str, args: list[str], message: str) -> None:
+                                              no_data: Path, exported: Path, checkpoint: str, args: list[str],
+                                              message: str) -> None:
     code, err, _ = deepseek_here(monkeypatch, trained, "compress", "--checkpoint", checkpoint, "--out", "never",
                                  "--latency-runs", "0", *args)
     assert code == 2 and message in err, err

@@ -212,7 +212,7 @@ def compress(checkpoint: str, method: str | None, max_drop: str | None, recipes:
     calibration = [next(dataset) for _ in range(calibration_batches)]
     steps = DEFAULT_RECOVERY_STEPS if recovery_steps is None else recovery_steps
     asked_by = ("--recovery-steps" if recovery_steps else "--recipe" if _recovers(tried_recipes) else "")
-    unavailable = _unavailable(model, config, state, dataset, asked_by, host) if budget is not None and (steps or asked_by) else ""
+    unavailable = _unavailable(model, config, read, dataset, asked_by, host) if budget is not None and (steps or asked_by) else ""
     before = _measure(model, config, val, latency_runs, read.origin.weights_file, optimize, host)
     if budget is not None and budget.unit == "pt" and "val_accuracy" not in before:
         raise UsageError(f"--max-drop {budget.text}: {config.model.name!r} reports no validation accuracy; "
@@ -264,12 +264,12 @@ def _recovers(recipes: list[Any]) -> bool:
     return any(name == "recover" for recipe in recipes for name, _ in recipe.steps)
 
 
-def _unavailable(model: Any, config: Any, state: dict[str, Any], dataset: Any, asked_by: str, host: Any) -> str:
-    """Why ``recover`` steps cannot train here (``""``: they can); a one-line error instead when
-    recovery was asked for explicitly (``asked_by``: the option that asked)."""
+def _unavailable(model: Any, config: Any, read: Any, dataset: Any, asked_by: str, host: Any) -> str:
+    """Why ``recover`` steps cannot train on the original ``read`` (``""``: they can); a one-line
+    error instead when recovery was asked for explicitly (``asked_by``: the option that asked)."""
     from deepseek_enterprise.compress.recover import training_unavailable
 
-    reason = training_unavailable(model, config, state, dataset, host)
+    reason = training_unavailable(model, config, read, dataset, host)
     if reason and asked_by:
         raise UsageError(f"{asked_by}: {reason}; or search without recovery (--recovery-steps 0, no recover step)")
     return reason

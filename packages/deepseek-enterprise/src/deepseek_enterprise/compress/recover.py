@@ -168,14 +168,21 @@ class Recover(Compressor):
                  "logging": logging}, schedule)
 
 
-def training_unavailable(model: Any, config: Any, state: dict[str, Any], dataset: Any, host: Any = None) -> str:
+def training_unavailable(model: Any, config: Any, source: Any, dataset: Any, host: Any = None) -> str:
     """Why a ``recover`` step cannot train on the original run (one line; ``""`` when it can):
-    a model it does not train, a checkpoint that does not record its training data, or data
-    that gives no training batch."""
+    a model it does not train, weights that do not record their training data (exported weights,
+    whose ``config.toml`` gives the data they are evaluated on; a checkpoint whose ``trainer.json``
+    has no ``[data]``), or data that gives no training batch. ``source``: the
+    :class:`~deepseek.training.weights_source.Source` the original was read from."""
+    from deepseek.errors import shown
+
     reason = recovery_refusal(model, config, host)
     if reason is not None:
         return reason
-    recorded = state.get("config")
+    if source.origin.kind != "checkpoint":
+        return (f"recover: {shown(source.origin.path)} holds {source.origin.kind} weights, which record no training "
+                "data, so the original's training data is unknown; compress the run folder that trained them")
+    recorded = source.state.get("config")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("data"), dict):
         return ("recover: the checkpoint's trainer.json records no [data] table, so the original's training "
                 "data is unknown; compress the run folder that trained it")
