@@ -24,18 +24,21 @@ from deepseek.models.checks import split_output
 _MHA = inspect.signature(torch.nn.functional.multi_head_attention_forward)
 
 
-def _mask_dtypes(func: Any, args: Any, kwargs: dict) -> list[torch.dtype | None] | None:
-    """The dtypes of the masks an attention call ``func`` is given (None for an absent one), or
-    None when ``func`` is no attention call. ``nn.MultiheadAttention`` is recorded at
-    ``multi_head_attention_forward``: a mode does not see the calls made inside a call it handles,
-    and MHA adds a float ``key_padding_mask`` / ``attn_mask`` as it is to the scores it hands
-    ``scaled_dot_product_attention`` (a bool one it turns into the queries' dtype first)."""
+def _mask_dtypes(func: Any, args: Any, kwargs: dict) -> tuple[torch.dtype, list[torch.dtype | None]] | None:
+    """The queries' dtype and the dtypes of the masks an attention call ``func`` is given (None for
+    an absent one), its arguments by position or keyword; None when ``func`` is no attention call.
+    ``nn.MultiheadAttention`` is recorded at ``multi_head_attention_forward``: a mode does not see
+    the calls made inside a call it handles, and MHA adds a float ``key_padding_mask`` /
+    ``attn_mask`` as it is to the scores it hands ``scaled_dot_product_attention`` (a bool one it
+    turns into the queries' dtype first)."""
     if func is torch.nn.functional.scaled_dot_product_attention:
-        mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
-        return [None if mask is None else mask.dtype]
+        query = args[0] if args else kwargs["query"]
+        mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+        return query.dtype, [None if mask is None else mask.dtype]
     if func is torch.nn.functional.multi_head_attention_forward:
         given = _MHA.bind(*args, **kwargs).arguments
-        return [None if given.get(k) is None else given[k].dtype for k in ("key_padding_mask", "attn_mask")]
+        return given["query"].dtype, [None if given.get(k) is None else given[k].dtype
+                                      for k in ("key_padding_mask", "attn_mask")]
     return None
 
 
@@ -50,9 +53,10 @@ class AttentionDtypes(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        masks = _mask_dtypes(func, args, kwargs)
-        if masks is not None:
-            self.calls += [(args[0].dtype, m) for m in masks]
+        found = _mask_dtypes(func, args, kwargs)
+        if found is not None:
+            query, masks = found
+            self.calls += [(query, m) for m in masks]
         return func(*args, **kwargs)
 
     def mismatched(self) -> list[tuple[torch.dtype, torch.dtype | None]]:

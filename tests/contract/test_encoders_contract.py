@@ -159,6 +159,20 @@ def test_encoder_runs_with_its_parameters_alone_in_bf16(comp) -> None:  # noqa: 
         "which CUDA refuses; keep float buffers in the weights' dtype (docs/multimodal.md section 2)")
 
 
+def test_attention_calls_are_recorded_however_their_arguments_are_passed() -> None:
+    """The bf16 check records every attention call of an encoder of any distribution: one that
+    passes the query by keyword (``query=q``) stopped it with an IndexError, not a finding."""
+    q = torch.zeros(1, 2, 4, 8, dtype=torch.bfloat16)
+    float_mask = torch.zeros(4, 4)
+    with AttentionDtypes() as seen:
+        torch.nn.functional.scaled_dot_product_attention(query=q, key=q, value=q, attn_mask=float_mask)
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, float_mask.bfloat16())
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=float_mask > 0)
+    assert seen.calls == [(torch.bfloat16, torch.float32), (torch.bfloat16, torch.bfloat16),
+                          (torch.bfloat16, torch.bool)]
+    assert seen.mismatched() == [(torch.bfloat16, torch.float32)]
+
+
 class _Causal(torch.nn.Module):
     """A one-direction encoder that never masks: each step's features are the running sum of the
     steps up to it (zeroed at padding), so padding after a real step cannot reach it."""
