@@ -124,6 +124,14 @@ progress = false
                                 r"1, 2, 4, 8"),
     (["model.fusion=cross_attention", "model.fusion_options.heads=3"],
      r"model\.fusion_options\.heads: d_model=8 is not divisible by heads=3; give heads among 1, 2, 4, 8"),
+    # the counts that fit, up to 64 as core's gpt lists them: all of a width's divisors were listed,
+    # and d_model = 10**18 searched for them past any timeout (the command hung)
+    (["model.audio.d_model=768", "model.audio.n_heads=5"],
+     r"model\.audio\.n_heads: d_model=768 is not divisible by n_heads=5; give n_heads among 1, 2, 3, 4, 6, 8, 12, "
+     r"16, 24, 32, 48, 64"),
+    (["model.fusion=cross_attention", "model.fusion_options.d_model=1000000000000000000", "model.fusion_options.heads=3"],
+     r"model\.fusion_options\.heads: d_model=1000000000000000000 is not divisible by heads=3; give heads among 1, 2, "
+     r"4, 5, 8, 10, 16, 20, 25, 32, 40, 50, 64"),
     # another fusion method's key (a resumed run's saved table after --set model.fusion=...): which one takes it
     (["model.fusion=late", "model.fusion_options.dropout=0.1"],
      r"model\.fusion_options\.dropout: unknown key for fusion 'late'; fusion 'cross_attention' \(deepseek-enterprise\) "

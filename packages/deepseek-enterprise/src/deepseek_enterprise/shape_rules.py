@@ -13,11 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def divisors(n: int) -> list[int]:
-    """The divisors of ``n`` (>= 1), ascending."""
-    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
-    return sorted({*small, *(n // d for d in small)})
+from deepseek.config.validate import head_counts
 
 
 def heads_problem(width_name: str, width: int, heads_name: str, heads: int) -> str | None:
@@ -29,8 +25,9 @@ def heads_problem(width_name: str, width: int, heads_name: str, heads: int) -> s
 
 
 def heads_fix(heads_name: str, width: int) -> str:
-    """How to fix heads that do not divide ``width``: the counts that do."""
-    return f"give {heads_name} among {', '.join(map(str, divisors(width)))}"
+    """How to fix heads that do not divide ``width``: the counts that do (up to 64, as core's
+    ``gpt`` lists them: :func:`~deepseek.config.validate.head_counts`)."""
+    return f"give {heads_name} among {head_counts(width)}"
 
 
 def swin_problem(img_size: int, img_width: int | None, patch_size: int, embed_dim: int,

@@ -200,3 +200,11 @@ def non_negative(value: float) -> str | None:
 def probability(value: float) -> str | None:
     """Field check: a dropout-like probability, in [0, 1)."""
     return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def head_counts(width: int, most: int = 64) -> str:
+    """The attention head counts up to ``most`` that divide ``width``, for the hint of a refused
+    head count (``1, 2, 4, 8`` for 8; ``1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64`` for 768): every
+    divisor of a width would be a long list, and of a huge width (``d_model = 10**18``) a search
+    that outlasts the command."""
+    return ", ".join(str(d) for d in range(1, min(width, most) + 1) if width % d == 0)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepseek.config.validate import head_counts
 from deepseek.errors import ConfigError, UsageError
 from deepseek.models.layers import (
     KVCache,
@@ -86,7 +87,7 @@ class GPTConfig:
             if self.d_model % self.n_heads:
                 raise ConfigError(
                     f"model.n_heads: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                    f"pick n_heads among {_divisors(self.d_model)}"
+                    f"pick n_heads among {head_counts(self.d_model)}"
                 )
             object.__setattr__(self, "head_dim", self.d_model // self.n_heads)
         _require("head_dim", self.head_dim, lambda v: isinstance(v, int) and v > 0, "must be a positive integer")
@@ -120,10 +121,6 @@ MAX_PARAMETERS = 10**12
 def _require(name: str, value: object, ok: object, what: str) -> None:
     if not ok(value):  # type: ignore[operator]
         raise ConfigError(f"model.{name}: {what}, got {value!r}")
-
-
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, min(n, 64) + 1) if n % d == 0)
 
 
 class GPT(TrainableModel):
