@@ -192,3 +192,44 @@ def test_an_add_on_without_the_plugin_it_requires_names_that_plugin(make_dist: D
            "loaded: not in the allowlist DEEPSEEK_PLUGINS / --plugins (add it there to load it); " in record.reason, \
            record.reason
     assert "did you mean" not in record.reason
+
+
+RESERVING_SPECS = '''
+from deepseek.hookspecs import hookspec
+from deepseek.plugins.registrar import reserves
+
+@reserves({"default": "'--widget default' picks the configured widget"})
+@hookspec
+def deepseek_register_widgets(register):
+    """Register widgets."""
+
+@hookspec
+def deepseek_widget_made(widget):
+    """A plain hook of the extension."""
+'''
+
+
+def test_a_plugin_hookspec_reserves_names_as_the_docs_say(make_dist: DistFactory) -> None:
+    """docs/plugins.md section 7: a plugin's registration hookspec decorated with
+    ``reserves({name: why})`` refuses that name (or alias) of its kind, naming ``why``; the plugin
+    registering it keeps nothing. A name reserved by no spec, or a bad ``reserves``, is refused
+    when the spec is written."""
+    from deepseek.plugins.registrar import reserves
+
+    make_dist("deepseek-aaa-user", {"user_plugin": USER_PLUGIN.replace('"user.widget"', '"default"')})
+    make_dist("deepseek-ext", {"reserving_specs": RESERVING_SPECS,
+                               "ext_plugin": EXT_PLUGIN.replace("import ext_specs", "import reserving_specs as ext_specs")},
+              entry_points={"ext": "ext_plugin"})
+    host = host_for("deepseek-aaa-user", "deepseek-ext")
+    assert host.records["deepseek-ext"].status == "ok", host.records["deepseek-ext"].reason
+    record = host.records["deepseek-aaa-user"]
+    assert record.status == "failed" and record.components == {}
+    assert ("deepseek_register_widgets): widget name 'default' is reserved: '--widget default' picks the configured "
+            "widget; give your widget another name") in record.reason, record.reason
+    assert host.names("widget") == ["ext.widget"]
+    with pytest.raises(TypeError, match=r"^reserves: \['Default'\] are no component names"):
+        reserves({"Default": "why"})
+    with pytest.raises(TypeError, match=r"^reserves: deepseek_widget_made is no registration hookspec"):
+        @reserves({"default": "why"})
+        def deepseek_widget_made(widget):  # type: ignore[no-untyped-def]
+            """Not a registration hook."""

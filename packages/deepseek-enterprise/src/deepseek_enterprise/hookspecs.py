@@ -1,10 +1,12 @@
 """Hook specifications added by the enterprise edition."""
 
 from deepseek.hookspecs import RegisterFn, hookspec
-from deepseek.plugins.registrar import RESERVED_NAMES
+from deepseek.plugins.registrar import reserves
 from deepseek_enterprise.study_recipes import UNIMODAL
 
 
+@reserves({name: f"'deepseek multimodal study --config {name}' and the study's tables name the {name}-only model so"
+           for name in UNIMODAL})
 @hookspec
 def deepseek_register_fusions(register: RegisterFn) -> None:
     """Register multimodal fusion methods (kind ``fusion``).
@@ -17,11 +19,6 @@ def deepseek_register_fusions(register: RegisterFn) -> None:
     are refused (the plugin keeps nothing it registered): ``deepseek multimodal study --config``
     and its tables name the unimodal models so.
     """
-
-
-setattr(deepseek_register_fusions, RESERVED_NAMES, {  # noqa: B010 - an attribute the host reads off the spec
-    name: f"'deepseek multimodal study --config {name}' and the study's tables name the {name}-only model so"
-    for name in UNIMODAL})
 
 
 @hookspec

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -25,16 +25,39 @@ WRITTEN_FILES_KINDS = ("dataset", "model")
 """The component kinds whose classes declare the files their runs write (``written_files``)."""
 
 
-RESERVED_NAMES = "deepseek_reserved_names"
-"""The attribute by which a registration hookspec (a ``deepseek_register_<kinds>`` function a
-plugin adds) reserves names its kind's components may not take: ``{name: why}``, ``why`` saying
-what the name means to the kind's users instead (set on the spec function after ``@hookspec``)."""
+_Spec = TypeVar("_Spec", bound=Callable[..., Any])
+
+_RESERVED: dict[Callable[..., Any], dict[str, str]] = {}
+"""Spec function of a registration hookspec -> the names it reserves, ``{name: why}``; written
+only by :func:`reserves` (when the hookspec module is imported), read by :func:`reserved_names`."""
+
+
+def reserves(names: Mapping[str, str]) -> Callable[[_Spec], _Spec]:
+    """Decorate a registration hookspec (a ``deepseek_register_<kinds>`` function a plugin adds,
+    next to ``@hookspec``) to reserve names its kind's components may not take: ``{name: why}``,
+    ``why`` saying what the name means to the kind's users instead. Registering one, as name or
+    alias, is refused naming ``why`` (the plugin keeps nothing it registered)."""
+    reserved = dict(names)
+    bad = [k for k, v in reserved.items() if not (isinstance(k, str) and NAME_RE.match(k) and isinstance(v, str) and v)]
+    if bad:
+        raise TypeError(f"reserves: {bad!r} are no component names with a non-empty reason; reserve "
+                        "{name: why} with lower-case names")
+
+    def mark(spec: _Spec) -> _Spec:
+        if not spec.__name__.startswith("deepseek_register_"):
+            raise TypeError(f"reserves: {spec.__name__} is no registration hookspec; reserve names on a "
+                            "deepseek_register_<kinds> hookspec")
+        _RESERVED[spec] = reserved
+        return spec
+
+    return mark
 
 
 def reserved_names(pm: pluggy.PluginManager, hook_name: str) -> Mapping[str, str]:
-    """The names the spec of registration hook ``hook_name`` reserves (:data:`RESERVED_NAMES`)."""
-    spec = getattr(getattr(pm.hook, hook_name, None), "spec", None)
-    return dict(getattr(spec.function, RESERVED_NAMES, None) or {}) if spec is not None else {}
+    """The names the spec of registration hook ``hook_name`` in ``pm`` reserves (:func:`reserves`)."""
+    hook = getattr(pm.hook, hook_name, None)  # pluggy's relay: one attribute per hook name
+    spec = hook.spec if isinstance(hook, pluggy.HookCaller) else None
+    return dict(_RESERVED.get(spec.function, {})) if spec is not None else {}
 
 
 class InvalidRegistration(PluginError):
