@@ -105,7 +105,7 @@ class Fusion(nn.Module):
         if not (isinstance(target, type) and issubclass(target, Fusion)):
             raise broken_answer(label, f"registered as {target!r}, not a subclass of deepseek_enterprise.fusion.Fusion; "
                                        "a fusion plugin registers a Fusion subclass (docs/multimodal.md section 3)")
-        options = getattr(target, "Options", None)
+        options = target.Options
         if not (isinstance(options, type) and issubclass(options, FusionBaseOptions)):
             raise broken_answer(label, f"declares Options {options!r}, which does not extend "
                                        "deepseek_enterprise.fusion.FusionBaseOptions (a fusion's Options are a dataclass "

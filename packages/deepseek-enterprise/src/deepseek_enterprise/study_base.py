@@ -146,13 +146,14 @@ def study_fusion_keys(fusion: Any, host: Any = None) -> tuple[str, ...]:
     ``fusion`` (the file's values of those are not used): the recipes' (:data:`RECIPE_FUSION_KEYS`)
     except a key the method's ``Options`` declare as their own, not as the built-in fused head
     (``Options`` that do not extend ``fusion.HeadOptions``): a plugin's own ``joint`` is its key,
-    which the file gives its runs as it gives the rest. A name that resolves to no loadable method: all of
-    them (the run's config check refuses the name)."""
+    which the file gives its runs as it gives the rest. A name that resolves to no loadable fusion
+    method (:func:`fusion_options_class` is ``None``): all of them (the run's config check refuses
+    the name)."""
     import dataclasses
 
     options = fusion_options_class(fusion, host)
-    if takes_recipe_fusion_options(options) or not isinstance(options, type) or not dataclasses.is_dataclass(options):
-        return RECIPE_FUSION_KEYS  # the fused head's keys, or none of the method's own
+    if options is None or takes_recipe_fusion_options(options):
+        return RECIPE_FUSION_KEYS  # no loadable method, or the fused head's keys
     own = {f.name for f in dataclasses.fields(options)}
     return tuple(k for k in RECIPE_FUSION_KEYS if k not in own)
 

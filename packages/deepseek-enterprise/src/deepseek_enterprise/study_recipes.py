@@ -8,7 +8,10 @@ Plain data and rules: nothing here imports torch or trains (:mod:`deepseek_enter
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deepseek_enterprise.fusion import FusionBaseOptions
 
 CONFIGS: dict[str, tuple[tuple[str, ...], str]] = {
     "vision": (("vision",), "late"),
@@ -124,21 +127,25 @@ def is_ensemble(config: str, recipe: str, task: str) -> bool:
             and bool(RECIPES[recipe].get("freeze_pretrained")))
 
 
-def fusion_options_class(fusion: Any, host: Any = None) -> Any:
-    """The ``Options`` the fusion method named ``fusion`` declares, looked up on ``host`` (the
-    study's; default: the process's); ``None`` where the name resolves to no loadable method (the
-    run's config check refuses the name) or the method declares none."""
+def fusion_options_class(fusion: Any, host: Any = None) -> type[FusionBaseOptions] | None:
+    """The ``Options`` the fusion method named ``fusion`` declares (``Fusion.Options``), looked up
+    on ``host`` (the study's; default: the process's); ``None`` where the name resolves to no
+    loadable method or to one that :meth:`~deepseek_enterprise.fusion.Fusion.check_registered`
+    refuses (the run's config check refuses the name)."""
     from deepseek.config.components import resolve_at
     from deepseek.errors import ConfigError, PluginError
     from deepseek.plugins.host import get_host
+    from deepseek_enterprise.fusion import Fusion
 
     try:
-        return getattr(resolve_at(host or get_host(), "fusion", fusion, "model.fusion").load(), "Options", None)
+        target = resolve_at(host or get_host(), "fusion", fusion, "model.fusion").load()
+        Fusion.check_registered(target, str(fusion))
     except (ConfigError, PluginError):
         return None
+    return target.Options
 
 
-def takes_recipe_fusion_options(options: Any) -> bool:
+def takes_recipe_fusion_options(options: type[FusionBaseOptions] | None) -> bool:
     """Whether a fusion method whose ``Options`` are ``options`` (:func:`fusion_options_class`)
     builds the built-in fused head, whose keys the recipes' ``fusion_options`` (``joint``,
     ``late_residual``) are: ``Options`` that extend ``fusion.HeadOptions`` (``concat``,
@@ -147,7 +154,7 @@ def takes_recipe_fusion_options(options: Any) -> bool:
     (:func:`~deepseek_enterprise.study_base.study_fusion_keys`)."""
     from deepseek_enterprise.fusion import HeadOptions
 
-    return isinstance(options, type) and issubclass(options, HeadOptions)
+    return options is not None and issubclass(options, HeadOptions)
 
 
 def recipe_keys(config: str, recipe: str, task: str, sources: dict[str, str] | None = None,
