@@ -178,3 +178,18 @@ def test_a_rule_of_optimizer_groups_is_searched_by_index() -> None:
                                           r"optimizer.groups is a list of 2 table\(s\), so the part after it is an "
                                           r"index from 0 to 1 \(got '2'\)$"):
         trial_data(base, {"optimizer.groups.2.lr_scale": 0.3})
+
+
+def test_the_system_tuner_refuses_data_of_no_token_sequences() -> None:
+    """`bench train` measures sequences of `data.seq_len` tokens: a dataset without that key (the
+    multimodal digits) is refused at check_config, naming the dataset; a token dataset passes."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    tuner = SystemTuner(SystemTunerOptions())
+    tuner.check_config(config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8}}))
+    digits = config_from_dict({"model": {"name": "tiny"}, "data": {"name": "multimodal.digits", "batch_size": 8}})
+    with pytest.raises(ConfigError, match=r"^data\.name: the system tuner needs token sequences \(data\.seq_len\); "
+                                          r"'multimodal\.digits' has none$"):
+        tuner.check_config(digits)
