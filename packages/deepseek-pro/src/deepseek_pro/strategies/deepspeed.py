@@ -67,8 +67,7 @@ from deepseek_pro.strategies.deepspeed_user import (
 )
 from deepseek_pro.strategies.twin import materialize, meta_twin
 
-__all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer", "build_ds_config",
-           "sanitize_cuda_arch_list"]
+__all__ = ["DeepSpeedOptions", "DeepSpeedStrategy", "apply_cuda_arch_sanitizer", "build_ds_config", "sanitize_cuda_arch_list"]
 
 _FP16_ON_CPU = ("precision.dtype: DeepSpeed has no fp16 on the CPU; use precision.dtype = 'bf16' or 'fp32' here "
                 "(fp16 works on CUDA devices)")
@@ -78,7 +77,6 @@ class DeepSpeedStrategy(DistributedStrategy):
     """DeepSpeed's engine over all ranks (``dp_size = world_size``)."""
 
     optimizer_parameters = "flat"
-
     name: ClassVar[str] = "deepspeed"
     Options: ClassVar[type] = DeepSpeedOptions
     replicates_buffers: ClassVar[bool] = True
@@ -86,8 +84,8 @@ class DeepSpeedStrategy(DistributedStrategy):
 
     @classmethod
     def memory_row(cls, options: Any) -> str | None:
-        """Stages 1 and 2 (with or without optimizer offload); the advisor's ZeRO-3 rows model
-        FSDP2's buffers, not DeepSpeed stage 3's, so stage 3 has none."""
+        """Stages 1 and 2 (with or without optimizer offload); the advisor's ZeRO-3 rows model FSDP2's buffers,
+        not DeepSpeed stage 3's, so stage 3 has none."""
         if options.stage == 3 or options.config_path:
             return None
         return f"zero{options.stage}" + ("+offload" if options.offload_optimizer else "")
@@ -103,6 +101,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._shape: tuple[int, int] = (1, 1)
         self._builder: OptimizerBuilder | None = None
         self._gather_unit: str | None = None
+        self._fastpath: bool | None = None  # torch's fused-kernel switch as setup_environment found it
 
     @classmethod
     def check_config(cls, config: Any) -> None:
@@ -160,10 +159,17 @@ class DeepSpeedStrategy(DistributedStrategy):
             self.teardown()
             raise UsageError(_FP16_ON_CPU)
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        # DeepSpeed holds 16-bit weights as views of flat buffers at any element offset; the fused inference kernels
+        # of nn.TransformerEncoderLayer / nn.MultiheadAttention (eval, no grad) then fail on CUDA: "misaligned address".
+        self._fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
 
     def teardown(self) -> None:
         owned = self._owns_group
         super().teardown()
+        if self._fastpath is not None:
+            torch.backends.mha.set_fastpath_enabled(self._fastpath)
+            self._fastpath = None
         if owned and "deepspeed" in sys.modules:  # the groups it cached died with the process group
             internals.forget_process_groups()
 
@@ -267,11 +273,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         return contextlib.nullcontext()
 
     def _engine_inputs(self, batch: Any) -> Any:
-        """``batch`` with its floating-point tensors in the 16-bit type DeepSpeed holds the module's
-        weights in under ``precision.dtype`` bf16 or fp16 (FSDP's mixed precision casts a forward's
-        inputs the same way); integer and bool tensors as they are. Nothing autocasts here, so a
-        model fed float inputs (images, audio features) otherwise met 16-bit weights with fp32
-        inputs in its first layer."""
+        """``batch`` with its float tensors in the 16-bit type of the weights under bf16 or fp16 (as FSDP's
+        mixed precision casts inputs; integers and bools as they are): nothing autocasts here, so float
+        inputs (images, audio features) otherwise met 16-bit weights with fp32 inputs in a first layer."""
         if self.precision.name not in ("bf16", "fp16"):
             return batch
         from torch.utils import _pytree as pytree
@@ -290,9 +294,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         self.engine.backward(loss if abs(scale - 1.0) < 1e-12 else loss * scale)
 
     def evaluate(self, batch: Any, weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Under DeepCompile the forward runs eagerly on gathered weights: its compiled graph
-        is for training (a no-grad graph compiled beside it broke the next backward's
-        reduction in DeepSpeed 0.19.8). Float inputs go in as the weights' type (``_engine_inputs``)."""
+        """Under DeepCompile the forward runs eagerly on gathered weights: its compiled graph is for training (a
+        no-grad graph compiled beside it broke the next backward's reduction in DeepSpeed 0.19.8). Float inputs
+        go in as the weights' type (``_engine_inputs``)."""
         batch = self._engine_inputs(batch)
         if not self.options.deepcompile:
             return super().evaluate(batch, weight)
@@ -303,8 +307,8 @@ class DeepSpeedStrategy(DistributedStrategy):
             return super().evaluate(batch, weight)
 
     def weights_finite(self) -> bool:
-        """The fp32 master partitions (ZeRO keeps the module's own weights partitioned or in
-        16 bit) finite on every rank; ZeRO-3's partition padding is not weights and is skipped."""
+        """The fp32 master partitions (ZeRO keeps the module's own weights partitioned or in 16 bit) finite on
+        every rank; ZeRO-3's partition padding is not weights and is skipped."""
         return self.all_ranks(internals.masters_finite(self.engine.optimizer, self.engine.module))
 
     def step_metrics(self) -> dict[str, float]:
