@@ -394,7 +394,7 @@ PY
       s=[r['step'] for r in rs if 'loss' in r]; print(sys.argv[1], 'steps', s[0], '..', s[-1], len(s), 'records; val', \
       [(r['step'], round(r['val_loss'], 3)) for r in rs if 'val_loss' in r])" "$RES/$r/metrics.jsonl"; done;;
   mm-engine)  # the tri-modal classifier (float image and audio inputs) in bf16 on CUDA through every one-GPU
-    # engine: single (autocast), fsdp (mixed-precision policy) and DeepSpeed ZeRO-2 (its own bf16, inputs cast
+    # engine: single (autocast), fsdp (mixed-precision policy) and DeepSpeed ZeRO-2 and -3 (its own bf16, inputs cast
     # by the strategy) under `deepseek launch -n 1`; same data, seed and steps; every step in metrics.jsonl
     M="$REPO/examples/multimodal/digits.toml --set precision.dtype=bf16 --set train.max_steps=300"
     M="$M --set train.eval_interval=100 --set checkpoint.interval=100 --quiet"
@@ -402,7 +402,9 @@ PY
     run mm-fsdp 150 python3 -m deepseek launch -n 1 -- train --strategy fsdp $M --run-dir "$RES/mm-fsdp"
     run mm-ds2 150 python3 -m deepseek launch -n 1 -- train --strategy deepspeed --set strategy.stage=2 $M \
       --run-dir "$RES/mm-ds2"
-    for r in mm-single mm-fsdp mm-ds2; do python3 -c "import json,sys; rs=[json.loads(l) for l in open(sys.argv[1])]; \
+    run mm-ds3 150 python3 -m deepseek launch -n 1 -- train --strategy deepspeed --set strategy.stage=3 $M \
+      --run-dir "$RES/mm-ds3"
+    for r in mm-single mm-fsdp mm-ds2 mm-ds3; do python3 -c "import json,sys; rs=[json.loads(l) for l in open(sys.argv[1])]; \
       s=[r['step'] for r in rs if 'loss' in r]; print(sys.argv[1], 'steps', s[0], '..', s[-1], len(s), 'records; val', \
       [(r['step'], {k: round(v, 4) for k, v in r.items() if k.startswith('val_')}) for r in rs if 'val_loss' in r])" \
       "$RES/$r/metrics.jsonl"; done;;
