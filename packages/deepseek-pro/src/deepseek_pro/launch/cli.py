@@ -218,8 +218,11 @@ def launch(
     from deepseek.cli.context import command_host
     from deepseek_pro.launch.runner import LaunchSpec, run
 
+    # the root's --debug reaches the workers as their own: a rank's error shows its traceback in the
+    # rank's log (and rank 0's on the console); the plugin options reach them as DEEPSEEK_* variables
+    debug = ["--debug"] if root_ctx.params.get("debug") and "--debug" not in root else []
     spec = LaunchSpec(
-        args=(*root, command, *rest), nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
+        args=(*debug, *root, command, *rest), nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, timeout=timeout, startup_timeout=startup_timeout,
         log_dir=log_dir, watchdog=not no_watchdog and command == "train", verbose=verbose, stop_grace=grace,
         plugin_env=command_host().settings.as_env(),  # the launcher's --plugins / --disable-plugins reach the workers
