@@ -301,8 +301,10 @@ def test_sigterm_to_the_launcher_stops_every_rank_after_one_step(tmp_path: Path,
         proc.kill()
     assert proc.returncode == 75, err[-4000:]
     step = step_records(tmp_path / "run")[-1]["step"]
-    assert err.strip().splitlines()[-1] == (
-        f"stopped: SIGTERM after step {step}; checkpoint run/checkpoints/step-{step}; continue with --resume run")
+    # rank 0's line ends the output, once: the launcher does not repeat it (its console shows rank 0's)
+    line = f"stopped: SIGTERM after step {step}; checkpoint run/checkpoints/step-{step}; continue with --resume run"
+    assert err.strip().splitlines()[-1] == f"[rank0] {line}", err[-4000:]
+    assert sum("stopped:" in shown for shown in err.splitlines()) == 1, err[-4000:]
     assert "error:" not in err and "Traceback" not in err
     saved = tmp_path / "run" / "checkpoints" / f"step-{step}"
     from deepseek.training import checkpoint as ckpt

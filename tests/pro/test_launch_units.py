@@ -297,6 +297,39 @@ def test_failure_report_of_a_stop_request(tmp_path: Path) -> None:
     assert early.message.endswith("a run that has none yet starts again with the same command without --resume")
 
 
+def test_the_stop_line_rank_0_showed_is_not_repeated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After a SIGTERM the console showed the ``stopped:`` line twice: as rank 0's (``[rank0]
+    stopped: ...``, the launcher tees its local rank 0's output) and again as the launcher's own.
+    docs/distributed.md: the job ends with rank 0's line, once. The launcher still says it where
+    its console showed no rank's line."""
+    from deepseek_pro.launch.cli import echo_result
+
+    line = "stopped: SIGTERM after step 7; checkpoint run/checkpoints/step-7; continue with --resume run"
+    logs = {rank: tmp_path / f"{rank}.log" for rank in range(4)}
+    logs[0].write_text(f"step 7\n{line}\n")
+    for rank in (1, 2, 3):
+        logs[rank].write_text("step 7\n")
+    report = failure_report({0: _failure(0, EXIT_PREEMPTED), 1: _failure(1, -15)}, None, logs.__getitem__,
+                            stop_signal="SIGTERM")
+    assert (report.exit_code, report.message, report.shown) == (EXIT_PREEMPTED, line, True)
+    echo_result(report)
+    assert capsys.readouterr().err == ""  # rank 0's line is the one on the console
+    # node 1 of two (ranks 2 and 3, local ranks 0 and 1): rank 0's line is on node 0's console only
+    node1 = {rank: SimpleNamespace(**{**vars(_failure(rank, EXIT_PREEMPTED)), "local_rank": rank - 2}) for rank in (2, 3)}
+    report = failure_report(node1, None, logs.__getitem__, stop_signal="SIGTERM")
+    assert (report.message, report.shown) == ("stopped: rank 2 stopped on request", False)
+    echo_result(report)
+    assert capsys.readouterr().err.splitlines() == ["stopped: rank 2 stopped on request"]
+    # a line only a local rank other than 0 wrote (its log, not the console): the launcher says it, once
+    logs[0].write_text("step 7\n")
+    logs[1].write_text(f"step 7\n{line}\n")
+    report = failure_report({0: _failure(0, EXIT_PREEMPTED), 1: _failure(1, EXIT_PREEMPTED)}, None,
+                            logs.__getitem__, stop_signal="SIGTERM")
+    assert (report.message, report.shown) == (line, False)
+    echo_result(report)
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
 def test_job_dirs_of_dead_launchers_are_removed_live_ones_kept(tmp_path: Path) -> None:
     from deepseek_pro.launch.jobdir import create_job_dir, remove_abandoned
 

@@ -179,8 +179,8 @@ def _exit_now(message: str) -> None:
 
 
 def stopped_line(signal_name: str, step: int, checkpoint: str | None, run_dir: str) -> str:
-    """The one line ``deepseek train`` prints (stderr) when a run stopped on request; the
-    launcher repeats it. ``checkpoint``: the checkpoint of ``step``, or ``None`` when no step
+    """The one line ``deepseek train`` prints (stderr) when a run stopped on request (rank 0's:
+    under ``deepseek launch`` the job's last line, shown once, as rank 0's). ``checkpoint``: the checkpoint of ``step``, or ``None`` when no step
     was trained in this session (nothing new to save). Stopped at step 0 the folder holds no
     checkpoint: the same command (without ``--resume``) starts the run again in it."""
     if checkpoint is None and step == 0:

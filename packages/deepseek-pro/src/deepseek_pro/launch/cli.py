@@ -243,7 +243,8 @@ def echo_result(result: LaunchResult) -> None:
     from deepseek.training.preemption import EXIT_PREEMPTED
 
     if result.exit_code == EXIT_PREEMPTED:  # stopped on request, resumable: no error
-        click.echo(one_line(result.message), err=True)
+        if not result.shown:  # else rank 0's own line, on the console already, ends the job's output
+            click.echo(one_line(result.message), err=True)
     elif result.exit_code and not result.shown:
         if result.tail and result.exit_code != 2:  # bad input: the one error line says it all
             where = shown(result.log_path) if result.log_path else "its log (removed with the launcher's temp folder; keep logs with --log-dir)"

@@ -86,8 +86,8 @@ class LaunchResult:
     """The log the tail comes from; empty when the logs were in the removed temp folder."""
     tail: list[str] = field(default_factory=list)
     shown: bool = False
-    """The error line was already on the console, as the local rank 0 whose output the launcher
-    shows wrote it: the launcher does not repeat it."""
+    """The line was already on the console, as the local rank 0 whose output the launcher shows
+    wrote it (its bad-input ``error:`` line, its ``stopped:`` line): the launcher does not repeat it."""
 
 
 def run(spec: LaunchSpec, *, early: SignalScope | None = None) -> LaunchResult:
@@ -188,7 +188,7 @@ def failure_report(
     # script outside fit ends a SIGTERM with 75), not by a stop request.
     failed = any(f.exitcode != EXIT_PREEMPTED and not _is_secondary(f, tails[r]) for r, f in failures.items())
     if stop_signal or (stopped and not failed):
-        return _stop_report(stopped, tails, stop_signal)
+        return _stop_report(failures, stopped, tails, stop_signal)
     # Failure times have a resolution of one second; within it, a rank that only saw its peer
     # vanish (or was stopped by the agent) is not the root cause.
     rank, first = min(failures.items(), key=lambda kv: (
@@ -210,13 +210,20 @@ def failure_report(
     return LaunchResult(2 if first.exitcode == 2 else 1, message, str(log_of(rank)), tail, shown=shown)
 
 
-def _stop_report(stopped: list[int], tails: Mapping[int, list[str]], stop_signal: str | None) -> LaunchResult:
+def _stop_report(
+    failures: Mapping[int, Any], stopped: list[int], tails: Mapping[int, list[str]], stop_signal: str | None,
+) -> LaunchResult:
     """The job ended on a stop request: the ``stopped:`` line of the ranks that saved and exited
-    (rank 0 prints it), or, when none got that far, what the launcher received."""
+    (rank 0 prints it), or, when none got that far, what the launcher received. A line the local
+    rank 0 wrote word for word is on the console already (the launcher tees its output):
+    ``shown``, so the job ends with it once, as rank 0's."""
     said = [line.strip().split("stopped:", 1)[1].strip()
             for rank in stopped for line in tails.get(rank, []) if "stopped:" in line]
     if said:
-        return LaunchResult(EXIT_PREEMPTED, f"stopped: {said[-1]}")
+        message = f"stopped: {said[-1]}"
+        shown = any(failures[rank].local_rank == 0 and any(line.strip() == message for line in tails.get(rank, []))
+                    for rank in stopped)
+        return LaunchResult(EXIT_PREEMPTED, message, shown=shown)
     if stopped:
         return LaunchResult(EXIT_PREEMPTED, f"stopped: rank {stopped[0]} stopped on request")
     return LaunchResult(
