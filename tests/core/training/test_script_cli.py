@@ -178,14 +178,18 @@ def test_deepseek_run_leaves_sys_argv_and_sys_path_as_it_found_them(
         assert sys.path is search_path and sys.path == entries, (how, sys.path[:2], sys.path[-1])
 
 
+@pytest.mark.parametrize("own", ["", "def bye(): pass\nimport atexit\natexit.register(bye)\natexit.unregister(bye)\n"],
+                         ids=["registers-none", "unregisters-its-own"])
 def test_deepseek_run_in_process_leaves_nothing_registered_at_exit_behind_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own: str,
         deepseek_here: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """Was: every ``deepseek run`` in a process registered two ``atexit`` handlers that stayed
     registered until the process ended, holding the lists the script left in ``sys.argv`` and
     ``sys.path``: N runs of a script that registered no handler of its own kept N scripts' leftovers
     alive (here an object each script put in ``sys.argv``). A script that registers one still
-    has its view at exit (test_script_process.py, a real process's exit)."""
+    has its view at exit (test_script_process.py, a real process's exit). One that unregistered the
+    handler it registered kept the pair too: the command counted the process's handlers with
+    CPython's private ``atexit._ncallbacks()``, which up to 3.13 does not go down on ``unregister``."""
     import gc
     import types
     import weakref
@@ -194,7 +198,7 @@ def test_deepseek_run_in_process_leaves_nothing_registered_at_exit_behind_it(
     monkeypatch.setitem(sys.modules, "_run_leftovers", types.SimpleNamespace(refs=refs, weakref=weakref))
     script = tmp_path / "job.py"
     script.write_text("import sys, _run_leftovers\nclass Left: pass\nleft = Left()\n"
-                      "sys.argv.append(left)\n_run_leftovers.refs.append(_run_leftovers.weakref.ref(left))\n")
+                      "sys.argv.append(left)\n_run_leftovers.refs.append(_run_leftovers.weakref.ref(left))\n" + own)
     for _ in range(3):
         assert deepseek_here("run", str(script), cwd=tmp_path).returncode == 0
     gc.collect()

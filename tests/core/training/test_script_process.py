@@ -44,6 +44,37 @@ def test_atexit_handlers_of_the_script_import_from_its_folder(tmp_path: Path) ->
     assert done.stdout.splitlines() == ["script done", "still there: True", "at exit: found ['--x']"], done.stdout
 
 
+TAKES_OVER = """
+import atexit, logging, sys
+atexit.unregister(logging.shutdown)  # registered before the script (logging's import): it shuts logging down itself
+
+def bye():
+    import helper_of_job  # in the script's folder, imported by no one before
+    logging.shutdown()
+    print("at exit:", helper_of_job.WORD, sys.argv[1:], flush=True)
+
+atexit.register(bye)
+print("script done", "logging" in sys.modules, flush=True)
+"""
+
+
+def test_a_script_that_replaces_a_handler_keeps_its_view_at_exit(tmp_path: Path) -> None:
+    """Was: ``ModuleNotFoundError: No module named 'helper_of_job'`` at exit: the command counted
+    the process's ``atexit`` handlers (CPython's private ``atexit._ncallbacks()``), and a script
+    that unregistered one registered before it and registered its own left the count as it was, so
+    the command took its own pair of handlers off and the script's ran with the caller's
+    ``sys.argv`` and ``sys.path``."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "job.py").write_text(textwrap.dedent(TAKES_OVER))
+    (folder / "helper_of_job.py").write_text('WORD = "found"\n')
+    done = subprocess.run([sys.executable, "-m", "deepseek", "--no-plugin-autoload", "run", str(folder / "job.py"), "--x"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.splitlines() == ["script done True", "at exit: found ['--x']"], done.stdout
+
+
 WAITS = """
 import multiprocessing, time
 

@@ -85,9 +85,11 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
     exited) and whatever it did to them, ``sys.argv`` is the list it was and ``sys.path`` the list it
     was with the items it had (a caller holding either sees no change). The ``atexit`` handlers the
     script registered run, at the process's exit, with both as the script left them (:class:`_AtExit`).
-    A script that left the process's handlers as many as it found them (registered none) leaves
-    nothing registered behind it: a process that runs scripts in turn (``main(["run", ...])``,
-    tests) does not pile up a pair of handlers, each holding its script's lists, per run."""
+    A script that left no handler of its own registered leaves nothing registered behind it: a
+    process that runs scripts in turn (``main(["run", ...])``, tests) does not pile up a pair of
+    handlers, each holding its script's lists, per run. The script's own are those it registered
+    and did not unregister (:class:`_Registrations`), not a count of the process's handlers: a
+    script that unregisters one registered before it (a library's) and registers its own has one."""
     import atexit
     import sys
 
@@ -97,11 +99,12 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
     search_path.insert(0, str(path.resolve().parent))
     at_exit = _AtExit()
     atexit.register(at_exit.leave)  # registered before the script's handlers: runs after them
-    registered = atexit._ncallbacks()  # no public count; CPython's, as exits.py uses _run_exitfuncs
+    registrations = _Registrations()
     try:
-        yield
+        with registrations:
+            yield
     finally:
-        if atexit._ncallbacks() == registered:  # none of the script's to run at exit: none of ours either
+        if not registrations.left:  # none of the script's to run at exit: none of ours either
             atexit.unregister(at_exit.leave)
         else:
             at_exit.script_view = list(sys.argv), list(sys.path)
@@ -109,6 +112,52 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
         sys.argv = argv
         search_path[:] = entries
         sys.path = search_path
+
+
+class _Registrations:
+    """The ``atexit`` handlers registered while the script runs: within the ``with`` block,
+    ``atexit.register`` and ``atexit.unregister`` are this object's methods, which do what the
+    module's do and keep each handler registered in the block and not unregistered since
+    (``unregister`` removes every handler equal to its argument, as the module's does); after it,
+    :attr:`left` says whether any is left. After the block the module's own functions are back
+    (unless the script put its own there), and a reference to these methods taken in the block
+    (``from atexit import register``) only passes its calls on, holding no handler. ``atexit``
+    offers no public way to list or count its handlers."""
+
+    def __init__(self) -> None:
+        import atexit
+
+        self._register, self._unregister = atexit.register, atexit.unregister
+        self._added: list[Any] = []
+        self._open = False
+        self.left = False
+
+    def register(self, func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if self._open:
+            self._added.append(func)
+        return self._register(func, *args, **kwargs)
+
+    def unregister(self, func: Any, /) -> None:
+        if self._open:
+            self._added = [f for f in self._added if not f == func]
+        self._unregister(func)
+
+    def __enter__(self) -> _Registrations:
+        import atexit
+
+        self._open = True
+        atexit.register, atexit.unregister = self.register, self.unregister
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import atexit
+
+        self._open = False
+        self.left, self._added = bool(self._added), []
+        if atexit.register == self.register:
+            atexit.register = self._register
+        if atexit.unregister == self.unregister:
+            atexit.unregister = self._unregister
 
 
 class _AtExit:
