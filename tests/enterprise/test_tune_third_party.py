@@ -195,6 +195,12 @@ class SecondQuadraticPlugin:
         register("quadratic2", Quadratic, description="another tuner measuring distance")
 
 
+class ThirdQuadraticPlugin:
+    @hookimpl
+    def deepseek_register_tuners(self, register):  # type: ignore[no-untyped-def]
+        register("quadratic3", Quadratic, description="a third tuner measuring distance")
+
+
 def test_a_plugin_tuner_never_replaces_the_editions_tuner_unnamed() -> None:
     """A plugin tuner measuring ``val_*`` named before ``training`` took every plain
     ``deepseek tune`` (the first tuner by name that measured the objective); the edition's tuner
@@ -210,13 +216,22 @@ def test_a_plugin_tuner_never_replaces_the_editions_tuner_unnamed() -> None:
     assert pick_tuner(host, "aaa.val", "val_loss")[0] == "aaa.val"
     assert pick_tuner(host, None, "distance")[0] == "quadratic"
     host = enterprise_host((QuadraticPlugin(), "deepseek-quadratic"), (SecondQuadraticPlugin(), "deepseek-quadratic2"))
-    with pytest.raises(UsageError, match=r"^--objective distance: the tuners tuner quadratic \(deepseek-quadratic 1.0\), "
-                                         r"tuner quadratic2 \(deepseek-quadratic2 1.0\) all measure it; name one with "
-                                         r"--tuner NAME$"):
+    # the line read "the tuners tuner quadratic (...), tuner quadratic2 (...) all measure it"
+    two = ("--objective distance: tuner quadratic (deepseek-quadratic 1.0) and tuner quadratic2 (deepseek-quadratic2 "
+           "1.0) both measure it; name one with --tuner NAME")
+    with pytest.raises(UsageError) as refused:
         pick_tuner(host, None, "distance")
+    assert str(refused.value) == two
+    host = enterprise_host((QuadraticPlugin(), "deepseek-quadratic"), (SecondQuadraticPlugin(), "deepseek-quadratic2"),
+                           (ThirdQuadraticPlugin(), "deepseek-quadratic3"))
+    with pytest.raises(UsageError) as refused:
+        pick_tuner(host, None, "distance")
+    assert str(refused.value) == (
+        "--objective distance: tuner quadratic (deepseek-quadratic 1.0), tuner quadratic2 (deepseek-quadratic2 1.0) and "
+        "tuner quadratic3 (deepseek-quadratic3 1.0) all measure it; name one with --tuner NAME")
     doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "tune.md").read_text(encoding="utf-8").split())
     assert "Without `--tuner`, the edition's tuner that measures the objective runs" in doc
-    assert "tuner quadratic2 (deepseek-quadratic2 1.0) all measure it; name one with --tuner NAME`), exit 2" in doc
+    assert f"(`{two}`), exit 2" in doc
 
 
 def test_check_objective_gets_the_run_values_docs_describe() -> None:

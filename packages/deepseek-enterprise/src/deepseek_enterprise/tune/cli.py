@@ -54,8 +54,9 @@ def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, s
         comp, target = (first_party or takers)[0]
         return comp.name, target, _origin(comp)
     if takers:
-        raise UsageError(f"--objective {objective}: the tuners {', '.join(_origin(c) for c, _ in takers)} all measure "
-                         "it; name one with --tuner NAME")
+        names = [_origin(c) for c, _ in takers]  # each "tuner NAME (DIST VERSION)"
+        raise UsageError(f"--objective {objective}: {', '.join(names[:-1])} and {names[-1]} "
+                         f"{'both' if len(names) == 2 else 'all'} measure it; name one with --tuner NAME")
     raise UsageError(f"--objective {objective}: no registered tuner measures it"
                      f"{_meant(objective, [t for _, t in loaded])}; give one a tuner measures: {'; '.join(offered)}")
 
