@@ -233,3 +233,54 @@ def test_a_plugin_hookspec_reserves_names_as_the_docs_say(make_dist: DistFactory
         @reserves({"default": "why"})
         def deepseek_widget_made(widget):  # type: ignore[no-untyped-def]
             """Not a registration hook."""
+
+
+KIND_SPECS = '''
+from deepseek.hookspecs import hookspec
+from deepseek.plugins.registrar import registers_kind
+
+@registers_kind("index")
+@hookspec
+def deepseek_register_indices(register):
+    """Register search indices."""
+'''
+
+KIND_PLUGIN = """
+from deepseek import hookimpl
+
+@hookimpl
+def deepseek_add_hookspecs(pluginmanager):
+    import kind_specs
+    pluginmanager.add_hookspecs(kind_specs)
+
+@hookimpl
+def deepseek_register_indices(register):
+    register("ext.flat", dict, description="a flat index")
+"""
+
+
+def test_a_plugin_hookspec_declares_its_kind_as_the_docs_say(make_dist: DistFactory) -> None:
+    """docs/plugins.md section 7: a registration hookspec whose name's singular is not its kind
+    (``deepseek_register_indices`` would be ``indice``) declares it with ``registers_kind``; the
+    host, the lookup and the edition page's table read it there. A bad or core kind, or the
+    decorator on a hook that registers nothing, is refused when the spec is written."""
+    import importlib
+
+    from deepseek.plugins.docgen import render_edition
+    from deepseek.plugins.registrar import registers_kind
+
+    make_dist("deepseek-ext", {"kind_specs": KIND_SPECS, "kind_plugin": KIND_PLUGIN}, entry_points={"ext": "kind_plugin"})
+    host = host_for("deepseek-ext")
+    assert host.records["deepseek-ext"].status == "ok", host.records["deepseek-ext"].reason
+    assert host.registration_hooks()["deepseek_register_indices"] == "index"
+    assert host.records["deepseek-ext"].components == {"index": ["ext.flat"]}
+    assert host.create("index", "ext.flat", a=1) == {"a": 1}
+    assert "| `deepseek_register_indices` | `index` |" in render_edition(importlib.import_module("kind_specs"))
+    with pytest.raises(TypeError, match=r"^registers_kind: 'Index' is no lower-case kind name"):
+        registers_kind("Index")
+    with pytest.raises(TypeError, match=r"^registers_kind: 'model' is core's kind of deepseek_register_models; "):
+        registers_kind("model")
+    with pytest.raises(TypeError, match=r"^registers_kind: deepseek_index_built is no registration hookspec"):
+        @registers_kind("index")
+        def deepseek_index_built(index):  # type: ignore[no-untyped-def]
+            """Not a registration hook."""

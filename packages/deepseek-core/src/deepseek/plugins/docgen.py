@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from deepseek import hookspecs
-from deepseek.plugins.registrar import kind_from_hook
+from deepseek.plugins.registrar import hook_kind
 
 PHASES: tuple[tuple[str, str], ...] = (
     ("set-up", "1. Set-up"),
@@ -146,8 +146,8 @@ def render(module: ModuleType = hookspecs) -> str:
         *(f"| `{hook}` | `{kind}` |" for hook, kind in hookspecs.REGISTRATION_HOOKS.items()),
         "",
         "A plugin that adds a hookspec of its own named `deepseek_register_<kinds>` whose only "
-        "argument is `register` gets the same callback; the kind is the singular of `<kinds>` "
-        "(the enterprise edition adds `fusion`, `compressor`, `tuner` and `executor` this way: "
+        "argument is `register` gets the same callback; the kind is the singular of `<kinds>`, or "
+        "the one its spec declares with `@deepseek.plugins.registrar.registers_kind(kind)` (the enterprise edition adds `fusion`, `compressor`, `tuner` and `executor` this way: "
         "[hooks-enterprise.md](hooks-enterprise.md)).",
         "",
     ]
@@ -181,7 +181,8 @@ def render_edition(module: ModuleType) -> str:
         "",
         "These hooks exist only while the edition that adds them is loaded. Each registration hook "
         "gets the same `register` callback as core's ([hooks.md](hooks.md#the-register-callback)); "
-        "the component kind is the singular of the hook's last word. A plugin that implements "
+        "the component kind is the singular of the hook's last word, or the one its spec declares "
+        "(`registers_kind`). A plugin that implements "
         "them and should still load without that edition marks its implementation "
         "`@hookimpl(optionalhook=True)` and, to load where the edition is not installed, declares "
         "the edition as an optional extra rather than in `dependencies` "
@@ -189,7 +190,7 @@ def render_edition(module: ModuleType) -> str:
         "",
         "| registration hook | component kind |",
         "|---|---|",
-        *(f"| `{name}` | `{kind_from_hook(name)}` |" for name, _ in specs if name.startswith("deepseek_register_")),
+        *(f"| `{name}` | `{hook_kind(name, fn)}` |" for name, fn in specs if name.startswith("deepseek_register_")),
         "",
     ]
     for name, fn in specs:
