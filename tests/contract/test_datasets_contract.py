@@ -4,7 +4,8 @@ validation set, a JSON-ready position that resumes the same batches (and the sam
 passes, ``epochs_done``, which never goes back), the default shard, a
 class count (``model_num_classes``) that covers the labels (a batch's ``label``, where batches carry one)
 where one is declared,
-and a text codec (``text_codec``) that gives back its own validation text where one is declared.
+a text codec (``text_codec``) that gives back its own validation text where one is declared,
+and ``input_ids`` rows of the tokens ``sequence_length`` declares where it declares one.
 
 Data with passes (``epochs_done`` not ``None``) also resumes across the end of one: batches are
 drawn until a pass ends (at most :data:`PASS_BATCHES`, at the small sizes of :data:`PASS_OPTIONS`),
@@ -36,7 +37,12 @@ import deepseek
 from deepseek.config.components import options_class
 from deepseek.data.batch import check_batch
 from deepseek.data.codec import dataset_codec, round_trip_problem
-from deepseek.data.dataset import Dataset, checked_epochs_done, checked_validation_batches
+from deepseek.data.dataset import (
+    Dataset,
+    checked_epochs_done,
+    checked_sequence_length,
+    checked_validation_batches,
+)
 from deepseek.errors import ConfigError, UsageError
 from deepseek.plugins.host import get_host
 
@@ -116,6 +122,10 @@ def test_dataset_contract(name: str, tmp_path: Path, contract_data: OwnData) -> 
     assert classes is None or (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1)
     problem = labels_outside(classes, [first, *val])
     assert problem is None, f"{name}: {problem}"
+    length = checked_sequence_length(cls, data.options, name)  # declared from the options: its rows' tokens
+    rows = [b["input_ids"] for b in [first, *val] if isinstance(b.get("input_ids"), torch.Tensor)]
+    assert length is None or all(r.shape[-1] == length for r in rows), \
+        f"{name}: input_ids rows of {sorted({r.shape[-1] for r in rows})} tokens, not the {length} sequence_length() declares"
 
 
 def labels_outside(classes: int | None, batches: list[Any]) -> str | None:

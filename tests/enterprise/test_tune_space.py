@@ -4,9 +4,12 @@ another optimizer's keys, optimizer group rules searched by index."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from deepseek.data.dataset import Dataset
 
 
 def test_a_condition_on_a_stepped_range_takes_its_grid_values() -> None:
@@ -193,3 +196,81 @@ def test_the_system_tuner_refuses_data_of_no_token_sequences() -> None:
     with pytest.raises(ConfigError, match=r"^data\.name: the system tuner needs token sequences \(data\.seq_len\); "
                                           r"'multimodal\.digits' has none$"):
         tuner.check_config(digits)
+
+
+@dataclass(frozen=True)
+class _BlockOptions:
+    block_size: int = 64
+    """Tokens per row: this plugin's name for what core's token data calls seq_len."""
+
+
+@dataclass(frozen=True)
+class _SeqOptions:
+    seq_len: int = 48
+
+
+class _Rows(Dataset):
+    """A plugin's token data (the tuner reads only its class)."""
+
+    def __next__(self) -> Any:
+        raise NotImplementedError
+
+    def validation_batches(self, limit: int) -> list[Any]:
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class _BlockRows(_Rows):
+    Options = _BlockOptions
+
+    @classmethod
+    def sequence_length(cls, options: Any) -> int | None:
+        return int(options.block_size)
+
+
+class _SeqRows(_Rows):
+    Options = _SeqOptions  # the conventional key: the base class's sequence_length reads it
+
+
+class _TextLength(_Rows):
+    Options = _BlockOptions
+
+    @classmethod
+    def sequence_length(cls, options: Any) -> Any:
+        return str(options.block_size)
+
+
+def test_the_system_tuner_reads_the_sequence_length_a_plugin_dataset_declares() -> None:
+    """Dataset.sequence_length (docs/plugins.md section 11): a plugin's token data keeping its row
+    length under a key of its own declares it, and `bench train` measures at that length; one with
+    the conventional `seq_len` key needs no declaration; an answer that is no whole number is one
+    PluginError naming the dataset."""
+    from _hosts import enterprise_host, registering
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import PluginError
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    host = enterprise_host((registering("deepseek_register_datasets", {"acme.blocks": _BlockRows,
+                                                                       "acme.seqs": _SeqRows,
+                                                                       "acme.text": _TextLength}), "deepseek-acme"))
+    tuner = SystemTuner(SystemTunerOptions(), host=host)
+
+    def seq(data: dict[str, Any]) -> str:
+        config = config_from_dict({"model": {"name": "tiny"}, "data": {**data, "batch_size": 8},
+                                   "strategy": {"name": "single", "device": "cpu"}}, host=host)
+        tuner.check_config(config)
+        args = tuner.bench_args(config, "bench.json")
+        return args[args.index("--seq") + 1]
+
+    assert seq({"name": "acme.blocks", "block_size": 24}) == "24"
+    assert seq({"name": "acme.seqs", "seq_len": 40}) == "40"
+    assert seq({"seq_len": 32}) == "32"  # core's text data
+    with pytest.raises(PluginError, match=r"acme\.text.*: sequence_length\(\) returned '64'; return the tokens per "
+                                          r"row of its batches \(a whole number >= 1\)"):
+        seq({"name": "acme.text"})

@@ -36,10 +36,14 @@ and then:
   not a ``data.tokenizer`` (a separator id of its own); ``deepseek generate`` finds it from the
   run's recorded dataset name and options (:mod:`deepseek.data.codec`). ``None`` (the default):
   the run's tokenizer (its ``tokenizer.json`` copy, else bytes).
+- :meth:`Dataset.sequence_length` (a classmethod, from the options alone): the tokens per row of
+  token data, which ``deepseek tune``'s system tuner measures at. The default reads a declared
+  ``seq_len`` field of ``Options`` (the conventional key), else ``None``: no token sequences.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +164,19 @@ class Dataset(ABC):
         ``None`` (the default): the tokenizer the run folder holds (``tokenizer.json``), else bytes."""
         return None
 
+    @classmethod
+    def sequence_length(cls, options: Any) -> int | None:
+        """Tokens per row of every batch (a token dataset's ``input_ids`` rows), known from the
+        options alone: ``deepseek tune``'s system tuner measures ``bench train`` at this length.
+        The default: ``options.seq_len`` where ``Options`` declares a ``seq_len`` field (the
+        conventional key: core's ``text`` and ``hf``, a plugin's token data keeping it), else
+        ``None``: the rows are no token sequences of one length. Data whose length is another
+        key returns that key's value (:func:`checked_sequence_length` checks the answer)."""
+        if dataclasses.is_dataclass(cls.Options) and "seq_len" in {f.name for f in dataclasses.fields(cls.Options)}:
+            length: int | None = options.seq_len
+            return length
+        return None
+
     def run_files(self) -> dict[str, Path]:
         """Files the run folder keeps a copy of: name in the run folder -> source file (a regular
         file of at most :data:`~deepseek.data.bpe.MAX_TOKENIZER_BYTES`, as a tokenizer is)."""
@@ -181,6 +198,22 @@ def dataset_calls(dataset: Dataset | type[Dataset], label: str | None, call: str
     from deepseek.plugins.calls import instance_calls
 
     return instance_calls(dataset, label, call)
+
+
+def checked_sequence_length(cls: type[Dataset], options: Any, label: str | None) -> int | None:
+    """``cls.sequence_length(options)``: ``None`` or a whole number >= 1, else one
+    :class:`~deepseek.errors.PluginError` naming the dataset by ``label`` (its component label);
+    what the call raises is named the same way."""
+    from deepseek.errors import PluginError
+
+    with dataset_calls(cls, label, "sequence_length"):
+        length = cls.sequence_length(options)
+    if length is None or (isinstance(length, int) and not isinstance(length, bool) and length >= 1):
+        return length
+    named = label or f"dataset {cls.__name__}"
+    raise PluginError(f"{named}: sequence_length() returned {length!r:.80}; return the tokens per row of its "
+                      "batches (a whole number >= 1), or None when its rows are no token sequences "
+                      "(docs/plugins.md section 11)")
 
 
 def checked_state_dict(dataset: Dataset) -> dict[str, Any]:

@@ -114,9 +114,20 @@ class SystemTuner(Tuner):
         if not isinstance(config.model.options, GPTConfig):
             raise ConfigError(f"model.name: the system tuner measures GPT models with bench train; "
                               f"{config.model.name!r} is not one (use a GPT preset such as small or 1.3b)")
-        if not hasattr(config.data.options, "seq_len"):
+        self.sequence_length(config)
+
+    def sequence_length(self, config: Any) -> int:
+        """Tokens per row of the config's data (its dataset's ``Dataset.sequence_length``), which
+        ``bench train`` measures at; data without token sequences is refused (``ConfigError``)."""
+        from deepseek.data.dataset import checked_sequence_length
+        from deepseek.plugins.host import get_host
+
+        component = (self.host or get_host()).resolve("dataset", config.data.name)
+        length = checked_sequence_length(component.load(), config.data.options, component.label)
+        if length is None:
             raise ConfigError(f"data.name: the system tuner needs token sequences (data.seq_len); "
                               f"{config.data.name!r} has none")
+        return length
 
     def fit(self, config: Any) -> Fit:
         """The advisor's estimate for this config (``row`` None: no row models its strategy)."""
@@ -141,7 +152,7 @@ class SystemTuner(Tuner):
         memory = parse_size(o.device_memory, option="tuner.device_memory") if o.device_memory else devices.memory
         on_gpu = devices.count > 0 and getattr(config.strategy.options, "device", "auto") != "cpu"
         precision = config.precision.dtype if config.precision.dtype != "auto" else ("bf16" if on_gpu else "fp32")
-        setup = TrainSetup(seq_len=config.data.options.seq_len, micro_batch=micro_batch(config, world) or 1,
+        setup = TrainSetup(seq_len=self.sequence_length(config), micro_batch=micro_batch(config, world) or 1,
                            precision=precision, activation_checkpointing=config.train.activation_checkpointing,
                            gpus=world, fp32_residual=config.precision.fp32_residual,
                            master_weights=config.precision.master_weights, grad_accum=config.train.grad_accum,
@@ -175,7 +186,7 @@ class SystemTuner(Tuner):
         o = self.options
         world = _world(config, self.host, o.nproc)
         t = config.train
-        args = ["bench", "train", "--model", config.model.name, "--seq", str(config.data.options.seq_len),
+        args = ["bench", "train", "--model", config.model.name, "--seq", str(self.sequence_length(config)),
                 "--batch", str(micro_batch(config, world)), "--grad-accum", str(t.grad_accum),
                 "--steps", str(o.steps), "--warmup", str(o.warmup), "--strategy", config.strategy.name,
                 "--precision", config.precision.dtype, "--lr", repr(t.lr), "--seed", str(t.seed),
@@ -224,7 +235,7 @@ class SystemTuner(Tuner):
         if fit.row is not None and "peak_gib" in trial.attrs:
             trial.attrs["advisor"] = f"{fit.row} {format_gib(fit.total)} GiB est."
         if trial.objective == "samples_per_s":
-            return tokens / trial.config.data.options.seq_len
+            return tokens / self.sequence_length(trial.config)
         return tokens
 
 
