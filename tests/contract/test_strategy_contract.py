@@ -60,6 +60,15 @@ def test_memory_row_is_one_it_declares(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
+def test_device_type_is_cpu_cuda_or_none(name: str) -> None:
+    """The device a strategy declares for its default options before any process starts
+    (``device_type``, what ``deepseek tune`` estimates a trial for): "cpu", "cuda" or None."""
+    cls = get_host().resolve("strategy", name).load()
+    kind = cls.device_type(build_dataclass(cls.Options, {}, path="strategy"))
+    assert kind in (None, "cpu", "cuda"), f"{name}: device_type {kind!r} is not 'cpu', 'cuda' or None"
+
+
+@pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_subclasses_strategy_with_frozen_options(name: str) -> None:
     cls = _strategy_class(name)
     assert isinstance(cls, type) and issubclass(cls, Strategy), f"{name}: not a Strategy subclass"

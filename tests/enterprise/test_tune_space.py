@@ -5,11 +5,12 @@ another optimizer's keys, optimizer group rules searched by index."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from deepseek.data.dataset import Dataset
+from deepseek.training.single import SingleDeviceStrategy
 
 
 def test_a_condition_on_a_stepped_range_takes_its_grid_values() -> None:
@@ -274,3 +275,44 @@ def test_the_system_tuner_reads_the_sequence_length_a_plugin_dataset_declares() 
     with pytest.raises(PluginError, match=r"acme\.text.*: sequence_length\(\) returned '64'; return the tokens per "
                                           r"row of its batches \(a whole number >= 1\)"):
         seq({"name": "acme.text"})
+
+
+@dataclass(frozen=True)
+class _PlacedOptions:
+    placement: str = "host"
+    """Where this plugin's strategy computes: its own key, not single's `device`."""
+
+
+class _Placed(SingleDeviceStrategy):
+    Options = _PlacedOptions
+
+    @classmethod
+    def device_type(cls, options: Any) -> Literal["cpu", "cuda"] | None:
+        return "cpu" if options.placement == "host" else None
+
+
+def test_the_system_tuners_estimate_is_for_the_device_the_strategy_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """StrategyRules.device_type: a strategy pinned to the CPU (single's `device = "cpu"`, or a
+    plugin's own key) is estimated for the CPU (fp32 under precision `auto`, the CPU overhead)
+    on a machine with a GPU; one that picks at set-up, for the GPU."""
+    from _hosts import enterprise_host, registering
+
+    import deepseek.advise.hardware as hardware
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.single import SingleOptions
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    assert [SingleDeviceStrategy.device_type(SingleOptions(device=d)) for d in ("auto", "cpu", "cuda:1")] == \
+        [None, "cpu", "cuda"]
+    monkeypatch.setattr(hardware, "detect_devices", lambda **_: hardware.Devices(1, 80 * 1024**3, "GPU", "test"))
+    host = enterprise_host((registering("deepseek_register_strategies", {"acme.placed": _Placed}), "deepseek-acme"))
+    tuner = SystemTuner(SystemTunerOptions(), host=host)
+
+    def total(strategy: dict[str, Any]) -> int:
+        config = config_from_dict({"model": {"name": "small"}, "data": {"seq_len": 64, "batch_size": 8},
+                                   "strategy": strategy}, host=host)
+        return tuner.fit(config).total
+
+    on_cpu = total({"name": "single", "device": "cpu"})
+    assert total({"name": "acme.placed"}) == on_cpu
+    assert total({"name": "acme.placed", "placement": "device"}) == total({"name": "single"}) != on_cpu

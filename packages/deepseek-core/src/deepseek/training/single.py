@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -37,6 +37,10 @@ class SingleDeviceStrategy(Strategy):
     @classmethod
     def memory_row(cls, options: Any) -> str | None:
         return "single"
+
+    @classmethod
+    def device_type(cls, options: Any) -> Literal["cpu", "cuda"] | None:
+        return None if options.device == "auto" else "cpu" if options.device == "cpu" else "cuda"
 
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)

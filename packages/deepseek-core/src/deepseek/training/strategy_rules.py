@@ -7,7 +7,8 @@ launcher); the class methods are checked when a config is loaded, before ``deeps
 starts any process, and before a resume (:meth:`StrategyRules.check_config`,
 :meth:`~StrategyRules.check_launch`, :meth:`~StrategyRules.check_resume`), and tell the
 launcher and the advisor what the strategy forms (:meth:`~StrategyRules.data_parallel_size`,
-:meth:`~StrategyRules.required_capabilities`, :meth:`~StrategyRules.memory_row`).
+:meth:`~StrategyRules.required_capabilities`, :meth:`~StrategyRules.memory_row`,
+:meth:`~StrategyRules.device_type`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ class StrategyRules:
         realises with these validated ``options``, one of the ``memory_rows`` it declares at
         registration; ``None`` (the default) when no row models it. ``deepseek tune`` asks the
         advisor whether a trial fits through this row before running it."""
+        return None
+
+    @classmethod
+    def device_type(cls, options: Any) -> Literal["cpu", "cuda"] | None:
+        """The kind of device :attr:`~deepseek.training.strategy.Strategy.device` will be with
+        these validated ``options``, known before any process starts (``device`` itself is set by
+        ``setup_environment``): ``"cpu"`` or ``"cuda"`` where the options fix it (``single``'s
+        ``device = "cpu"``), ``None`` (the default) where the strategy picks at set-up (CUDA when
+        available). ``deepseek tune``'s system tuner estimates a trial's memory and default
+        precision for that device."""
         return None
 
 

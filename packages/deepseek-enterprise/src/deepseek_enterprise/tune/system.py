@@ -150,7 +150,7 @@ class SystemTuner(Tuner):
         world = _world(config, self.host, o.nproc)
         devices = detect_devices(keep_cuda_idle=True)
         memory = parse_size(o.device_memory, option="tuner.device_memory") if o.device_memory else devices.memory
-        on_gpu = devices.count > 0 and getattr(config.strategy.options, "device", "auto") != "cpu"
+        on_gpu = devices.count > 0 and cls.device_type(config.strategy.options) != "cpu"
         precision = config.precision.dtype if config.precision.dtype != "auto" else ("bf16" if on_gpu else "fp32")
         setup = TrainSetup(seq_len=self.sequence_length(config), micro_batch=micro_batch(config, world) or 1,
                            precision=precision, activation_checkpointing=config.train.activation_checkpointing,
