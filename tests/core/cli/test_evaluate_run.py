@@ -86,8 +86,10 @@ def test_a_checkpoint_folder_and_exported_weights_evaluate_too(trained_run: Path
     ({"model": torch.nn.Linear(2, 2)}, "data: missing; pass both model and data (your model scored on your held-out "
      "data), or neither with checkpoint= (a run's model on its own validation data), not model alone"),
     ({"data": [1, 2]}, "model: missing; pass both model and data"),
-    ({"model": torch.nn.Linear(2, 2), "data": [1, 2], "host": "h"}, "host: applies to evaluate(checkpoint=...) "
-     "without model and data"),
+    ({"model": torch.nn.Linear(2, 2), "data": [1, 2], "host": "h"}, "host: applies with checkpoint= (the plugin host "
+     "its weights are read on"),
+    ({"model": torch.nn.Linear(2, 2), "data": [1, 2], "checkpoint": "RUN", "host": "h"}, "host: expected a "
+     "deepseek.plugins.host.PluginHost or None, got 'h'"),
 ])
 def test_wrong_arguments_are_one_line_naming_the_keyword(trained_run: Path, kwargs: dict, line: str) -> None:
     kwargs = {k: str(trained_run) if v == "RUN" else v for k, v in kwargs.items()}

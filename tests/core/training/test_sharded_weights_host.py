@@ -1,5 +1,6 @@
 """The weights of a sharded checkpoint (``deepseek.load_model``, ``generate``, ``eval``, a
-``single`` resume) are read with its ``sharded.json`` checked as every reader checks it: the saved
+``single`` resume, ``export_weights``, ``train.init_from``, ``deepseek.evaluate(model, data,
+checkpoint=...)``) are read with its ``sharded.json`` checked as every reader checks it: the saved
 groups held to the optimizer its ``trainer.json`` names, looked up on the plugin host passed in
 (the command's or run's), not the process's."""
 
@@ -7,12 +8,16 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
+import deepseek
 from deepseek import hookimpl
+from deepseek.config.load import config_from_dict
 from deepseek.errors import CheckpointError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
@@ -29,31 +34,64 @@ class NegativeMomentum(SGD):
     hyper_parameters = {**SGD.hyper_parameters, "momentum": HyperParameter()}
 
 
+@dataclass(frozen=True)
+class NetOptions:
+    pass
+
+
+class Net(nn.Module):
+    """Two points' features to three classes' logits; its loss, the cross-entropy."""
+
+    Options = NetOptions
+
+    def __init__(self, options: NetOptions | None = None) -> None:
+        super().__init__()
+        self.layer = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.layer(x), label)
+
+
 class Plugin:
     @hookimpl
     def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
         register("acme.negative_momentum", NegativeMomentum)
 
+    @hookimpl
+    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
+        register("acme.net", Net)
 
-def _sharded(out: Path) -> Path:
-    """A one-tensor sharded checkpoint as pro writes it, trained with the plugin's optimizer."""
+
+@pytest.fixture
+def host() -> PluginHost:
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="acme-optim", version="0.1").status == "ok"
+    return host
+
+
+def _net_weights() -> dict[str, torch.Tensor]:
+    """Weights no fresh ``Net`` has: loading them shows in every output."""
+    return {"layer.weight": torch.arange(6.0).reshape(3, 2) / 4, "layer.bias": torch.tensor([0.5, -1.0, 0.25])}
+
+
+def _sharded(out: Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """A sharded checkpoint of ``state`` (default: one tensor ``w``) as pro writes it, trained
+    with the plugin's optimizer."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageWriter
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-        dcp.save({"w": torch.arange(4.0)}, storage_writer=HuggingFaceStorageWriter(str(out / MODEL_DIR),
+        dcp.save(state or {"w": torch.arange(4.0)}, storage_writer=HuggingFaceStorageWriter(str(out / MODEL_DIR),
                                                                                    save_distributed=True), no_dist=True)
     (out / OPTIMIZER_DIR).mkdir()
-    group = {"params": ["w"], "lr": 0.1, "momentum": -0.5, "weight_decay": 0.0}
+    group = {"params": sorted(state or ["w"]), "lr": 0.1, "momentum": -0.5, "weight_decay": 0.0}
     (out / SHARDED_META).write_text(json.dumps({"param_groups": [group], "scalars": {}, "aliases": {}}))
-    (out / ckpt.TRAINER_FILE).write_text(json.dumps({"config": {"optimizer": {"name": "acme.negative_momentum"}}}))
+    ckpt.write_trainer_state(out, {"step": 1, "data": {}, "config": {"optimizer": {"name": "acme.negative_momentum"}}})
     return out
 
 
-def test_sharded_weights_are_read_on_the_host_passed_in(tmp_path: Path) -> None:
-    host = PluginHost(PluginSettings(autoload=False))
-    assert host.register_plugin(Plugin(), dist="acme-optim", version="0.1").status == "ok"
+def test_sharded_weights_are_read_on_the_host_passed_in(host: PluginHost, tmp_path: Path) -> None:
     directory = _sharded(tmp_path / "step-1")
     assert torch.equal(ckpt.load_model_state(directory, host)["w"], torch.arange(4.0))
     model = torch.nn.Module()
@@ -63,3 +101,33 @@ def test_sharded_weights_are_read_on_the_host_passed_in(tmp_path: Path) -> None:
     # on the process's host the name is not installed: momentum is held >= 0 there
     with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
         ckpt.load_model_state(directory)
+
+
+def test_export_weights_reads_on_the_host_passed_in(host: PluginHost, tmp_path: Path) -> None:
+    directory = _sharded(tmp_path / "step-1")
+    out = ckpt.export_weights(directory, tmp_path / "w.safetensors", host=host)
+    assert torch.equal(ckpt.load_model_state(out)["w"], torch.arange(4.0))
+    with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
+        ckpt.export_weights(directory, tmp_path / "other.safetensors")
+    assert not (tmp_path / "other.safetensors").exists()
+
+
+def test_init_from_reads_on_the_runs_host(host: PluginHost, tmp_path: Path) -> None:
+    from deepseek.training.build import build_model
+
+    directory = _sharded(tmp_path / "step-1", _net_weights())
+    config = config_from_dict({"model": {"name": "acme.net"}, "train": {"init_from": str(directory)}}, host=host)
+    model = build_model(config, host=host)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in _net_weights().items())
+
+
+def test_evaluate_reads_the_checkpoint_on_the_host_passed_in(host: PluginHost, tmp_path: Path) -> None:
+    directory = _sharded(tmp_path / "step-1", _net_weights())
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    data, names = torch.utils.data.TensorDataset(x, (x > 0).sum(1)), ("x", "label")
+    loaded = Net()
+    loaded.load_state_dict(_net_weights())
+    want = deepseek.evaluate(loaded, data, names=names)
+    assert deepseek.evaluate(Net(), data, names=names, checkpoint=directory, host=host) == want
+    with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
+        deepseek.evaluate(Net(), data, names=names, checkpoint=directory)

@@ -91,14 +91,15 @@ def build_model(
                               host=lookups, label=component.label if blames(component) else None).float()
     require_capabilities(model, needed_capabilities(config, strategy_cls, host), model_name=config.model.name)
     if config.train.init_from and where.type != "meta":
-        load_initial_weights(model, config.train.init_from)
+        load_initial_weights(model, config.train.init_from, host=lookups)
     return model
 
 
-def load_initial_weights(model: nn.Module, source: str) -> None:
+def load_initial_weights(model: nn.Module, source: str, *, host: PluginHost | None = None) -> None:
     """``train.init_from``: copy a run's, checkpoint's or exported file's model weights, or a
     Hugging Face GPT-2 folder's (docs/interop.md), into ``model`` (checked against its shapes,
-    one line naming the mismatch)."""
+    one line naming the mismatch). ``host``: the run's plugin host, on which a sharded
+    checkpoint's ``sharded.json`` groups are checked (default: the process's)."""
     from pathlib import Path
 
     from deepseek.interop.hf_import import is_gpt2_folder, load_gpt2_into
@@ -108,7 +109,7 @@ def load_initial_weights(model: nn.Module, source: str) -> None:
     if is_gpt2_folder(path):
         load_gpt2_into(model, path)
         return
-    load_into_model(model, path if path.is_file() else resolve_checkpoint(path))
+    load_into_model(model, path if path.is_file() else resolve_checkpoint(path), host)
 
 
 def prepare_model(model: nn.Module, config: Config) -> nn.Module:

@@ -283,12 +283,14 @@ def read_trainer_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return check_trainer_state(state, path)
 
 
-def export_weights(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+def export_weights(source: str | os.PathLike[str], out: str | os.PathLike[str], *, host: Any = None) -> Path:
     """Copy a run's (or checkpoint's) model weights into one self-describing safetensors file
-    whose metadata carries the ``[model]`` config."""
+    whose metadata carries the ``[model]`` config. ``host``: the caller's plugin host, on which a
+    sharded checkpoint's ``sharded.json`` groups are checked (:func:`load_model_state`; default:
+    the process's)."""
     ckpt = resolve_checkpoint(source)
     state = read_trainer_state(ckpt)
-    weights = load_model_state(ckpt)
+    weights = load_model_state(ckpt, host)
     model_cfg = (state.get("config") or {}).get("model", {})
     return save_model_state(
         out, weights, {"format": "deepseek-weights", "model": json.dumps(model_cfg), "step": str(state.get("step", 0))}

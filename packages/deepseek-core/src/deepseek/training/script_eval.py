@@ -37,7 +37,8 @@ def evaluate(
     each weighed by its rows; ``batches`` caps how many),
     in fp32 on ``device``, in one process. ``checkpoint``: a run folder, checkpoint folder or
     weights file whose model weights are loaded into ``model`` first (what :func:`fit` saved;
-    any strategy's layout). ``batch_size`` and ``batches`` default to the checkpoint's run's
+    any strategy's layout; a sharded checkpoint's ``sharded.json`` groups checked on ``host``,
+    default the process's plugin host). ``batch_size`` and ``batches`` default to the checkpoint's run's
     ``data.batch_size`` and ``data.eval_batches``, so the numbers are its run's evaluation of the
     same ``data``; without a checkpoint (or from a weights file) to 32 and every batch
     (``batches`` of a run without validation, ``data.eval_batches = 0``: every batch).
@@ -62,9 +63,9 @@ def evaluate(
         missing, given = ("model", "data") if model is None else ("data", "model")
         raise UsageError(f"{missing}: missing; pass both model and data (your model scored on your held-out data), "
                          f"or neither with checkpoint= (a run's model on its own validation data), not {given} alone")
-    if host is not None:
-        raise UsageError("host: applies to evaluate(checkpoint=...) without model and data (the plugin host a run's "
-                         "registered model is built on); leave it out when you pass the model")
+    if host is not None and checkpoint is None:
+        raise UsageError("host: applies with checkpoint= (the plugin host its weights are read on, and without model "
+                         "and data its run's registered model is built on); leave it out, or pass checkpoint")
     if dtype is not None:
         raise UsageError("dtype: applies to evaluate(checkpoint=...) without model and data (the dtype the run's model "
                          "is built in); your model is scored in the dtype it has: leave it out, or cast the model")
@@ -73,11 +74,11 @@ def evaluate(
                          f"{type(model).__name__}")
     for name, value in (("batch_size", batch_size), ("batches", batches)):
         _check_count(value, name)
-    where = api_args.device(device, "device")
+    where, plugins = api_args.device(device, "device"), api_args.host(host)
     if checkpoint is not None:
         path = api_args.path(checkpoint, "checkpoint")
         directory = None if path.is_file() else resolve_checkpoint(path)
-        load_into_model(model, path if directory is None else directory)
+        load_into_model(model, path if directory is None else directory, plugins)
         saved = read_trainer_state(directory).get("config") if directory is not None else None
         run_data = saved.get("data") if isinstance(saved, dict) else None
         if isinstance(run_data, dict):
