@@ -326,7 +326,8 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     """Turn any checkpoint (full or sharded; a run folder or a checkpoint folder) into a full,
     canonical checkpoint folder ``dst`` that deepseek-core alone loads. Written to a temp folder
     and renamed into place; ``dst`` must not exist. The weights are first checked against the
-    model their config describes (``host``: where it resolves; default the process's)."""
+    model their config describes (``host``: where it resolves, and where a sharded checkpoint's
+    ``sharded.json`` groups are held to its optimizer; default the process's)."""
     source = ckpt.resolve_checkpoint(src)
     target = Path(dst)
     if target.exists():
@@ -336,7 +337,7 @@ def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
         raise CheckpointError(f"{target}: is inside {inside}, which the export reads (a checkpoint there would be "
                               "taken for one of the run's own); pick a destination outside it")
     state = ckpt.read_trainer_state(source)
-    model, optim = ckpt.read_full_state(source)
+    model, optim = ckpt.read_full_state(source, host)
     from deepseek.training.inference import check_trained_weights
 
     check_trained_weights(source, model, host=host)  # nothing is written that would not load
