@@ -179,7 +179,7 @@ class AllReduceStrategy(Strategy):
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         """Every rank reads the whole checkpoint (either layout, written by any strategy)."""
         assert self.model is not None and self.optimizer is not None
-        weights = ckpt.load_model_state(directory)
+        weights = ckpt.load_model_state(directory, self.host)  # sharded.json's groups: the run's optimizer
         live = self.model.state_dict()
         ckpt.check_model_fit(weights, {k: tuple(v.shape) for k, v in live.items()}, Path(directory),
                              {k: v.dtype for k, v in live.items()})
