@@ -131,3 +131,44 @@ def test_evaluate_reads_the_checkpoint_on_the_host_passed_in(host: PluginHost, t
     assert deepseek.evaluate(Net(), data, names=names, checkpoint=directory, host=host) == want
     with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
         deepseek.evaluate(Net(), data, names=names, checkpoint=directory)
+
+
+class Counting(PluginHost):
+    """A host that records the optimizers looked up on it."""
+
+    def __init__(self) -> None:
+        super().__init__(PluginSettings(autoload=False))
+        self.optimizers: list[str] = []
+
+    def resolve(self, kind: str, name: str):  # noqa: ANN201
+        if kind == "optimizer":
+            self.optimizers.append(name)
+        return super().resolve(kind, name)
+
+
+class Plain(torch.optim.Optimizer):
+    """A live optimizer of ``lr`` only: the saved groups' other keys are the checkpoint's alone."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        super().__init__(params, {"lr": 0.1})
+
+    def step(self, closure: None = None) -> None:
+        return None
+
+
+def test_single_reads_a_sharded_checkpoint_once_on_the_runs_host(tmp_path: Path) -> None:
+    """Weights and optimizer state from one read of ``sharded.json``: its groups held to the
+    optimizer its ``trainer.json`` names once per load (was twice: once for each)."""
+    from deepseek.training.mixed_precision import Precision
+    from deepseek.training.single import SingleDeviceStrategy
+    from deepseek.training.strategy import StepSettings
+
+    host = Counting()
+    assert host.register_plugin(Plugin(), dist="acme-optim", version="0.1").status == "ok"
+    directory = _sharded(tmp_path / "step-1", _net_weights())
+    strategy = SingleDeviceStrategy({"device": "cpu"}, precision=Precision("fp32"), host=host)
+    strategy.place_for_training(Net(), lambda named: Plain([p for _, p in named]), StepSettings())
+    assert strategy.load_checkpoint(directory)["step"] == 1
+    assert all(torch.equal(strategy.model.state_dict()[k], v) for k, v in _net_weights().items())
+    assert strategy.optimizer.param_groups[0]["momentum"] == -0.5   # the checkpoint's groups, restored
+    assert host.optimizers == ["acme.negative_momentum"]

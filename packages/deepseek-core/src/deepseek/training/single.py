@@ -75,13 +75,18 @@ class SingleDeviceStrategy(Strategy):
 
     def load_checkpoint(self, directory: Path) -> dict[str, Any]:
         """Restore from a checkpoint of either layout: ``full`` (any strategy) or the ``sharded``
-        one of deepseek-pro, reassembled in this process (any world size)."""
+        one of deepseek-pro, reassembled in this process (any world size; its ``sharded.json`` read,
+        and its groups held to the run's optimizer on the run's host, once for weights and state)."""
         assert self.model is not None and self.optimizer is not None
         directory = Path(directory)
         state = ckpt.read_trainer_state(directory)
-        weights = ckpt.load_model_state(directory, self.host)
+        if ckpt.layout_of(directory) == "sharded":
+            meta: dict[str, Any] | None = ckpt.read_sharded_meta(directory, self.host)
+            weights = ckpt.read_sharded_model(directory, meta)
+        else:
+            meta, weights = None, ckpt.load_model_state(directory, self.host)
         ckpt.check_fits_module(weights, self.model, directory)
         self.model.load_state_dict(weights, strict=True)
-        ckpt.load_optimizer_state(directory, self.optimizer, self._param_names, self.host)
+        ckpt.load_optimizer_state(directory, self.optimizer, self._param_names, self.host, sharded_meta=meta)
         master_weights.restore_masters(self.optimizer, weights, self._param_names)
         return state
