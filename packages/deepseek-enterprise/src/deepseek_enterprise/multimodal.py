@@ -231,7 +231,7 @@ class MultimodalClassifier(BuildsComponents, TrainableModel):
         if options.pretrained:
             from deepseek_enterprise.pretrained import load_pretrained
 
-            load_pretrained(self, options.pretrained, options, freeze=options.freeze_pretrained)
+            load_pretrained(self, options.pretrained, options, freeze=options.freeze_pretrained, host=lookups)
 
     # ------------------------------------------------------------------ forward
 

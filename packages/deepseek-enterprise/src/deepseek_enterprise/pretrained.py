@@ -123,11 +123,14 @@ def file_shapes(path: Any) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
-def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, *, freeze: bool) -> None:
+def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, *, freeze: bool,
+                    host: Any = None) -> None:
     """Copy each named run's modality into ``model`` (module docstring); with ``freeze`` the copied
     parameters stop requiring gradients. Each run's config and weight shapes are checked first
     (from ``trainer.json`` and the weight files' headers); a model built on the meta device (a
-    tuning study's check of its search space) is only checked: no weights are read."""
+    tuning study's check of its search space) is only checked: no weights are read. ``host``: the
+    plugin host the model is built on, where a sharded run's ``sharded.json`` groups are held to
+    its optimizer (default: the process's)."""
     import torch
 
     from deepseek.training.checkpoint import check_model_fit, load_model_state
@@ -153,7 +156,7 @@ def load_pretrained(model: nn.Module, sources: Mapping[str, str], options: Any, 
         if any(own[k].is_meta for k in wanted):  # built to be checked: nothing to copy into
             continue
         try:
-            theirs = load_model_state(ckpt)
+            theirs = load_model_state(ckpt, host)
             # integers copied into float parameters would be truncated values, read without a word
             check_model_fit({k: theirs[k] for k in wanted}, {k: tuple(own[k].shape) for k in wanted}, ckpt,
                             {k: own[k].dtype for k in wanted})
