@@ -363,3 +363,37 @@ def test_a_finished_run_is_tested_on_the_data_its_checkpoint_records(tmp_path: P
     with pytest.raises(UsageError, match=r"step-2: records another config than the study's run st/runs/redundant-"
                                          r"audio-s0 \(replaced since the study took it up\); run the same command"):
         finished_model(run, other, get_host())
+
+
+def test_a_second_study_of_a_held_folder_is_refused_and_a_dead_holder_blocks_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two studies of one --out trained the same run folders and appended to one results.jsonl.
+    A live study holds st/.study.lock (here a child process holds it as the study does): a second
+    is refused in one line naming it, leaving the folder as it was; once the holder is killed
+    (SIGKILL: its lock file stays), the next study takes the folder."""
+    import socket
+
+    from deepseek.training.run_lock import describe_holder
+
+    st = tmp_path / "st"
+    st.mkdir()
+    hold = ("import sys, time\nfrom deepseek.training.run_lock import try_lock, write_holder\n"
+            "write_holder(try_lock('st/.study.lock'))\nprint('held', flush=True)\ntime.sleep(600)\n")
+    child = subprocess.Popen([sys.executable, "-c", hold], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        before = {p.name: p.read_bytes() for p in st.iterdir()}
+        args = [a if a != "24" else "2" for a in ARGS]
+        code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+        holder = f"pid {child.pid} on host {socket.gethostname()}, since "
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"error: --out st: another study is running in this folder ({holder}"), err
+        assert err.strip().endswith("); wait for it to end or stop it, or pick a new --out"), err
+        assert {p.name: p.read_bytes() for p in st.iterdir()} == before  # only the holder's lock file
+    finally:
+        child.kill()
+        child.communicate()
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, *args, "--out", "st")
+    assert code == 0, err
+    assert [r["config"] for r in _rows(st / "results.jsonl")] == ["audio"]
+    assert describe_holder(st / ".study.lock").startswith(f"pid {os.getpid()} on host ")  # the last study's

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,15 @@ def test_the_study_names_a_run_it_trains_again_escaped(tmp_path: Path, capsys: p
 
 def test_the_study_names_its_folder_and_a_cut_results_line_escaped(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from deepseek_enterprise.study_folder import start_folder
+    from deepseek_enterprise.study_folder import settings_of, start_folder
 
     out = tmp_path / ODD
     out.mkdir()
+    settings = settings_of(2, 8, 0.002, "cpu", "joint", 16, None)
+    (out / "study.json").write_text(json.dumps(settings))
     (out / "results.jsonl").write_text('{"task": "redundant", "con')  # the study was stopped as it wrote it
-    assert start_folder(out, {"recipe": "joint"}) == {}
+    with start_folder(out, settings) as done:
+        assert done == {}
     err = capsys.readouterr().err
     assert err.startswith(f"$'{tmp_path}/r\\nx\\x1b[2J/results.jsonl':1: a results line cut short ")
     assert len(err.splitlines()) == 1 and "\x1b" not in err

@@ -256,77 +256,77 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
 
         click.echo(f"note: {shown(base_file)}: the study sets {', '.join(unused_keys(base, host))} itself in every run; the "
                    "file's values of those are not used", err=True)
-    done = start_folder(out, settings)  # a stopped study continues: the models with results are kept
-    rows = list(done.values())
-    for task in tasks:
-        for seed in seeds:
-            sources = dict(given.get((task, seed), {}))  # modality -> this seed's unimodal run folder
-            for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
-                mine = {m: sources[m] for m in model_of(name)[0] if m in sources}
-                run_dir = out / "runs" / f"{task}-{name}-s{seed}"
-                if (task, name, seed) in done:
-                    if len(model_of(name)[0]) == 1 and not is_ensemble(name, recipe, task):
-                        sources[model_of(name)[0][0]] = str(run_dir)
-                    continue
-                run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
-                                             runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
-                                             eval_size=eval_size, host=host), base, host)
-                config = config_from_dict(as_built(run, name, recipe, task), host=host)
-                start = time.perf_counter()
-                part = {} if config.data.options.train_sources == "all" else {
-                    "train_sources": config.data.options.train_sources}
-                if is_ensemble(name, recipe, task):
-                    fitted = ensemble_row(config, host, calibrate=(recipe, task) in CALIBRATED,
-                                          weights=eval_logit_weights)
-                    row = {"task": task, "config": name, "seed": seed, "steps": 0, "recipe": recipe, **fitted,
-                           "seconds": time.perf_counter() - start, "started_from": mine, **part}
+    with start_folder(out, settings, host) as done:  # a stopped study continues: the models with results are kept
+        rows = list(done.values())
+        for task in tasks:
+            for seed in seeds:
+                sources = dict(given.get((task, seed), {}))  # modality -> this seed's unimodal run folder
+                for name in run_order(configs, recipe, task, given=unimodal_runs is not None):
+                    mine = {m: sources[m] for m in model_of(name)[0] if m in sources}
+                    run_dir = out / "runs" / f"{task}-{name}-s{seed}"
+                    if (task, name, seed) in done:
+                        if len(model_of(name)[0]) == 1 and not is_ensemble(name, recipe, task):
+                            sources[model_of(name)[0][0]] = str(run_dir)
+                        continue
+                    run = over_base(study_config(task, name, seed, steps, batch=batch, lr=lr, device=device,
+                                                 runs_dir=str(out / "runs"), recipe=recipe, sources=mine,
+                                                 eval_size=eval_size, host=host), base, host)
+                    config = config_from_dict(as_built(run, name, recipe, task), host=host)
+                    start = time.perf_counter()
+                    part = {} if config.data.options.train_sources == "all" else {
+                        "train_sources": config.data.options.train_sources}
+                    if is_ensemble(name, recipe, task):
+                        fitted = ensemble_row(config, host, calibrate=(recipe, task) in CALIBRATED,
+                                              weights=eval_logit_weights)
+                        row = {"task": task, "config": name, "seed": seed, "steps": 0, "recipe": recipe, **fitted,
+                               "seconds": time.perf_counter() - start, "started_from": mine, **part}
+                        rows.append(row)
+                        with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
+                            fh.write(json.dumps(row) + "\n")
+                        continue
+                    how = take_up(run_dir, steps, config.to_dict())  # train, resume, or only test a finished run
+                    if how == "test":
+                        with command_terms(TERMS):
+                            module, data, on = finished_model(run_dir, config, host)
+                        made, params = run_dir, sum(p.numel() for p in module.parameters())
+                    else:
+                        with command_terms(TERMS):  # its lines name --out, not Trainer's run_dir= / resume=
+                            trainer = Trainer(config, quiet=True, host=host, resume=run_dir if how == "resume" else None)
+                            result = trainer.fit()
+                        if result.stopped_by is not None:  # SIGTERM / SIGUSR1: the study stops with the run
+                            raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {shown(run_dir)}; "
+                                               f"run the same command again to continue the study in {shown(out)}")
+                        module, data, on = trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device
+                        made, params = trainer.run_dir, sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
+                    if len(model_of(name)[0]) == 1:
+                        sources[model_of(name)[0][0]] = str(made)
+                    row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
+                                           "recipe": recipe if recipe_keys(name, recipe, task, host=host) else None,
+                                           "seconds": time.perf_counter() - start, "machine": machine_info(on),
+                                           "test": split_metrics(module, data, on), **part}
+                    if starts_from_unimodal(name, recipe, task):
+                        row["started_from"] = mine
+                    evals = [r for r in read_metrics(made / "metrics.jsonl") if "val_accuracy" in r]
+                    row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in evals]
+                    if evals:  # the last evaluation on the val split: fused accuracy and each modality's own read
+                        row["val"] = {k: v for k, v in evals[-1].items() if k.startswith("val_accuracy")}
+                    modalities = model_of(name)[0]
+                    if len(modalities) > 1:
+                        row["missing"] = {m: split_metrics(module, data, on, "test", (m,))["test_accuracy"]
+                                          for m in modalities}
+                        if (recipe, task) in CALIBRATED:
+                            calibrate_row(row, module, data, on, config)
+                        if eval_logit_weights is not None:
+                            row["weighted"] = weighted_figures(module, data, on, config, eval_logit_weights)
+                        row["latency"] = latency(module, data, on)  # every fused model the study trains
+                    problem = check_row(json.loads(json.dumps(row)))  # what is written is read back by the same rule
+                    if problem is not None:  # only the run's metrics.jsonl is read from disk here: edited since
+                        raise UsageError(f"{run_dir / 'metrics.jsonl'}: its evaluations give a results line the "
+                                         f"study could not read back ({problem}); remove {run_dir} to train that "
+                                         "model again")
                     rows.append(row)
                     with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
                         fh.write(json.dumps(row) + "\n")
-                    continue
-                how = take_up(run_dir, steps, config.to_dict())  # train, resume, or only test a finished run
-                if how == "test":
-                    with command_terms(TERMS):
-                        module, data, on = finished_model(run_dir, config, host)
-                    made, params = run_dir, sum(p.numel() for p in module.parameters())
-                else:
-                    with command_terms(TERMS):  # its lines name --out, not Trainer's run_dir= / resume=
-                        trainer = Trainer(config, quiet=True, host=host, resume=run_dir if how == "resume" else None)
-                        result = trainer.fit()
-                    if result.stopped_by is not None:  # SIGTERM / SIGUSR1: the study stops with the run
-                        raise StudyStopped(f"stopped: {result.stopped_by} after step {result.step} of {shown(run_dir)}; "
-                                           f"run the same command again to continue the study in {shown(out)}")
-                    module, data, on = trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device
-                    made, params = trainer.run_dir, sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
-                if len(model_of(name)[0]) == 1:
-                    sources[model_of(name)[0][0]] = str(made)
-                row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
-                                       "recipe": recipe if recipe_keys(name, recipe, task, host=host) else None,
-                                       "seconds": time.perf_counter() - start, "machine": machine_info(on),
-                                       "test": split_metrics(module, data, on), **part}
-                if starts_from_unimodal(name, recipe, task):
-                    row["started_from"] = mine
-                evals = [r for r in read_metrics(made / "metrics.jsonl") if "val_accuracy" in r]
-                row["val_curve"] = [(r["step"], r.get("val_accuracy")) for r in evals]
-                if evals:  # the last evaluation on the val split: fused accuracy and each modality's own read
-                    row["val"] = {k: v for k, v in evals[-1].items() if k.startswith("val_accuracy")}
-                modalities = model_of(name)[0]
-                if len(modalities) > 1:
-                    row["missing"] = {m: split_metrics(module, data, on, "test", (m,))["test_accuracy"]
-                                      for m in modalities}
-                    if (recipe, task) in CALIBRATED:
-                        calibrate_row(row, module, data, on, config)
-                    if eval_logit_weights is not None:
-                        row["weighted"] = weighted_figures(module, data, on, config, eval_logit_weights)
-                    row["latency"] = latency(module, data, on)  # every fused model the study trains
-                problem = check_row(json.loads(json.dumps(row)))  # what is written is read back by the same rule
-                if problem is not None:  # only the run's metrics.jsonl is read from disk here: edited since
-                    raise UsageError(f"{run_dir / 'metrics.jsonl'}: its evaluations give a results line the "
-                                     f"study could not read back ({problem}); remove {run_dir} to train that "
-                                     "model again")
-                rows.append(row)
-                with (out / "results.jsonl").open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
     return rows
 
 

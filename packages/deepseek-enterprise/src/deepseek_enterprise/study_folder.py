@@ -10,6 +10,11 @@ finished (killed while it was tested: :func:`take_up`), or trained again from th
 has no checkpoint to resume.
 Other settings are refused: the folder's results would mix two studies.
 
+One study at a time in a folder: a study holds ``.study.lock`` in it (the run folders' lock,
+:mod:`deepseek.training.run_lock`: dropped by the kernel when the process ends, however it ends)
+from before it writes there to its end; a second study of the same ``--out`` is refused, naming
+the holder, before it writes anything.
+
 ``results.jsonl`` is read back like user input (each line checked); a last line cut short by a
 kill as it was written (no newline, not JSON) is dropped, and said.
 """
@@ -17,7 +22,10 @@ kill as it was written (no newline, not JSON) is dropped, and said.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,8 @@ from deepseek.parsing import loads_json, read_text
 
 SETTINGS_FILE = "study.json"
 RESULTS_FILE = "results.jsonl"
+LOCK_FILE = ".study.lock"
+"""Held by the study running in the folder (not the run folders' ``.lock``, whose holder is a run)."""
 TERMS = {"--run-dir": "--out", "--run-dir NEW": "--out NEW", "--run-dir / logging.name": "--out",
          "--resume": "", "run it again with --resume": "run the same command again (it resumes the run)"}
 """How the study's runs name what ``deepseek train`` would name by its options
@@ -109,7 +119,12 @@ def _shown(key: str, recorded: Any, given: Any) -> tuple[str, str]:
 
 def check_folder(out: Path, settings: dict[str, Any]) -> None:
     """A one-line :class:`UsageError` when ``out`` holds another study's results (other settings
-    in its ``study.json`` while it has made a model, or results without one); nothing is written."""
+    in its ``study.json`` while it has made a model, or results without one), or while another
+    live study holds it; nothing is written."""
+    from deepseek.training.run_lock import held_by_another
+
+    if held_by_another(out / LOCK_FILE):  # its files are being written: nothing else about them holds yet
+        raise _busy(out)
     path = out / SETTINGS_FILE
     if not path.exists():
         if (out / RESULTS_FILE).exists() or (out / "runs").exists():
@@ -138,6 +153,13 @@ def check_folder(out: Path, settings: dict[str, Any]) -> None:
                          f"{', '.join(g for _, g in pairs)}); continue it with those, or pick a new --out")
 
 
+def _busy(out: Path) -> UsageError:
+    from deepseek.training.run_lock import describe_holder
+
+    return UsageError(f"--out {out}: another study is running in this folder ({describe_holder(out / LOCK_FILE)}); "
+                      "wait for it to end or stop it, or pick a new --out")
+
+
 def made_nothing(out: Path) -> bool:
     """Whether the study in ``out`` has made no model yet (no results file, no run folder): a study
     stopped or refused before its first run, whose ``study.json`` binds nothing and is replaced by
@@ -147,9 +169,39 @@ def made_nothing(out: Path) -> bool:
         runs.exists() and not runs.is_dir())
 
 
-def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """Make ``out`` (recording the settings) or take it up again: the results lines already there,
-    by ``(task, config, seed)``."""
+@contextmanager
+def start_folder(out: Path, settings: dict[str, Any],
+                 host: Any = None) -> Iterator[dict[tuple[str, str, int], dict[str, Any]]]:
+    """Make ``out`` (recording the settings) or take it up again, holding its :data:`LOCK_FILE`
+    for the block: the results lines already there, by ``(task, config, seed)`` (``host``: the
+    study's, where its fusion methods are looked up). A live study holding the folder is a
+    :class:`UsageError`; so is what :func:`check_folder` refuses, checked again under the lock
+    (a study may have ended since), and a lock file made here is removed again with the refusal."""
+    from deepseek.training.run_lock import try_lock, unlock, write_holder
+
+    made = [p for p in (out, *out.parents) if not p.exists()][::-1]
+    out.mkdir(parents=True, exist_ok=True)
+    new_lock = not (out / LOCK_FILE).exists()
+    fd = try_lock(out / LOCK_FILE)
+    if fd is None:  # taken since check_folder
+        raise _busy(out)
+    try:
+        write_holder(fd)
+        try:
+            check_folder(out, settings)
+            done = _take_up(out, settings, host)
+        except UsageError:
+            if new_lock:  # nothing of this study is left behind
+                os.unlink(out / LOCK_FILE)
+                for folder in reversed(made):
+                    folder.rmdir()
+            raise
+        yield done
+    finally:
+        unlock(fd)
+
+
+def _take_up(out: Path, settings: dict[str, Any], host: Any) -> dict[tuple[str, str, int], dict[str, Any]]:
     from deepseek.training.checkpoint import atomic_write_text
     from deepseek_enterprise.study_recipes import recipe_keys, recipe_label, train_sources
     from deepseek_enterprise.study_report import MAX_RESULTS_BYTES, read_results, row_key
@@ -160,12 +212,11 @@ def start_folder(out: Path, settings: dict[str, Any]) -> dict[tuple[str, str, in
     recipe = settings["recipe"]
     for n, row in read[0]:  # a line of another study (pasted in) would stand for a model this one trains
         task, label, seed = row_key(row)
-        mine = recipe_label(row["config"], recipe if recipe_keys(row["config"], recipe, task) else None,
+        mine = recipe_label(row["config"], recipe if recipe_keys(row["config"], recipe, task, host=host) else None,
                             train_sources(row["config"], recipe, task))
         if label != mine:
             raise UsageError(f"{path}:{n}: holds the results of {label} on the {task} task, seed {seed}, where this "
                              f"study (--recipe {recipe}) trains {mine}; {fix}")
-    out.mkdir(parents=True, exist_ok=True)
     if not (out / SETTINGS_FILE).exists() or made_nothing(out):  # (check_folder read any there as a study's)
         atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1))
     if read[1] is not None:  # the last line, cut short as it was written

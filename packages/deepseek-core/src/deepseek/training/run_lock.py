@@ -113,8 +113,17 @@ HOLDER_MAX = 1024
 """Most bytes of a lock file read for its holder: what the holder writes is under 400."""
 
 
+def write_holder(fd: int) -> None:
+    """Write this process's pid, host and start time into the lock file ``fd`` it holds
+    (:func:`try_lock`): what :func:`describe_holder` reads back for the error of the next comer."""
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime(SINCE_FORMAT)}
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, json.dumps(holder).encode())
+
+
 def describe_holder(path: Path) -> str:
-    """``pid 123 on host h, since 2025-01-01 12:00:00`` from a lock file, as :func:`lock_run_folder`
+    """``pid 123 on host h, since 2025-01-01 12:00:00`` from a lock file, as :func:`write_holder`
     writes it. The file is read back like user input: a pid that is not a positive integer, a host
     that is blank, does not print (an escape sequence for the terminal) or is longer than a host
     name, a start time not written as the holder writes it, or a file that is not that JSON, give
@@ -226,10 +235,7 @@ def lock_run_folder(run_dir: Path, strategy: Strategy) -> RunLock:
                 lock.fd = try_lock(lock.path)
                 if lock.fd is None:
                     raise RunFolderBusy(_busy(run_dir, lock.path))
-                holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime(SINCE_FORMAT)}
-                os.ftruncate(lock.fd, 0)
-                os.lseek(lock.fd, 0, os.SEEK_SET)
-                os.write(lock.fd, json.dumps(holder).encode())
+                write_holder(lock.fd)
     except BaseException:
         lock.release()
         raise
