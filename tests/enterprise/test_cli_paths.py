@@ -38,3 +38,18 @@ def test_an_empty_path_is_refused_naming_the_option(tmp_path: Path, monkeypatch:
     assert (code, out) == (2, ""), err
     assert len(err.splitlines()) == 1 and option in err and "is an empty path" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["s\n", "s\x1b[31m", "s\tx"])
+def test_a_tune_study_name_with_a_control_character_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               name: str) -> None:
+    """--study names the study's folder: 's\\n' (a trailing line break) got past its pattern's '$'
+    and made the folder 's\\n'."""
+    (tmp_path / "c.toml").write_text("[train]\nmax_steps = 2\n")
+    (tmp_path / "space.toml").write_text('[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-2 }\n')
+    before = sorted(tmp_path.iterdir())
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", name, "--space", "space.toml",
+                                   "--trials", "1")
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == [f"error: --study {name!r}: use letters, digits, '.', '_' or '-' (it names a folder)"]
+    assert sorted(tmp_path.iterdir()) == before

@@ -52,6 +52,7 @@ LONG = "n" * 300
     ({"args": ["--set", "data={path=\"/srv/other\"}"]}, "--set data"),
     ({"files": {"torch.py": "print(1)"}}, "plain file name"),
     ({"files": {"../x.toml": ""}}, "plain file name"),
+    ({"files": {"x.toml\n": ""}}, "files: 'x.toml\\n' is not allowed: use a plain file name"),  # was written so
     ({"files": {"tmp": ""}}, "not config.toml, job.log, exit_code or tmp"),  # the job's tmp/ folder: its start failed
     ({"files": {"space.toml": "[space]\n\"data.path\" = \"/root\"\n"}}, "files space.toml"),
     # a config under any name (`train cfg.txt` reads it): its runs_dir wrote outside the tenant

@@ -47,6 +47,11 @@ OUTPUTS: list[tuple[str, list[str], list[str]]] = [
     ("train runs_dir is a file", ["train", *TINY, "--set", "logging.runs_dir=afile"], ["logging.runs_dir", "afile"]),
     *[(f"train run name {v!r}", ["train", *TINY, "--set", f"logging.name={v!r}"], ["logging.name", "one folder name"])
       for v in ("../../escaped", "a/b", "..", " ")],  # ../../escaped trained outside logging.runs_dir
+    # a run folder named with a line break, ESC sequence or right-to-left override was made as given
+    *[(f"train run name with {what}", ["train", *TINY, "--set", f"logging.name={json.dumps(v)}"],
+       ["logging.name: holds a character that does not print", f"('{shown}', character 4)", "printable characters"])
+      for what, v, shown in (("a line break", "run\nx", "\\n"), ("ESC", "run\x1b[31m", "\\x1b"),
+                             ("an RTL override", "run\u202ex", "\\u202e"), ("a tab", "run\tx", "\\t"))],
     ("train runs_dir empty", ["train", *TINY, "--set", "logging.runs_dir=''"], ["logging.runs_dir", "empty path"]),
     ("train runs_dir below a file", ["train", *TINY, "--set", "logging.runs_dir=afile/runs"], ["logging.runs_dir"]),
     ("train run-dir in /proc", ["train", *TINY, "--run-dir", "/proc/self/run"], ["--run-dir"]),

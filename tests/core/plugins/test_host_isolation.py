@@ -62,6 +62,7 @@ def test_raising_in_a_registration_hook_keeps_nothing(make_dist: DistFactory) ->
 
 INVALID = {
     "bad name": ('register("Bad Name", "m:x")', "invalid pass name 'Bad Name'"),
+    "line break": ('register("ok\\n", "m:x")', "invalid pass name 'ok\\n'"),  # registered as 'ok\n'
     "non-str name": ('register(3, "m:x")', "invalid pass name 3"),
     "lazy target": ('register("ok", "no_colon")', "a lazy target must look like 'package.module:attribute'"),
     "not callable": ('register("ok", 42)', "target must be callable or a 'module:attribute' string, got int"),

@@ -1,13 +1,29 @@
 """Names typed by users: comma-separated lists of them (``--passes``, ``--plugins``,
-``DEEPSEEK_PLUGINS``, ``--modalities``, ...), and the one rule for suggesting the name a
-mistyped one meant ("did you mean ...?")."""
+``DEEPSEEK_PLUGINS``, ``--modalities``, ...), the one rule for the characters a free-form name may
+hold (:func:`unprintable_in`), and the one rule for suggesting the name a mistyped one meant
+("did you mean ...?")."""
 
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable, Sequence
 
-from deepseek.errors import UsageError
+from deepseek.errors import UsageError, escape
+
+
+def unprintable_in(name: str) -> str | None:
+    """What is wrong with ``name``, a name given as free text that becomes a file or folder name
+    and is printed in lines (a run's ``logging.name``): ``holds a character that does not print
+    ('\\x1b', character 2)`` for its first control or format character (a line break, a tab, ESC of
+    a terminal sequence, NUL, a right-to-left override, a line separator; a byte that is not
+    UTF-8), which messages can only show escaped; ``None`` when there is none (a space prints).
+    Names checked by a pattern of their own (registered components, tenants, tune studies) hold
+    none already."""
+    for n, ch in enumerate(name, 1):
+        if not ch.isprintable() and unicodedata.category(ch) != "Zs":
+            return f"holds a character that does not print ('{escape(ch)}', character {n})"
+    return None
 
 
 def split_names(text: str, *, where: str) -> tuple[str, ...]:

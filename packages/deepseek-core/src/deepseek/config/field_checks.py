@@ -42,6 +42,11 @@ def not_empty_path(value: str) -> str | None:
 
 
 def folder_name(value: str) -> str | None:
+    from deepseek.names import unprintable_in
+
+    unprintable = unprintable_in(value)
+    if unprintable is not None:  # a run folder named with a line break or an ESC sequence
+        return f"{unprintable}; give the run folder a name of printable characters"
     if value and ("/" in value or "\\" in value or value.strip(" .") == "" or not value.strip()):
         return ("must be one folder name (no '/' or '\\', not '.' or '..'), the run folder under "
                 "logging.runs_dir; set logging.runs_dir (or --run-dir) to put runs elsewhere")

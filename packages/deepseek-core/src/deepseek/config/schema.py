@@ -278,7 +278,8 @@ class LoggingConfig:
     runs_dir: str = field(default="runs", metadata={"check": checks.not_empty_path})
     """Folder that holds run folders."""
     name: str = field(default="", metadata={"check": checks.folder_name})
-    """Run folder name under ``runs_dir`` (default: a timestamp): one folder name, no ``/``."""
+    """Run folder name under ``runs_dir`` (default: a timestamp): one folder name, no ``/``, of
+    characters that print (no line break, tab, ESC or other control character)."""
     progress: bool = True
     """Show a progress bar and a line per evaluation while the run trains (``deepseek train
     --quiet`` and ``deepseek.fit(quiet=True)`` turn both off; the values still go to

@@ -14,8 +14,9 @@ from deepseek.plugins.settings import ENV_DENY
 
 CORE_DIST = "deepseek-core"
 """The distribution of core's built-in plugins (its :class:`PluginRecord`'s ``dist``)."""
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-"""Valid component names: lower case letters, digits, ``.``, ``_`` and ``-``."""
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
+"""Valid component names: lower case letters, digits, ``.``, ``_`` and ``-`` (``\\Z``, not ``$``,
+which ``match`` lets a trailing line break past: a component named ``"ok\\n"`` was registered)."""
 
 LAZY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 """Valid lazy targets: ``package.module:attribute``."""

@@ -39,7 +39,7 @@ from deepseek.parsing import loads_toml
 from deepseek.paths import name_too_long
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # not $: a trailing line break got past it
 MAX_FILE_BYTES = 1 << 20
 """Largest config or extra file a job may carry."""
 

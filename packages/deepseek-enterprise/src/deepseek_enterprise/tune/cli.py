@@ -24,7 +24,7 @@ from deepseek_enterprise.tune.optuna_parts import PRUNERS, SAMPLERS
 if TYPE_CHECKING:
     from deepseek_enterprise.tune.space import SearchSpace
 
-_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # not $: a trailing line break got past it
 
 
 def pick_tuner(host: Any, name: str | None, objective: str) -> tuple[str, Any, str]:
