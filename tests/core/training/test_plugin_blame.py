@@ -47,7 +47,7 @@ class Model(GPT):
 class Data(TextDataset):
     def validation_batches(self, limit: int) -> list[Any]:
         fault("validation_batches")
-        return super().validation_batches(limit)
+        return [_misshapen(batch, "validation") for batch in super().validation_batches(limit)]
 
     def count_tokens(self, batch: Any) -> int | None:
         fault("count_tokens")
@@ -56,6 +56,19 @@ class Data(TextDataset):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         fault("load_state_dict")
         super().load_state_dict(state)
+
+    def __next__(self) -> Any:
+        return _misshapen(super().__next__(), "training")
+
+
+def _misshapen(batch: Any, where: str) -> Any:
+    """``batch`` as FAULT says: a tensor a row short (the batch's tensors disagree on their rows),
+    or every tensor a row short (a batch of fewer rows than data.batch_size)."""
+    if FAULT["at"] == f"ragged {where}":
+        return {**batch, "targets": batch["targets"][:-1]}
+    if FAULT["at"] == f"short {where}":
+        return {k: v[:-1] for k, v in batch.items()}
+    return batch
 
 
 class _Sign(torch.optim.Optimizer):
@@ -152,6 +165,29 @@ def test_a_plugins_bug_is_one_line_naming_it(tiny_config_on: Any, host: PluginHo
     assert str(raised.value) == (f"{kind} '{name}' (deepseek-faulty 0.1, registered by {Plugin.__module__}): {at} "
                                  f"raised KeyError: 'bug in {at}'; a bug in the plugin: upgrade it or report it to its "
                                  "authors (its __cause__ holds the original traceback)")
+
+
+@pytest.mark.parametrize(("at", "what"), [
+    ("ragged training", "training batch of step 1: every tensor of a batch needs the rows along its first dimension, "
+                        "and the same number of them; got first dimensions [7, 8]"),
+    ("ragged validation", "validation batch: every tensor of a batch needs the rows along its first dimension, and "
+                          "the same number of them; got first dimensions [7, 8]"),
+    ("short training", "gave a training batch of step 1 of 7 rows, but data.batch_size is 8; a dataset yields global "
+                       "batches of data.batch_size rows (docs/plugins.md, 'Datasets')"),
+])
+def test_a_plugin_datasets_misshapen_batch_is_its_bug_not_the_users(tiny_config_on: Any, host: PluginHost,
+                                                                     tmp_path: Path, at: str, what: str) -> None:
+    """A registered dataset's batch whose tensors disagree on their rows, or of other rows than
+    data.batch_size, was the user's UsageError (exit 2: 'data: dataset ...'), though nothing in
+    the user's config made it; it is the plugin's PluginError (exit 1) naming it and its
+    distribution. deepseek.fit's own data stays the user's: test_short_validation_batch.py."""
+    config = _config(tiny_config_on, host, core_model=True)
+    assert config.data.batch_size == 8
+    FAULT["at"] = at
+    with pytest.raises(PluginError) as raised:
+        Trainer(config, run_dir=tmp_path / "run", quiet=True, host=host).fit()
+    assert str(raised.value) == (f"dataset 'faulty.text' (deepseek-faulty 0.1, registered by {Plugin.__module__}): "
+                                 f"{what}; a bug in the plugin: upgrade it or report it to its authors")
 
 
 def test_a_datasets_load_state_dict_bug_on_resume_names_it(tiny_config_on: Any, host: PluginHost,

@@ -131,3 +131,36 @@ def test_a_short_batch_that_is_not_the_last_or_an_empty_one_is_one_line(tmp_path
     assert "only the last validation batch may hold fewer, at least one" in message
     assert "\n" not in message
     assert not (tmp_path / "run").exists()
+
+
+class Ragged(ShortFirst):
+    """A script's own Dataset class whose training batches' tensors disagree on their rows."""
+
+    rows = (16,)
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        batch = self._batch(self.batch_size, 0)
+        return {**batch, "y": batch["y"][:-1]}
+
+
+def _ragged_collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    x, y = (torch.stack([s[k] for s in samples]) for k in ("x", "y"))
+    return {"x": x, "y": y[:-1]}  # the user's collate drops a row of one tensor
+
+
+@pytest.mark.parametrize("given", ["Dataset class", "torch data and collate_fn"])
+def test_the_users_own_batches_that_disagree_on_their_rows_stay_the_users_error(tmp_path: Path, host: PluginHost,
+                                                                                given: str) -> None:
+    """The check a plugin dataset's misshapen batch fails as the plugin's bug (test_plugin_blame.py)
+    is the user's UsageError (exit code 2) for the data a script hands to deepseek.fit."""
+    if given == "Dataset class":
+        args: dict[str, Any] = {"data": Ragged}
+    else:
+        args = {"data": rows(64, 0), "val_data": rows(32, 1), "names": ("x", "y"), "collate_fn": _ragged_collate}
+    with pytest.raises(UsageError) as info:
+        deepseek.fit(Regressor, **args, batch_size=16, config=CONFIG, quiet=True, run_dir=tmp_path / "run", host=host)
+    message = str(info.value)
+    assert "every tensor of a batch needs the rows along its first dimension, and the same number of them; got " \
+           "first dimensions [15, 16]" in message, message
+    assert "a bug in the plugin" not in message and "\n" not in message
+    assert not (tmp_path / "run").exists()

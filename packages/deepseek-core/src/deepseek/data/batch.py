@@ -62,21 +62,33 @@ def check_batch(batch: Any, *, where: str) -> int:
     return sizes.pop()
 
 
-def check_global_batch(batch: Any, *, dataset: str, batch_size: int, what: str, last: bool = False) -> None:
+def check_global_batch(batch: Any, *, dataset: str, batch_size: int, what: str, last: bool = False,
+                       blamed: str | None = None) -> None:
     """A batch from dataset ``dataset`` must pass :func:`check_batch` and hold ``data.batch_size``
     rows (a dataset yields global batches); ``what`` names the batch in the one-line error.
     ``last``: the last validation batch, which may hold fewer rows (the rest of the split), not
-    none."""
-    rows = check_batch(batch, where=f"data: dataset {dataset!r}, {what}")
-    if last and 1 <= rows <= batch_size:
-        return
-    if rows != batch_size:
-        also = " (only the last validation batch may hold fewer, at least one: the rest of its split)" \
-            if "validation" in what else ""
-        raise UsageError(
-            f"data: dataset {dataset!r} gave a {what} of {rows} rows, but data.batch_size is {batch_size}; "
-            f"a dataset yields global batches of data.batch_size rows{also} (docs/plugins.md, 'Datasets')"
-        )
+    none. Whose fault a failure is goes by where the data came from: ``blamed``, the label of a
+    plugin's dataset (:func:`deepseek.data.dataset.blamed_label`), makes it that plugin's bug (a
+    :class:`~deepseek.errors.PluginError`, exit code 1, naming the dataset and its distribution);
+    ``None`` (the user's own data: :func:`deepseek.fit`'s iterable, core's datasets over the
+    user's files) a :class:`UsageError`, exit code 2."""
+    try:
+        rows = check_batch(batch, where=f"data: dataset {dataset!r}, {what}")
+        if last and 1 <= rows <= batch_size:
+            return
+        if rows != batch_size:
+            also = " (only the last validation batch may hold fewer, at least one: the rest of its split)" \
+                if "validation" in what else ""
+            raise UsageError(
+                f"data: dataset {dataset!r} gave a {what} of {rows} rows, but data.batch_size is {batch_size}; "
+                f"a dataset yields global batches of data.batch_size rows{also} (docs/plugins.md, 'Datasets')"
+            )
+    except UsageError as exc:
+        if blamed is None:
+            raise
+        from deepseek.plugins.calls import broken_answer
+
+        raise broken_answer(blamed, str(exc).removeprefix(f"data: dataset {dataset!r}").lstrip(", ")) from None
 
 
 def batch_rows(batch: Any) -> int:

@@ -216,6 +216,18 @@ def checked_sequence_length(cls: type[Dataset], options: Any, label: str | None)
                       "(docs/plugins.md section 11)")
 
 
+def blamed_label(dataset: Dataset) -> str | None:
+    """:attr:`Dataset.label` where what ``dataset`` hands back against the contract (a batch of
+    tensors that disagree on their rows, or not of ``data.batch_size`` rows) is its plugin's bug:
+    a plugin's dataset, which :func:`dataset_calls` blames too. ``None`` for a script's data
+    (:func:`deepseek.fit`: the user's own iterable or class, label ``None``) and core's own
+    datasets (``text``, ``hf``: the batches are of the user's files), whose batches are the
+    user's to fix."""
+    from deepseek.plugins.calls import code_package
+
+    return dataset.label if code_package(dataset) is not None else None  # a script's label is None
+
+
 def checked_state_dict(dataset: Dataset) -> dict[str, Any]:
     """``dataset.state_dict()``, which a checkpoint's ``trainer.json`` records: a dict of
     JSON-ready values, else one :class:`~deepseek.errors.PluginError` naming the dataset (a tensor

@@ -58,7 +58,7 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
     """At most ``limit`` validation batches of ``dataset`` (fewer when its validation data ends
     sooner), each checked as a global batch of ``data.batch_size`` rows; :class:`UsageError` when
     the dataset gives none."""
-    from deepseek.data.dataset import checked_validation_batches, dataset_calls
+    from deepseek.data.dataset import blamed_label, checked_validation_batches, dataset_calls
 
     label = dataset.label
     batches = checked_validation_batches(dataset, limit)
@@ -69,7 +69,7 @@ def validation_set(config: Config, dataset: Dataset, limit: int) -> ValidationSe
         )
     for i, batch in enumerate(batches):
         check_global_batch(batch, dataset=config.data.name, batch_size=config.data.batch_size, what="validation batch",
-                           last=i == len(batches) - 1)
+                           last=i == len(batches) - 1, blamed=blamed_label(dataset))
     with dataset_calls(dataset, label, "count_tokens"):
         counts = [dataset.count_tokens(batch) for batch in batches]
     tokens = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)

@@ -16,7 +16,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from deepseek.data.batch import Batch, check_global_batch
-from deepseek.data.dataset import dataset_calls
+from deepseek.data.dataset import blamed_label, dataset_calls
 from deepseek.errors import UsageError
 from deepseek.models.checks import check_model_data
 from deepseek.training.evaluation import validation_set
@@ -82,5 +82,6 @@ class TrainingBatches:
         dataset, data = self.dataset, self.data
         with dataset_calls(dataset, dataset.label, "__next__"):  # what a dataset raises: one line naming it
             batch = next(dataset)
-        check_global_batch(batch, dataset=data.name, batch_size=data.batch_size, what=f"training batch of step {step}")
+        check_global_batch(batch, dataset=data.name, batch_size=data.batch_size, what=f"training batch of step {step}",
+                           blamed=blamed_label(dataset))
         return batch
