@@ -10,6 +10,7 @@ wrong (a missing all-reduce, a wrong average, a rank seeing the wrong rows) move
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,9 @@ def test_parameters_unused_in_a_step_need_find_unused_parameters(tmp_path: Path,
         assert out.returncode == 2, out.stderr[-3000:]
         assert "Traceback" not in out.stderr, out.stderr[-3000:]
         assert "strategy.find_unused_parameters: some of the model's parameters got no gradient" in out.stderr
+        # the line names them (torch lists indices only): here the head the step before did not use
+        assert re.search(r"got no gradient in the last step \((\S+\.)?heads\.[01]\.weight, (\S+\.)?heads\.[01]\.bias\),",
+                         out.stderr), out.stderr[-3000:]
 
 
 def test_static_graph_with_gradient_accumulation_is_refused_when_the_config_loads() -> None:

@@ -17,6 +17,7 @@ canonical files from rank 0; ``"sharded"`` writes DCP safetensors shards).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,9 +184,12 @@ class DDPStrategy(DistributedStrategy):
                 raise
             static = (" (or strategy.static_graph = true when the same parameters are unused every step)"
                       if self.settings.grad_accum == 1 else "")  # static_graph is refused with accumulation
+            names = unused_parameter_names(str(exc), self.module)
+            more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+            which = f" ({', '.join(names[:4])}{more})" if names else ""
             raise UsageError(
-                "strategy.find_unused_parameters: some of the model's parameters got no gradient in the last "
-                f"step, which DDP cannot reduce by default; set strategy.find_unused_parameters = true{static}"
+                f"strategy.find_unused_parameters: some of the model's parameters got no gradient in the last "
+                f"step{which}, which DDP cannot reduce by default; set strategy.find_unused_parameters = true{static}"
             ) from None
         if self.hook is not None:
             self._metrics = self.hook.take()
@@ -213,3 +217,18 @@ class DDPStrategy(DistributedStrategy):
         if self.hook is not None and self.hook.tracker is not None:
             self.hook.tracker.restore(Path(directory), self.rank, self.world_size)
         return state
+
+
+_UNUSED_INDICES = re.compile(r"Parameter indices which did not receive grad for rank \d+: ([\d ]+)")
+
+
+def unused_parameter_names(message: str, module: nn.Module) -> list[str]:
+    """The parameters torch's reduction error lists by index, by name: DDP numbers the trainable
+    parameters in ``named_parameters()`` order (modules in order, shared ones once). A parameter
+    that gets no gradient in any step is usually a model's (or a plugin part's) bug, so the line
+    names them; ``[]`` where the message lists none (another torch version's wording)."""
+    found = _UNUSED_INDICES.search(message)
+    if found is None:
+        return []
+    trainable = [name for name, param in module.named_parameters() if param.requires_grad]
+    return [trainable[int(i)] for i in found.group(1).split() if int(i) < len(trainable)]
