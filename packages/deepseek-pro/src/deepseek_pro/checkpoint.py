@@ -50,6 +50,7 @@ from deepseek.training.checkpoint_sharded import (
     sharded_reader_error,
     unflatten_optimizer_state,
 )
+from deepseek.training.hyper_parameters import live_hyper_parameters
 from deepseek.training.optimizers import builder_of
 from deepseek.training.param_groups import tied_aliases
 
@@ -188,10 +189,10 @@ def load_checkpoint(
         set_model_state_dict(module, msd)
         groups, scalars = meta["param_groups"], meta["scalars"]
         ckpt.check_group_members(groups, [g["params"] for g in osd["param_groups"]], directory / OPTIMIZER_DIR)
-        ckpt.check_groups_fit(groups, osd["param_groups"], directory / OPTIMIZER_DIR)
+        builder = builder_of(optimizer)
+        ckpt.check_groups_fit(groups, osd["param_groups"], directory / OPTIMIZER_DIR, live_hyper_parameters(builder))
         tensors, _ = flatten_optimizer_state(osd["state"])
         shapes = {n: tuple(p.shape) for n, p in module.named_parameters()}  # a DTensor's is the whole one's
-        builder = builder_of(optimizer)
         headers = _stored_headers(directory / OPTIMIZER_DIR) if tensors else {}
         # keys, dtypes and shapes from the headers: torch's reader casts to the live tensors' dtype
         ckpt.check_state_fit(unflatten_optimizer_state(headers, scalars), shapes, directory / OPTIMIZER_DIR, builder)
@@ -298,9 +299,9 @@ def _check_optimizer_fit(osd: Mapping[str, Any], optimizer: Any, module: nn.Modu
     by_id = {id(p): n for n, p in module.named_parameters()}
     ckpt.check_group_members(osd["param_groups"], [[by_id.get(id(p), "") for p in g["params"]]
                                                    for g in optimizer.param_groups], where)
-    ckpt.check_groups_fit(osd["param_groups"], optimizer.param_groups, where)
-    ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where,
-                         builder_of(optimizer))
+    builder = builder_of(optimizer)
+    ckpt.check_groups_fit(osd["param_groups"], optimizer.param_groups, where, live_hyper_parameters(builder))
+    ckpt.check_state_fit(osd["state"], {n: tuple(p.shape) for n, p in module.named_parameters()}, where, builder)
 
 
 # ----------------------------------------------------------------------------- export

@@ -99,12 +99,17 @@ def settings_kept(config_groups: Sequence[Mapping[str, Any]], resumed: Sequence[
             for key in sorted(new.keys() & old.keys()) if new[key] != old[key]]
 
 
-def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any]], path: Any) -> None:
+def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any]], path: Any,
+                     declared: Mapping[str, HyperParameter] = COMMON) -> None:
     """Saved parameter groups against the live optimizer's, group by group: a saved group that
     lacks hyper-parameters the live one has while holding others it lacks was written by another
     optimizer (AdamW's ``betas`` where SGD wants ``momentum``), which the first step would fail
     on; a CheckpointError naming ``path`` and ``optimizer.name``. Keys only one side has (a torch
-    version that added a hyper-parameter) are no mismatch: torch fills those in."""
+    version that added a hyper-parameter) are no mismatch: torch fills those in. A key both hold is
+    held to what the live optimizer ``declared`` of it (its builder's ``hyper_parameters``:
+    :func:`~deepseek.training.hyper_parameters.live_hyper_parameters`; a signed ``momentum`` may
+    be negative), an undeclared one to the kind of the live value (numbers finite, ``eps``,
+    ``momentum``, ... not below 0): a CheckpointError naming ``path``, the group and the key."""
     ignored = {"params", *IMPLEMENTATION_KEYS, *RUN_KEYS}
     for i, (old, new) in enumerate(zip(saved, live, strict=False)):
         foreign, lacking = sorted(set(old) - set(new) - ignored), sorted(set(new) - set(old) - ignored)
@@ -115,7 +120,7 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
                 f"name of the run that wrote it (optimizer.name), or {HINT}"
             )
         for key in sorted(set(old) & set(new) - ignored):
-            problem = _value_problem(old[key], new[key], key)
+            problem = declared[key].problem(old[key]) if key in declared else _value_problem(old[key], new[key], key)
             if problem:
                 raise CheckpointError(f"{path}: optimizer group {i} {key} is {old[key]!r}, {problem}; the "
                                       f"checkpoint is damaged, {HINT}")

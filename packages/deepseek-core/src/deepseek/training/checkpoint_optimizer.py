@@ -38,7 +38,7 @@ from deepseek.training.checkpoint_sharded import (
     read_sharded_optimizer,
 )
 from deepseek.training.checkpoint_state import FORMAT_VERSION
-from deepseek.training.hyper_parameters import saved_hyper_parameters
+from deepseek.training.hyper_parameters import live_hyper_parameters, saved_hyper_parameters
 from deepseek.training.optimizer_state import check_state_fit
 
 if TYPE_CHECKING:
@@ -206,15 +206,15 @@ def _read_optimizer_file(p: Path) -> dict[str, Any]:
 def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: Path) -> dict[str, Any]:
     index = {n: i for i, n in enumerate(names)}
     current = optimizer.state_dict()["param_groups"]
+    from deepseek.training.optimizers import builder_of
+
+    builder = builder_of(optimizer)
     check_group_members(named["param_groups"], [[names[i] for i in cur["params"]] for cur in current], path)
-    check_groups_fit(named["param_groups"], current, path)
+    check_groups_fit(named["param_groups"], current, path, live_hyper_parameters(builder))
     groups = [{**resumed_group(saved, cur), "params": list(cur["params"])}
               for saved, cur in zip(named["param_groups"], current, strict=True)]
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    from deepseek.training.optimizers import builder_of
-
-    check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path,
-                    builder_of(optimizer))
+    check_state_fit(named["state"], {n: tuple(p.shape) for n, p in zip(names, params, strict=True)}, path, builder)
     state = {index[n]: v for n, v in named["state"].items() if n in index}
     return {"state": state, "param_groups": groups}
 

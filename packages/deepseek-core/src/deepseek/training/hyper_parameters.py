@@ -1,7 +1,7 @@
 """The types of an optimizer's hyper-parameters, declared: what each key of its parameter groups
 holds (``lr`` a finite number >= 0, AdamW's ``betas`` two finite numbers, SGD's ``nesterov`` true
-or false), as a checkpoint saves them (``sharded.json``'s ``param_groups``, the ``param_groups`` of
-``optimizer.safetensors``' metadata).
+or false, a plugin's signed ``momentum`` a number in [-1, 1]), as a checkpoint saves them
+(``sharded.json``'s ``param_groups``, the ``param_groups`` of ``optimizer.safetensors``' metadata).
 
 An optimizer declares them on its class (``OptimizerBuilder.hyper_parameters``, a mapping of key
 to :class:`HyperParameter`; the default, :data:`COMMON`, is what every torch optimizer's groups
@@ -9,7 +9,9 @@ hold). Every reader of saved groups (``checkpoint info``, ``checkpoint export``,
 core alone too) holds them to the declaration of the optimizer the checkpoint's ``trainer.json``
 names (:func:`saved_hyper_parameters`: :data:`COMMON` where that optimizer is not installed here):
 a value of another type is one line naming the file, the group and key, and what belongs there
-(:func:`~deepseek.training.checkpoint_io.check_saved_groups`), before any optimizer is built.
+(:func:`~deepseek.training.checkpoint_io.check_saved_groups`), before any optimizer is built; a
+resume holds them again to the declaration of the optimizer it built
+(:func:`live_hyper_parameters`, :func:`~deepseek.training.checkpoint_io.check_groups_fit`).
 Nothing here imports torch.
 """
 
@@ -36,10 +38,19 @@ class HyperParameter:
     """``number`` / ``numbers``: never below 0."""
     optional: bool = False
     """``None`` (JSON null) is allowed too."""
+    minimum: float | None = None
+    """``number`` / ``numbers``: never below this (``None``: no bound but ``non_negative``'s)."""
+    maximum: float | None = None
+    """``number`` / ``numbers``: never above this (``None``: no bound)."""
 
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:  # a plugin's declaration: wrong at its import, not at a checkpoint's read
+    def __post_init__(self) -> None:  # a plugin's declaration: wrong at its import, not at a checkpoint's read
+        if self.kind not in _KINDS:
             raise ValueError(f"HyperParameter kind {self.kind!r}: expected one of {', '.join(_KINDS)}")
+        bounds = [b for b in (self.minimum, self.maximum) if b is not None]
+        if bounds and (self.kind not in ("number", "numbers") or not all(_finite(b) for b in bounds)
+                       or (len(bounds) == 2 and bounds[0] > bounds[1])):
+            raise ValueError(f"HyperParameter bounds [{self.minimum}, {self.maximum}]: finite numbers, minimum <= "
+                             "maximum, of a number or numbers")
 
     def expected(self) -> str:
         """The type that belongs where this is declared, for a person: ``a finite number``,
@@ -51,7 +62,9 @@ class HyperParameter:
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` where this is declared (``where a finite number belongs``,
-        ``below 0``), else ``None``."""
+        ``below 0``, ``above 1``), else ``None``: what every reader of saved groups says, and a
+        check an ``Options`` field of the optimizer may take as its own (``metadata={"check":
+        MOMENTUM.problem}``), so the config and the checkpoint are held to one rule."""
         if value is None and self.optional:
             return None
         if self.kind == "flag":
@@ -66,7 +79,11 @@ class HyperParameter:
         values = [value] if self.kind == "number" else value
         if not all(_finite(v) for v in values):
             return where
-        return "below 0" if self.non_negative and any(v < 0 for v in values) else None
+        if self.non_negative and any(v < 0 for v in values):
+            return "below 0"
+        if self.minimum is not None and any(v < self.minimum for v in values):
+            return f"below {self.minimum:g}"
+        return f"above {self.maximum:g}" if self.maximum is not None and any(v > self.maximum for v in values) else None
 
 
 _KINDS = ("number", "numbers", "flag", "text")
@@ -99,6 +116,25 @@ def hyper_parameters_problem(declared: Any) -> str | None:
             "deepseek.training.hyper_parameters.HyperParameter")
 
 
+def declared_by(cls: Any, label: str) -> Mapping[str, HyperParameter]:
+    """``cls.hyper_parameters`` of an optimizer class (``label``: the registered component, for the
+    error); a declaration that is not one is its PluginError."""
+    from deepseek.errors import PluginError
+
+    declared = cls.hyper_parameters
+    if (problem := hyper_parameters_problem(declared)) is not None:
+        raise PluginError(f"{label}: {problem} (docs/plugins.md section 14)")
+    return declared
+
+
+def live_hyper_parameters(builder: Any) -> Mapping[str, HyperParameter]:
+    """The declared hyper-parameters of the builder that made a live optimizer
+    (:func:`~deepseek.training.optimizers.builder_of`), to which a resume holds the saved groups
+    it loads into it (:func:`~deepseek.training.checkpoint_io.check_groups_fit`); :data:`COMMON`
+    for an optimizer no builder made (``None``)."""
+    return COMMON if builder is None else declared_by(type(builder), builder.label)
+
+
 def saved_hyper_parameters(directory: str | os.PathLike[str], host: Any = None) -> Mapping[str, HyperParameter]:
     """The declared hyper-parameters of the optimizer checkpoint ``directory``'s ``trainer.json``
     names (``optimizer.name`` of its config), looked up on ``host`` (default: the process's);
@@ -129,7 +165,4 @@ def saved_hyper_parameters(directory: str | os.PathLike[str], host: Any = None) 
         cls = load_checked("optimizer", component)
     except PluginError:  # registered but not loadable here: its groups are read as an absent one's
         return COMMON
-    declared = cls.hyper_parameters  # load_checked: an OptimizerBuilder subclass
-    if (problem := hyper_parameters_problem(declared)) is not None:
-        raise PluginError(f"{component.label}: {problem} (docs/plugins.md section 14)")
-    return declared
+    return declared_by(cls, component.label)  # load_checked: an OptimizerBuilder subclass

@@ -56,8 +56,9 @@ class OptimizerBuilder(ABC):
       torch ops on the parameter and its state do (the default); torch's Adafactor cannot.
     - ``hyper_parameters``: the type of each key of its parameter groups
       (:class:`~deepseek.training.hyper_parameters.HyperParameter`: AdamW's ``betas`` two finite
-      numbers), to which every reader of a checkpoint's saved groups holds them (``checkpoint
-      info`` and ``export`` too, before any optimizer is built); the default
+      numbers; a signed ``momentum`` in [-1, 1]), to which every reader of a checkpoint's saved
+      groups holds them (``checkpoint info`` and ``export`` too, before any optimizer is built),
+      and a resume again as it loads them into the optimizer it built; the default
       (:data:`~deepseek.training.hyper_parameters.COMMON`) declares ``lr``, ``initial_lr`` and
       ``weight_decay`` finite numbers >= 0, and any other number in a group is held finite.
 
