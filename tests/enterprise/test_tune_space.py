@@ -316,3 +316,29 @@ def test_the_system_tuners_estimate_is_for_the_device_the_strategy_declares(monk
     on_cpu = total({"name": "single", "device": "cpu"})
     assert total({"name": "acme.placed"}) == on_cpu
     assert total({"name": "acme.placed", "placement": "device"}) == total({"name": "single"}) != on_cpu
+
+
+def test_the_system_tuner_estimates_a_pro_strategy_on_the_device_its_backend_picks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pro's strategies declare their device from ``strategy.backend``: gloo's ranks compute on
+    the CPU, so on a machine with a GPU a ddp trial with backend gloo is estimated as one with
+    backend auto on a machine without (fp32 under precision `auto`, the CPU overhead); nccl's as
+    auto's on the GPU."""
+    from _hosts import enterprise_host
+
+    import deepseek.advise.hardware as hardware
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    host = enterprise_host()
+    tuner = SystemTuner(SystemTunerOptions(), host=host)
+
+    def total(gpus: int, backend: str) -> int:
+        monkeypatch.setattr(hardware, "detect_devices", lambda **_: hardware.Devices(gpus, 80 * 1024**3, "GPU", "t"))
+        config = config_from_dict({"model": {"name": "small"}, "data": {"seq_len": 64, "batch_size": 8},
+                                   "strategy": {"name": "ddp", "backend": backend}}, host=host)
+        return tuner.fit(config).total
+
+    on_cpu = total(0, "auto")
+    assert total(1, "gloo") == on_cpu
+    assert total(1, "nccl") == total(1, "auto") != on_cpu

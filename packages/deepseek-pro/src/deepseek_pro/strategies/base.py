@@ -60,6 +60,10 @@ class DistributedOptions:
     """``auto``: NCCL when CUDA is available, gloo otherwise."""
 
 
+_BACKEND_DEVICES: dict[str, Literal["cpu", "cuda"] | None] = {"gloo": "cpu", "nccl": "cuda", "auto": None}
+"""``DistributedOptions.backend`` -> the device its ranks compute on (None: picked at set-up)."""
+
+
 def cluster_report(host: Any = None) -> dict[str, Any]:
     """What this process runs: the plugin distributions of ``host`` (default: the process's host;
     name, version, status) and library versions."""
@@ -98,7 +102,8 @@ class DistributedStrategy(Strategy):
     :class:`DistributedOptions`.
     """
 
-    Options: type = DistributedOptions
+    Options: ClassVar[type[DistributedOptions]] = DistributedOptions
+    options: DistributedOptions
     needs_launcher: bool = True
     replicates_buffers: ClassVar[bool] = False
     """Every rank runs the whole model on its own rows (ddp, fsdp, deepspeed): the persistent
@@ -143,10 +148,16 @@ class DistributedStrategy(Strategy):
         """The process-group backend this job uses (resolved from ``options.backend``)."""
         import torch
 
-        choice = getattr(self.options, "backend", "auto")
+        choice = self.options.backend
         if choice == "auto":
             return "nccl" if torch.cuda.is_available() else "gloo"
         return choice
+
+    @classmethod
+    def device_type(cls, options: DistributedOptions) -> Literal["cpu", "cuda"] | None:
+        """Where the ranks compute, from ``options.backend``: gloo's on the CPU, NCCL's on their
+        CUDA device (:meth:`setup_environment`), ``auto``'s on CUDA when the process has it."""
+        return _BACKEND_DEVICES[options.backend]
 
     # ------------------------------------------------------------------ set-up
 
