@@ -342,3 +342,54 @@ def test_the_system_tuner_estimates_a_pro_strategy_on_the_device_its_backend_pic
     on_cpu = total(0, "auto")
     assert total(1, "gloo") == on_cpu
     assert total(1, "nccl") == total(1, "auto") != on_cpu
+
+
+class _Unplaced(SingleDeviceStrategy):
+    @classmethod
+    def device_type(cls, options: Any) -> Literal["cpu", "cuda"] | None:
+        raise RuntimeError("placement unknown")
+
+
+class _Unrowed(SingleDeviceStrategy):
+    @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        raise KeyError("rows")
+
+
+def test_a_plugin_strategys_device_type_or_memory_row_that_raises_names_the_plugin(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a plugin strategy's class-side answers to the system tuner raise (``device_type``,
+    ``memory_row``) is one line naming the strategy and its distribution, the plugin's bug: the
+    trial fails with it as its note, and a study with no other trial exits 1."""
+    import json
+    import re
+
+    from _hosts import enterprise_host, registering
+
+    import deepseek.advise.hardware as hardware
+    from deepseek.cli.main import main
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import PluginError
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    monkeypatch.setattr(hardware, "detect_devices", lambda **_: hardware.Devices(1, 80 * 1024**3, "GPU", "test"))
+    host = enterprise_host((registering("deepseek_register_strategies", {"acme.unplaced": _Unplaced,
+                                                                         "acme.unrowed": _Unrowed}), "deepseek-acme"))
+    config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
+                               "strategy": {"name": "acme.unrowed"}}, host=host)
+    with pytest.raises(PluginError, match=r"^strategy 'acme\.unrowed' \(deepseek-acme 1\.0, registered by .*\): "
+                                          r"memory_row raised KeyError: 'rows'; a bug in the plugin"):
+        SystemTuner(SystemTunerOptions(), host=host).fit(config)
+
+    (tmp_path / "base.toml").write_text('[model]\nname = "tiny"\n[data]\nseq_len = 32\nbatch_size = 8\n'
+                                        '[strategy]\nname = "acme.unplaced"\n')
+    (tmp_path / "space.toml").write_text('[space]\n"train.lr" = { choices = [0.002] }\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["tune", "base.toml", "--space", "space.toml", "--objective", "tokens_per_s", "--trials", "1",
+              "--study", "s", "--out", "st"], host=host)
+    assert exited.value.code == 1
+    [note] = [t["note"] for t in json.loads((tmp_path / "st" / "trials.json").read_text())["trials"]]
+    assert re.match(r"^strategy 'acme\.unplaced' \(deepseek-acme 1\.0, registered by .*\): device_type raised "
+                    r"RuntimeError: placement unknown; a bug in the plugin", note), note
+    assert f"fail: {note}" in capsys.readouterr().out

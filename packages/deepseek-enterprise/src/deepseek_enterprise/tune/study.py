@@ -11,7 +11,9 @@ on one storage share the study: each asks for its own trials.
 A tuner's bug fails that trial, never the study: an exception from ``run`` or ``skip_reason``
 other than ``TrialFailed``/``TrialStopped``, or a value from ``run`` that is not a finite number,
 is recorded as a failed trial whose note names the tuner and its distribution
-(``tuner NAME (DIST VERSION): run() raised KeyError: ...``); the study goes on.
+(``tuner NAME (DIST VERSION): run() raised KeyError: ...``); the study goes on. A
+:class:`~deepseek.errors.PluginError` is its own note: it names the plugin component whose bug the
+tuner's call met (a plugin strategy's ``device_type`` raising under the system tuner), not the tuner.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deepseek.errors import UsageError
+from deepseek.errors import PluginError, UsageError
 from deepseek.plugins.records import describe_error
 from deepseek_enterprise.tune.optuna_parts import quiet_optuna
 from deepseek_enterprise.tune.space import (
@@ -208,7 +210,7 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
     try:
         reason = tuner.skip_reason(config)
     except Exception as exc:  # noqa: BLE001 - a tuner's bug fails the trial, named (module docstring)
-        note = f"{origin}: skip_reason() raised {describe_error(exc)}"
+        note = _failure_note(exc, origin, "skip_reason")
         trial.set_user_attr("note", note)
         study.tell(trial, state=TrialState.FAIL)
         echo(f"trial {trial.number} [{ran + 1}/{settings.trials}] fail: {note}\n    {shown}")
@@ -245,7 +247,7 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
         study.enqueue_trial(trial.params, user_attrs=retry_attrs(trial))
         raise
     except Exception as exc:  # noqa: BLE001 - a tuner's bug fails the trial, named (module docstring)
-        state, value, note = TrialState.FAIL, None, f"{origin}: run() raised {describe_error(exc)}"
+        state, value, note = TrialState.FAIL, None, _failure_note(exc, origin, "run")
     for key, attr in run.attrs.items():
         trial.set_user_attr(key, attr)
     if note:
@@ -257,6 +259,12 @@ def _one_trial(study: Any, storage: Any, trial: Any, settings: StudySettings, tu
     echo(f"trial {trial.number} [{ran + 1}/{settings.trials}] {state.name.lower()} in {seconds:.0f} s: {outcome}{best}"
          f"\n    {shown}")
     return False
+
+
+def _failure_note(exc: Exception, origin: str, call: str) -> str:
+    """A failed trial's note: the tuner's bug named by ``origin`` (the tuner and its distribution),
+    or a :class:`~deepseek.errors.PluginError` as it is, naming the plugin component at fault."""
+    return str(exc) if isinstance(exc, PluginError) else f"{origin}: {call}() raised {describe_error(exc)}"
 
 
 def _checked_value(value: object, origin: str) -> float:

@@ -139,10 +139,13 @@ class SystemTuner(Tuner):
         )
         from deepseek.advise.hardware import detect_devices, host_memory, parse_size
         from deepseek.advise.report import CPU_OVERHEAD, GPU_OVERHEAD
+        from deepseek.plugins.calls import class_calls
         from deepseek.plugins.host import get_host
 
-        cls = (self.host or get_host()).resolve("strategy", config.strategy.name).load()
-        row = cls.memory_row(config.strategy.options)
+        component = (self.host or get_host()).resolve("strategy", config.strategy.name)
+        cls = component.load()
+        with class_calls(component, "memory_row"):  # a plugin's bug: one line naming it
+            row = cls.memory_row(config.strategy.options)
         spec = next((s for s in STRATEGIES if s.key == row), None)
         if spec is None:
             return Fit(None)
@@ -150,7 +153,8 @@ class SystemTuner(Tuner):
         world = _world(config, self.host, o.nproc)
         devices = detect_devices(keep_cuda_idle=True)
         memory = parse_size(o.device_memory, option="tuner.device_memory") if o.device_memory else devices.memory
-        on_gpu = devices.count > 0 and cls.device_type(config.strategy.options) != "cpu"
+        with class_calls(component, "device_type"):
+            on_gpu = devices.count > 0 and cls.device_type(config.strategy.options) != "cpu"
         precision = config.precision.dtype if config.precision.dtype != "auto" else ("bf16" if on_gpu else "fp32")
         setup = TrainSetup(seq_len=self.sequence_length(config), micro_batch=micro_batch(config, world) or 1,
                            precision=precision, activation_checkpointing=config.train.activation_checkpointing,
