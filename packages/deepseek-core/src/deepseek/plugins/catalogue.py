@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from deepseek.plugins.install import install_command
+from deepseek.plugins.kinds import registration_hook_of
 
 if TYPE_CHECKING:
     from deepseek.plugins.records import PluginRecord
@@ -59,11 +60,6 @@ KIND_PROVIDERS: dict[str, str] = {
     "executor": "deepseek-enterprise",
 }
 """Component kinds that a first-party edition adds through hookspecs of its own."""
-
-
-def registration_hook_of(kind: str) -> str:
-    """The registration hook of a component kind, by the hookspecs' naming rule."""
-    return f"deepseek_register_{kind}s"
 
 
 def provider_of(kind: str, name: str) -> str | None:

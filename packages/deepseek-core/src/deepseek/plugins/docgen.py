@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from deepseek import hookspecs
-from deepseek.plugins.registrar import hook_kind
+from deepseek.plugins.kinds import hook_kind
 
 PHASES: tuple[tuple[str, str], ...] = (
     ("set-up", "1. Set-up"),

@@ -40,6 +40,7 @@ from deepseek.plugins.compat import incompatibility, required_dists
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
 from deepseek.plugins.failures import FailureMixin
 from deepseek.plugins.impl_checks import undecorated_hooks, unknown_argument
+from deepseek.plugins.kinds import registration_hooks
 from deepseek.plugins.lookup import LookupMixin
 from deepseek.plugins.records import (
     CORE_DIST,
@@ -59,7 +60,6 @@ from deepseek.plugins.registrar import (
     Registrar,
     RunFilesDeclarer,
     call_hook,
-    registration_hooks,
     reserved_names,
 )
 from deepseek.plugins.settings import ENV_DENY, PluginSettings, normalize_dist
@@ -371,15 +371,12 @@ class PluginHost(LookupMixin, FailureMixin):
         return True
 
     def registration_hooks(self) -> dict[str, str]:
-        """Registration hook name -> component kind, including hooks added by plugins
-        (:func:`~deepseek.plugins.registrar.registration_hooks`)."""
+        """Hook name -> component kind, plugins' hooks too (:func:`~deepseek.plugins.kinds.registration_hooks`)."""
         return registration_hooks(self.pm)
 
     def _impls_of(self, ld: _Loaded, hook_name: str) -> list[Any]:
         hook = getattr(self.pm.hook, hook_name, None)
-        if hook is None:
-            return []
-        return [impl for impl in hook.get_hookimpls() if impl.plugin is ld.plugin]
+        return [impl for impl in hook.get_hookimpls() if impl.plugin is ld.plugin] if hook is not None else []
 
 
 def _called_by_the_host(hook: str) -> bool:

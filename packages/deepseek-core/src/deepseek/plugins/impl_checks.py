@@ -22,7 +22,8 @@ def undecorated_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     plugin's own business and left alone, as pluggy leaves it."""
     import difflib
 
-    from deepseek.plugins.catalogue import KIND_PROVIDERS, registration_hook_of
+    from deepseek.plugins.catalogue import KIND_PROVIDERS
+    from deepseek.plugins.kinds import registration_hook_of
 
     hooks = {n for n in dir(pm.hook) if n.startswith("deepseek_")} | {registration_hook_of(k) for k in KIND_PROVIDERS}
     return [

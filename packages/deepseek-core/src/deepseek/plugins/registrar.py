@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pluggy
 
-from deepseek import hookspecs
 from deepseek.errors import PluginError
+from deepseek.plugins.kinds import check_registration_spec
+from deepseek.plugins.kinds import (
+    registers_kind as registers_kind,  # documented here (docs/plugins.md section 7)
+)
 from deepseek.plugins.records import (
     COMMAND_RUN_FILES,
     CORE_DIST,
@@ -45,49 +47,11 @@ def reserves(names: Mapping[str, str]) -> Callable[[_Spec], _Spec]:
                         "{name: why} with lower-case names")
 
     def mark(spec: _Spec) -> _Spec:
-        _registration_spec("reserves", spec, "reserve names on")
+        check_registration_spec("reserves", spec, "reserve names on")
         _RESERVED[spec] = reserved
         return spec
 
     return mark
-
-
-def _registration_spec(decorator: str, spec: Callable[..., Any], fix: str) -> None:
-    if not spec.__name__.startswith("deepseek_register_"):
-        raise TypeError(f"{decorator}: {spec.__name__} is no registration hookspec; {fix} a "
-                        "deepseek_register_<kinds> hookspec")
-
-
-_KINDS: dict[Callable[..., Any], str] = {}
-"""Spec function of a registration hookspec -> the component kind it declares; written only by
-:func:`registers_kind` (when the hookspec module is imported), read by :func:`hook_kind`."""
-
-KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")  # a component kind: lower-case words joined by "_" (lr_schedule)
-
-
-def registers_kind(kind: str) -> Callable[[_Spec], _Spec]:
-    """Decorate a registration hookspec (a ``deepseek_register_<kinds>`` function a plugin adds,
-    next to ``@hookspec``) to declare the component kind it registers where the singular of
-    ``<kinds>`` (:func:`kind_from_hook`) is not it: ``@registers_kind("index")`` on
-    ``deepseek_register_indices``. A bad kind, or core's own, is a ``TypeError`` here."""
-    core = {k: hook for hook, k in hookspecs.REGISTRATION_HOOKS.items()}
-    if not (isinstance(kind, str) and KIND_RE.match(kind)) or kind in core:
-        why = f"core's kind of {core[kind]}" if kind in core else "no lower-case kind name (words joined by '_')"
-        raise TypeError(f"registers_kind: {kind!r} is {why}; declare a kind of your own, such as 'index'")
-
-    def mark(spec: _Spec) -> _Spec:
-        _registration_spec("registers_kind", spec, "declare the kind of")
-        _KINDS[spec] = kind
-        return spec
-
-    return mark
-
-
-def hook_kind(hook_name: str, spec: Callable[..., Any]) -> str:
-    """The component kind registration hook ``hook_name`` (spec function ``spec``) registers:
-    core's (:data:`~deepseek.hookspecs.REGISTRATION_HOOKS`), the one its spec declares
-    (:func:`registers_kind`), else the singular of the name's last word (:func:`kind_from_hook`)."""
-    return hookspecs.REGISTRATION_HOOKS.get(hook_name) or _KINDS.get(spec) or kind_from_hook(hook_name)
 
 
 def reserved_names(pm: pluggy.PluginManager, hook_name: str) -> Mapping[str, str]:
@@ -368,32 +332,3 @@ def call_hook(function: Any, **available: Any) -> Any:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return function(**available)
     return function(**{k: v for k, v in available.items() if k in params})
-
-
-def kind_from_hook(hook_name: str) -> str:
-    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of ``<kinds>``."""
-    kind = hook_name.removeprefix("deepseek_register_")
-    if kind.endswith("ies"):
-        return kind[:-3] + "y"
-    if kind.endswith(("sses", "ches", "shes")):
-        return kind[:-2]
-    return kind[:-1] if kind.endswith("s") else kind
-
-
-def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
-    """Registration hook name -> component kind of ``pm``'s hooks, including hooks plugins added.
-
-    A plugin's own hookspec counts when its name starts with ``deepseek_register_`` and its
-    only argument is ``register``; the kind is the one its spec declares
-    (:func:`registers_kind`), else the singular of the rest of the name
-    (``deepseek_register_compressors`` -> ``compressor``): :func:`hook_kind`.
-    """
-    hooks = dict(hookspecs.REGISTRATION_HOOKS)
-    for hook_name in sorted(dir(pm.hook)):
-        if not hook_name.startswith("deepseek_register_") or hook_name in hooks:
-            continue
-        hook = getattr(pm.hook, hook_name)
-        if isinstance(hook, pluggy.HookCaller) and hook.spec is not None:
-            if tuple(hook.spec.argnames) == ("register",):
-                hooks[hook_name] = hook_kind(hook_name, hook.spec.function)
-    return hooks

@@ -1,0 +1,111 @@
+"""The component kind of a registration hook, one rule both ways: ``deepseek_register_<kinds>``
+-> the kind it registers (:func:`hook_kind`: core's table, the kind its spec declares with
+:func:`registers_kind`, else the singular of ``<kinds>``) and a kind -> its hook
+(:func:`registration_hook_of`); the registration hooks of a plugin manager
+(:func:`registration_hooks`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pluggy
+
+from deepseek import hookspecs
+
+PREFIX = "deepseek_register_"
+
+_Spec = TypeVar("_Spec", bound=Callable[..., Any])
+
+_KINDS: dict[Callable[..., Any], str] = {}
+"""Spec function of a registration hookspec -> the component kind it declares; written only by
+:func:`registers_kind` (when the hookspec module is imported), read by :func:`hook_kind` and
+:func:`registration_hook_of`."""
+
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")  # a component kind: lower-case words joined by "_" (lr_schedule)
+
+
+def check_registration_spec(decorator: str, spec: Callable[..., Any], fix: str) -> None:
+    """``TypeError`` when ``decorator`` (``reserves``, ``registers_kind``) decorates a function
+    that is no ``deepseek_register_<kinds>`` hookspec; ``fix`` says what the decorator is for."""
+    if not spec.__name__.startswith(PREFIX):
+        raise TypeError(f"{decorator}: {spec.__name__} is no registration hookspec; {fix} a "
+                        "deepseek_register_<kinds> hookspec")
+
+
+def registers_kind(kind: str) -> Callable[[_Spec], _Spec]:
+    """Decorate a registration hookspec (a ``deepseek_register_<kinds>`` function a plugin adds,
+    next to ``@hookspec``) to declare the component kind it registers where the singular of
+    ``<kinds>`` (:func:`kind_from_hook`) is not it: ``@registers_kind("index")`` on
+    ``deepseek_register_indices``. A bad kind, or core's own, is a ``TypeError`` here."""
+    core = {k: hook for hook, k in hookspecs.REGISTRATION_HOOKS.items()}
+    if not (isinstance(kind, str) and KIND_RE.match(kind)) or kind in core:
+        why = f"core's kind of {core[kind]}" if kind in core else "no lower-case kind name (words joined by '_')"
+        raise TypeError(f"registers_kind: {kind!r} is {why}; declare a kind of your own, such as 'index'")
+
+    def mark(spec: _Spec) -> _Spec:
+        check_registration_spec("registers_kind", spec, "declare the kind of")
+        _KINDS[spec] = kind
+        return spec
+
+    return mark
+
+
+def kind_from_hook(hook_name: str) -> str:
+    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of ``<kinds>``."""
+    kind = hook_name.removeprefix(PREFIX)
+    if kind.endswith("ies"):
+        return kind[:-3] + "y"
+    if kind.endswith(("sses", "ches", "shes")):
+        return kind[:-2]
+    return kind[:-1] if kind.endswith("s") else kind
+
+
+def _plural(kind: str) -> str:
+    """The ``<kinds>`` whose singular (:func:`kind_from_hook`) is ``kind``: strategy -> strategies,
+    pass -> passes, day -> days, tuner -> tuners."""
+    if re.search(r"[^aeiou]y$", kind):
+        return kind[:-1] + "ies"
+    return kind + ("es" if kind.endswith(("ss", "ch", "sh")) else "s")
+
+
+def hook_kind(hook_name: str, spec: Callable[..., Any]) -> str:
+    """The component kind registration hook ``hook_name`` (spec function ``spec``) registers:
+    core's (:data:`~deepseek.hookspecs.REGISTRATION_HOOKS`), the one its spec declares
+    (:func:`registers_kind`), else the singular of the name's last word (:func:`kind_from_hook`)."""
+    return hookspecs.REGISTRATION_HOOKS.get(hook_name) or _KINDS.get(spec) or kind_from_hook(hook_name)
+
+
+def registration_hook_of(kind: str) -> str:
+    """The registration hook of component kind ``kind``, :func:`hook_kind`'s rule read backwards:
+    core's hook, the hookspec that declares ``kind`` (:func:`registers_kind`), else
+    ``deepseek_register_`` and the plural whose singular is ``kind``."""
+    core = next((hook for hook, k in hookspecs.REGISTRATION_HOOKS.items() if k == kind), None)
+    declared = next((spec.__name__ for spec, k in _KINDS.items() if k == kind), None)
+    return core or declared or PREFIX + _plural(kind)
+
+
+def _registration_specs(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
+    """Hook name -> spec function of ``pm``'s ``deepseek_register_*`` hooks whose spec's only
+    argument is ``register``."""
+    specs = {}
+    for hook_name in sorted(dir(pm.hook)):
+        hook = getattr(pm.hook, hook_name) if hook_name.startswith(PREFIX) else None
+        if isinstance(hook, pluggy.HookCaller) and hook.spec is not None and tuple(hook.spec.argnames) == ("register",):
+            specs[hook_name] = hook.spec.function
+    return specs
+
+
+def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Registration hook name -> component kind of ``pm``'s hooks, including hooks plugins added.
+
+    A plugin's own hookspec counts when its name starts with ``deepseek_register_`` and its
+    only argument is ``register``; the kind is the one its spec declares
+    (:func:`registers_kind`), else the singular of the rest of the name
+    (``deepseek_register_compressors`` -> ``compressor``): :func:`hook_kind`.
+    """
+    hooks = dict(hookspecs.REGISTRATION_HOOKS)
+    for hook_name, spec in _registration_specs(pm).items():
+        hooks.setdefault(hook_name, hook_kind(hook_name, spec))
+    return hooks
