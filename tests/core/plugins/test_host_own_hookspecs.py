@@ -8,9 +8,11 @@ import sys
 import pytest
 from plugin_testing import DistFactory, host_for
 
+from deepseek import hookimpl
 from deepseek.hookspecs import hookspec
 
 EXT_SPECS = '''
+from deepseek import hookimpl
 from deepseek.hookspecs import hookspec
 
 @hookspec
@@ -197,6 +199,7 @@ def test_an_add_on_without_the_plugin_it_requires_names_that_plugin(make_dist: D
 
 
 RESERVING_SPECS = '''
+from deepseek import hookimpl
 from deepseek.hookspecs import hookspec
 from deepseek.plugins.registrar import reserves
 
@@ -238,6 +241,7 @@ def test_a_plugin_hookspec_reserves_names_as_the_docs_say(make_dist: DistFactory
 
 
 KIND_SPECS = '''
+from deepseek import hookimpl
 from deepseek.hookspecs import hookspec
 from deepseek.plugins.registrar import registers_kind
 
@@ -310,3 +314,88 @@ def test_the_hook_of_a_kind_is_the_inverse_of_the_kind_of_a_hook() -> None:
     for kind, hook in expected.items():
         assert hook_kind(hook, specs.get(hook)) == kind
     assert catalogue.registration_hook_of is registration_hook_of
+
+
+class _TakenSpecs:
+    @staticmethod
+    @hookspec
+    def deepseek_register_gizmos(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """A kind of its own, added in the same call: taken out with the other."""
+
+    @staticmethod
+    @hookspec
+    def deepseek_register_model(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """Its kind by the name rule is core's 'model'."""
+
+
+class _Taker:
+    @hookimpl
+    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        pluginmanager.add_hookspecs(_TakenSpecs)
+
+    @hookimpl
+    def deepseek_register_model(self, register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        register("taken.model", dict, description="a model through the plugin's own hook")
+
+
+class _OptionalGizmos:
+    @hookimpl(optionalhook=True)
+    def deepseek_register_gizmos(self, register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        register("opt.gizmo", dict, description="registered only where a plugin specifies gizmos")
+
+
+class _Widgets:
+    @staticmethod
+    @hookspec
+    def deepseek_register_widgets(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """Register widgets."""
+
+
+class _WidgetSpecs:
+    @hookimpl
+    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        pluginmanager.add_hookspecs(_Widgets)
+
+
+class _Widget:
+    @staticmethod
+    @hookspec
+    def deepseek_register_widget(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """Registers widgets too (the name rule leaves 'widget' as it is)."""
+
+
+class _WidgetTaker:
+    @hookimpl
+    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        pluginmanager.add_hookspecs(_Widget)
+
+
+def test_a_plugin_hookspec_of_a_kind_another_hook_registers_is_refused() -> None:
+    """A registration hookspec a plugin adds whose kind is core's (``deepseek_register_model``)
+    or one a loaded plugin's hook registers is refused when it is added: one line naming the
+    distribution, the plugin and the hooks; nothing the plugin added or registered stays (a hook an
+    earlier plugin implements optionally is unspecified again)."""
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.records import PluginWarning
+    from deepseek.plugins.settings import PluginSettings
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(_OptionalGizmos(), dist="deepseek-gizmos", name="gizmos").status == "ok"
+    with pytest.warns(PluginWarning):
+        record = host.register_plugin(_Taker(), dist="deepseek-taker", version="0.1.0", name="taker")
+    assert record.status == "failed"
+    assert record.reason == (
+        "deepseek-taker 0.1.0: plugin 'taker' (test_host_own_hookspecs:_Taker) adds hookspec "
+        "deepseek_register_model, whose component kind 'model' is core's (deepseek_register_models); implement "
+        "deepseek_register_models instead, or give the hookspec a kind of its own (a deepseek_register_<kinds> "
+        "name, or @registers_kind(kind)); fix the plugin or skip it with DEEPSEEK_DISABLE_PLUGINS=deepseek-taker")
+    hooks = host.registration_hooks()
+    assert "deepseek_register_model" not in hooks and "deepseek_register_gizmos" not in hooks
+    assert "taken.model" not in host.names("model")
+    assert host.records["deepseek-gizmos"].status == "ok" and "gizmo" not in host.known_kinds()
+    assert host.register_plugin(_WidgetSpecs(), dist="deepseek-widgets", name="widgets").status == "ok"
+    with pytest.warns(PluginWarning, match=r"adds hookspec deepseek_register_widget, whose component kind 'widget' "
+                                           r"is registered by deepseek_register_widgets, which a loaded plugin added; "):
+        assert host.register_plugin(_WidgetTaker(), dist="deepseek-widget", name="widget").status == "failed"
+    assert host.registration_hooks()["deepseek_register_widgets"] == "widget"
+    assert "deepseek_register_widget" not in host.registration_hooks()

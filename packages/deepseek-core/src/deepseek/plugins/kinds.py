@@ -2,12 +2,14 @@
 -> the kind it registers (:func:`hook_kind`: core's table, the kind its spec declares with
 :func:`registers_kind`, else the singular of ``<kinds>``) and a kind -> its hook
 (:func:`registration_hook_of`); the registration hooks of a plugin manager
-(:func:`registration_hooks`)."""
+(:func:`registration_hooks`), and the refusal of a plugin's hookspec registering a kind another
+hook registers (:func:`hookspecs_added`)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pluggy
@@ -109,3 +111,38 @@ def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
     for hook_name, spec in _registration_specs(pm).items():
         hooks.setdefault(hook_name, hook_kind(hook_name, spec))
     return hooks
+
+
+class KindTaken(Exception):
+    """A plugin added a registration hookspec whose component kind another hook registers."""
+
+
+@contextlib.contextmanager
+def hookspecs_added(pm: pluggy.PluginManager) -> Iterator[None]:
+    """Run the block (a plugin's ``deepseek_add_hookspecs``). A registration hookspec it adds
+    whose kind is one another hook of ``pm`` registers (core's ``model``, from a spec named
+    ``deepseek_register_model``) would mix its components into that kind: every hookspec the
+    block added is taken out of ``pm`` again and :class:`KindTaken` raised, one line naming the
+    hooks."""
+    callers = {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)}
+    before = registration_hooks(pm)
+    unspecified = {n for n, h in callers.items() if h.spec is None}
+    yield
+    added = {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)
+             and h.spec is not None and (n not in callers or n in unspecified)}
+    owners = {kind: hook for hook, kind in before.items()}
+    for hook_name, spec in _registration_specs(pm).items():
+        kind = hook_kind(hook_name, spec)
+        if hook_name in added and kind in owners:
+            for name, hook in added.items():  # nothing it added stays: pluggy's hook relay, one attribute each
+                if name in callers:
+                    hook.spec = None
+                else:
+                    delattr(pm.hook, name)
+            owner = owners[kind]
+            whose = (f"is core's ({owner})" if owner in hookspecs.REGISTRATION_HOOKS
+                     else f"is registered by {owner}, which a loaded plugin added")
+            raise KindTaken(f"adds hookspec {hook_name}, whose component kind {kind!r} {whose}; implement "
+                            f"{owner} instead, or give the hookspec a kind of its own (a deepseek_register_<kinds> "
+                            "name, or @registers_kind(kind))")
+        owners.setdefault(kind, hook_name)
