@@ -91,3 +91,33 @@ def test_a_block_that_sits_out_a_step_trains_as_under_deepspeeds_default(runs: P
     block = json.loads((runs / "skips-block.json").read_text())
     assert len(block) == 4
     assert block == pytest.approx(json.loads((runs / "skips-module.json").read_text()), rel=1e-6, abs=0)
+
+
+def test_the_fused_kernel_switch_comes_back_once_however_the_run_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """setup_environment turns torch's mha fast path off for the run (test_deepspeed_fused_kernels.py);
+    a second call must not take the switch it turned off for the user's, and a process-group
+    teardown that raises (the trainer tears down after a failure under contextlib.suppress) must
+    not leave it off. No process group: the base class's set-up and teardown are stood in for."""
+    from deepseek.training.mixed_precision import Precision
+    from deepseek_pro.strategies.base import DistributedStrategy
+
+    def joined(self: DistributedStrategy) -> None:
+        self._device = torch.device("cpu")
+
+    def broken(self: DistributedStrategy) -> None:
+        raise RuntimeError("destroy_process_group failed")
+
+    monkeypatch.setattr(DistributedStrategy, "setup_environment", joined)
+    monkeypatch.setattr(torch.backends.mha, "_is_fastpath_enabled", True)  # the user's, put back after the test
+    strategy = DeepSpeedStrategy({}, precision=Precision("fp32"))
+    strategy.setup_environment()
+    strategy.setup_environment()
+    assert torch.backends.mha.get_fastpath_enabled() is False
+    monkeypatch.setattr(DistributedStrategy, "teardown", broken)
+    with pytest.raises(RuntimeError, match="destroy_process_group failed"):
+        strategy.teardown()
+    assert torch.backends.mha.get_fastpath_enabled() is True
+    torch.backends.mha.set_fastpath_enabled(False)  # restored once: a second teardown leaves the switch alone
+    with pytest.raises(RuntimeError, match="destroy_process_group failed"):
+        strategy.teardown()
+    assert torch.backends.mha.get_fastpath_enabled() is False

@@ -159,17 +159,17 @@ class DeepSpeedStrategy(DistributedStrategy):
             self.teardown()
             raise UsageError(_FP16_ON_CPU)
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-        # DeepSpeed holds 16-bit weights as views of flat buffers at any element offset; the fused inference kernels
-        # of nn.TransformerEncoderLayer / nn.MultiheadAttention (eval, no grad) then fail on CUDA: "misaligned address".
-        self._fastpath = torch.backends.mha.get_fastpath_enabled()
+        # DeepSpeed's 16-bit weights are flat-buffer views at any offset: torch's fused MHA/encoder-layer inference
+        # kernels fail on them on CUDA ("misaligned address"). Off for the run; a second call keeps the first's value.
+        self._fastpath = torch.backends.mha.get_fastpath_enabled() if self._fastpath is None else self._fastpath
         torch.backends.mha.set_fastpath_enabled(False)
 
     def teardown(self) -> None:
         owned = self._owns_group
-        super().teardown()
         if self._fastpath is not None:
             torch.backends.mha.set_fastpath_enabled(self._fastpath)
             self._fastpath = None
+        super().teardown()
         if owned and "deepspeed" in sys.modules:  # the groups it cached died with the process group
             internals.forget_process_groups()
 
