@@ -109,6 +109,7 @@ def test_bad_override_syntax(item: str) -> None:
         (["strategy.name=warp"], r"strategy\.name: unknown strategy 'warp'"),
         (["strategy.devcie=cpu"], r"strategy\.devcie: unknown key \(did you mean 'device'\?\)"),
         (["strategy.device=tpu"], r"strategy\.device: .*'cuda:N'"),
+        (['strategy.device="cpu\\n"'], r"^strategy\.device: is not allowed; allowed values: .*'cuda:N', got 'cpu\\n' \(str\)$"),
         (["strategy.compression='bf16'"], r"strategy\.compression: 'bf16' cannot be used with strategy 'single' \(it compresses no gradients\)"),
         (["model.name=tinny"], r"model\.name: unknown model 'tinny'; did you mean 'tiny'\?"),
         (['model.name=""'], r"^model\.name: expected the name of a registered model \(a string\), got ''; "

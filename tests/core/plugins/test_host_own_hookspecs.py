@@ -284,6 +284,8 @@ def test_a_plugin_hookspec_declares_its_kind_as_the_docs_say(make_dist: DistFact
     assert "| `deepseek_register_indices` | `index` |" in render_edition(importlib.import_module("kind_specs"))
     with pytest.raises(TypeError, match=r"^registers_kind: 'Index' is no lower-case kind name"):
         registers_kind("Index")
+    with pytest.raises(TypeError, match=r"^registers_kind: 'index\\n' is no lower-case kind name"):
+        registers_kind("index\n")  # re.match's '$' lets a trailing line break past
     with pytest.raises(TypeError, match=r"^registers_kind: 'model' is core's kind of deepseek_register_models; "):
         registers_kind("model")
     with pytest.raises(TypeError, match=r"^registers_kind: deepseek_index_built is no registration hookspec"):

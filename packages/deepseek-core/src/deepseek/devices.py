@@ -17,7 +17,7 @@ from deepseek.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)\Z")  # not $: it let "cpu\n" past, to torch.device
 
 
 def device_problem(spec: str, *, allow_auto: bool = True) -> str | None:

@@ -25,7 +25,7 @@ _KINDS: dict[Callable[..., Any], str] = {}
 :func:`registers_kind` (when the hookspec module is imported), read by :func:`hook_kind` and
 :func:`registration_hook_of`."""
 
-KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")  # a component kind: lower-case words joined by "_" (lr_schedule)
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")  # a component kind: lower-case words joined by "_" (lr_schedule)
 
 
 def check_registration_spec(decorator: str, spec: Callable[..., Any], fix: str) -> None:
