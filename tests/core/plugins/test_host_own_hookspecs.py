@@ -372,6 +372,42 @@ class _WidgetTaker:
         pluginmanager.add_hookspecs(_Widget)
 
 
+class _BothWidgets:
+    @staticmethod
+    @hookspec
+    def deepseek_register_widget(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """Kind 'widget' by the name rule."""
+
+    @staticmethod
+    @hookspec
+    def deepseek_register_widgets(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """Kind 'widget' too."""
+
+
+class _BothWidgetsTaker:
+    @hookimpl
+    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        pluginmanager.add_hookspecs(_BothWidgets)
+
+
+def test_a_plugin_adding_two_hookspecs_of_one_kind_is_told_so() -> None:
+    """Two registration hookspecs of one kind added in the same call: both are taken out again,
+    and the line names both as the plugin's own (not one as 'a loaded plugin's' to implement)."""
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.records import PluginWarning
+    from deepseek.plugins.settings import PluginSettings
+
+    host = PluginHost(PluginSettings(autoload=False))
+    with pytest.warns(PluginWarning):
+        record = host.register_plugin(_BothWidgetsTaker(), dist="deepseek-both", version="0.1.0", name="both")
+    assert record.reason == (
+        "deepseek-both 0.1.0: plugin 'both' (test_host_own_hookspecs:_BothWidgetsTaker) adds hookspecs "
+        "deepseek_register_widget and deepseek_register_widgets, both of component kind 'widget'; keep one, or give "
+        "the other a kind of its own (a deepseek_register_<kinds> name, or @registers_kind(kind)); fix the plugin or "
+        "skip it with DEEPSEEK_DISABLE_PLUGINS=deepseek-both")
+    assert not {"deepseek_register_widget", "deepseek_register_widgets"} & set(host.registration_hooks())
+
+
 def test_a_plugin_hookspec_of_a_kind_another_hook_registers_is_refused() -> None:
     """A registration hookspec a plugin adds whose kind is core's (``deepseek_register_model``)
     or one a loaded plugin's hook registers is refused when it is added: one line naming the

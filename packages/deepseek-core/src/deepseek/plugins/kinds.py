@@ -139,10 +139,12 @@ def hookspecs_added(pm: pluggy.PluginManager) -> Iterator[None]:
                     hook.spec = None
                 else:
                     delattr(pm.hook, name)
-            owner = owners[kind]
+            owner, own = owners[kind], "a kind of its own (a deepseek_register_<kinds> name, or @registers_kind(kind))"
+            if owner not in before:  # both hookspecs are this call's: neither stays, so neither is to implement
+                raise KindTaken(f"adds hookspecs {owner} and {hook_name}, both of component kind {kind!r}; keep one, "
+                                f"or give the other {own}")
             whose = (f"is core's ({owner})" if owner in hookspecs.REGISTRATION_HOOKS
                      else f"is registered by {owner}, which a loaded plugin added")
             raise KindTaken(f"adds hookspec {hook_name}, whose component kind {kind!r} {whose}; implement "
-                            f"{owner} instead, or give the hookspec a kind of its own (a deepseek_register_<kinds> "
-                            "name, or @registers_kind(kind))")
+                            f"{owner} instead, or give the hookspec {own}")
         owners.setdefault(kind, hook_name)
