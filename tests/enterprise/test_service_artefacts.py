@@ -284,7 +284,9 @@ def test_jobs_files_and_download_commands(svc: Deploy, tmp_path: Path) -> None:
         code, text, err = run_cli("jobs", "show", str(1 << 64), token=bob, url=srv.url)
         assert code == 2 and "422" in err and "job_id" in err and len(err.strip().splitlines()) == 1, err
         # a token with a character no header may carry was an internal error (or 'cannot reach the server')
-        for bad in ("dsk_\u00e9", "dsk_000000000000.aaaaaaaaaaaaaaaaaaaa\nx", "garbage"):
+        # a trailing line break got past the token pattern's '$' (then 'cannot reach the server')
+        for bad in ("dsk_\u00e9", "dsk_000000000000.aaaaaaaaaaaaaaaaaaaa\nx", "dsk_000000000000.aaaaaaaaaaaaaaaaaaaa\n",
+                    "garbage"):
             code, text, err = run_cli("jobs", "list", token=bad, url=srv.url)
             assert (code, text, err.strip()) == (2, "", "error: DEEPSEEK_TOKEN: not an API token (dsk_<12 hex "
                                                  "digits>.<secret>); set it to a token as deepseek tenants token "

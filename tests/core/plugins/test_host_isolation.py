@@ -65,6 +65,7 @@ INVALID = {
     "line break": ('register("ok\\n", "m:x")', "invalid pass name 'ok\\n'"),  # registered as 'ok\n'
     "non-str name": ('register(3, "m:x")', "invalid pass name 3"),
     "lazy target": ('register("ok", "no_colon")', "a lazy target must look like 'package.module:attribute'"),
+    "lazy target line break": ('register("ok", "m:x\\n")', "has target 'm:x\\n'; a lazy target must look like"),
     "not callable": ('register("ok", 42)', "target must be callable or a 'module:attribute' string, got int"),
     "aliases str": ('register("ok", "m:x", aliases="zz")', "aliases must be a list or tuple of names"),
     "bad alias": ('register("ok", "m:x", aliases=["Z!"])', "invalid pass alias 'Z!'"),

@@ -18,7 +18,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
 """Valid component names: lower case letters, digits, ``.``, ``_`` and ``-`` (``\\Z``, not ``$``,
 which ``match`` lets a trailing line break past: a component named ``"ok\\n"`` was registered)."""
 
-LAZY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+LAZY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")  # not $: it let "m:x\n" past
 """Valid lazy targets: ``package.module:attribute``."""
 
 STATUSES = ("ok", "blocked", "failed", "disabled")

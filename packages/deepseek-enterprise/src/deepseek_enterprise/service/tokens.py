@@ -15,7 +15,7 @@ import re
 import secrets
 
 PREFIX = "dsk_"
-_TOKEN = re.compile(r"^dsk_([0-9a-f]{12})\.([A-Za-z0-9_-]{20,128})$")
+_TOKEN = re.compile(r"^dsk_([0-9a-f]{12})\.([A-Za-z0-9_-]{20,128})\Z")  # not $: it let a trailing "\n" past
 
 MIN_DAYS, MAX_DAYS = 1 / 24, 3660
 """The lifetimes a token may be given, in days: from one hour (a shorter one expires before it

@@ -25,7 +25,7 @@ from deepseek.devices import available_cores
 from deepseek_pro.launch.heartbeat import ENV_DIR
 
 ENV_LAUNCHER_PID = "DEEPSEEK_LAUNCHER_PID"
-_ARCH = re.compile(r"^\d+\.\d+[a-z]?(\+PTX)?$")
+_ARCH = re.compile(r"^\d+\.\d+[a-z]?(\+PTX)?\Z")
 
 
 def sanitize_arch_list(value: str) -> str:

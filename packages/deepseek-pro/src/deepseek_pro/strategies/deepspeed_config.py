@@ -20,7 +20,7 @@ from deepseek.errors import ConfigError
 from deepseek_pro.strategies.base import DistributedOptions
 
 log = logging.getLogger(__name__)
-_ARCH_RE = re.compile(r"^(\d+\.\d+)[a-z]?(\+PTX)?$")
+_ARCH_RE = re.compile(r"^(\d+\.\d+)[a-z]?(\+PTX)?\Z")
 
 
 def sanitize_cuda_arch_list(value: str) -> str:
