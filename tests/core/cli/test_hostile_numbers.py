@@ -165,6 +165,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("which unknown kind", ["plugins", "which", "gadget", "x"], ["gadget"]),
     ("which unknown model", ["plugins", "which", "model", "X"], ["'X'"]),
     ("new bad name", ["plugins", "new", "Bad_Name"], ["invalid plugin name"]),
+    # the name was stripped: "acme\n" scaffolded deepseek-acme as if "acme" had been given
+    *[(f"new name with {what}", ["plugins", "new", name],
+       [f"invalid plugin name {name!r} (it begins or ends with a space or a control character)"])
+      for what, name in (("a line break", "acme\n"), ("a leading space", " acme"), ("a tab", "deepseek-acme\t"))],
     ("new reserved name", ["plugins", "new", "pro"], ["first-party edition"]),
 ]
 

@@ -16,17 +16,18 @@ from deepseek.paths import check_output, make_folders, usual_mode
 if TYPE_CHECKING:
     from deepseek.plugins.host import PluginHost
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*\Z")  # not $: it let "acme\n" past
 RESERVED = frozenset({"core", "pro", "enterprise"})
 """Names of the first-party editions, which a third-party plugin cannot take."""
 
 
 def validate_name(name: str) -> str:
     """The plugin's short name (``acme`` from ``acme`` or ``deepseek-acme``); UsageError if bad."""
-    short = name.strip().removeprefix("deepseek-")
+    short = name.removeprefix("deepseek-")  # not stripped: "acme\n" was taken as "acme"
     if not _NAME_RE.match(short) or len(short) > 40:
+        around = " (it begins or ends with a space or a control character)" if name != name.strip() else ""
         raise UsageError(
-            f"plugins new: invalid plugin name {name!r}; use lower-case letters and digits, "
+            f"plugins new: invalid plugin name {name!r}{around}; use lower-case letters and digits, "
             "words joined by single '-', starting with a letter, at most 40 characters "
             "(e.g. 'acme' or 'my-passes')"
         )
