@@ -113,6 +113,18 @@ progress = false
      r"'swin_tiny_patch4_window7_224'\?\); use a name such as 'swin_tiny_patch4_window7_224' "
      r"\(timm\.list_models\('swin\*'\) lists them\)"),
     (["model.audio.n_layer=1"], r"model\.audio\.n_layer: unknown key \(did you mean 'n_layers'\?\).*"),
+    # every unknown key of a component's table in the one line (was the first, one per run)
+    (["model.vision.img_sz=8", "model.vision.depthz=[1]", "model.vision.zzz=1"],
+     r"model\.vision: unknown keys img_sz \(did you mean 'img_size'\?\), depthz \(did you mean 'depths'\?\), zzz; "
+     r"allowed keys: depths, drop_path_rate, embed_dim, img_size, img_width, in_chans, mlp_ratio, num_heads, "
+     r"patch_size, timm_name, weights, window_size"),
+    (["model.audio.n_layer=1", "model.audio.d_modle=8"],
+     r"model\.audio: unknown keys n_layer \(did you mean 'n_layers'\?\), d_modle \(did you mean 'd_model'\?\); "
+     r"allowed keys: backbone, conv_layers, d_ff, d_model, dropout, front_end, hop_length, input, max_frames, "
+     r"n_features, n_heads, n_layers, sample_rate"),
+    (["model.fusion=cross_attention", "model.fusion_options.hiden=8", "model.fusion_options.head=2"],
+     r"model\.fusion_options: unknown keys hiden \(did you mean 'hidden'\?\), head \(did you mean 'heads'\?\); "
+     r"allowed keys: d_model, dropout, heads, hidden, joint, late_residual, layers, queries"),
     # heads that do not divide the width they split: timm's Swin narrowed each block's attention silently
     (["model.vision.num_heads=[3]"], r"model\.vision\.num_heads: \[3\]: stage 0 is 8 wide \(embed_dim 8 x 1\), not "
                                      r"divisible by num_heads\[0\]=3; give num_heads\[0\] among 1, 2, 4, 8, or change "
@@ -137,6 +149,15 @@ progress = false
      r"model\.fusion_options\.dropout: unknown key for fusion 'late'; fusion 'cross_attention' \(deepseek-enterprise\) "
      r"takes it: set model\.fusion = \"cross_attention\", or remove model\.fusion_options\.dropout "
      r"\(--set '~model\.fusion_options\.dropout'\)"),
+    # every such key in the one line (a user swapping parts learned the keys to drop one run at a time)
+    (["model.fusion=late", "model.fusion_options.dropout=0.1", "model.fusion_options.heads=2"],
+     r"model\.fusion_options: unknown keys for fusion 'late': dropout, heads \(fusion 'cross_attention' "
+     r"\(deepseek-enterprise\) takes them\); set model\.fusion = \"cross_attention\", or remove them "
+     r"\(--set '~model\.fusion_options\.dropout' --set '~model\.fusion_options\.heads'\)"),
+    (["model.fusion=late", "model.fusion_options.dropout=0.1", "model.fusion_options.hiden=2"],
+     r"model\.fusion_options: unknown keys for fusion 'late': dropout \(fusion 'cross_attention' "
+     r"\(deepseek-enterprise\) takes it\), hiden; remove them \(--set '~model\.fusion_options\.dropout' "
+     r"--set '~model\.fusion_options\.hiden'\)"),
     # torch's own errors from inside the components: exit 1, "a bug in the plugin" (or -1 accepted)
     (["model.fusion=cross_attention", "model.fusion_options.dropout=5"],
      r"model\.fusion_options\.dropout: must be in \[0, 1\), got 5 \(int\)"),

@@ -57,8 +57,10 @@ def test_text_transformer_keeps_the_small_shape_and_a_given_table_is_kept() -> N
     text = _model().text
     assert {k: text[k] for k in TEXT_SHAPE} == TEXT_SHAPE
     assert _model(text_encoder="text.acme_bytes", text={"width": 4}).text == {"width": 4}
-    with pytest.raises(ConfigError, match=r"^model\.text\.d_model: unknown key for encoder 'text\.acme_bytes'; encoder "
-                       r"'text\.transformer' \(deepseek-core\) takes it: set model\.text_encoder = \"text\.transformer\""):
+    # every key of the table in the one line (d_model alone, one per run, before)
+    with pytest.raises(ConfigError, match=r"^model\.text: unknown keys for encoder 'text\.acme_bytes': d_model, max_seq_len, "
+                       r"n_heads, n_layers \(encoder 'text\.transformer' \(deepseek-core\) takes them\); set "
+                       r"model\.text_encoder = \"text\.transformer\", or remove them \(--set '~model\.text\.d_model' "):
         _model(text_encoder="text.acme_bytes", text=dict(TEXT_SHAPE))
 
 

@@ -295,6 +295,17 @@ def test_a_key_of_another_component_names_it_and_the_name_to_set() -> None:
         load_config(overrides=['data.files=["a.jsonl"]'], host=core_only)
     assert str(info.value) == ("data.files: unknown key for dataset 'text'; dataset 'hf' (deepseek-core) takes it: "
                                'set data.name = "hf", or remove data.files (--set \'~data.files\')')
+    # every key of the table in the one line (the first was refused alone, one per run): the name to set
+    # where one component takes them all, the did-you-mean of a key none takes
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=['data.files=["a.jsonl"]', 'data.text_field="t"'], host=core_only)
+    assert str(info.value) == ("data: unknown keys for dataset 'text': files, text_field (dataset 'hf' (deepseek-core) "
+                               "takes them); set data.name = \"hf\", or remove them (--set '~data.files' --set "
+                               "'~data.text_field')")
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=['data.files=["a.jsonl"]', "data.pattrn=1"], host=core_only)
+    assert str(info.value) == ("data: unknown keys for dataset 'text': files (dataset 'hf' (deepseek-core) takes it), "
+                               "pattrn (did you mean 'pattern'?); remove them (--set '~data.files' --set '~data.pattrn')")
     with pytest.raises(ConfigError, match=r"data\.pattrn: unknown key \(did you mean 'pattern'\?\); allowed keys"):
         load_config(overrides=["data.pattrn=x"], host=core_only)
 
@@ -363,6 +374,27 @@ def test_a_foreign_name_is_not_sent_to_a_key_the_table_lacks() -> None:
         " (hidden_size of a Hugging Face config.json is model.d_model here)")
     # nested tables are not config sections: a group's lr is not sent to train.lr
     assert unknown_key_hint("optimizer.groups.0", "lr", ["match", "lr_scale"]) == ""
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["train.learning_rate=1e-4", "train.max_stepz=3"],
+     "train: unknown keys learning_rate (learning_rate of Hugging Face's TrainingArguments is train.lr here), "
+     "max_stepz (did you mean 'max_steps'?); allowed keys: activation_checkpointing, attention, compile, "
+     "compile_scope, decay_steps, early_stop_min_delta, early_stop_patience, eval_interval, grad_accum, grad_clip, "
+     "init_device, init_from, lr, max_steps, min_lr, monitor, monitor_mode, on_nonfinite, preempt_grace_s, seed, "
+     "warmup_steps"),
+    (["optimizer.name=sgd", "optimizer.lr=1", "optimizer.betaz=1"],
+     "optimizer: unknown keys lr (lr is train.lr here), betaz (did you mean 'betas'?); allowed keys: betas, eps, "
+     "fused, groups, momentum, name, nesterov, weight_decay"),
+    (["lr_schedule.name=constant", "lr_schedule.warmup=1", "lr_schedule.zz=2"],
+     "lr_schedule: unknown keys warmup, zz (lr_schedule 'constant' takes no options of its own); allowed keys: name"),
+])
+def test_every_unknown_key_of_a_table_is_in_the_one_line(overrides: list[str], message: str) -> None:
+    """A table's unknown keys were refused one per run, the first only: a user swapping a
+    component (its saved table) learned the keys to drop over several runs."""
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides)
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize("data", [

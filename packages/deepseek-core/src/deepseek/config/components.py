@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from deepseek.config.foreign_keys import unknown_key_hint
+from deepseek.config.foreign_keys import unknown_key_hint, unknown_keys
 from deepseek.config.validate import build_dataclass
 from deepseek.errors import ConfigError, PluginError
 
@@ -88,9 +88,8 @@ def build_options(
     ``label``, ``see``: as :func:`options_class` takes them."""
     cls = options_class(target, kind=kind, name=name, label=label, see=see)
     if not dataclasses.fields(cls) and table:
-        first = sorted(table)[0]
         allowed = f"; allowed keys: {', '.join(sorted(known))}" if known else ""
-        raise ConfigError(f"{path}.{first}: unknown key{unknown_key_hint(path, first, known)} ({kind} {name!r} takes "
+        raise ConfigError(f"{unknown_keys(path, sorted(table), known)} ({kind} {name!r} takes "
                           f"no options of its own){allowed}")
     with keys_under(path, own_path(kind, name, path)):  # its own checks (__post_init__) name its keys there
         return build_dataclass(cls, table, path=path, known=known)
@@ -199,32 +198,56 @@ def fill_component_tables(options: Any, lookups: Any, *, path: str) -> Any:
 
 def refuse_other_components_keys(lookups: Any, kind: str, name: str, target: Any, table: dict[str, Any], *,
                                  path: str, name_key: str, known: tuple[str, ...] = (), prefix: str = "") -> None:
-    """A key of ``table`` (the options at ``path`` of the ``kind`` that ``name_key`` names) that
-    ``name``'s Options lack but another registered component of the same kind takes (``data.files``
-    with the default text dataset, where ``hf`` takes it; a resumed run's ``model.fusion_options``
-    of its old fusion method after ``--set model.fusion=...``): one line naming that component and
-    the name to set, before the plain unknown-key message would list only this one's keys (only
-    components whose names start with ``prefix``, the ones ``name_key`` may name). Other
-    components' targets are loaded only when a key is unknown here."""
+    """The keys of ``table`` (the options at ``path`` of the ``kind`` that ``name_key`` names) that
+    ``name``'s Options lack, where another registered component of the same kind takes one of them
+    (``data.files`` with the default text dataset, where ``hf`` takes it; a resumed run's
+    ``model.fusion_options`` of its old fusion method after ``--set model.fusion=...``): one line
+    naming every such key with the component that takes it (and the other unknown keys with their
+    did-you-mean), the name to set and the keys to remove, before the plain unknown-key message
+    would list only this one's keys (only components whose names start with ``prefix``, the ones
+    ``name_key`` may name). Other components' targets are loaded only when a key is unknown here."""
     own = {f.name for f in dataclasses.fields(options_class(target, kind=kind, name=name))} | set(known)
-    for key in sorted(k for k in table if k not in own):
-        takers = []  # every other component that takes the key (fsdp as well as ddp)
-        for other in lookups.components(kind):
-            if other.name == name or other.qualified_name == name or not other.name.startswith(prefix):
-                continue
-            try:
-                cls = options_class(load_checked(kind, other), kind=kind, name=other.name)
-            except Exception:  # noqa: BLE001 - a component that cannot load takes no key here
-                continue
-            if key in {f.name for f in dataclasses.fields(cls)}:
-                takers.append(other)
-        if takers:
-            first = takers[0]
-            names = " or ".join(repr(t.name) for t in takers[:4])
-            raise ConfigError(f"{path}.{key}: unknown key for {kind} {name!r}; {kind} {names} "
-                              f"({first.dist}{' ...' if len({t.dist for t in takers}) > 1 else ''}) "
-                              f"take{'s' if len(takers) == 1 else ''} it: set {name_key} = \"{first.name}\", "
-                              f"or remove {path}.{key} (--set '~{path}.{key}')")
+    unknown = sorted(k for k in table if k not in own)
+    takers = {key: _takers(lookups, kind, name, key, prefix) for key in unknown}
+    if not any(takers.values()):
+        return  # the plain unknown-key line names them
+    if len(unknown) == 1:
+        key, first = unknown[0], takers[unknown[0]][0]
+        raise ConfigError(f"{path}.{key}: unknown key for {kind} {name!r}; {_taken_by(kind, takers[key])} it: set "
+                          f"{name_key} = \"{first.name}\", or remove {path}.{key} (--set '~{path}.{key}')")
+    groups: dict[tuple[Any, ...], list[str]] = {}  # the keys by the components that take them, in key order
+    for key in unknown:
+        if takers[key]:
+            groups.setdefault(tuple(takers[key]), []).append(key)
+    parts = [f"{', '.join(keys)} ({_taken_by(kind, list(group))} {'it' if len(keys) == 1 else 'them'})"
+             for group, keys in groups.items()]
+    parts += [f"{key}{unknown_key_hint(path, key, sorted(own))}" for key in unknown if not takers[key]]
+    switch = f"set {name_key} = \"{next(iter(groups))[0].name}\", or " if len(parts) == 1 else ""
+    removes = " ".join(f"--set '~{path}.{key}'" for key in unknown)
+    raise ConfigError(f"{path}: unknown keys for {kind} {name!r}: {', '.join(parts)}; {switch}remove them ({removes})")
+
+
+def _takers(lookups: Any, kind: str, name: str, key: str, prefix: str) -> list[Any]:
+    """Every other component of ``kind`` (named with ``prefix``) whose Options take ``key`` (fsdp
+    as well as ddp)."""
+    found = []
+    for other in lookups.components(kind):
+        if other.name == name or other.qualified_name == name or not other.name.startswith(prefix):
+            continue
+        try:
+            cls = options_class(load_checked(kind, other), kind=kind, name=other.name)
+        except Exception:  # noqa: BLE001 - a component that cannot load takes no key here
+            continue
+        if key in {f.name for f in dataclasses.fields(cls)}:
+            found.append(other)
+    return found
+
+
+def _taken_by(kind: str, takers: list[Any]) -> str:
+    """``encoder 'vision.swin' (deepseek-enterprise) takes`` for the components ``takers``."""
+    names = " or ".join(repr(t.name) for t in takers[:4])
+    dists = " ..." if len({t.dist for t in takers}) > 1 else ""
+    return f"{kind} {names} ({takers[0].dist}{dists}) take{'s' if len(takers) == 1 else ''}"
 
 
 def _as_config_data(value: Any) -> Any:

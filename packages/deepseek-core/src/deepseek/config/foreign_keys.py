@@ -9,7 +9,7 @@ to set instead; keys of nested tables (``[model.vision]``, ``[[optimizer.groups]
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from deepseek.names import did_you_mean
@@ -112,6 +112,19 @@ def unknown_key_hint(path: str, key: str, names: Iterable[str]) -> str:
         return did_you_mean(key, names)  # a plugin's model without d_model is not sent to model.d_model
     origin = "" if entry.origin == "deepseek" else f" of {entry.origin}"
     return f" ({key}{origin} is {entry.target} here{'; ' + entry.note if entry.note else ''})"
+
+
+def unknown_keys(path: str, keys: Sequence[object], names: Iterable[str]) -> str:
+    """The head of the one line refusing the unknown keys ``keys`` of the config table ``path``
+    (its keys ``names``), every one of them at once, each with :func:`unknown_key_hint`'s hint:
+    ``train.lrr: unknown key (did you mean 'lr'?)`` for one, ``model.vision: unknown keys img_sz
+    (did you mean 'img_size'?), depthz (did you mean 'depth'?)`` for several, so a user who
+    swapped a component learns every key to drop in one run. The caller adds what follows
+    (``; allowed keys: ...``)."""
+    names = [str(n) for n in names]
+    if len(keys) == 1:
+        return f"{path}.{keys[0]}: unknown key{unknown_key_hint(path, keys[0], names)}"
+    return f"{path}: unknown keys " + ", ".join(f"{key}{unknown_key_hint(path, key, names)}" for key in keys)
 
 
 def markdown_rows() -> list[str]:

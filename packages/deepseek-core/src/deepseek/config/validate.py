@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from deepseek.config.foreign_keys import unknown_key_hint
+from deepseek.config.foreign_keys import unknown_keys
 from deepseek.errors import QUOTED_LIMIT, ConfigError, clipped
 from deepseek.names import did_you_mean
 
@@ -30,10 +30,10 @@ def build_dataclass(cls: type[T], data: dict[str, Any], *, path: str, known: typ
         raise ConfigError(f"{path}: expected a table, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = _type_hints(cls)
-    for key in data:
-        if key not in fields:
-            names = sorted({*fields, *known})
-            raise ConfigError(f"{path}.{key}: unknown key{unknown_key_hint(path, key, names)}; allowed keys: {', '.join(names) or 'none'}")
+    unknown = [key for key in data if key not in fields]  # all of them in the one line, not one per run
+    if unknown:
+        names = sorted({*fields, *known})
+        raise ConfigError(f"{unknown_keys(path, unknown, names)}; allowed keys: {', '.join(names) or 'none'}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         fpath = f"{path}.{name}"
