@@ -318,6 +318,27 @@ def test_table_refuses_bad_results(tmp_path: Path, content: str, message: str, m
     assert out == (2, f"error: {message}; pass results.jsonl files of 'study'", "")
 
 
+def test_table_shows_a_small_models_parameters_in_significant_digits(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two decimals in millions showed a model of 4,200 parameters as '0.00 M'; a model of 0.1 M
+    and more is shown as before (BENCHMARKS.md's tables)."""
+    def row(config: str, params: int) -> str:
+        missing = {"missing": {"vision": 0.1, "audio": 0.1, "text": 0.1}} if config == "late" else {}
+        return json.dumps({"task": "redundant", "config": config, "seed": 0, "parameters": params,
+                           "test": {"test_accuracy": 0.5}, **missing,
+                           "latency": {"device": "cpu", "p50_ms": 1.0, "p90_ms": 2.0, "parameters": params}})
+
+    (tmp_path / "r.jsonl").write_text("\n".join([row("vision", 4_200), row("audio", 12_345), row("text", 123_456),
+                                                  row("late", 7)]) + "\n")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "multimodal", "table", "r.jsonl")
+    assert code == 0, err
+    shown = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1] for line in out.splitlines()
+             if line.startswith("| ") and " M | " in line}
+    assert shown == {"vision": "0.0042 M", "audio": "0.012 M", "text": "0.12 M", "late (aux)": "0.0000070 M"}, out
+    assert "vision, batch 1 on cpu (1 run, 0.0042 M parameters): p50 1.00 ms" in out
+    assert "text, batch 1 on cpu (1 run, 0.12 M parameters): p50 1.00 ms" in out
+
+
 def test_table_refuses_a_fifo_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It blocked until killed."""
     import os

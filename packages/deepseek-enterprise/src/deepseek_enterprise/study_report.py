@@ -296,7 +296,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             acc = stat([r["test"]["test_accuracy"] for r in rs])
             miss = [stat([r["missing"][m] for r in rs]) if "missing" in rs[0] else "-" for m in ("vision", "audio", "text")]
             params = rs[0].get("parameters")
-            shown = f"{params / 1e6:.2f} M" if isinstance(params, int) else "-"
+            shown = millions(params) if isinstance(params, int) else "-"
             own = [_mean_of(rs, f"test_accuracy_{m}") for m in ("vision", "audio", "text")]
             lines.append(f"| {label} | {shown} | {acc} | {' | '.join(miss)} | {' / '.join(own)} |")
         lines.append("")
@@ -312,6 +312,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + curves(rows))
 
 
+def millions(count: int) -> str:
+    """A parameter count in millions as the tables show it: two decimals from 0.1 M up (``0.56 M``),
+    two significant digits below (``0.0042 M`` for 4,200; rounding to two decimals showed a small
+    model as ``0.00 M``)."""
+    m = count / 1e6
+    decimals = 2 if m >= 0.1 or m <= 0 else 1 - math.floor(math.log10(m))
+    return f"{m:.{decimals}f} M"
+
+
 def latency_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Batch-1 latency per model (as the tables group rows) and device, the medians over its timed
     runs (every fused model the study trained; a study before 2026-12-07 timed ``cross_attention`` only)."""
@@ -322,7 +331,7 @@ def latency_lines(rows: list[dict[str, Any]]) -> list[str]:
             gpu = [v["peak_memory_bytes"] for v in lat if v.get("peak_memory_bytes")]
             memory = f", peak GPU memory {max(gpu) / 2**20:.0f} MiB" if gpu else ""
             runs = f"{len(lat)} run{'s' if len(lat) != 1 else ''}"
-            lines += [f"{label}, batch 1 on {device} ({runs}, {(lat[0].get('parameters') or 0) / 1e6:.2f} M "
+            lines += [f"{label}, batch 1 on {device} ({runs}, {millions(lat[0].get('parameters') or 0)} "
                          f"parameters): p50 {statistics.median(v['p50_ms'] for v in lat):.2f} ms, "
                          f"p90 {statistics.median(v['p90_ms'] for v in lat):.2f} ms{memory}", ""]
     return lines
