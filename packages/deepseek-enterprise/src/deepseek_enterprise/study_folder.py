@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,8 @@ def start_folder(out: Path, settings: dict[str, Any],
     for the block: the results lines already there, by ``(task, config, seed)`` (``host``: the
     study's, where its fusion methods are looked up). A live study holding the folder is a
     :class:`UsageError`; so is what :func:`check_folder` refuses, checked again under the lock
-    (a study may have ended since), and a lock file made here is removed again with the refusal."""
+    (a study may have ended since). A lock file and folders made here are removed again when taking
+    the folder up fails in any way (a refusal, an OSError, Ctrl-C), a folder no longer empty kept."""
     from deepseek.training.run_lock import try_lock, unlock, write_holder
 
     made = [p for p in (out, *out.parents) if not p.exists()][::-1]
@@ -186,19 +187,30 @@ def start_folder(out: Path, settings: dict[str, Any],
     if fd is None:  # taken since check_folder
         raise _busy(out)
     try:
-        write_holder(fd)
         try:
+            write_holder(fd)
             check_folder(out, settings)
             done = _take_up(out, settings, host)
-        except UsageError:
+        except BaseException:
             if new_lock:  # nothing of this study is left behind
-                os.unlink(out / LOCK_FILE)
-                for folder in reversed(made):
-                    folder.rmdir()
+                _remove_made(out / LOCK_FILE, made)
             raise
         yield done
     finally:
         unlock(fd)
+
+
+def _remove_made(lock: Path, made: list[Path]) -> None:
+    """Remove the lock file and the folders (outermost last) a study that failed to start made;
+    what cannot be removed (a folder something else has written into since) stays, quietly: the
+    study's own error is the one to report."""
+    with suppress(OSError):
+        os.unlink(lock)
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _take_up(out: Path, settings: dict[str, Any], host: Any) -> dict[tuple[str, str, int], dict[str, Any]]:
