@@ -42,9 +42,11 @@ def instantiate_model(
 
         check_encoder(model, encoder_label(name, label, path))
     if not isinstance(model, nn.Module):
+        from deepseek.plugins.kinds import registration_hook_of
+
         raise PluginError(
             f"{kind} {name!r}: its target returned {type(model).__name__}, not a torch.nn.Module; "
-            f"fix the plugin's deepseek_register_{kind}s target"
+            f"fix the plugin's {registration_hook_of(kind)} target"
         )
     return model
 
