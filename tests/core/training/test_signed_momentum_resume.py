@@ -130,3 +130,13 @@ def test_declared_bounds() -> None:
     for bad in ({"minimum": 1, "maximum": 0}, {"minimum": float("inf")}, {"kind": "flag", "maximum": 1}):
         with pytest.raises(ValueError, match="HyperParameter bounds"):
             HyperParameter(**bad)
+
+
+def test_a_bound_below_0_with_non_negative_is_refused_and_bounds_print_exactly() -> None:
+    for bad in ({"minimum": -1}, {"minimum": -1, "maximum": 1}, {"maximum": -0.5}):
+        with pytest.raises(ValueError, match=r"^HyperParameter bounds .* with non_negative=True: a bound below 0 "
+                                             r"contradicts it; drop non_negative, or give bounds >= 0$"):
+            HyperParameter(non_negative=True, **bad)
+    assert HyperParameter(non_negative=True, minimum=0.5).problem(0.25) == "below 0.5"  # a bound >= 0: kept
+    long = HyperParameter(minimum=0.1234567, maximum=0.98765432)
+    assert [long.problem(v) for v in (0.1234566, 0.98765433)] == ["below 0.1234567", "above 0.98765432"]

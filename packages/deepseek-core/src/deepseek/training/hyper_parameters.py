@@ -51,6 +51,9 @@ class HyperParameter:
                        or (len(bounds) == 2 and bounds[0] > bounds[1])):
             raise ValueError(f"HyperParameter bounds [{self.minimum}, {self.maximum}]: finite numbers, minimum <= "
                              "maximum, of a number or numbers")
+        if self.non_negative and any(b < 0 for b in bounds):  # 'below 0' would win over the bound declared
+            raise ValueError(f"HyperParameter bounds [{self.minimum!r}, {self.maximum!r}] with non_negative=True: "
+                             "a bound below 0 contradicts it; drop non_negative, or give bounds >= 0")
 
     def expected(self) -> str:
         """The type that belongs where this is declared, for a person: ``a finite number``,
@@ -82,8 +85,8 @@ class HyperParameter:
         if self.non_negative and any(v < 0 for v in values):
             return "below 0"
         if self.minimum is not None and any(v < self.minimum for v in values):
-            return f"below {self.minimum:g}"
-        return f"above {self.maximum:g}" if self.maximum is not None and any(v > self.maximum for v in values) else None
+            return f"below {self.minimum!r}"  # exactly: ':g' made 0.1234567 '0.123457'
+        return f"above {self.maximum!r}" if self.maximum is not None and any(v > self.maximum for v in values) else None
 
 
 _KINDS = ("number", "numbers", "flag", "text")
