@@ -136,6 +136,21 @@ def test_parameters_unused_in_a_step_need_find_unused_parameters(tmp_path: Path,
                          out.stderr), out.stderr[-3000:]
 
 
+def test_unused_parameter_names_are_shown_as_lines_show_names() -> None:
+    """A ModuleDict key with a line break or an ESC (a plugin part's) is named ``$'...'`` in the
+    unused-parameter line, as other lines name what does not print, not raw."""
+    import torch
+
+    from deepseek_pro.strategies.ddp import unused_parameter_names
+
+    model = torch.nn.Module()
+    model.head = torch.nn.Linear(2, 2)
+    model.parts = torch.nn.ModuleDict({"a\nb": torch.nn.Linear(2, 2, bias=False), "c\x1b[2J": torch.nn.Linear(2, 2)})
+    message = "... Parameter indices which did not receive grad for rank 1: 2 3 4\n..."
+    assert unused_parameter_names(message, model) == ["$'parts.a\\nb.weight'", "$'parts.c\\x1b[2J.weight'",
+                                                      "$'parts.c\\x1b[2J.bias'"]
+
+
 def test_static_graph_with_gradient_accumulation_is_refused_when_the_config_loads() -> None:
     # torch DDP's static graph fails under no_sync (an internal assert at the first backward,
     # pytorch/pytorch#143580; past it, the gradients stop being all-reduced), and accumulation

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from deepseek.config.validate import positive
-from deepseek.errors import ConfigError, UsageError
+from deepseek.errors import ConfigError, UsageError, shown
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.compression import CountingHook, PowerSGDConfig
@@ -226,9 +226,11 @@ def unused_parameter_names(message: str, module: nn.Module) -> list[str]:
     """The parameters torch's reduction error lists by index, by name: DDP numbers the trainable
     parameters in ``named_parameters()`` order (modules in order, shared ones once). A parameter
     that gets no gradient in any step is usually a model's (or a plugin part's) bug, so the line
-    names them; ``[]`` where the message lists none (another torch version's wording)."""
+    names them, as lines show names (:func:`~deepseek.errors.shown`: a ModuleDict key with a line
+    break or an ESC is ``$'parts.a\\nb.weight'``); ``[]`` where the message lists none (another
+    torch version's wording)."""
     found = _UNUSED_INDICES.search(message)
     if found is None:
         return []
-    trainable = [name for name, param in module.named_parameters() if param.requires_grad]
+    trainable = [shown(name) for name, param in module.named_parameters() if param.requires_grad]
     return [trainable[int(i)] for i in found.group(1).split() if int(i) < len(trainable)]
