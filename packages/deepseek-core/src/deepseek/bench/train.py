@@ -75,13 +75,19 @@ def _ours(s: BenchSettings, host: Any) -> tuple[Callable[[int], Any], Any, Any, 
     cfg = bench_config(s, host)
     engine = StepEngine(cfg, host=host, command="bench train")
     strategy = engine.strategy
-    engine.setup_environment()
-    model = engine.build_model()
-    if s.compile and not cfg.train.compile:
-        _compile(model, s, whole=s.compile_scope == "model")
-    engine.setup_model(model)
-    batches = _batches(s, model.config.vocab_size, cfg.data.batch_size, strategy.device.type == "cuda")
-    every = read_interval(s.log_every, strategy.device.type)
+    model = None
+    try:
+        engine.setup_environment()
+        model = engine.build_model()
+        if s.compile and not cfg.train.compile:
+            _compile(model, s, whole=s.compile_scope == "model")
+        engine.setup_model(model)
+        batches = _batches(s, model.config.vocab_size, cfg.data.batch_size, strategy.device.type == "cuda")
+        every = read_interval(s.log_every, strategy.device.type)
+    except BaseException:
+        model = None
+        _abandon(strategy)
+        raise
     pending: list[Any] = []
 
     def step(i: int) -> Any:
@@ -146,6 +152,16 @@ def _variants(names: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _abandon(strategy: Any) -> None:
+    """Tear ``strategy`` down after a failure, as the trainer does: the wrapped model first (the
+    order rule of :func:`run_bench`), the teardown's own error suppressed so the original one is
+    raised (a process group, deepspeed's switch of torch's fused attention kernels, given back)."""
+    strategy.model = strategy.optimizer = None
+    _release()
+    with contextlib.suppress(Exception):
+        strategy.teardown()
+
+
 def _release() -> None:
     import torch
 
@@ -192,45 +208,50 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
 
     with attention_kernel(s.attention, planned_device(s), where="--attention"):
         step, strategy, model, teardown = _ours(s, host)
-        device = strategy.device
-        precision = strategy.precision.name
-        cfg = model.config
-        # From a meta-device twin: under ZeRO-3 the live parameters are partitioned (numel 0).
-        from deepseek.models.gpt import GPT
+        try:
+            device = strategy.device
+            precision = strategy.precision.name
+            cfg = model.config
+            # From a meta-device twin: under ZeRO-3 the live parameters are partitioned (numel 0).
+            from deepseek.models.gpt import GPT
 
-        with torch.device("meta"):
-            flops = int(GPT(cfg).flops_per_token(s.seq))
-        name = device_name(device)
-        peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
-        kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
-        tokens = s.batch * s.seq * s.grad_accum
-        ours = f"deepseek {component_label(s.strategy, s.strategy_options)}"
-        ours += f" + compile ({s.compile_scope})" if s.compile else ""
-        ours += f", {component_label(s.optimizer, s.optimizer_options)}"
-        every = read_interval(s.log_every, device.type)
-        ours += f", read every {every}"
-        # On the CPU, syncs are counted from what our path does: one read per window.
-        rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 1 / every, window=every),
-                         flops, tokens, peak, kind)]
-        dp_size, world = strategy.dp_size, strategy.world_size
-        profiled = None
-        if s.profile and device.type == "cuda":
-            from deepseek.bench._profile import profile_steps
+            with torch.device("meta"):
+                flops = int(GPT(cfg).flops_per_token(s.seq))
+            name = device_name(device)
+            peak = s.peak_tflops or (peak_tflops(name, precision) if device.type == "cuda" else None)
+            kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)"
+            tokens = s.batch * s.seq * s.grad_accum
+            ours = f"deepseek {component_label(s.strategy, s.strategy_options)}"
+            ours += f" + compile ({s.compile_scope})" if s.compile else ""
+            ours += f", {component_label(s.optimizer, s.optimizer_options)}"
+            every = read_interval(s.log_every, device.type)
+            ours += f", read every {every}"
+            # On the CPU, syncs are counted from what our path does: one read per window.
+            rows = [make_row(ours, "deepseek", s.compile, s, measure(step, s, device, 1 / every, window=every),
+                             flops, tokens, peak, kind)]
+            dp_size, world = strategy.dp_size, strategy.world_size
+            profiled = None
+            if s.profile and device.type == "cuda":
+                from deepseek.bench._profile import profile_steps
 
-            profiled = profile_steps(step, s.warmup + s.steps + 1, 3, rows[0].mean_step_s)
-        del step, model
-        # The wrapped model (a DDP reducer, FSDP hooks) goes before its process group does: a
-        # reducer destroyed after destroy_process_group can abort the process at exit.
-        strategy.model = strategy.optimizer = None
-        _release()
-        if s.baseline and world == 1:
-            for compiled in [v == "compile" for v in _variants(s.baseline_variants)]:
-                plain, plain_model = _plain(s, precision, device, compiled, host)
-                label = "plain PyTorch + torch.compile" if compiled else "plain PyTorch eager"
-                rows.append(make_row(label, "plain", compiled, s, measure(plain, s, device, 0),
-                                 flops, tokens, peak, kind))
-                del plain, plain_model
-                _release()
+                profiled = profile_steps(step, s.warmup + s.steps + 1, 3, rows[0].mean_step_s)
+            del step, model
+            # The wrapped model (a DDP reducer, FSDP hooks) goes before its process group does: a
+            # reducer destroyed after destroy_process_group can abort the process at exit.
+            strategy.model = strategy.optimizer = None
+            _release()
+            if s.baseline and world == 1:
+                for compiled in [v == "compile" for v in _variants(s.baseline_variants)]:
+                    plain, plain_model = _plain(s, precision, device, compiled, host)
+                    label = "plain PyTorch + torch.compile" if compiled else "plain PyTorch eager"
+                    rows.append(make_row(label, "plain", compiled, s, measure(plain, s, device, 0),
+                                     flops, tokens, peak, kind))
+                    del plain, plain_model
+                    _release()
+        except BaseException:  # a model that fails in a step, the plain loop's build: nothing left held
+            step = model = None  # noqa: F841 (the traceback keeps this frame: its model goes first)
+            _abandon(strategy)
+            raise
         teardown()
     return {
         "device": {"type": device.type, "name": name, "peak_tflops": peak, "torch": torch.__version__,
