@@ -21,7 +21,7 @@ from _syncbn_fit import Normed, rows
 import deepseek
 from deepseek.config.ineffective import IneffectiveSettingWarning
 from deepseek.errors import ConfigError
-from deepseek_pro.strategies.ddp import DDPOptions
+from deepseek_pro.strategies.ddp import DDPOptions, DDPStrategy
 from deepseek_pro.strategies.fsdp import FSDPOptions
 from deepseek_pro.strategies.sync_batchnorm import convert_batchnorm, sync_batchnorm_problem
 
@@ -60,12 +60,13 @@ def test_off_or_without_batchnorm_the_model_is_unchanged() -> None:
     ("auto", False, True), ("gloo", True, True), ("gloo", False, True), ("auto", True, False), ("nccl", True, False),
 ])
 def test_the_cpu_rule(backend: str, cuda: bool, refused: bool) -> None:
-    problem = sync_batchnorm_problem(DDPOptions(sync_batchnorm=True, backend=backend), cuda_available=cuda)
+    device = DDPStrategy.resolved_device_type(DDPOptions(backend=backend), cuda_available=cuda)
+    problem = sync_batchnorm_problem(DDPOptions(sync_batchnorm=True, backend=backend), device_type=device)
     assert (problem is not None) == refused
     if refused:
         assert problem.startswith("strategy.sync_batchnorm: torch's SyncBatchNorm runs only on GPUs")
         assert "\n" not in problem
-    assert sync_batchnorm_problem(DDPOptions(backend=backend), cuda_available=cuda) is None
+    assert sync_batchnorm_problem(DDPOptions(backend=backend), device_type=device) is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal of a CPU run: this machine has CUDA")

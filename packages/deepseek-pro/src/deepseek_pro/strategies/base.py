@@ -159,6 +159,13 @@ class DistributedStrategy(Strategy):
         CUDA device (:meth:`setup_environment`), ``auto``'s on CUDA when the process has it."""
         return _BACKEND_DEVICES[options.backend]
 
+    @classmethod
+    def resolved_device_type(cls, options: DistributedOptions, *, cuda_available: bool) -> Literal["cpu", "cuda"]:
+        """:meth:`device_type` with its ``None`` (``auto``) resolved as :attr:`backend` resolves it
+        at set-up: CUDA where ``cuda_available``, else the CPU. The one rule of the checks made
+        before any process starts (DeepSpeed's ``check_launch``, ``sync_batchnorm``'s)."""
+        return cls.device_type(options) or ("cuda" if cuda_available else "cpu")
+
     # ------------------------------------------------------------------ set-up
 
     def setup_environment(self) -> None:

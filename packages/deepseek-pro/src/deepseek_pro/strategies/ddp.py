@@ -107,8 +107,9 @@ class DDPStrategy(DistributedStrategy):
         ``no_sync`` (an internal assert at the first backward, pytorch/pytorch#143580; past it, the
         reductions stop after the first step), and accumulation skips the all-reduce that way;
         ``sync_batchnorm`` on the CPU (:func:`~deepseek_pro.strategies.sync_batchnorm.sync_batchnorm_problem`)."""
-        problem = sync_batchnorm_problem(config.strategy.options, cuda_available=torch.cuda.is_available())
-        if problem:
+        o = config.strategy.options
+        device = cls.resolved_device_type(o, cuda_available=torch.cuda.is_available())
+        if problem := sync_batchnorm_problem(o, device_type=device):
             raise ConfigError(problem)
         if config.strategy.options.static_graph and config.train.grad_accum > 1:
             raise ConfigError(

@@ -137,7 +137,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         own device and model); ``gather_unit = "block"`` needs a model with blocks."""
         o = config.strategy.options
         chosen_gather_unit(model, o)
-        on_cpu = o.backend == "gloo" or not torch.cuda.is_available()
+        on_cpu = cls.resolved_device_type(o, cuda_available=torch.cuda.is_available()) == "cpu"
         if o.deepcompile and on_cpu:
             raise UsageError(deepcompile_needs_cuda("cpu"))
         if config.precision.dtype == "fp16" and on_cpu:

@@ -109,8 +109,9 @@ class FSDPStrategy(DistributedStrategy):
         the CPU (:func:`~deepseek_pro.strategies.sync_batchnorm.sync_batchnorm_problem`)."""
         if config.precision.dtype == "fp16":
             raise ConfigError(_FP16_MESSAGE)
-        problem = sync_batchnorm_problem(config.strategy.options, cuda_available=torch.cuda.is_available())
-        if problem:
+        o = config.strategy.options
+        device = cls.resolved_device_type(o, cuda_available=torch.cuda.is_available())
+        if problem := sync_batchnorm_problem(o, device_type=device):
             raise ConfigError(problem)
 
     def setup_environment(self) -> None:

@@ -37,13 +37,12 @@ class DataParallelOptions(DistributedOptions):
     (CUDA only: torch's SyncBatchNorm refuses CPU tensors, so with gloo it is refused)."""
 
 
-def sync_batchnorm_problem(options: Any, *, cuda_available: bool) -> str | None:
-    """One line when ``options.sync_batchnorm`` cannot run: the process group would be gloo
-    (``backend = "gloo"``, or ``auto`` without CUDA), whose ranks compute on the CPU."""
-    if not options.sync_batchnorm:
-        return None
-    backend = options.backend if options.backend != "auto" else ("nccl" if cuda_available else "gloo")
-    if backend == "nccl":
+def sync_batchnorm_problem(options: Any, *, device_type: str) -> str | None:
+    """One line when ``options.sync_batchnorm`` cannot run: the ranks compute on the CPU
+    (``device_type``, the strategy's
+    :meth:`~deepseek_pro.strategies.base.DistributedStrategy.resolved_device_type`: gloo's
+    process group, ``backend = "gloo"`` or ``auto`` without CUDA)."""
+    if not options.sync_batchnorm or device_type != "cpu":
         return None
     where = "strategy.backend = \"gloo\"" if options.backend == "gloo" else "no CUDA device here, so gloo"
     return ("strategy.sync_batchnorm: torch's SyncBatchNorm runs only on GPUs (its forward refuses CPU tensors), "
