@@ -1,16 +1,28 @@
 """Pro's strategies declare where their ranks compute before any process starts
 (``StrategyRules.device_type``, what ``deepseek tune``'s system tuner estimates a trial for): from
 ``strategy.backend``, as ``DistributedStrategy.setup_environment`` picks the device; the checks made
-before launch (``resolved_device_type``) read the same rule."""
+before launch (``resolved_device_type``) read the same rule. ``backend`` is a key of
+``DistributedOptions``, which every ``DistributedStrategy``'s ``Options`` must extend: checked where
+the class is defined."""
 
 from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
+from deepseek import hookimpl
+from deepseek.config.components import load_checked
 from deepseek.config.validate import build_dataclass
-from deepseek.plugins.host import get_host
+from deepseek.errors import PluginError
+from deepseek.plugins.host import PluginHost, get_host
+from deepseek.plugins.settings import PluginSettings
 from deepseek.training.mixed_precision import Precision
+from deepseek_pro.strategies.base import DistributedStrategy
+from deepseek_pro.strategies.ddp import DDPOptions, DDPStrategy
 
 PRO_STRATEGIES = sorted(c.name for c in get_host().components("strategy") if c.dist == "deepseek-pro")
 
@@ -41,3 +53,59 @@ def test_the_checks_device_is_the_one_the_backend_runs_on(name: str, cuda: bool,
         strategy = cls({"backend": backend}, precision=Precision("fp32"))
         device = cls.resolved_device_type(strategy.options, cuda_available=cuda)
         assert device == {"gloo": "cpu", "nccl": "cuda"}[strategy.backend], (name, backend, cuda)
+
+
+def test_a_distributed_strategys_options_must_extend_distributed_options(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Options without ``timeout_s`` / ``backend`` are refused where the class is defined, in one
+    line naming it, not at set-up as an AttributeError; a registered one's lazy target is that
+    strategy's PluginError when it loads."""
+
+    @dataclass(frozen=True)
+    class Loose:
+        backend: str = "gloo"
+
+    with pytest.raises(TypeError) as info:
+        class Stray(DDPStrategy):
+            Options = Loose
+    line = str(info.value)
+    assert line.startswith(f"{__name__}.test_a_distributed_strategys_options_must_extend_distributed_options."
+                           "<locals>.Stray.Options: <class ") and "\n" not in line
+    assert "does not subclass deepseek_pro.strategies.base.DistributedOptions" in line
+    with pytest.raises(TypeError, match=r"\.Odd\.Options: None does not subclass"):
+        class Odd(DistributedStrategy):
+            Options = None
+
+    @dataclass(frozen=True)
+    class Wider(DDPOptions):
+        extra: int = 1
+
+    class Kept(DDPStrategy):  # inherits DDPOptions
+        pass
+
+    class Widened(DDPStrategy):
+        Options = Wider
+
+    assert (Kept.Options, Widened.device_type(Wider(backend="gloo"))) == (DDPOptions, "cpu")
+
+    (tmp_path / "acme_loose.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from deepseek_pro.strategies.ddp import DDPStrategy\n\n"
+        "@dataclass(frozen=True)\nclass LooseOptions:\n    timeout_s: float = 60.0\n\n"
+        "class LooseStrategy(DDPStrategy):\n    Options = LooseOptions\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "acme_loose", raising=False)
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_strategies(self, register):  # noqa: ANN001, ANN201
+            register("acme.loose", "acme_loose:LooseStrategy")
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Plugin(), dist="acme-loose", version="0.1").status == "ok"
+    with pytest.raises(PluginError) as loaded:
+        load_checked("strategy", host.resolve("strategy", "acme.loose"))
+    assert str(loaded.value).startswith("strategy 'acme.loose' from acme-loose 0.1 could not be loaded from "
+                                        "'acme_loose:LooseStrategy': TypeError: acme_loose.LooseStrategy.Options: "
+                                        "<class 'acme_loose.LooseOptions'> does not subclass "
+                                        "deepseek_pro.strategies.base.DistributedOptions")

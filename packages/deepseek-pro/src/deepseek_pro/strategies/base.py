@@ -99,7 +99,8 @@ class DistributedStrategy(Strategy):
 
     Subclasses implement the model-facing methods; this class owns the process group, the
     device, the collectives and :meth:`teardown`. ``Options`` must subclass
-    :class:`DistributedOptions`.
+    :class:`DistributedOptions` (``timeout_s`` and ``backend`` are read from it): a subclass
+    declaring other ``Options`` is a TypeError where it is defined (:meth:`__init_subclass__`).
     """
 
     Options: ClassVar[type[DistributedOptions]] = DistributedOptions
@@ -109,6 +110,15 @@ class DistributedStrategy(Strategy):
     """Every rank runs the whole model on its own rows (ddp, fsdp, deepspeed): the persistent
     buffers are rank 0's on every rank after each step (:meth:`sync_buffers`). False where a
     rank holds a pipeline stage (its buffers are its stage's) or all ranks see the same rows (tp)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.Options
+        if not (isinstance(declared, type) and issubclass(declared, DistributedOptions)):
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__}.Options: {declared!r} does not subclass "
+                            "deepseek_pro.strategies.base.DistributedOptions, whose timeout_s and backend every "
+                            "DistributedStrategy reads; derive the Options dataclass from it (docs/plugins.md "
+                            "section 12)")
 
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
