@@ -1,5 +1,5 @@
 """How the plugin host isolates a failing plugin: what it registered is dropped (unregistered
-from pluggy, its components and declared run files removed), its record says why, and the failure is reported (a
+from pluggy, the hookspecs it added taken out, its components and declared run files removed), its record says why, and the failure is reported (a
 :class:`~deepseek.plugins.records.PluginWarning`, or in strict mode a
 :class:`~deepseek.errors.PluginError`); plus the ``DEEPSEEK_TRACE_PLUGINS`` lines of the loading passes.
 
@@ -13,6 +13,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import PluginError
+from deepseek.plugins.kinds import remove_hookspecs
 from deepseek.plugins.records import CORE_DIST, Component, PluginRecord, PluginWarning
 from deepseek.plugins.settings import ENV_DENY, PluginSettings
 
@@ -28,6 +29,7 @@ class FailureMixin:
     problems: list[str]
     _components: dict[str, dict[str, list[Component]]]
     _loaded: list[Any]
+    _hookspecs_of: dict[str, dict[str, bool]]
 
     def _drop(self, record: PluginRecord, why: str) -> None:
         if record.dist == CORE_DIST:
@@ -36,6 +38,7 @@ class FailureMixin:
             if self.pm.is_registered(ld.plugin):
                 self.pm.unregister(ld.plugin)
             self._loaded.remove(ld)
+        remove_hookspecs(self.pm, self._hookspecs_of.pop(record.dist, {}))  # after its implementations left
         for kind_map in self._components.values():
             for name in list(kind_map):
                 kind_map[name] = [c for c in kind_map[name] if c.dist != record.dist]

@@ -112,6 +112,7 @@ class PluginHost(LookupMixin, FailureMixin):
         self._config_prefer: tuple[str, ...] = ()
         self._components: dict[str, dict[str, list[Component]]] = {}
         self._loaded: list[_Loaded] = []
+        self._hookspecs_of: dict[str, dict[str, bool]] = {}  # dist -> the hookspecs it added (kinds.hookspecs_added)
         if self.settings.trace:
             self.pm.trace.root.setwriter(self._trace_write)
             self.pm.enable_tracing()
@@ -204,10 +205,9 @@ class PluginHost(LookupMixin, FailureMixin):
         staged = [ld for ld in staged if self._add_hookspecs(ld)]
         batch = [ld for ld in staged if ld.record.status == "ok" and self._register(ld)]
         self._reject_unknown_hooks(batch)
-        hooks = self.registration_hooks()
-        for ld in batch:
+        for ld in batch:  # the hooks again for each: a plugin dropped before took its hookspecs out
             if ld in self._loaded:
-                self._run_registration(ld, hooks)
+                self._run_registration(ld, self.registration_hooks())
 
     def _import_distribution(self, dist: InstalledDist) -> list[_Loaded]:
         record = PluginRecord(dist.name, dist.version, catalogue.edition_of(dist.name))
@@ -252,7 +252,7 @@ class PluginHost(LookupMixin, FailureMixin):
                 continue
             self._trace(f"call {ADD_HOOKSPECS} of {ld.name}")
             try:
-                with hookspecs_added(self.pm):  # a registration hookspec of a kind another hook registers: refused
+                with hookspecs_added(self.pm, self._hookspecs_of.setdefault(ld.record.dist, {})):  # _drop: removed
                     call_hook(getattr(ld.plugin, attr), pluginmanager=self.pm)
             except Exception as exc:  # noqa: BLE001
                 why = exc if isinstance(exc, KindTaken) else f"raised in {ADD_HOOKSPECS}: {describe_error(exc)}"

@@ -2,8 +2,9 @@
 -> the kind it registers (:func:`hook_kind`: core's table, the kind its spec declares with
 :func:`registers_kind`, else the singular of ``<kinds>``) and a kind -> its hook
 (:func:`registration_hook_of`); the registration hooks of a plugin manager
-(:func:`registration_hooks`), and the refusal of a plugin's hookspec registering a kind another
-hook registers (:func:`hookspecs_added`)."""
+(:func:`registration_hooks`), the hookspecs a plugin adds, taken out again when it fails
+(:func:`hookspecs_added`, :func:`remove_hookspecs`), and the refusal of a plugin's hookspec
+registering a kind another hook registers."""
 
 from __future__ import annotations
 
@@ -118,27 +119,26 @@ class KindTaken(Exception):
 
 
 @contextlib.contextmanager
-def hookspecs_added(pm: pluggy.PluginManager) -> Iterator[None]:
-    """Run the block (a plugin's ``deepseek_add_hookspecs``). A registration hookspec it adds
-    whose kind is one another hook of ``pm`` registers (core's ``model``, from a spec named
-    ``deepseek_register_model``) would mix its components into that kind: every hookspec the
-    block added is taken out of ``pm`` again and :class:`KindTaken` raised, one line naming the
-    hooks."""
+def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterator[None]:
+    """Run the block (a plugin's ``deepseek_add_hookspecs``), recording in ``added`` each hookspec
+    it adds to ``pm`` (name -> whether the hook is new; ``False``: it had only implementations, an
+    earlier plugin's optionalhook), those it added before raising too: :func:`remove_hookspecs`
+    takes them out again on any failure of the plugin (the host's ``_drop``). A registration
+    hookspec it adds whose kind is one another hook of ``pm`` registers (core's ``model``, from a
+    spec named ``deepseek_register_model``) would mix its components into that kind:
+    :class:`KindTaken` is raised, one line naming the hooks, and the host drops the plugin."""
     callers = {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)}
     before = registration_hooks(pm)
     unspecified = {n for n, h in callers.items() if h.spec is None}
-    yield
-    added = {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)
-             and h.spec is not None and (n not in callers or n in unspecified)}
+    try:
+        yield
+    finally:  # what it added before raising too
+        added.update({n: n not in callers for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)
+                      and h.spec is not None and (n not in callers or n in unspecified)})
     owners = {kind: hook for hook, kind in before.items()}
     for hook_name, spec in _registration_specs(pm).items():
         kind = hook_kind(hook_name, spec)
         if hook_name in added and kind in owners:
-            for name, hook in added.items():  # nothing it added stays: pluggy's hook relay, one attribute each
-                if name in callers:
-                    hook.spec = None
-                else:
-                    delattr(pm.hook, name)
             owner, own = owners[kind], "a kind of its own (a deepseek_register_<kinds> name, or @registers_kind(kind))"
             if owner not in before:  # both hookspecs are this call's: neither stays, so neither is to implement
                 raise KindTaken(f"adds hookspecs {owner} and {hook_name}, both of component kind {kind!r}; keep one, "
@@ -148,3 +148,18 @@ def hookspecs_added(pm: pluggy.PluginManager) -> Iterator[None]:
             raise KindTaken(f"adds hookspec {hook_name}, whose component kind {kind!r} {whose}; implement "
                             f"{owner} instead, or give the hookspec {own}")
         owners.setdefault(kind, hook_name)
+
+
+def remove_hookspecs(pm: pluggy.PluginManager, added: dict[str, bool]) -> None:
+    """Take the hookspecs a dropped plugin added (:func:`hookspecs_added`'s ``added``, emptied) out
+    of ``pm``: a new hook that no plugin implements leaves pluggy's hook relay (one attribute
+    each), any other is unspecified again, its implementations then those of an unknown hook."""
+    for name, new in added.items():
+        hook = getattr(pm.hook, name, None)
+        if not isinstance(hook, pluggy.HookCaller):
+            continue
+        if new and not hook.get_hookimpls():
+            delattr(pm.hook, name)
+        else:
+            hook.spec = None
+    added.clear()
