@@ -79,8 +79,8 @@ def host() -> PluginHost:
     return host
 
 
-def _with_saved_momentum(step: Path, value: float, root: Path) -> Path:
-    """``step`` committed anew under ``root`` with the ``momentum`` of every group in its
+def _with_saved_momentum(step: Path, value: float, root: Path, key: str = "momentum") -> Path:
+    """``step`` committed anew under ``root`` with the ``key`` (``momentum``) of every group in its
     ``optimizer.safetensors`` metadata set to ``value`` (the header rewritten, padded to its length;
     committed so its commit record's checksums hold: only the value is wrong)."""
     from deepseek.training import checkpoint as ckpt
@@ -94,7 +94,7 @@ def _with_saved_momentum(step: Path, value: float, root: Path) -> Path:
     size = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + size])
     groups = json.loads(header["__metadata__"]["param_groups"])
-    header["__metadata__"]["param_groups"] = json.dumps([{**g, "momentum": value} for g in groups], sort_keys=True)
+    header["__metadata__"]["param_groups"] = json.dumps([{**g, key: value} for g in groups], sort_keys=True)
     text = json.dumps(header, separators=(",", ":")).encode()
     assert len(text) <= size
     path.write_bytes(raw[:8] + text.ljust(size, b" ") + raw[8 + size:])
@@ -140,3 +140,22 @@ def test_a_bound_below_0_with_non_negative_is_refused_and_bounds_print_exactly()
     assert HyperParameter(non_negative=True, minimum=0.5).problem(0.25) == "below 0.5"  # a bound >= 0: kept
     long = HyperParameter(minimum=0.1234567, maximum=0.98765432)
     assert [long.problem(v) for v in (0.1234566, 0.98765433)] == ["below 0.1234567", "above 0.98765432"]
+
+
+def test_a_saved_positive_adafactor_beta2_decay_is_refused_on_resume(tiny_config: Any, tmp_path: Path) -> None:
+    """``beta2_decay`` > 0 makes torch's second-moment decay ``1 - t ** beta2_decay`` negative from
+    step 2; the config refuses it, and a checkpoint holding one is refused by the same declaration
+    (``HyperParameter(maximum=0)``), one line naming the file, group and key, nothing written."""
+    small = {"model": {"d_model": 16, "n_layers": 1, "max_seq_len": 16},
+             "data": {"seq_len": 16, "batch_size": 2, "eval_batches": 1}}
+    config = tiny_config(optimizer={"name": "adafactor"}, train={"max_steps": 2}, checkpoint={"interval": 2}, **small)
+    Trainer(config, run_dir=tmp_path / "run", quiet=True).fit()
+    edited = _with_saved_momentum(tmp_path / "run" / "checkpoints" / "step-2", 0.5, tmp_path / "edited" / "checkpoints",
+                                  key="beta2_decay")
+    longer = tiny_config(optimizer={"name": "adafactor"}, train={"max_steps": 4}, checkpoint={"interval": 2}, **small)
+    with pytest.raises(CheckpointError) as refused:
+        Trainer(longer, run_dir=tmp_path / "refused", quiet=True, resume=edited).fit()
+    assert str(refused.value).startswith(f"{edited / 'optimizer.safetensors'}: optimizer group 0 beta2_decay is 0.5, "
+                                         "above 0; the checkpoint is damaged")
+    assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+    assert not (tmp_path / "refused").exists()

@@ -20,19 +20,20 @@ if TYPE_CHECKING:
     from deepseek.config.schema import OptimizerConfig
 
 
-def _at_most_zero(value: float) -> str | None:
-    return None if value <= 0 else "must be <= 0"
-
-
 def _eps1(value: float | None) -> str | None:
     return None if value is None or value >= 0 else "must be >= 0 (or unset: the dtype's machine epsilon)"
+
+
+BETA2_DECAY = HyperParameter(maximum=0)
+"""The one rule of ``beta2_decay``, a finite number <= 0: the config's key (its check) and the
+saved groups' (``Adafactor.hyper_parameters``) are held to it."""
 
 
 @dataclass(frozen=True)
 class AdafactorOptions:
     """``adafactor``'s own keys (torch's names and defaults)."""
 
-    beta2_decay: float = field(default=-0.8, metadata={"check": _at_most_zero})
+    beta2_decay: float = field(default=-0.8, metadata={"check": BETA2_DECAY.problem})
     """Exponent of the second-moment decay: step ``t`` keeps ``1 - t ** beta2_decay`` of the past."""
     eps1: float | None = field(default=None, metadata={"check": _eps1})
     """Added to the second moment in the denominator; unset: the parameter dtype's machine epsilon."""
@@ -58,7 +59,7 @@ class Adafactor(OptimizerBuilder):
     Options = AdafactorOptions
     state_bytes = 1
     dtensor = False
-    hyper_parameters = {**COMMON, "beta2_decay": HyperParameter(), "d": NON_NEGATIVE, "maximize": FLAG}
+    hyper_parameters = {**COMMON, "beta2_decay": BETA2_DECAY, "d": NON_NEGATIVE, "maximize": FLAG}
 
     @classmethod
     def check_config(cls, options: Any, config: OptimizerConfig) -> None:
