@@ -109,3 +109,38 @@ def test_a_distributed_strategys_options_must_extend_distributed_options(tmp_pat
                                         "'acme_loose:LooseStrategy': TypeError: acme_loose.LooseStrategy.Options: "
                                         "<class 'acme_loose.LooseOptions'> does not subclass "
                                         "deepseek_pro.strategies.base.DistributedOptions")
+
+
+def test_deepseek_launch_reads_the_strategys_device_rule() -> None:
+    """``deepseek launch``'s one-process-per-GPU check asks the strategy where its ranks compute
+    (``resolved_device_type``), not the backend's name: a strategy whose ranks sit on their CUDA
+    device under gloo too is held to the visible devices; ddp under gloo is not."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+    from deepseek_pro.launch.checks import check_launch
+
+    class OnCuda(DDPStrategy):
+        @classmethod
+        def device_type(cls, options: DDPOptions) -> str:
+            return "cuda"
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_strategies(self, register):  # noqa: ANN001, ANN201
+            register("acme.on_cuda", OnCuda)
+
+    host = PluginHost(PluginSettings(autoload=False, allow=frozenset({"deepseek-pro"})))
+    assert host.register_plugin(Plugin(), dist="acme-on-cuda").status == "ok"
+
+    def launch(name: str, cuda_devices: int) -> None:
+        config = config_from_dict({"strategy": {"name": name, "backend": "gloo"}, "data": {"batch_size": 8},
+                                   "precision": {"dtype": "fp32"}}, host=host)
+        check_launch(config, 4, cuda_devices=cuda_devices, nproc_per_node=4, host=host)
+
+    launch("ddp", 2)
+    with pytest.raises(ConfigError) as info:
+        launch("acme.on_cuda", 2)
+    assert str(info.value) == ("launch: -n 4 processes per node but only 2 CUDA device(s) are visible; "
+                               "use -n 2 or fewer (one process per GPU)")
+    with pytest.raises(ConfigError, match=r"^strategy.backend: 'gloo' needs CUDA devices and none is visible"):
+        launch("acme.on_cuda", 0)

@@ -17,6 +17,7 @@ default; ``tp`` and ``pipeline`` 1; ``hybrid`` from its mesh).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import ConfigError, UsageError
@@ -48,14 +49,14 @@ def check_launch(
             f"strategy.name: {name!r} trains in one process, but this launch starts {world_size}; "
             f"use --strategy {' or '.join(several) or 'with needs_launcher'}, or launch -n 1"
         )
-    backend = getattr(config.strategy.options, "backend", "auto")
-    if cuda_devices and backend in ("auto", "nccl") and nproc_per_node > cuda_devices:
+    backend, device = _backend_device(cls, config.strategy.options, cuda_devices=cuda_devices)
+    if cuda_devices and device == "cuda" and nproc_per_node > cuda_devices:
         raise ConfigError(
             f"launch: -n {nproc_per_node} processes per node but only {cuda_devices} CUDA device(s) "
             f"are visible; use -n {cuda_devices} or fewer (one process per GPU)"
         )
-    if backend == "nccl" and not cuda_devices:
-        raise ConfigError("strategy.backend: 'nccl' needs CUDA devices and none is visible; use 'gloo' or 'auto'")
+    if device == "cuda" and not cuda_devices:
+        raise ConfigError(f"strategy.backend: {backend!r} needs CUDA devices and none is visible; use 'gloo' or 'auto'")
     check_batch_split(config, cls.data_parallel_size(config, world_size))
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, host=host, strategy_cls=cls, create_on=torch.device("meta"))
@@ -76,3 +77,17 @@ def check_launch(
         with warnings.catch_warnings():  # a checkpoint passed over is said once, by the workers' trainer
             warnings.simplefilter("ignore", CheckpointWarning)
             check_resumed_weights(config, model, resolve_checkpoint(resume, resuming=True), lookups)  # the workers' first check
+
+
+def _backend_device(cls: Any, options: Any, *, cuda_devices: int) -> tuple[str, str | None]:
+    """``strategy.backend`` and the device the ranks compute on (None: neither). Pro's strategies
+    answer by their declared rule (``DistributedStrategy.resolved_device_type``); a strategy on
+    core's ``Strategy`` by its optional ``backend`` field (docs/plugins.md section 12; ``auto``
+    without it): gloo on the CPU, nccl on CUDA, auto on CUDA where devices are visible."""
+    from deepseek_pro.strategies.base import DistributedStrategy
+
+    if issubclass(cls, DistributedStrategy):
+        return options.backend, cls.resolved_device_type(options, cuda_available=cuda_devices > 0)
+    declared = {f.name for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else set()
+    backend = options.backend if "backend" in declared else "auto"
+    return backend, {"gloo": "cpu", "nccl": "cuda", "auto": "cuda" if cuda_devices else "cpu"}.get(backend)
