@@ -142,20 +142,23 @@ def test_a_bound_below_0_with_non_negative_is_refused_and_bounds_print_exactly()
     assert [long.problem(v) for v in (0.1234566, 0.98765433)] == ["below 0.1234567", "above 0.98765432"]
 
 
-def test_a_saved_positive_adafactor_beta2_decay_is_refused_on_resume(tiny_config: Any, tmp_path: Path) -> None:
+def test_a_saved_adafactor_group_outside_its_declaration_is_refused_on_resume(tiny_config: Any, tmp_path: Path) -> None:
     """``beta2_decay`` > 0 makes torch's second-moment decay ``1 - t ** beta2_decay`` negative from
-    step 2; the config refuses it, and a checkpoint holding one is refused by the same declaration
-    (``HyperParameter(maximum=0)``), one line naming the file, group and key, nothing written."""
+    step 2, ``d`` < 1 clips every update below the RMS it is meant to allow; the config refuses
+    either, and a checkpoint holding one is refused by the same declaration
+    (``HyperParameter(maximum=0)``, ``HyperParameter(minimum=1)``), one line naming the file, group
+    and key, nothing written."""
     small = {"model": {"d_model": 16, "n_layers": 1, "max_seq_len": 16},
              "data": {"seq_len": 16, "batch_size": 2, "eval_batches": 1}}
     config = tiny_config(optimizer={"name": "adafactor"}, train={"max_steps": 2}, checkpoint={"interval": 2}, **small)
     Trainer(config, run_dir=tmp_path / "run", quiet=True).fit()
-    edited = _with_saved_momentum(tmp_path / "run" / "checkpoints" / "step-2", 0.5, tmp_path / "edited" / "checkpoints",
-                                  key="beta2_decay")
     longer = tiny_config(optimizer={"name": "adafactor"}, train={"max_steps": 4}, checkpoint={"interval": 2}, **small)
-    with pytest.raises(CheckpointError) as refused:
-        Trainer(longer, run_dir=tmp_path / "refused", quiet=True, resume=edited).fit()
-    assert str(refused.value).startswith(f"{edited / 'optimizer.safetensors'}: optimizer group 0 beta2_decay is 0.5, "
-                                         "above 0; the checkpoint is damaged")
-    assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
-    assert not (tmp_path / "refused").exists()
+    for key, bound in (("beta2_decay", "above 0"), ("d", "below 1")):
+        edited = _with_saved_momentum(tmp_path / "run" / "checkpoints" / "step-2", 0.5,
+                                      tmp_path / f"edited-{key}" / "checkpoints", key=key)
+        with pytest.raises(CheckpointError) as refused:
+            Trainer(longer, run_dir=tmp_path / "refused", quiet=True, resume=edited).fit()
+        assert str(refused.value).startswith(f"{edited / 'optimizer.safetensors'}: optimizer group 0 {key} is 0.5, "
+                                             f"{bound}; the checkpoint is damaged")
+        assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+        assert not (tmp_path / "refused").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepseek.training.hyper_parameters import COMMON, FLAG, NON_NEGATIVE, HyperParameter
+from deepseek.training.hyper_parameters import COMMON, FLAG, HyperParameter
 from deepseek.training.optimizer_state import StateValue
 from deepseek.training.optimizers import OptimizerBuilder
 
@@ -28,6 +28,10 @@ BETA2_DECAY = HyperParameter(maximum=0)
 """The one rule of ``beta2_decay``, a finite number <= 0: the config's key (its check) and the
 saved groups' (``Adafactor.hyper_parameters``) are held to it."""
 
+D = HyperParameter(minimum=1)
+"""The one rule of ``d``, the clipping threshold, a finite number >= 1: the config's key and the
+saved groups' are held to it."""
+
 
 @dataclass(frozen=True)
 class AdafactorOptions:
@@ -39,7 +43,7 @@ class AdafactorOptions:
     """Added to the second moment in the denominator; unset: the parameter dtype's machine epsilon."""
     eps2: float = field(default=1e-3, metadata={"check": lambda v: None if v >= 0 else "must be >= 0"})
     """Floor of a parameter's RMS when it scales the step (so zero-initialised parameters move)."""
-    d: float = field(default=1.0, metadata={"check": lambda v: None if v >= 1 else "must be >= 1"})
+    d: float = field(default=1.0, metadata={"check": D.problem})
     """Clipping threshold: an update whose RMS exceeds ``d`` is scaled down to it."""
 
 
@@ -59,7 +63,7 @@ class Adafactor(OptimizerBuilder):
     Options = AdafactorOptions
     state_bytes = 1
     dtensor = False
-    hyper_parameters = {**COMMON, "beta2_decay": BETA2_DECAY, "d": NON_NEGATIVE, "maximize": FLAG}
+    hyper_parameters = {**COMMON, "beta2_decay": BETA2_DECAY, "d": D, "maximize": FLAG}
 
     @classmethod
     def check_config(cls, options: Any, config: OptimizerConfig) -> None:
