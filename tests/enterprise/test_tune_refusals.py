@@ -16,7 +16,7 @@ from _tune_common import SPACE, write
     ("[space]\n\"train.warmup_steps\" = { type = \"int\", low = 0, high = 10, step = 100 }",
      "space.'train.warmup_steps': step 100 is larger than high - low = 10, so the range holds one value"),
     ("[space]\n\"train.lr\" = { type = \"float\", low = 0.0, high = 1e-3, log = true }", "log = true needs low > 0"),
-    ("[space]\n\"train.lr\" = { typ = \"float\", low = 0.1, high = 0.2 }", "unknown key 'typ' (did you mean 'type'?)"),
+    ("[space]\n\"train.lr\" = { typ = \"float\", low = 0.1, high = 0.2 }", "space.'train.lr'.typ: unknown key (did you mean 'type'?)"),
     ("[space]\n\"train.lr\" = { type = \"flaot\", low = 0.1, high = 0.2 }", "did you mean 'float'"),
     ("[space]\n\"data.batch_size\" = { choices = [] }", "choices must be a non-empty list"),
     ("[space]\n\"train.lrr\" = { type = \"float\", low = 0.1, high = 0.2 }", "space.'train.lrr' = 0.1: train.lrr: unknown"),

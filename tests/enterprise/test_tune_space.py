@@ -393,3 +393,24 @@ def test_a_plugin_strategys_device_type_or_memory_row_that_raises_names_the_plug
     assert re.match(r"^strategy 'acme\.unplaced' \(deepseek-acme 1\.0, registered by .*\): device_type raised "
                     r"RuntimeError: placement unknown; a bug in the plugin", note), note
     assert f"fail: {note}" in capsys.readouterr().out
+
+
+def test_every_unknown_key_and_table_of_a_space_file_is_named_in_the_one_line() -> None:
+    """A space file with several misspelt keys of a parameter, or several stray tables, is refused
+    once naming all of them (core's ``foreign_keys.unknown_keys`` shape for a parameter's keys),
+    not one per run."""
+    from deepseek.errors import ConfigError
+    from deepseek_enterprise.tune.space import parse_space
+
+    takes = "a parameter takes choices, high, log, low, step, type, when"
+    with pytest.raises(ConfigError) as keys:
+        parse_space({"space": {"train.lr": {"typ": "float", "lo": 0.1, "high": 0.2}}}, "space.toml")
+    assert str(keys.value) == ("space.toml: space.'train.lr': unknown keys lo (did you mean 'low'?), "
+                               f"typ (did you mean 'type'?); {takes}")
+    with pytest.raises(ConfigError) as one:
+        parse_space({"space": {"train.lr": {"typ": "float", "low": 0.1, "high": 0.2}}}, "space.toml")
+    assert str(one.value) == f"space.toml: space.'train.lr'.typ: unknown key (did you mean 'type'?); {takes}"
+    with pytest.raises(ConfigError) as tables:
+        parse_space({"spaces": {}, "tunr": {}, "space": {}}, "space.toml")
+    assert str(tables.value) == ("space.toml: unknown tables 'spaces' (did you mean 'space'?), 'tunr' (did you mean "
+                                 "'tuner'?); a space file holds [space] and optionally [tuner]")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepseek.config.foreign_keys import unknown_keys
 from deepseek.config.validate import did_you_mean
 from deepseek.errors import ConfigError, UsageError
 
@@ -168,7 +169,7 @@ def _param(path: str, spec: dict[str, Any], where: str, earlier: dict[str, Param
         raise ConfigError(f"{at}: a parameter is a config path SECTION.KEY, e.g. \"train.lr\"")
     unknown = sorted(set(spec) - _KEYS)
     if unknown:
-        raise ConfigError(f"{at}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], sorted(_KEYS))}; "
+        raise ConfigError(f"{where}: {unknown_keys(f'space.{path!r}', unknown, sorted(_KEYS))}; "
                           f"a parameter takes {', '.join(sorted(_KEYS))}")
     kind = spec.get("type", "categorical" if "choices" in spec else None)
     if kind not in KINDS:
@@ -216,7 +217,8 @@ def parse_space(data: dict[str, Any], where: str) -> SearchSpace:
     """Validate a space file's parsed TOML (``where`` names the file in messages)."""
     unknown = sorted(set(data) - {"space", "tuner"})
     if unknown:
-        raise ConfigError(f"{where}: unknown table {unknown[0]!r}{did_you_mean(unknown[0], ['space', 'tuner'])}; "
+        tables = ", ".join(f"{t!r}{did_you_mean(t, ['space', 'tuner'])}" for t in unknown)
+        raise ConfigError(f"{where}: unknown table{'s' if len(unknown) > 1 else ''} {tables}; "
                           "a space file holds [space] and optionally [tuner]")
     table = data.get("space")
     if not isinstance(table, dict) or not table:
