@@ -19,6 +19,7 @@ from _inprocess import deepseek_here
 
 from deepseek.plugins.host import PluginHost
 from deepseek_enterprise.fusion import ConcatFusion, Fusion, FusionBaseOptions, FusionOutput
+from deepseek_enterprise.study_report import millions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -95,11 +96,11 @@ def test_a_registered_fusion_method_is_one_of_the_study_models(tmp_path: Path, m
     assert (model["aux_loss_weight"], model["modality_dropout"]) == (0.5, 0.2)
     assert model["fusion_options"] == {"d_model": 16, "init": 1.5}  # the file's, for its fusion method's runs
     params = rows[0]["parameters"]
-    assert f"| acme.gated | {params / 1e6:.2f} M | {100 * rows[0]['test']['test_accuracy']:.1f}" in stdout
+    assert f"| acme.gated | {millions(params)} | {100 * rows[0]['test']['test_accuracy']:.1f}" in stdout
     # timed at batch 1 as every fused model the study trains is (not cross_attention alone)
     lat = rows[0]["latency"]
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] and (lat["parameters"], lat["device"]) == (params, "cpu")
-    assert (f"acme.gated, batch 1 on cpu (1 run, {params / 1e6:.2f} M parameters): p50 {lat['p50_ms']:.2f} ms, "
+    assert (f"acme.gated, batch 1 on cpu (1 run, {millions(params)} parameters): p50 {lat['p50_ms']:.2f} ms, "
             f"p90 {lat['p90_ms']:.2f} ms") in stdout
     # the table reads the plugin's rows back (no host needed: a fusion method's name, checked by shape)
     assert deepseek_here(monkeypatch, tmp_path, "multimodal", "table", "st/results.jsonl") == (0, "", stdout)
