@@ -50,22 +50,22 @@ def test_core_strategy_registered() -> None:
 def test_memory_row_is_one_it_declares(name: str) -> None:
     """The advisor row a strategy names for its default options (what ``deepseek tune`` checks a
     trial against) is one of the ``memory_rows`` it declared at registration, or none."""
-    from deepseek.advise.estimate import STRATEGIES as ROWS
+    from deepseek.training.strategy_rules import checked_memory_row
 
     comp = get_host().resolve("strategy", name)
-    cls = comp.load()
-    row = cls.memory_row(build_dataclass(cls.Options, {}, path="strategy"))
-    assert row is None or row in comp.declared("memory_rows", ()), f"{name}: memory_row {row!r} not declared"
-    assert row is None or row in {r.key for r in ROWS}
+    checked_memory_row(comp, build_dataclass(comp.load().Options, {}, path="strategy"))  # the one rule
 
 
 @pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)
 def test_device_type_is_cpu_cuda_or_none(name: str) -> None:
     """The device a strategy declares for its default options before any process starts
     (``device_type``, what ``deepseek tune`` estimates a trial for): "cpu", "cuda" or None."""
-    cls = get_host().resolve("strategy", name).load()
-    kind = cls.device_type(build_dataclass(cls.Options, {}, path="strategy"))
-    assert kind in (None, "cpu", "cuda"), f"{name}: device_type {kind!r} is not 'cpu', 'cuda' or None"
+    from deepseek.plugins.calls import class_calls
+    from deepseek.training.strategy_rules import checked_device_type
+
+    comp = get_host().resolve("strategy", name)
+    with class_calls(comp, "device_type"):  # the one rule: a broken answer raises
+        checked_device_type(comp.load(), build_dataclass(comp.load().Options, {}, path="strategy"))
 
 
 @pytest.mark.parametrize("name", STRATEGIES, ids=STRATEGIES)

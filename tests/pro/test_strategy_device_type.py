@@ -142,5 +142,79 @@ def test_deepseek_launch_reads_the_strategys_device_rule() -> None:
         launch("acme.on_cuda", 2)
     assert str(info.value) == ("launch: -n 4 processes per node but only 2 CUDA device(s) are visible; "
                                "use -n 2 or fewer (one process per GPU)")
-    with pytest.raises(ConfigError, match=r"^strategy.backend: 'gloo' needs CUDA devices and none is visible"):
+    with pytest.raises(ConfigError) as info:
         launch("acme.on_cuda", 0)
+    assert str(info.value) == (  # not "use 'gloo' or 'auto'": it is on CUDA under those too
+        "strategy.name: 'acme.on_cuda' computes on CUDA devices under every backend (its device_type) and none is "
+        "visible; launch it where CUDA devices are visible, or use a strategy whose ranks run on the CPU "
+        "(ddp with strategy.backend = 'gloo')")
+    with pytest.raises(ConfigError) as info:  # pro's own strategies: the backend's line as before
+        config = config_from_dict({"strategy": {"name": "ddp", "backend": "nccl"}, "data": {"batch_size": 8},
+                                   "precision": {"dtype": "fp32"}}, host=host)
+        check_launch(config, 1, cuda_devices=0, nproc_per_node=1, host=host)
+    assert str(info.value) == "strategy.backend: 'nccl' needs CUDA devices and none is visible; use 'gloo' or 'auto'"
+
+
+def test_a_strategy_on_cuda_under_gloo_alone_is_told_the_backend_that_runs_it_on_the_cpu() -> None:
+    """A strategy whose ranks sit on CUDA under gloo but on the CPU under auto without CUDA is
+    told to use auto (the backend that puts it on the CPU), not gloo, which it already uses."""
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import ConfigError
+    from deepseek_pro.launch.checks import check_launch
+
+    class GlooOnCuda(DDPStrategy):
+        @classmethod
+        def device_type(cls, options: DDPOptions) -> str | None:
+            return "cuda" if options.backend == "gloo" else super().device_type(options)
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_strategies(self, register):  # noqa: ANN001, ANN201
+            register("acme.gloo_on_cuda", GlooOnCuda)
+
+    host = PluginHost(PluginSettings(autoload=False, allow=frozenset({"deepseek-pro"})))
+    assert host.register_plugin(Plugin(), dist="acme-gloo-on-cuda").status == "ok"
+    config = config_from_dict({"strategy": {"name": "acme.gloo_on_cuda", "backend": "gloo"},
+                               "data": {"batch_size": 8}, "precision": {"dtype": "fp32"}}, host=host)
+    with pytest.raises(ConfigError) as info:
+        check_launch(config, 1, cuda_devices=0, nproc_per_node=1, host=host)
+    assert str(info.value) == ("strategy.backend: strategy 'acme.gloo_on_cuda' computes on CUDA devices under 'gloo' "
+                               "(its device_type) and none is visible; use 'auto'")
+
+
+@pytest.mark.parametrize("base", ["ddp", "tp"])
+def test_a_device_type_that_is_no_device_is_the_plugins_bug_at_launch(base: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin strategy whose ``device_type`` answers "gpu" (no device type) is refused by
+    ``deepseek launch`` in one line naming it and its distribution, exit 1, before any worker starts:
+    not read as CUDA, nor as neither device. ddp's ``check_config`` reads the answer when the config
+    loads; tp's first read is the launch's device rule."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "cli"))
+    from hostile_cli import invoke
+
+    from deepseek_pro.launch import runner
+    from deepseek_pro.strategies.tp import TPStrategy
+
+    class OnGpu(DDPStrategy if base == "ddp" else TPStrategy):  # type: ignore[misc]
+        @classmethod
+        def device_type(cls, options: DDPOptions) -> str:
+            return "gpu"
+
+    class Plugin:
+        @hookimpl
+        def deepseek_register_strategies(self, register):  # noqa: ANN001, ANN201
+            register("acme.on_gpu", OnGpu)
+
+    host = PluginHost(PluginSettings(autoload=False, allow=frozenset({"deepseek-pro"})))
+    assert host.register_plugin(Plugin(), dist="acme-on-gpu").status == "ok"
+    started: list[object] = []
+    monkeypatch.setattr(runner, "run", lambda *args, **kwargs: started.append(args))
+    monkeypatch.chdir(tmp_path)
+    done = invoke(["launch", "-n", "1", "--", "train", "--strategy", "acme.on_gpu", "--set", "model.name=tiny",
+                   "--set", "data.batch_size=8", "--run-dir", "run"], host)
+    assert done.code == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: strategy 'acme.on_gpu' (acme-on-gpu"), lines
+    assert ": device_type() returned 'gpu'; it must return 'cpu' or 'cuda' where the options fix the device, or None " \
+           "where the strategy picks it at set-up (docs/plugins.md section 12); a bug in the plugin" in lines[0], lines
+    assert started == [] and list(tmp_path.iterdir()) == []

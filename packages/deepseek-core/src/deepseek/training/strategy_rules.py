@@ -109,6 +109,44 @@ class StrategyRules:
         return None
 
 
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda")
+"""What :meth:`StrategyRules.device_type` may answer besides ``None``."""
+
+
+def checked_device_type(cls: type[StrategyRules], options: Any) -> Literal["cpu", "cuda"] | None:
+    """``cls.device_type(options)``: ``"cpu"``, ``"cuda"`` or ``None``, else a
+    :class:`~deepseek.plugins.calls.BrokenAnswer` (``"gpu"`` is no device type), which the block
+    blaming the strategy (``class_calls(component, "device_type")``, or its ``check_config``
+    block) makes one :class:`~deepseek.errors.PluginError` line naming it and its distribution.
+    The one read of the answer: every caller goes through it."""
+    from deepseek.plugins.calls import BrokenAnswer
+
+    kind = cls.device_type(options)
+    if kind is None or (isinstance(kind, str) and kind in DEVICE_TYPES):
+        return kind  # type: ignore[return-value]
+    raise BrokenAnswer(f"device_type() returned {kind!r:.80}; it must return 'cpu' or 'cuda' where the options fix "
+                       "the device, or None where the strategy picks it at set-up (docs/plugins.md section 12)")
+
+
+def checked_memory_row(component: Any, options: Any) -> str | None:
+    """``memory_row(options)`` of the resolved strategy ``component``: ``None`` or one of the
+    ``memory_rows`` it declared at registration that the advisor models
+    (``deepseek.advise.estimate.STRATEGIES``), else one :class:`~deepseek.errors.PluginError`
+    line naming the strategy and its distribution; what the call raises is named the same way."""
+    from deepseek.advise.estimate import STRATEGIES
+    from deepseek.plugins.calls import BrokenAnswer, class_calls
+
+    with class_calls(component, "memory_row"):
+        row = component.load().memory_row(options)
+        declared = tuple(component.declared("memory_rows", ()))
+        if row is None or (isinstance(row, str) and row in declared and row in {s.key for s in STRATEGIES}):
+            return row
+        rows = ", ".join(repr(r) for r in declared) or "none"
+        raise BrokenAnswer(f"memory_row() returned {row!r:.80}; it must return one of the memory_rows it declares at "
+                           f"registration that the advisor models (declared: {rows}), or None where no row models "
+                           "it (docs/plugins.md section 12)")
+
+
 def skipped_parameters_problem(model: Any, strategy_cls: type[StrategyRules], *, model_name: str, strategy_name: str,
                                host: Any = None) -> str | None:
     """The line refusing ``model`` for ``strategy_cls`` when the model declares

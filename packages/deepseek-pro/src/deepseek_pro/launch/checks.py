@@ -35,6 +35,7 @@ def check_launch(
     ``Strategy.check_resume``): raise ConfigError or UsageError before any process starts."""
     import torch
 
+    from deepseek.plugins.calls import class_calls
     from deepseek.training.build import build_model, run_host, strategies_where
     from deepseek.training.engine import check_batch_split
     from deepseek.training.param_groups import check_model_rules
@@ -42,21 +43,23 @@ def check_launch(
 
     name = config.strategy.name
     lookups = run_host(config, host)
-    cls: Any = lookups.resolve("strategy", name).load()
+    component = lookups.resolve("strategy", name)
+    cls: Any = component.load()
     if world_size > 1 and not cls.needs_launcher:
         several = strategies_where(lookups, lambda c: c.needs_launcher)
         raise ConfigError(
             f"strategy.name: {name!r} trains in one process, but this launch starts {world_size}; "
             f"use --strategy {' or '.join(several) or 'with needs_launcher'}, or launch -n 1"
         )
-    backend, device = _backend_device(cls, config.strategy.options, cuda_devices=cuda_devices)
+    with class_calls(component, "device_type"):  # a declared device that is none: the plugin's bug, one line
+        backend, device = _backend_device(cls, config.strategy.options, cuda_devices=cuda_devices)
+        if device == "cuda" and not cuda_devices:
+            raise ConfigError(_no_cuda_line(cls, name, config.strategy.options, backend))
     if cuda_devices and device == "cuda" and nproc_per_node > cuda_devices:
         raise ConfigError(
             f"launch: -n {nproc_per_node} processes per node but only {cuda_devices} CUDA device(s) "
             f"are visible; use -n {cuda_devices} or fewer (one process per GPU)"
         )
-    if device == "cuda" and not cuda_devices:
-        raise ConfigError(f"strategy.backend: {backend!r} needs CUDA devices and none is visible; use 'gloo' or 'auto'")
     check_batch_split(config, cls.data_parallel_size(config, world_size))
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, host=host, strategy_cls=cls, create_on=torch.device("meta"))
@@ -91,3 +94,20 @@ def _backend_device(cls: Any, options: Any, *, cuda_devices: int) -> tuple[str, 
     declared = {f.name for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else set()
     backend = options.backend if "backend" in declared else "auto"
     return backend, {"gloo": "cpu", "nccl": "cuda", "auto": "cuda" if cuda_devices else "cpu"}.get(backend)
+
+
+def _no_cuda_line(cls: Any, name: str, options: Any, backend: str) -> str:
+    """The line refusing a launch whose ranks compute on CUDA (under ``backend``) where no CUDA
+    device is visible: the backends that put this strategy's ranks on the CPU instead (gloo and
+    auto for nccl, by the rule :func:`_backend_device` reads), or, for a strategy that computes
+    on CUDA under every backend (its declared ``device_type``), a machine with CUDA devices."""
+    cpu = [other for other in ("gloo", "auto") if other != backend
+           and _backend_device(cls, dataclasses.replace(options, backend=other), cuda_devices=0)[1] == "cpu"]
+    if cpu and backend == "nccl":
+        return f"strategy.backend: 'nccl' needs CUDA devices and none is visible; use {' or '.join(map(repr, cpu))}"
+    if cpu:
+        return (f"strategy.backend: strategy {name!r} computes on CUDA devices under {backend!r} (its device_type) "
+                f"and none is visible; use {' or '.join(map(repr, cpu))}")
+    return (f"strategy.name: {name!r} computes on CUDA devices under every backend (its device_type) and none is "
+            "visible; launch it where CUDA devices are visible, or use a strategy whose ranks run on the CPU "
+            "(ddp with strategy.backend = 'gloo')")

@@ -173,8 +173,12 @@ class DistributedStrategy(Strategy):
     def resolved_device_type(cls, options: DistributedOptions, *, cuda_available: bool) -> Literal["cpu", "cuda"]:
         """:meth:`device_type` with its ``None`` (``auto``) resolved as :attr:`backend` resolves it
         at set-up: CUDA where ``cuda_available``, else the CPU. The one rule of the checks made
-        before any process starts (DeepSpeed's ``check_launch``, ``sync_batchnorm``'s)."""
-        return cls.device_type(options) or ("cuda" if cuda_available else "cpu")
+        before any process starts (DeepSpeed's ``check_launch``, ``sync_batchnorm``'s,
+        ``deepseek launch``'s). The answer is read through core's ``checked_device_type``: one
+        that is not "cpu", "cuda" or None is the strategy's broken answer."""
+        from deepseek.training.strategy_rules import checked_device_type
+
+        return checked_device_type(cls, options) or ("cuda" if cuda_available else "cpu")
 
     # ------------------------------------------------------------------ set-up
 
