@@ -156,7 +156,8 @@ progress = false
      r"\(--set '~model\.fusion_options\.dropout' --set '~model\.fusion_options\.heads'\)"),
     (["model.fusion=late", "model.fusion_options.dropout=0.1", "model.fusion_options.hiden=2"],
      r"model\.fusion_options: unknown keys for fusion 'late': dropout \(fusion 'cross_attention' "
-     r"\(deepseek-enterprise\) takes it\), hiden; remove them \(--set '~model\.fusion_options\.dropout' "
+     r"\(deepseek-enterprise\) takes it\), hiden; set model\.fusion = \"cross_attention\" and remove hiden "
+     r"\(--set '~model\.fusion_options\.hiden'\), or remove them all \(--set '~model\.fusion_options\.dropout' "
      r"--set '~model\.fusion_options\.hiden'\)"),
     # torch's own errors from inside the components: exit 1, "a bug in the plugin" (or -1 accepted)
     (["model.fusion=cross_attention", "model.fusion_options.dropout=5"],

@@ -305,7 +305,15 @@ def test_a_key_of_another_component_names_it_and_the_name_to_set() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(overrides=['data.files=["a.jsonl"]', "data.pattrn=1"], host=core_only)
     assert str(info.value) == ("data: unknown keys for dataset 'text': files (dataset 'hf' (deepseek-core) takes it), "
-                               "pattrn (did you mean 'pattern'?); remove them (--set '~data.files' --set '~data.pattrn')")
+                               "pattrn (did you mean 'pattern'?); set data.name = \"hf\" and remove pattrn "
+                               "(--set '~data.pattrn'), or remove them all (--set '~data.files' --set '~data.pattrn')")
+    with pytest.raises(ConfigError) as info:  # a typo beside keys another component takes: the name, the rest removed
+        load_config(overrides=['data.files=["a.jsonl"]', 'data.text_field="t"', "data.pattrn=1", "data.zz=2"],
+                    host=core_only)
+    assert str(info.value) == ("data: unknown keys for dataset 'text': files, text_field (dataset 'hf' (deepseek-core) "
+                               "takes them), pattrn (did you mean 'pattern'?), zz; set data.name = \"hf\" and remove "
+                               "pattrn, zz (--set '~data.pattrn' --set '~data.zz'), or remove them all (--set "
+                               "'~data.files' --set '~data.pattrn' --set '~data.text_field' --set '~data.zz')")
     with pytest.raises(ConfigError, match=r"data\.pattrn: unknown key \(did you mean 'pattern'\?\); allowed keys"):
         load_config(overrides=["data.pattrn=x"], host=core_only)
 

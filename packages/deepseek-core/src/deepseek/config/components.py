@@ -203,7 +203,8 @@ def refuse_other_components_keys(lookups: Any, kind: str, name: str, target: Any
     (``data.files`` with the default text dataset, where ``hf`` takes it; a resumed run's
     ``model.fusion_options`` of its old fusion method after ``--set model.fusion=...``): one line
     naming every such key with the component that takes it (and the other unknown keys with their
-    did-you-mean), the name to set and the keys to remove, before the plain unknown-key message
+    did-you-mean), the name to set where one component takes them (with the keys none takes to
+    remove under it) and the keys to remove, before the plain unknown-key message
     would list only this one's keys (only components whose names start with ``prefix``, the ones
     ``name_key`` may name). Other components' targets are loaded only when a key is unknown here."""
     own = {f.name for f in dataclasses.fields(options_class(target, kind=kind, name=name))} | set(known)
@@ -221,10 +222,21 @@ def refuse_other_components_keys(lookups: Any, kind: str, name: str, target: Any
             groups.setdefault(tuple(takers[key]), []).append(key)
     parts = [f"{', '.join(keys)} ({_taken_by(kind, list(group))} {'it' if len(keys) == 1 else 'them'})"
              for group, keys in groups.items()]
-    parts += [f"{key}{unknown_key_hint(path, key, sorted(own))}" for key in unknown if not takers[key]]
-    switch = f"set {name_key} = \"{next(iter(groups))[0].name}\", or " if len(parts) == 1 else ""
-    removes = " ".join(f"--set '~{path}.{key}'" for key in unknown)
-    raise ConfigError(f"{path}: unknown keys for {kind} {name!r}: {', '.join(parts)}; {switch}remove them ({removes})")
+    typos = [key for key in unknown if not takers[key]]  # no component takes them: removed under any name
+    parts += [f"{key}{unknown_key_hint(path, key, sorted(own))}" for key in typos]
+    removes = _removals(path, unknown)
+    if len(groups) > 1:  # no one name to set
+        raise ConfigError(f"{path}: unknown keys for {kind} {name!r}: {', '.join(parts)}; remove them ({removes})")
+    switch = f"set {name_key} = \"{next(iter(groups))[0].name}\""
+    if typos:  # that name takes the other component's keys; keys none takes are refused under it too
+        switch += f" and remove {', '.join(typos)} ({_removals(path, typos)})"
+    raise ConfigError(f"{path}: unknown keys for {kind} {name!r}: {', '.join(parts)}; {switch}, or remove "
+                      f"them{' all' if typos else ''} ({removes})")
+
+
+def _removals(path: str, keys: list[str]) -> str:
+    """The ``--set '~PATH.KEY'`` arguments that remove ``keys`` from the table at ``path``."""
+    return " ".join(f"--set '~{path}.{key}'" for key in keys)
 
 
 def _takers(lookups: Any, kind: str, name: str, key: str, prefix: str) -> list[Any]:
