@@ -2,7 +2,8 @@
 Core's ``deepseek_here`` (conftest.py) reads a ``SystemExit`` with it, and so does pro's
 (tests/pro/_prohelpers.py loads this file by its path: core's tests import nothing of the other
 editions'), and so do the enterprise tests' helpers (tests/enterprise/_exitstatus.py loads it the
-same way). Imports nothing heavy: the service tests' helpers must leave a server process without torch."""
+same way, through _core_tests.py). Imports nothing heavy: the service tests' helpers must leave a
+server process without torch."""
 
 from __future__ import annotations
 

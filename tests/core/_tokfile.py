@@ -4,7 +4,7 @@ in its data position, as core's text data does (the BPE parser, ``tokenizers``, 
 environment). A test subclasses :class:`TokFile` with the rows its model takes (:meth:`TokFile.rows`).
 Shared by tests/core/optimize/test_serving_run_tokenizer.py and
 tests/enterprise/test_run_tokenizer_held.py, which loads it by its path (tests/core is not on the
-enterprise tests' ``sys.path``: tests/enterprise/_exitstatus.py says why)."""
+enterprise tests' ``sys.path``: tests/enterprise/_core_tests.py says why)."""
 
 from __future__ import annotations
 

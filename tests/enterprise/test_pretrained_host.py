@@ -5,32 +5,22 @@ signed momentum) is not installed and the run's groups read as damage."""
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from _hosts import enterprise_host, registering
+from _core_tests import core_test_module
+from _hosts import enterprise_host
 
 from deepseek.config.load import config_from_dict
 from deepseek.errors import ConfigError
 from deepseek.plugins.host import PluginHost
-from deepseek.training import checkpoint as ckpt
 from deepseek.training.build import build_model
-from deepseek.training.checkpoint_sharded import MODEL_DIR, OPTIMIZER_DIR, SHARDED_META
-from deepseek.training.hyper_parameters import HyperParameter
-from deepseek.training.optimizers import SGD
 from deepseek_enterprise.pretrained import modality_prefixes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class NegativeMomentum(SGD):
-    """An SGD of negative momentum: its groups' ``momentum`` declared a signed number."""
-
-    hyper_parameters = {**SGD.hyper_parameters, "momentum": HyperParameter()}
+shared = core_test_module("_negative_momentum")   # tests/core/_negative_momentum.py
 
 
 def _model(**more: Any) -> dict[str, Any]:
@@ -42,26 +32,14 @@ def _model(**more: Any) -> dict[str, Any]:
 def _sharded_unimodal(host: PluginHost, out: Path) -> dict[str, torch.Tensor]:
     """A unimodal audio run's checkpoint in pro's sharded layout, trained with the plugin's
     optimizer; returns its weights (seeded otherwise than the fused model's)."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint import HuggingFaceStorageWriter
-
     config = config_from_dict(_model(modalities=["audio"], fusion="late") | {"train": {"seed": 11}}, host=host)
     weights = {k: v.clone() for k, v in build_model(config, host=host).state_dict().items()}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-        dcp.save(dict(weights), storage_writer=HuggingFaceStorageWriter(str(out / MODEL_DIR), save_distributed=True),
-                 no_dist=True)
-    (out / OPTIMIZER_DIR).mkdir()
-    group = {"params": sorted(weights), "lr": 0.1, "momentum": -0.5, "weight_decay": 0.0}
-    (out / SHARDED_META).write_text(json.dumps({"param_groups": [group], "scalars": {}, "aliases": {}}))
-    saved = config.to_dict() | {"optimizer": {"name": "acme.negative_momentum"}}
-    ckpt.write_trainer_state(out, {"step": 1, "data": {}, "config": saved, "layout": "sharded"})
+    shared.write_sharded(out, weights, config.to_dict())
     return weights
 
 
 def test_a_sharded_pretrained_run_is_read_on_the_models_host(tmp_path: Path) -> None:
-    host = enterprise_host((registering("deepseek_register_optimizers",
-                                        {"acme.negative_momentum": NegativeMomentum}), "acme-optim"))
+    host = shared.registered(enterprise_host())
     source = tmp_path / "audio" / "step-1"
     theirs = _sharded_unimodal(host, source)
     fused = config_from_dict(_model(modalities=["audio"], fusion="late", pretrained={"audio": str(source)}), host=host)

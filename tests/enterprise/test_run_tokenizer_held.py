@@ -13,15 +13,14 @@ not exercised here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from _core_tests import core_test_module
 from _hosts import enterprise_host
 from _inprocess import deepseek_here
 
@@ -29,21 +28,7 @@ from deepseek import hookimpl
 from deepseek.data.tokenizer import TOKENIZER_FILE
 from deepseek.plugins.host import PluginHost
 
-
-def _core_tokfile() -> Any:
-    """tests/core/_tokfile.py (the plugin dataset core's serving test uses too), loaded by its path
-    as tests/enterprise/_exitstatus.py loads core's helper (tests/core is not on this ``sys.path``);
-    put in ``sys.modules`` under its own name, where dataclasses look up its annotations."""
-    name = "core_tests_tokfile"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "core" / "_tokfile.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-tokfile = _core_tokfile()
+tokfile = core_test_module("_tokfile")
 
 
 @dataclass(frozen=True)

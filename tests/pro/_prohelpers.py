@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import importlib.util
 import io
 import json
@@ -332,23 +331,25 @@ def deepseek_here(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -
         try:
             main(list(args))
         except SystemExit as exc:
-            code = _core_exitcode().exit_status(exc.code, err)
+            code = core_test_module("_exitcode").exit_status(exc.code, err)
         finally:
             torch.set_num_threads(threads)
     return subprocess.CompletedProcess(["deepseek", *args], code, out.getvalue(), err.getvalue())
 
 
-@functools.cache
-def _core_exitcode() -> Any:
-    """tests/core/_exitcode.py (how a SystemExit's code becomes an exit status, core's tests' rule),
-    loaded by its path: tests/core is not on the pro tests' ``sys.path``, and putting it there
-    would put core's conftest.py there too."""
-    spec = importlib.util.spec_from_file_location(
-        "core_tests_exitcode", Path(__file__).resolve().parents[1] / "core" / "_exitcode.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def core_test_module(stem: str) -> Any:
+    """tests/core/``stem``.py (a helper core's tests share: ``_exitcode``, core's rule for how a
+    SystemExit's code becomes an exit status; ``_negative_momentum``), loaded once by its path:
+    tests/core is not on the pro tests' ``sys.path``, and putting it there would put core's
+    conftest.py there too. Kept in ``sys.modules`` as ``core_tests<stem>`` (the name
+    tests/enterprise/_core_tests.py gives it too), where dataclasses look up its annotations."""
+    name = f"core_tests{stem}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "core" / f"{stem}.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
 def deepseek_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

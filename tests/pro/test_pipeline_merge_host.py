@@ -10,28 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _prohelpers import core_test_module
 
-from deepseek import hookimpl
 from deepseek.errors import CheckpointError
-from deepseek.plugins.host import PluginHost
-from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.hyper_parameters import HyperParameter
-from deepseek.training.optimizers import SGD
 from deepseek_pro.strategies import pipeline_state as pstate
 
-
-class Shifted(SGD):
-    """An SGD of negative momentum (as some GAN trainers use): its groups' ``momentum`` declared a
-    signed number, where every other optimizer's is held >= 0."""
-
-    hyper_parameters = {**SGD.hyper_parameters, "momentum": HyperParameter()}
-
-
-class ShiftedPlugin:
-    @hookimpl
-    def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
-        register("acme.shifted", Shifted)
+shared = core_test_module("_negative_momentum")   # tests/core/_negative_momentum.py
 
 
 def _parts(directory: Path) -> None:
@@ -41,12 +26,11 @@ def _parts(directory: Path) -> None:
         group = {"params": [name], "lr": 0.1, "momentum": -0.5, "weight_decay": 0.0}
         ckpt.save_optimizer_state(pstate.part_path(directory, stage, ckpt.OPTIMIZER_FILE),
                                   {"state": {}, "param_groups": [group]})
-    (directory / ckpt.TRAINER_FILE).write_text(json.dumps({"config": {"optimizer": {"name": "acme.shifted"}}}))
+    (directory / ckpt.TRAINER_FILE).write_text(json.dumps({"config": {"optimizer": {"name": shared.OPTIMIZER}}}))
 
 
 def test_merge_holds_the_parts_groups_to_the_optimizer_on_the_runs_host(tmp_path: Path) -> None:
-    host = PluginHost(PluginSettings(autoload=False))
-    assert host.register_plugin(ShiftedPlugin(), dist="acme-shifted", version="0.1").status == "ok"
+    host = shared.registered()
     _parts(tmp_path)
     pstate.merge_parts(tmp_path, 2, host)
     merged = ckpt.load_optimizer_state(tmp_path / ckpt.OPTIMIZER_FILE, host=host)
@@ -58,5 +42,5 @@ def test_merge_holds_the_parts_groups_to_the_optimizer_on_the_runs_host(tmp_path
     again = tmp_path / "again"
     again.mkdir()
     _parts(again)
-    with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
+    with pytest.raises(CheckpointError, match=shared.DAMAGED):
         pstate.merge_parts(again, 2)

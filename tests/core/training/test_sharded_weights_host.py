@@ -6,67 +6,23 @@ groups held to the optimizer its ``trainer.json`` names, looked up on the plugin
 
 from __future__ import annotations
 
-import json
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from _negative_momentum import DAMAGED, MODEL, OPTIMIZER, Net, registered, write_sharded
 
 import deepseek
-from deepseek import hookimpl
 from deepseek.config.load import config_from_dict
 from deepseek.errors import CheckpointError
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
-from deepseek.training.checkpoint_sharded import MODEL_DIR, OPTIMIZER_DIR, SHARDED_META
-from deepseek.training.hyper_parameters import HyperParameter
-from deepseek.training.optimizers import SGD
-
-
-class NegativeMomentum(SGD):
-    """An SGD of negative momentum: its groups' ``momentum`` declared a signed number, where
-    every other optimizer's is held >= 0."""
-
-    hyper_parameters = {**SGD.hyper_parameters, "momentum": HyperParameter()}
-
-
-@dataclass(frozen=True)
-class NetOptions:
-    pass
-
-
-class Net(nn.Module):
-    """Two points' features to three classes' logits; its loss, the cross-entropy."""
-
-    Options = NetOptions
-
-    def __init__(self, options: NetOptions | None = None) -> None:
-        super().__init__()
-        self.layer = nn.Linear(2, 3)
-
-    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(self.layer(x), label)
-
-
-class Plugin:
-    @hookimpl
-    def deepseek_register_optimizers(self, register):  # noqa: ANN001, ANN201
-        register("acme.negative_momentum", NegativeMomentum)
-
-    @hookimpl
-    def deepseek_register_models(self, register):  # noqa: ANN001, ANN201
-        register("acme.net", Net)
 
 
 @pytest.fixture
 def host() -> PluginHost:
-    host = PluginHost(PluginSettings(autoload=False))
-    assert host.register_plugin(Plugin(), dist="acme-optim", version="0.1").status == "ok"
-    return host
+    return registered()
 
 
 def _net_weights() -> dict[str, torch.Tensor]:
@@ -77,18 +33,7 @@ def _net_weights() -> dict[str, torch.Tensor]:
 def _sharded(out: Path, state: dict[str, torch.Tensor] | None = None) -> Path:
     """A sharded checkpoint of ``state`` (default: one tensor ``w``) as pro writes it, trained
     with the plugin's optimizer."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint import HuggingFaceStorageWriter
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-        dcp.save(state or {"w": torch.arange(4.0)}, storage_writer=HuggingFaceStorageWriter(str(out / MODEL_DIR),
-                                                                                   save_distributed=True), no_dist=True)
-    (out / OPTIMIZER_DIR).mkdir()
-    group = {"params": sorted(state or ["w"]), "lr": 0.1, "momentum": -0.5, "weight_decay": 0.0}
-    (out / SHARDED_META).write_text(json.dumps({"param_groups": [group], "scalars": {}, "aliases": {}}))
-    ckpt.write_trainer_state(out, {"step": 1, "data": {}, "config": {"optimizer": {"name": "acme.negative_momentum"}}})
-    return out
+    return write_sharded(out, state or {"w": torch.arange(4.0)})
 
 
 def test_sharded_weights_are_read_on_the_host_passed_in(host: PluginHost, tmp_path: Path) -> None:
@@ -99,7 +44,7 @@ def test_sharded_weights_are_read_on_the_host_passed_in(host: PluginHost, tmp_pa
     ckpt.load_into_model(model, directory, host)
     assert torch.equal(model.w, torch.arange(4.0))
     # on the process's host the name is not installed: momentum is held >= 0 there
-    with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
+    with pytest.raises(CheckpointError, match=DAMAGED):
         ckpt.load_model_state(directory)
 
 
@@ -107,7 +52,7 @@ def test_export_weights_reads_on_the_host_passed_in(host: PluginHost, tmp_path: 
     directory = _sharded(tmp_path / "step-1")
     out = ckpt.export_weights(directory, tmp_path / "w.safetensors", host=host)
     assert torch.equal(ckpt.load_model_state(out)["w"], torch.arange(4.0))
-    with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
+    with pytest.raises(CheckpointError, match=DAMAGED):
         ckpt.export_weights(directory, tmp_path / "other.safetensors")
     assert not (tmp_path / "other.safetensors").exists()
 
@@ -116,7 +61,7 @@ def test_init_from_reads_on_the_runs_host(host: PluginHost, tmp_path: Path) -> N
     from deepseek.training.build import build_model
 
     directory = _sharded(tmp_path / "step-1", _net_weights())
-    config = config_from_dict({"model": {"name": "acme.net"}, "train": {"init_from": str(directory)}}, host=host)
+    config = config_from_dict({"model": {"name": MODEL}, "train": {"init_from": str(directory)}}, host=host)
     model = build_model(config, host=host)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in _net_weights().items())
 
@@ -129,7 +74,7 @@ def test_evaluate_reads_the_checkpoint_on_the_host_passed_in(host: PluginHost, t
     loaded.load_state_dict(_net_weights())
     want = deepseek.evaluate(loaded, data, names=names)
     assert deepseek.evaluate(Net(), data, names=names, checkpoint=directory, host=host) == want
-    with pytest.raises(CheckpointError, match=r"optimizer group 0 momentum is -0.5, below 0"):
+    with pytest.raises(CheckpointError, match=DAMAGED):
         deepseek.evaluate(Net(), data, names=names, checkpoint=directory)
 
 
@@ -163,12 +108,11 @@ def test_single_reads_a_sharded_checkpoint_once_on_the_runs_host(tmp_path: Path)
     from deepseek.training.single import SingleDeviceStrategy
     from deepseek.training.strategy import StepSettings
 
-    host = Counting()
-    assert host.register_plugin(Plugin(), dist="acme-optim", version="0.1").status == "ok"
+    host = registered(Counting())
     directory = _sharded(tmp_path / "step-1", _net_weights())
     strategy = SingleDeviceStrategy({"device": "cpu"}, precision=Precision("fp32"), host=host)
     strategy.place_for_training(Net(), lambda named: Plain([p for _, p in named]), StepSettings())
     assert strategy.load_checkpoint(directory)["step"] == 1
     assert all(torch.equal(strategy.model.state_dict()[k], v) for k, v in _net_weights().items())
     assert strategy.optimizer.param_groups[0]["momentum"] == -0.5   # the checkpoint's groups, restored
-    assert host.optimizers == ["acme.negative_momentum"]
+    assert host.optimizers == [OPTIMIZER]
