@@ -29,19 +29,26 @@ print("script done", flush=True)
 """
 
 
-def test_atexit_handlers_of_the_script_import_from_its_folder(tmp_path: Path) -> None:
-    """Was: ``ModuleNotFoundError: No module named 'helper_of_job'`` at exit (exit code 0 all the
-    same), where ``python job.py`` printed the helper's word: the command took the script's folder
-    off ``sys.path`` when the script returned, before Python ran the handlers."""
+def _run_job(tmp_path: Path, script: str) -> list[str]:
+    """``deepseek run scripts/job.py --x`` in a process of its own, ``script`` as ``job.py`` beside
+    a ``helper_of_job.py`` (``WORD = "found"``) that its exit handlers import: the lines it printed,
+    once it ended with 0 and nothing on stderr."""
     folder = tmp_path / "scripts"
     folder.mkdir()
-    (folder / "job.py").write_text(textwrap.dedent(ATEXIT_SCRIPT))
+    (folder / "job.py").write_text(textwrap.dedent(script))
     (folder / "helper_of_job.py").write_text('WORD = "found"\n')
     done = subprocess.run([sys.executable, "-m", "deepseek", "--no-plugin-autoload", "run", str(folder / "job.py"), "--x"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert done.stdout.splitlines() == ["script done", "still there: True", "at exit: found ['--x']"], done.stdout
+    return done.stdout.splitlines()
+
+
+def test_atexit_handlers_of_the_script_import_from_its_folder(tmp_path: Path) -> None:
+    """Was: ``ModuleNotFoundError: No module named 'helper_of_job'`` at exit (exit code 0 all the
+    same), where ``python job.py`` printed the helper's word: the command took the script's folder
+    off ``sys.path`` when the script returned, before Python ran the handlers."""
+    assert _run_job(tmp_path, ATEXIT_SCRIPT) == ["script done", "still there: True", "at exit: found ['--x']"]
 
 
 TAKES_OVER = """
@@ -64,15 +71,7 @@ def test_a_script_that_replaces_a_handler_keeps_its_view_at_exit(tmp_path: Path)
     that unregistered one registered before it and registered its own left the count as it was, so
     the command took its own pair of handlers off and the script's ran with the caller's
     ``sys.argv`` and ``sys.path``."""
-    folder = tmp_path / "scripts"
-    folder.mkdir()
-    (folder / "job.py").write_text(textwrap.dedent(TAKES_OVER))
-    (folder / "helper_of_job.py").write_text('WORD = "found"\n')
-    done = subprocess.run([sys.executable, "-m", "deepseek", "--no-plugin-autoload", "run", str(folder / "job.py"), "--x"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert done.stdout.splitlines() == ["script done True", "at exit: found ['--x']"], done.stdout
+    assert _run_job(tmp_path, TAKES_OVER) == ["script done True", "at exit: found ['--x']"]
 
 
 WAITS = """
