@@ -46,6 +46,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def one_rank_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment of rank 0 of a one-rank group on a free local port, as torchrun sets it: a
+    launcher's strategy (``fsdp``, ``deepspeed``) then runs in this process."""
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(key, value)
+
+
 def run_torchrun(
     args: Sequence[str],
     *,

@@ -4,12 +4,12 @@ deepspeed switches off for a run. Both stayed so for the rest of the process."""
 
 from __future__ import annotations
 
-import socket
 import warnings
 from typing import Any
 
 import pytest
 import torch
+from _prohelpers import one_rank_group
 
 from deepseek import hookimpl
 from deepseek.cli.main import main
@@ -38,12 +38,7 @@ def test_a_model_failing_in_a_step_leaves_no_group_and_the_fast_path_on(monkeypa
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert host.register_plugin(Plugin(), dist="deepseek-acme", version="0.1.0").status == "ok"
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(key, value)
+    one_rank_group(monkeypatch)
     assert torch.backends.mha.get_fastpath_enabled() and not dist.is_initialized()
     with pytest.raises(SystemExit) as exit_:
         main(["bench", "train", "--model", "acme.step", "--strategy", "deepspeed", "--steps", "1", "--warmup", "0",

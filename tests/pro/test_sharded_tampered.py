@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import struct
 import sys
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _prohelpers import rerecord
+from _prohelpers import one_rank_group, rerecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "cli"))
 from hostile_cli import Hostile  # noqa: E402
@@ -174,22 +173,11 @@ def test_export_writes_nothing_from_a_tampered_checkpoint(hostile: Hostile, what
     assert not (hostile.work / "out").exists() and not list(hostile.work.glob(".out.tmp-*"))
 
 
-def _one_rank_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment of rank 0 of a one-rank group on a free local port, as torchrun sets it: the
-    ``fsdp`` strategy then runs in this process."""
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(key, value)
-
-
 def test_fsdp_refuses_tampered_companion_files(hostile: Hostile, monkeypatch: pytest.MonkeyPatch) -> None:
     """pro's own sharded loader (DCP resharding), under ``fsdp`` on one rank in this process: a
     stored weight named tied was left unread (its live values kept), the others were "does not fit
     this model or is damaged (TypeError ...)" or resumed. The run folder is restored between cases."""
-    _one_rank_group(monkeypatch)
+    one_rank_group(monkeypatch)
     pristine = hostile.work / "pristine"
     shutil.copytree(hostile.work / STEP, pristine)
     for what in ("alias of a stored weight", "alias to a list", "scalars a list", "group without params",
@@ -218,7 +206,7 @@ def test_optimizer_state_of_no_parameter_is_refused(hostile: Hostile, monkeypatc
     hostile.refused("train", "--resume", str(STEP), *SINGLE, "--max-steps", "6", "--run-dir", "new", "--quiet",
                     expect=words)
     hostile.refused("checkpoint", "export", str(STEP), "out", expect=words)
-    _one_rank_group(monkeypatch)
+    one_rank_group(monkeypatch)
     hostile.refused("train", "--resume", str(STEP), "--max-steps", "6", "--run-dir", "new", "--quiet", expect=words)
     assert not (hostile.work / "new").exists() and not (hostile.work / "out").exists()
 
