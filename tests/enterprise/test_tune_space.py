@@ -185,8 +185,9 @@ def test_a_rule_of_optimizer_groups_is_searched_by_index() -> None:
 
 
 def test_the_system_tuner_refuses_data_of_no_token_sequences() -> None:
-    """`bench train` measures sequences of `data.seq_len` tokens: a dataset without that key (the
-    multimodal digits) is refused at check_config, naming the dataset; a token dataset passes."""
+    """`bench train` measures token sequences of the data's declared length: a dataset whose
+    Dataset.sequence_length answers None (the multimodal digits) is refused at check_config, naming
+    the dataset and the declaration, not a key of core's data; a token dataset passes."""
     from deepseek.config.load import config_from_dict
     from deepseek.errors import ConfigError
     from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
@@ -194,8 +195,9 @@ def test_the_system_tuner_refuses_data_of_no_token_sequences() -> None:
     tuner = SystemTuner(SystemTunerOptions())
     tuner.check_config(config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8}}))
     digits = config_from_dict({"model": {"name": "tiny"}, "data": {"name": "multimodal.digits", "batch_size": 8}})
-    with pytest.raises(ConfigError, match=r"^data\.name: the system tuner needs token sequences \(data\.seq_len\); "
-                                          r"'multimodal\.digits' has none$"):
+    with pytest.raises(ConfigError, match=r"^data\.name: the system tuner needs token sequences; 'multimodal\.digits' "
+                                          r"declares no sequence length \(Dataset\.sequence_length answers None\); "
+                                          r"use token data such as 'text' with data\.seq_len$"):
         tuner.check_config(digits)
 
 

@@ -125,8 +125,9 @@ class SystemTuner(Tuner):
         component = (self.host or get_host()).resolve("dataset", config.data.name)
         length = checked_sequence_length(component.load(), config.data.options, component.label)
         if length is None:
-            raise ConfigError(f"data.name: the system tuner needs token sequences (data.seq_len); "
-                              f"{config.data.name!r} has none")
+            raise ConfigError(f"data.name: the system tuner needs token sequences; {config.data.name!r} declares no "
+                              f"sequence length (Dataset.sequence_length answers None); use token data such as "
+                              f"'text' with data.seq_len")
         return length
 
     def fit(self, config: Any) -> Fit:
