@@ -279,6 +279,70 @@ def test_the_system_tuner_reads_the_sequence_length_a_plugin_dataset_declares() 
         seq({"name": "acme.text"})
 
 
+class _Spread(SingleDeviceStrategy):
+    """Another distribution's `acme.s`: one process per device, as a launcher strategy is."""
+
+    needs_launcher = True
+
+    @classmethod
+    def memory_row(cls, options: Any) -> str | None:
+        return "ddp"
+
+
+def _provider(datasets: dict[str, Any], strategies: dict[str, Any]) -> object:
+    """A plugin registering `datasets` and `strategies` (one distribution's components)."""
+    from deepseek import hookimpl
+
+    class Provider:
+        @hookimpl
+        def deepseek_register_datasets(self, register: Any) -> None:
+            for name, target in datasets.items():
+                register(name, target, description=name)
+
+        @hookimpl
+        def deepseek_register_strategies(self, register: Any) -> None:
+            for name, target in strategies.items():
+                register(name, target, description=name)
+
+    return Provider()
+
+
+def test_the_system_tuner_resolves_the_configs_components_with_its_plugins_prefer() -> None:
+    """Two distributions register a dataset `acme.rows` and a strategy `acme.s`. The loader records
+    the preferred ones qualified (`deepseek-acme:acme.rows`); a Config naming them bare (built in
+    Python) is looked up by the system tuner as the run looks it up (training.build.run_host: the
+    host with the config's `[plugins] prefer`), so the sequence length, the launcher and the
+    advisor's row are the preferred plugin's, and `bench train`'s child, which reads no config,
+    gets the same precedence in DEEPSEEK_PLUGIN_PREFER."""
+    import dataclasses
+
+    from _hosts import enterprise_host
+
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    host = enterprise_host((_provider({"acme.rows": _BlockRows}, {"acme.s": _Placed}), "deepseek-acme"),
+                           (_provider({"acme.rows": _SeqRows}, {"acme.s": _Spread}), "deepseek-other"))
+    tuner = SystemTuner(SystemTunerOptions(nproc=2), host=host)
+
+    def trial(prefer: str, data: dict[str, Any]) -> tuple[list[str], str | None, dict[str, Any]]:
+        config = config_from_dict({"model": {"name": "tiny"}, "data": {"name": "acme.rows", **data, "batch_size": 8},
+                                   "strategy": {"name": "acme.s"}, "plugins": {"prefer": [prefer]}}, host=host)
+        assert (config.data.name, config.strategy.name) == (f"{prefer}:acme.rows", f"{prefer}:acme.s")
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name="acme.rows"),
+                                     strategy=dataclasses.replace(config.strategy, name="acme.s"))
+        tuner.check_config(config)
+        return tuner.bench_args(config, "bench.json"), tuner.fit(config).row, tuner.bench_env(config)
+
+    args, row, env = trial("deepseek-acme", {"block_size": 24})
+    assert (args[:2], args[args.index("--seq") + 1], args[args.index("--batch") + 1]) == (["bench", "train"], "24", "8")
+    assert row == "single" and env["DEEPSEEK_PLUGIN_PREFER"] == "deepseek-acme"
+    args, row, env = trial("deepseek-other", {"seq_len": 40})
+    assert (args[:4], args[args.index("--seq") + 1], args[args.index("--batch") + 1]) == (
+        ["launch", "-n", "2", "--"], "40", "4")
+    assert row == "ddp" and env["DEEPSEEK_PLUGIN_PREFER"] == "deepseek-other"
+
+
 @dataclass(frozen=True)
 class _PlacedOptions:
     placement: str = "host"

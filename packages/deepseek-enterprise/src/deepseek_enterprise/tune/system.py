@@ -120,9 +120,9 @@ class SystemTuner(Tuner):
         """Tokens per row of the config's data (its dataset's ``Dataset.sequence_length``), which
         ``bench train`` measures at; data without token sequences is refused (``ConfigError``)."""
         from deepseek.data.dataset import checked_sequence_length
-        from deepseek.plugins.host import get_host
+        from deepseek.training.build import run_host
 
-        component = (self.host or get_host()).resolve("dataset", config.data.name)
+        component = run_host(config, self.host).resolve("dataset", config.data.name)
         length = checked_sequence_length(component.load(), config.data.options, component.label)
         if length is None:
             raise ConfigError(f"data.name: the system tuner needs token sequences; {config.data.name!r} declares no "
@@ -141,9 +141,9 @@ class SystemTuner(Tuner):
         from deepseek.advise.hardware import detect_devices, host_memory, parse_size
         from deepseek.advise.report import CPU_OVERHEAD, GPU_OVERHEAD
         from deepseek.plugins.calls import class_calls
-        from deepseek.plugins.host import get_host
+        from deepseek.training.build import run_host
 
-        component = (self.host or get_host()).resolve("strategy", config.strategy.name)
+        component = run_host(config, self.host).resolve("strategy", config.strategy.name)
         cls = component.load()
         with class_calls(component, "memory_row"):  # a plugin's bug: one line naming it
             row = cls.memory_row(config.strategy.options)
@@ -211,6 +211,16 @@ class SystemTuner(Tuner):
             args = ["launch", "-n", str(o.nproc), "--", *args]
         return args
 
+    def bench_env(self, config: Any) -> dict[str, str | None]:
+        """The environment of ``bench train``'s child: the study's plugin settings
+        (:func:`plugin_env`) with the config's ``[plugins] prefer`` after their own precedence in
+        ``DEEPSEEK_PLUGIN_PREFER``, so the child, which reads no config file, resolves the
+        strategy's and model's names as the trial's config does."""
+        from deepseek.plugins.settings import ENV_PREFER
+        from deepseek.training.build import run_host
+
+        return {**plugin_env(self.host), ENV_PREFER: ",".join(run_host(config, self.host).preference()) or None}
+
     def run(self, trial: TrialRun) -> float:
         from deepseek.advise.hardware import format_gib
 
@@ -220,7 +230,8 @@ class SystemTuner(Tuner):
         out = trial.folder / "bench.json"
         log = trial.folder / "bench.log"
         argv = deepseek_argv(self.bench_args(trial.config, str(out)))
-        code, stopped = run_child(argv, log, env=plugin_env(self.host), timeout=self.options.trial_timeout_s or None)
+        code, stopped = run_child(argv, log, env=self.bench_env(trial.config),
+                                  timeout=self.options.trial_timeout_s or None)
         if stopped:
             raise TrialFailed(f"ran past tuner.trial_timeout_s = {self.options.trial_timeout_s:g} s; stopped")
         if code != 0:

@@ -105,10 +105,11 @@ def train_argv(trial: TrialRun, run_dir: Path, host: Any, nproc: int, resume: bo
 
 
 def needs_launcher(config: Any, host: Any) -> bool:
-    """Whether the config's strategy runs one process per device."""
-    from deepseek.plugins.host import get_host
+    """Whether the config's strategy runs one process per device (resolved as the run resolves
+    it: ``host`` with the config's ``[plugins] prefer``)."""
+    from deepseek.training.build import run_host
 
-    return bool((host or get_host()).resolve("strategy", config.strategy.name).load().needs_launcher)
+    return bool(run_host(config, host).resolve("strategy", config.strategy.name).load().needs_launcher)
 
 
 class TrainingTuner(Tuner):
