@@ -357,6 +357,59 @@ class _Placed(SingleDeviceStrategy):
         return "cpu" if options.placement == "host" else None
 
 
+@dataclass(frozen=True)
+class _CardOptions:
+    device: str = "host"
+    """This plugin's own `device` key: "host" or an accelerator card's label, not bench's --device."""
+
+
+class _Card(SingleDeviceStrategy):
+    Options = _CardOptions
+
+    @classmethod
+    def device_type(cls, options: Any) -> Literal["cpu", "cuda"] | None:
+        return "cpu" if options.device == "host" else "cuda"
+
+
+def test_a_system_trial_benches_on_the_device_its_strategy_declares() -> None:
+    """`bench train --device` comes from StrategyRules.device_type, not from a strategy key named
+    `device`: a plugin strategy pinned to the CPU by a key of its own gets `--device cpu`, one whose
+    `device` key means something else gets it as a --strategy-option; single's device reaches bench
+    whole (`cuda:1` too), and bench refuses a --device contradicting it in one line."""
+    from _hosts import enterprise_host, registering
+
+    from deepseek.bench._train_config import BenchSettings, bench_config
+    from deepseek.config.load import config_from_dict
+    from deepseek.errors import UsageError
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    host = enterprise_host((registering("deepseek_register_strategies", {"acme.placed": _Placed, "acme.card": _Card}),
+                            "deepseek-acme"))
+    tuner = SystemTuner(SystemTunerOptions(), host=host)
+
+    def bench(strategy: dict[str, Any]) -> tuple[str | None, list[str]]:
+        config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
+                                   "strategy": strategy}, host=host)
+        args = tuner.bench_args(config, "bench.json")
+        return (args[args.index("--device") + 1] if "--device" in args else None,
+                [args[i + 1] for i, arg in enumerate(args) if arg == "--strategy-option"])
+
+    assert bench({"name": "acme.placed"}) == ("cpu", ['placement="host"'])
+    assert bench({"name": "acme.placed", "placement": "device"}) == (None, ['placement="device"'])
+    assert bench({"name": "acme.card"}) == ("cpu", ['device="host"'])
+    assert bench({"name": "acme.card", "device": "card0"}) == (None, ['device="card0"'])
+    assert bench({"name": "single", "device": "cpu"}) == ("cpu", ['device="cpu"', 'sync_batchnorm=false'])
+    assert bench({"name": "single", "device": "cuda:1"}) == (None, ['device="cuda:1"', 'sync_batchnorm=false'])
+
+    def single(device: str, option: str) -> str:
+        return bench_config(BenchSettings(device=device, strategy_options=(f"device={option}",)), host).strategy.options.device
+
+    assert (single("cpu", '"cpu"'), single("auto", '"cuda:1"')) == ("cpu", "cuda:1")
+    with pytest.raises(UsageError, match=r"^--strategy-option device: 'cuda' contradicts --device cpu; give single's "
+                                         r"device once$"):
+        single("cpu", '"cuda"')
+
+
 def test_the_system_tuners_estimate_is_for_the_device_the_strategy_declares(monkeypatch: pytest.MonkeyPatch) -> None:
     """StrategyRules.device_type: a strategy pinned to the CPU (single's `device = "cpu"`, or a
     plugin's own key) is estimated for the CPU (fp32 under precision `auto`, the CPU overhead)

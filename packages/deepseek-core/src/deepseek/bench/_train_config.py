@@ -75,8 +75,13 @@ def bench_config(s: BenchSettings, host: Any) -> Any:
     from deepseek.config.load import config_from_dict
 
     strategy = component_table("strategy", s.strategy, s.strategy_options)
-    if s.strategy == "single":
-        strategy["device"] = s.device
+    if s.strategy == "single":  # --device is single's device; a --strategy-option device=... is kept
+        given = strategy.setdefault("device", s.device)
+        if s.device != "auto" and given != s.device:
+            from deepseek.errors import UsageError
+
+            raise UsageError(f"--strategy-option device: {given!r} contradicts --device {s.device}; give single's "
+                             f"device once")
     ranks = int(os.environ.get("WORLD_SIZE", "1"))  # --batch is per device: the global batch spans ranks
     return config_from_dict({
         "model": {"name": s.model, **model_overrides(s)},

@@ -336,7 +336,8 @@ def _print(result: dict[str, Any]) -> None:
               help="Also run a plain PyTorch loop (eager and torch.compile) in the same process.")
 @click.option("--baseline-variants", type=NameList(), default="eager,compile", show_default=True,
               help="Which plain loops --baseline runs: eager, compile or both.")
-@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--device", type=Device(), default="auto", show_default=True,
+              help="auto, cpu or cuda[:N]; single's device unless --strategy-option device=... gives it.")
 @click.option("--peak-tflops", type=FiniteFloat(min=0, min_open=True),
               help="Peak TFLOP/s for MFU when the device is not known.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True)

@@ -130,6 +130,16 @@ class SystemTuner(Tuner):
                               f"'text' with data.seq_len")
         return length
 
+    def declared_device(self, config: Any) -> str | None:
+        """The device the config's strategy declares (``StrategyRules.device_type``: ``"cpu"``,
+        ``"cuda"``, or ``None`` where it picks at set-up); what it raises is one line naming it."""
+        from deepseek.plugins.calls import class_calls
+        from deepseek.training.build import run_host
+
+        component = run_host(config, self.host).resolve("strategy", config.strategy.name)
+        with class_calls(component, "device_type"):
+            return component.load().device_type(config.strategy.options)
+
     def fit(self, config: Any) -> Fit:
         """The advisor's estimate for this config (``row`` None: no row models its strategy)."""
         from deepseek.advise.estimate import (
@@ -154,8 +164,7 @@ class SystemTuner(Tuner):
         world = _world(config, self.host, o.nproc)
         devices = detect_devices(keep_cuda_idle=True)
         memory = parse_size(o.device_memory, option="tuner.device_memory") if o.device_memory else devices.memory
-        with class_calls(component, "device_type"):
-            on_gpu = devices.count > 0 and cls.device_type(config.strategy.options) != "cpu"
+        on_gpu = devices.count > 0 and self.declared_device(config) != "cpu"
         precision = config.precision.dtype if config.precision.dtype != "auto" else ("bf16" if on_gpu else "fp32")
         setup = TrainSetup(seq_len=self.sequence_length(config), micro_batch=micro_batch(config, world) or 1,
                            precision=precision, activation_checkpointing=config.train.activation_checkpointing,
@@ -203,10 +212,9 @@ class SystemTuner(Tuner):
         for key, value in options_dict(config.model.options).items():
             args += ["--model-option", f"{key}={_literal(value)}"]
         for key, value in options_dict(config.strategy.options).items():
-            if key == "device":
-                args += ["--device", str(value)]
-            else:
-                args += ["--strategy-option", f"{key}={_literal(value)}"]
+            args += ["--strategy-option", f"{key}={_literal(value)}"]
+        if self.declared_device(config) == "cpu":  # the strategy's own rule, whatever its key is named
+            args += ["--device", "cpu"]
         if needs_launcher(config, self.host):
             args = ["launch", "-n", str(o.nproc), "--", *args]
         return args
