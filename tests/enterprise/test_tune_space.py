@@ -132,6 +132,28 @@ def test_a_system_trial_measures_the_precision_it_was_given(master: bool) -> Non
     assert "--no-fp32-residual" in args and args[args.index("--precision") + 1] == "bf16"
 
 
+def test_a_system_trial_benches_the_optimizer_and_attention_of_its_config() -> None:
+    """`bench train` measures the trial's optimizer (its own and shared keys, groups included), its
+    attention kernel and compile scope, not bench's defaults (adamw, auto, blocks): the optimizer
+    table bench builds from the arguments is the trial config's."""
+    from deepseek.bench._train_config import BenchSettings, bench_config
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
+                               "train": {"attention": "math", "compile_scope": "model"},
+                               "optimizer": {"name": "lion", "weight_decay": 0.05,
+                                             "groups": [{"match": "*.bias", "weight_decay": 0.0}]},
+                               "strategy": {"name": "single", "device": "cpu"}})
+    args = SystemTuner(SystemTunerOptions()).bench_args(config, "bench.json")
+    assert (args[args.index("--attention") + 1], args[args.index("--compile-scope") + 1]) == ("math", "model")
+    items = tuple(args[i + 1] for i, arg in enumerate(args) if arg == "--optimizer-option")
+    assert "weight_decay=0.05" in items
+    benched = bench_config(BenchSettings(model="tiny", seq=32, device="cpu", optimizer=args[args.index("--optimizer") + 1],
+                                         optimizer_options=items), None)
+    assert benched.to_dict()["optimizer"] == config.to_dict()["optimizer"]
+
+
 def test_a_system_trials_memory_estimate_counts_master_weights_and_accumulation() -> None:
     """The tuner's fit check asks the advisor about the config as given: master weights hold
     16 B per parameter, 20 with an fp32 gradient sum under accumulation (docs/advise.md)."""

@@ -196,6 +196,7 @@ class SystemTuner(Tuner):
     def bench_args(self, config: Any, out: str) -> list[str]:
         """``bench train`` options that measure this config."""
         from deepseek.config.components import options_dict
+        from deepseek.config.toml_files import toml_value
 
         o = self.options
         world = _world(config, self.host, o.nproc)
@@ -208,7 +209,12 @@ class SystemTuner(Tuner):
                 "--activation-checkpointing" if t.activation_checkpointing else "--no-activation-checkpointing",
                 "--fp32-residual" if config.precision.fp32_residual else "--no-fp32-residual",
                 "--master-weights" if config.precision.master_weights else "--no-master-weights",
-                "--init-device", t.init_device, "--json", out]
+                "--init-device", t.init_device, "--attention", t.attention, "--compile-scope", t.compile_scope,
+                "--json", out]
+        optimizer = dict(config.to_dict()["optimizer"])  # its own keys and the shared ones (groups too)
+        args += ["--optimizer", optimizer.pop("name")]
+        for key, value in optimizer.items():
+            args += ["--optimizer-option", f"{key}={toml_value(value)}"]
         for key, value in options_dict(config.model.options).items():
             args += ["--model-option", f"{key}={_literal(value)}"]
         for key, value in options_dict(config.strategy.options).items():
