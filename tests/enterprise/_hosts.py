@@ -10,15 +10,16 @@ from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
 
-def registering(hook: str, components: Mapping[str, object]) -> object:
+def registering(hook: str, components: Mapping[str, object], declares: Mapping[str, object] | None = None) -> object:
     """A plugin whose ``hook`` (``deepseek_register_<kinds>``) registers each ``name: target`` of
-    ``components`` (the description is the name). It lives in the module of the first target, as
+    ``components`` (the description is the name; ``declares``, if given, is each one's declaration
+    table, e.g. a strategy's ``{"memory_rows": [...]}``). It lives in the module of the first target, as
     a plugin's entry point lives beside its components: the host attributes the code of that
     module to the plugin's distribution (what ``loading_needs`` names)."""
 
     def register_all(self: object, register) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
         for name, target in components.items():
-            register(name, target, description=name)
+            register(name, target, description=name, **({"declares": dict(declares)} if declares else {}))
 
     register_all.__name__ = hook
     first = next(iter(components.values()))

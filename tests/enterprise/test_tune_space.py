@@ -324,7 +324,7 @@ def _provider(datasets: dict[str, Any], strategies: dict[str, Any]) -> object:
         @hookimpl
         def deepseek_register_strategies(self, register: Any) -> None:
             for name, target in strategies.items():
-                register(name, target, description=name)
+                register(name, target, description=name, declares={"memory_rows": ["single", "ddp"]})
 
     return Provider()
 
@@ -446,7 +446,8 @@ def test_the_system_tuners_estimate_is_for_the_device_the_strategy_declares(monk
     assert [SingleDeviceStrategy.device_type(SingleOptions(device=d)) for d in ("auto", "cpu", "cuda:1")] == \
         [None, "cpu", "cuda"]
     monkeypatch.setattr(hardware, "detect_devices", lambda **_: hardware.Devices(1, 80 * 1024**3, "GPU", "test"))
-    host = enterprise_host((registering("deepseek_register_strategies", {"acme.placed": _Placed}), "deepseek-acme"))
+    host = enterprise_host((registering("deepseek_register_strategies", {"acme.placed": _Placed},
+                                                 {"memory_rows": ["single"]}), "deepseek-acme"))
     tuner = SystemTuner(SystemTunerOptions(), host=host)
 
     def total(strategy: dict[str, Any]) -> int:
@@ -497,6 +498,12 @@ class _Unrowed(SingleDeviceStrategy):
         raise KeyError("rows")
 
 
+class _Misplaced(SingleDeviceStrategy):
+    @classmethod
+    def device_type(cls, options: Any) -> Literal["cpu", "cuda"] | None:
+        return "gpu"  # type: ignore[return-value]  # no device type: the plugin's bug
+
+
 def test_a_plugin_strategys_device_type_or_memory_row_that_raises_names_the_plugin(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """What a plugin strategy's class-side answers to the system tuner raise (``device_type``,
@@ -514,13 +521,27 @@ def test_a_plugin_strategys_device_type_or_memory_row_that_raises_names_the_plug
     from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
 
     monkeypatch.setattr(hardware, "detect_devices", lambda **_: hardware.Devices(1, 80 * 1024**3, "GPU", "test"))
-    host = enterprise_host((registering("deepseek_register_strategies", {"acme.unplaced": _Unplaced,
-                                                                         "acme.unrowed": _Unrowed}), "deepseek-acme"))
-    config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
-                               "strategy": {"name": "acme.unrowed"}}, host=host)
+    host = enterprise_host((registering("deepseek_register_strategies", {
+        "acme.unplaced": _Unplaced, "acme.unrowed": _Unrowed, "acme.misplaced": _Misplaced, "acme.undeclared": _Spread},
+        {"memory_rows": ["single"]}), "deepseek-acme"))
+
+    def fit(name: str) -> Any:
+        config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
+                                   "strategy": {"name": name}}, host=host)
+        return SystemTuner(SystemTunerOptions(), host=host).fit(config)
+
     with pytest.raises(PluginError, match=r"^strategy 'acme\.unrowed' \(deepseek-acme 1\.0, registered by .*\): "
                                           r"memory_row raised KeyError: 'rows'; a bug in the plugin"):
-        SystemTuner(SystemTunerOptions(), host=host).fit(config)
+        fit("acme.unrowed")
+    # The answers are read through core's checks (checked_device_type / checked_memory_row): a
+    # device type that is no device, or a row it did not declare, is the plugin's bug, never used.
+    with pytest.raises(PluginError, match=r"^strategy 'acme\.misplaced' \(deepseek-acme 1\.0, .*\): "
+                                          r"device_type\(\) returned 'gpu'; it must return 'cpu' or 'cuda'"):
+        fit("acme.misplaced")
+    with pytest.raises(PluginError, match=r"^strategy 'acme\.undeclared' \(deepseek-acme 1\.0, .*\): "
+                                          r"memory_row\(\) returned 'ddp'; it must return one of the memory_rows it "
+                                          r"declares at registration that the advisor models \(declared: 'single'\)"):
+        fit("acme.undeclared")
 
     (tmp_path / "base.toml").write_text('[model]\nname = "tiny"\n[data]\nseq_len = 32\nbatch_size = 8\n'
                                         '[strategy]\nname = "acme.unplaced"\n')

@@ -135,10 +135,11 @@ class SystemTuner(Tuner):
         ``"cuda"``, or ``None`` where it picks at set-up); what it raises is one line naming it."""
         from deepseek.plugins.calls import class_calls
         from deepseek.training.build import run_host
+        from deepseek.training.strategy_rules import checked_device_type
 
         component = run_host(config, self.host).resolve("strategy", config.strategy.name)
         with class_calls(component, "device_type"):
-            return component.load().device_type(config.strategy.options)
+            return checked_device_type(component.load(), config.strategy.options)
 
     def fit(self, config: Any) -> Fit:
         """The advisor's estimate for this config (``row`` None: no row models its strategy)."""
@@ -150,13 +151,11 @@ class SystemTuner(Tuner):
         )
         from deepseek.advise.hardware import detect_devices, host_memory, parse_size
         from deepseek.advise.report import CPU_OVERHEAD, GPU_OVERHEAD
-        from deepseek.plugins.calls import class_calls
         from deepseek.training.build import run_host
+        from deepseek.training.strategy_rules import checked_memory_row
 
         component = run_host(config, self.host).resolve("strategy", config.strategy.name)
-        cls = component.load()
-        with class_calls(component, "memory_row"):  # a plugin's bug: one line naming it
-            row = cls.memory_row(config.strategy.options)
+        row = checked_memory_row(component, config.strategy.options)  # a plugin's bug: one line naming it
         spec = next((s for s in STRATEGIES if s.key == row), None)
         if spec is None:
             return Fit(None)
