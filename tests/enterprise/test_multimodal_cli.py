@@ -339,6 +339,22 @@ def test_table_shows_a_small_models_parameters_in_significant_digits(tmp_path: P
     assert "text, batch 1 on cpu (1 run, 0.12 M parameters): p50 1.00 ms" in out
 
 
+@pytest.mark.parametrize(("count", "shown"), [
+    (0, "0.00 M"), (1, "0.0000010 M"), (9, "0.0000090 M"), (10, "0.000010 M"), (99, "0.000099 M"),
+    (100, "0.00010 M"), (994, "0.00099 M"), (996, "0.0010 M"), (999, "0.0010 M"), (1_000, "0.0010 M"),
+    (4_200, "0.0042 M"), (9_940, "0.0099 M"), (9_960, "0.010 M"), (9_999, "0.010 M"), (10_000, "0.010 M"),
+    (12_345, "0.012 M"), (99_400, "0.099 M"), (99_960, "0.10 M"), (99_999, "0.10 M"), (100_000, "0.10 M"),
+    (123_456, "0.12 M"), (999_999, "1.00 M"), (1_000_000, "1.00 M"), (9_999_999, "10.00 M"),
+    (123_456_789, "123.46 M"),
+])
+def test_millions_keeps_its_significant_digits_around_every_power_of_ten(count: int, shown: str) -> None:
+    """Was: the digits were counted on the value before rounding, so a count that rounds up to the
+    next power of ten got one too many (9,999 was '0.0100 M', 99,999 '0.100 M', 999 '0.00100 M')."""
+    from deepseek_enterprise.study_report import millions
+
+    assert millions(count) == shown
+
+
 def test_table_refuses_a_fifo_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It blocked until killed."""
     import os

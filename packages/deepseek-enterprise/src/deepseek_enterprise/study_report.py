@@ -315,9 +315,14 @@ def table(rows: list[dict[str, Any]]) -> str:
 def millions(count: int) -> str:
     """A parameter count in millions as the tables show it: two decimals from 0.1 M up (``0.56 M``),
     two significant digits below (``0.0042 M`` for 4,200; rounding to two decimals showed a small
-    model as ``0.00 M``)."""
+    model as ``0.00 M``). The digits are counted on the value rounded to two significant digits, so
+    a count that rounds up to the next power of ten keeps two (9,999 is ``0.010 M``, not ``0.0100 M``;
+    99,999 is ``0.10 M``, as 0.1 M and more shows)."""
     m = count / 1e6
-    decimals = 2 if m >= 0.1 or m <= 0 else 1 - math.floor(math.log10(m))
+    if m <= 0:
+        return f"{m:.2f} M"
+    exponent = int(f"{m:.1e}".partition("e")[2])  # of the value rounded to two significant digits
+    decimals = 2 if exponent >= -1 else 1 - exponent
     return f"{m:.{decimals}f} M"
 
 
