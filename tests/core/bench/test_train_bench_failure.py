@@ -74,3 +74,33 @@ def test_a_failing_model_leaves_the_strategy_torn_down(model: str, host: PluginH
     assert f"acme: broken {model.split('.')[1].replace('step', 'forward')}" in capsys.readouterr().err
     assert TORN_DOWN == [True]  # once, after the wrapped model went
     assert not (tmp_path / "out.json").exists()
+
+
+
+@pytest.fixture
+def float32_switches() -> Any:
+    """torch's TF32 switches put back after the test, however it ended."""
+    import torch
+
+    precision, conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    yield torch
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cudnn.allow_tf32 = conv
+
+
+@pytest.mark.parametrize(("model", "precision", "conv"), [("tiny", "medium", False), ("acme.build", "highest", True)])
+def test_bench_train_leaves_torchs_tf32_switches_as_it_found_them(model: str, precision: str, conv: bool,
+                                                                   host: PluginHost, tmp_path: Path,
+                                                                   float32_switches: Any) -> None:
+    """Was: ``bench train`` turned TF32 on for the rest of the process (matmuls and cuDNN), so an
+    in-process caller's float32 work after it ran at TF32 precision; now as it found them, after a
+    bench that ended well (tiny) or failed (a model that fails to build)."""
+    torch = float32_switches
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cudnn.allow_tf32 = conv
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "train", "--model", model, "--steps", "1", "--warmup", "0", "--batch", "1", "--seq", "8",
+              "--device", "cpu", "--precision", "fp32", "--no-baseline", "--json", str(tmp_path / "out.json")],
+             host=host)
+    assert (exit_.value.code in (0, None)) is (model == "tiny")
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == (precision, conv)

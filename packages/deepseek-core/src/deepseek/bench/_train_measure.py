@@ -6,10 +6,30 @@ import contextlib
 import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def tf32() -> Iterator[None]:
+    """TF32 matmuls and cuDNN convolutions while ``bench train`` measures (its numbers are taken
+    with them; the peak of an fp32 run is the TF32 one); after, however the bench ended, the
+    process's switches as they were (the matmul precision, ``medium`` included, and cuDNN's), so
+    that an in-process caller's float32 work (a test, a notebook's next cell) keeps its precision.
+    These are the switches every supported torch has; torch >= 2.9's finer ``fp32_precision``
+    ones are not read: a process that set those gets them back as these setters map them."""
+    import torch
+
+    precision, conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cudnn.allow_tf32 = conv
+
 
 # Dense peak TFLOP/s (no sparsity) by device-name pattern: (16-bit, TF32). First match wins.
 _PEAKS: tuple[tuple[str, float, float], ...] = (

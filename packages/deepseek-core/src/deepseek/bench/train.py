@@ -36,7 +36,7 @@ from deepseek.bench._train_config import (
     model_context,
     model_overrides,
 )
-from deepseek.bench._train_measure import make_row, measure, peak_tflops
+from deepseek.bench._train_measure import make_row, measure, peak_tflops, tf32
 from deepseek.cli.bench_cmd import baseline_options, check_baseline
 from deepseek.cli.params import MAX_REPEATS, PATH, SEED, Device, FiniteFloat, NameList, count
 from deepseek.errors import shown
@@ -202,11 +202,9 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
     come from ``host`` (default: the process's plugin host)."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
     from deepseek.training.attention import attention_kernel
 
-    with attention_kernel(s.attention, planned_device(s), where="--attention"):
+    with tf32(), attention_kernel(s.attention, planned_device(s), where="--attention"):
         step, strategy, model, teardown = _ours(s, host)
         try:
             device = strategy.device
