@@ -271,13 +271,13 @@ def test_a_value_of_the_users_that_a_plugin_encoder_refuses_stays_the_users_conf
     assert not isinstance(info.value, PluginError)
 
 
+@pytest.mark.usefixtures("one_thread")  # the count the test found is put back after it, however it ended
 def test_a_working_encoder_passes_and_the_check_costs_nothing_noticeable(host: PluginHost) -> None:
     """The checks read shapes and dtypes only: one check costs under 2% of a forward of the tiny
     classifier (whose encoder is one 4x4 convolution, the least work a check could hide in; the
     check is about 5 us, the forward about 1 ms on one CPU thread)."""
     from deepseek.models.encoder import check_output
 
-    torch.set_num_threads(1)
     model = _classifier(host, "good").eval()
     batch = _batch()
     inputs = batch["vision"]["inputs"]

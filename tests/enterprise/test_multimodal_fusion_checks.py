@@ -146,11 +146,11 @@ def test_a_declared_return_type_other_than_fusion_output_is_refused_when_created
         _classifier(host, "declares")
 
 
+@pytest.mark.usefixtures("one_thread")  # the count the test found is put back after it, however it ended
 def test_a_working_fusion_passes_and_the_check_costs_nothing_noticeable(host: PluginHost) -> None:
     """The check reads shapes and dtypes only: under 2% of a forward of a tiny classifier."""
     from deepseek_enterprise.fusion import check_output
 
-    torch.set_num_threads(1)
     model = _classifier(host, "good").eval()
     batch = _batch()
     with torch.no_grad():

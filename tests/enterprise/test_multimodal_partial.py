@@ -26,6 +26,8 @@ from deepseek.data.dataset import Dataset
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread, the count put back after each test
+
 ROWS, FRAMES, BYTES, CLASSES = 8, 6, 8, 4
 
 
@@ -108,11 +110,6 @@ plot = false
 progress = false
 """
 MONITOR = 'monitor = "val_accuracy_audio"\nmonitor_mode = "max"'
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

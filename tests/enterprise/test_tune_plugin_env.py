@@ -11,6 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from _tune_common import DEEPSEEK, trials, write
 
 from deepseek_enterprise.tune.process import plugin_env, run_child
@@ -49,14 +50,11 @@ def test_trials_load_the_plugins_the_tune_command_chose(tmp_path: Path) -> None:
     assert [r["state"] for r in rows] == ["complete"], rows
 
 
-def test_run_child_sets_and_unsets_the_variables(tmp_path: Path) -> None:
+def test_run_child_sets_and_unsets_the_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code = "import os; print(os.environ.get('DEEPSEEK_PLUGINS'), os.environ.get('DEEPSEEK_DISABLE_PLUGINS'))"
-    os.environ["DEEPSEEK_PLUGINS"] = "deepseek-pro"
-    try:
-        exit_code, stopped = run_child(["python", "-c", code], tmp_path / "log",
-                                       env={"DEEPSEEK_PLUGINS": None, "DEEPSEEK_DISABLE_PLUGINS": "deepseek-x"})
-    finally:
-        del os.environ["DEEPSEEK_PLUGINS"]
+    monkeypatch.setenv("DEEPSEEK_PLUGINS", "deepseek-pro")  # the process's own value (or none) put back after
+    exit_code, stopped = run_child(["python", "-c", code], tmp_path / "log",
+                                   env={"DEEPSEEK_PLUGINS": None, "DEEPSEEK_DISABLE_PLUGINS": "deepseek-x"})
     assert (exit_code, stopped) == (0, False)
     assert (tmp_path / "log").read_text().split() == ["None", "deepseek-x"]
     assert plugin_env(None) == {}

@@ -15,6 +15,7 @@ The tiny GPT's parity under both units is in ``test_deepspeed.py`` (``ds3``, ``d
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,18 @@ def test_a_block_that_sits_out_a_step_trains_as_under_deepspeeds_default(runs: P
     assert block == pytest.approx(json.loads((runs / "skips-module.json").read_text()), rel=1e-6, abs=0)
 
 
+@pytest.fixture
+def fastpath_on() -> Iterator[None]:
+    """torch's mha fast-path switch on for the test (the user's), and as the test found it after,
+    however the test ended: a failed assertion while the strategy holds it off must not leave it
+    off for the tests after (the switch is the process's)."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(True)
+    yield
+    torch.backends.mha.set_fastpath_enabled(before)
+
+
+@pytest.mark.usefixtures("fastpath_on")
 def test_the_fused_kernel_switch_comes_back_once_however_the_run_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     """setup_environment turns torch's mha fast path off for the run (test_deepspeed_fused_kernels.py);
     a second call must not take the switch it turned off for the user's, and a process-group
@@ -108,7 +121,6 @@ def test_the_fused_kernel_switch_comes_back_once_however_the_run_ends(monkeypatc
         raise RuntimeError("destroy_process_group failed")
 
     monkeypatch.setattr(DistributedStrategy, "setup_environment", joined)
-    monkeypatch.setattr(torch.backends.mha, "_is_fastpath_enabled", True)  # the user's, put back after the test
     strategy = DeepSpeedStrategy({}, precision=Precision("fp32"))
     strategy.setup_environment()
     strategy.setup_environment()
