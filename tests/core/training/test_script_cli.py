@@ -178,6 +178,54 @@ def test_deepseek_run_leaves_sys_argv_and_sys_path_as_it_found_them(
         assert sys.path is search_path and sys.path == entries, (how, sys.path[:2], sys.path[-1])
 
 
+def test_two_deepseek_runs_in_two_threads_run_their_scripts_in_turn(tmp_path: Path, host: PluginHost,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: two in-process runs that overlapped in two threads shared the process's ``sys.argv``
+    (the first script read the second's), and the command swapped ``atexit.register`` for its own
+    for the while: the first to end, not the last to start, left the other's method in the module
+    for good. Now the second waits for the first script to end (the wait here is cut short at
+    0.5 s: it starts once the first ends); the ``atexit`` module is left alone."""
+    import atexit
+    import threading
+    import types
+    import warnings
+
+    from deepseek.cli.main import main
+
+    # main's own catch_warnings is the process's too: the first thread to leave it, not the last to
+    # enter, would leave the other's one-line showwarning in place for the tests after this one
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    monkeypatch.setattr(warnings, "filters", warnings.filters)
+    sync = types.SimpleNamespace(**{name: threading.Event() for name in ("a_started", "a_go", "b_started", "b_go")},
+                                 seen={})
+    monkeypatch.setitem(sys.modules, "_run_in_turn", sync)
+    monkeypatch.setattr(sys, "argv", ["caller"])
+    for name in "ab":
+        (tmp_path / f"{name}.py").write_text(f"import sys, _run_in_turn as s\ns.{name}_started.set()\n"
+                                             f"s.{name}_go.wait(10)\ns.seen[{name!r}] = list(sys.argv)\n")
+    functions = atexit.register, atexit.unregister
+    codes: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        try:
+            main(["run", str(tmp_path / f"{name}.py"), f"--{name}"], host=host)
+        except SystemExit as exc:
+            codes[name] = exc.code
+
+    first, second = (threading.Thread(target=run, args=(name,)) for name in "ab")
+    first.start()
+    assert sync.a_started.wait(10)
+    second.start()
+    sync.b_started.wait(0.5)
+    sync.a_go.set()
+    first.join(10)
+    sync.b_go.set()
+    second.join(10)
+    assert (atexit.register, atexit.unregister) == functions and sys.argv == ["caller"]
+    assert codes == {"a": 0, "b": 0}
+    assert sync.seen == {"a": [str(tmp_path / "a.py"), "--a"], "b": [str(tmp_path / "b.py"), "--b"]}
+
+
 @pytest.mark.parametrize("own", ["", "def bye(): pass\nimport atexit\natexit.register(bye)\natexit.unregister(bye)\n"],
                          ids=["registers-none", "unregisters-its-own"])
 def test_deepseek_run_in_process_leaves_nothing_registered_at_exit_behind_it(

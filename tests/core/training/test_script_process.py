@@ -74,6 +74,48 @@ def test_a_script_that_replaces_a_handler_keeps_its_view_at_exit(tmp_path: Path)
     assert _run_job(tmp_path, TAKES_OVER) == ["script done True", "at exit: found ['--x']"]
 
 
+EARLY_LIBRARY = """
+from atexit import register  # taken when imported, before any script ran
+
+def at_exit(function):
+    register(function)
+    return function
+"""
+
+THROUGH_A_LIBRARY = """
+import sys, early_library
+
+@early_library.at_exit
+def bye():
+    import helper_of_job  # in the script's folder, imported by no one before
+    print("at exit:", helper_of_job.WORD, sys.argv[1:], flush=True)
+
+print("script done", flush=True)
+"""
+
+
+def test_a_handler_registered_through_a_reference_taken_before_the_script_keeps_its_view(tmp_path: Path) -> None:
+    """Was: ``ModuleNotFoundError: No module named 'helper_of_job'`` at exit: the command saw the
+    script's handlers only through the ``atexit.register`` it put in the module while the script ran,
+    so one registered through a library's ``from atexit import register`` (imported before the run)
+    went unseen, the command took its pair of handlers off and the handler ran with the caller's
+    ``sys.argv`` and ``sys.path``. An in-process caller (``main(["run", ...])``) whose process then
+    ends, as a notebook's or a test runner's does."""
+    folder, library = tmp_path / "scripts", tmp_path / "lib"
+    folder.mkdir()
+    library.mkdir()
+    (library / "early_library.py").write_text(textwrap.dedent(EARLY_LIBRARY))
+    (folder / "job.py").write_text(textwrap.dedent(THROUGH_A_LIBRARY))
+    (folder / "helper_of_job.py").write_text('WORD = "found"\n')
+    caller = (f"import sys; sys.path.insert(0, {str(library)!r}); import early_library\n"
+              "from deepseek.cli.main import main\n"
+              f"main(['--no-plugin-autoload', 'run', {str(folder / 'job.py')!r}, '--x'])\n")
+    done = subprocess.run([sys.executable, "-c", caller], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.splitlines() == ["script done", "at exit: found ['--x']"], done.stdout
+
+
 WAITS = """
 import multiprocessing, time
 

@@ -22,7 +22,7 @@ def leave_rank(code: int) -> None:
     if code == 0:
         import atexit
 
-        atexit._run_exitfuncs()
+        atexit._run_exitfuncs()  # private: see leave_launcher
     exit_now(code)
 
 
@@ -39,6 +39,11 @@ def leave_launcher(code: int) -> None:
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
+    # atexit._run_exitfuncs() is private (CPython's; it runs the handlers and clears them, so the
+    # shutdown, were it reached, would not run them twice): the module has no public call that runs
+    # the handlers without the interpreter's shutdown after them, and that shutdown is what this
+    # skips. The handlers are the process's (logging's, torch's, a user script's): they must run,
+    # once, as at any exit, and os._exit alone would drop them. test_rank_exit.py checks they run.
     atexit._run_exitfuncs()
     exit_now(code)
 

@@ -22,13 +22,22 @@ those variables, set while the script runs, as ``deepseek launch`` gives them to
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from deepseek.errors import DeepseekError, UsageError
+
+_IN_TURN = threading.RLock()
+"""Held while a script runs: ``sys.argv``, ``sys.path``, ``sys.modules["__main__"]``, the plugin
+variables and the ``atexit`` handlers a script leaves are the process's, so two ``deepseek run``
+of one process in two threads (``main(["run", ...])``) run their scripts one after the other, each
+with its own; the same thread may nest them (a script that runs another through ``main``), but a
+script that starts another run in a thread of its own and waits for it waits for good."""
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -65,7 +74,7 @@ def run(script: str, args: tuple[str, ...]) -> int | None:
             click.echo(script_stopped_line(signals.received, started=False), err=True)
             return EXIT_PREEMPTED
         try:
-            with script_environment(), _argv_and_path(path, args):
+            with _IN_TURN, script_environment(), _argv_and_path(path, args):
                 _run_as_main(code, path, signals)
         except StopRequested as stop:  # outside deepseek.fit: the script unwound, nothing to save
             click.echo(script_stopped_line(stop.signal_name, started=True), err=True)
@@ -87,9 +96,11 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
     script registered run, at the process's exit, with both as the script left them (:class:`_AtExit`).
     A script that left no handler of its own registered leaves nothing registered behind it: a
     process that runs scripts in turn (``main(["run", ...])``, tests) does not pile up a pair of
-    handlers, each holding its script's lists, per run. The script's own are those it registered
-    and did not unregister (:class:`_Registrations`), not a count of the process's handlers: a
-    script that unregisters one registered before it (a library's) and registers its own has one."""
+    handlers, each holding its script's lists, per run. The script's own are the handlers registered
+    at its end that were not before it (:func:`_registered`), however it reached ``atexit.register``
+    (``from atexit import register`` in a module imported before, a library's helper): a script that
+    unregisters one registered before it (a library's) and registers its own has one. The
+    ``atexit`` module itself is left as it is (no function of it swapped for the while)."""
     import atexit
     import sys
 
@@ -98,14 +109,14 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
     sys.argv = [str(path), *args]
     search_path.insert(0, str(path.resolve().parent))
     at_exit = _AtExit()
-    atexit.register(at_exit.leave)  # registered before the script's handlers: runs after them
-    registrations = _Registrations()
+    leave = at_exit.leave
+    before = _registered()
+    atexit.register(leave)  # registered before the script's handlers: runs after them
     try:
-        with registrations:
-            yield
+        yield
     finally:
-        if not registrations.left:  # none of the script's to run at exit: none of ours either
-            atexit.unregister(at_exit.leave)
+        if not _added(before, _registered(), leave):  # none of the script's to run at exit: none of ours
+            atexit.unregister(leave)
         else:
             at_exit.script_view = list(sys.argv), list(sys.path)
             atexit.register(at_exit.enter)  # registered after the script's handlers: runs before them
@@ -114,50 +125,45 @@ def _argv_and_path(path: Any, args: tuple[str, ...]) -> Iterator[None]:
         sys.path = search_path
 
 
-class _Registrations:
-    """The ``atexit`` handlers registered while the script runs: within the ``with`` block,
-    ``atexit.register`` and ``atexit.unregister`` are this object's methods, which do what the
-    module's do and keep each handler registered in the block and not unregistered since
-    (``unregister`` removes every handler equal to its argument, as the module's does); after it,
-    :attr:`left` says whether any is left. After the block the module's own functions are back
-    (unless the script put its own there), and a reference to these methods taken in the block
-    (``from atexit import register``) only passes its calls on, holding no handler. ``atexit``
-    offers no public way to list or count its handlers."""
+def _registered() -> list[Any] | None:
+    """The functions registered with ``atexit`` now, or None where they cannot be read. ``atexit``
+    offers no call that lists them, but ``atexit.unregister(f)`` removes every registered function
+    equal to ``f`` (documented: "equality comparisons (==) are used"), so it compares ``f`` with
+    each: an ``f`` equal to none, which notes what it is compared with, reads them all and removes
+    none. A handler whose own ``==`` answers for a stranger (False rather than NotImplemented) is
+    not seen; one whose ``==`` raises makes them unreadable (None)."""
+    import atexit
 
-    def __init__(self) -> None:
-        import atexit
+    seen: list[Any] = []
 
-        self._register, self._unregister = atexit.register, atexit.unregister
-        self._added: list[Any] = []
-        self._open = False
-        self.left = False
+    class Reader:
+        __hash__ = None  # type: ignore[assignment]
 
-    def register(self, func: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if self._open:
-            self._added.append(func)
-        return self._register(func, *args, **kwargs)
+        def __eq__(self, other: object) -> bool:
+            seen.append(other)
+            return False
 
-    def unregister(self, func: Any, /) -> None:
-        if self._open:
-            self._added = [f for f in self._added if not f == func]
-        self._unregister(func)
+    try:
+        atexit.unregister(Reader())
+    except Exception:  # noqa: BLE001 - a handler's own __eq__ failed: unknown, so kept (see _added)
+        return None
+    return seen
 
-    def __enter__(self) -> _Registrations:
-        import atexit
 
-        self._open = True
-        atexit.register, atexit.unregister = self.register, self.unregister
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import atexit
-
-        self._open = False
-        self.left, self._added = bool(self._added), []
-        if atexit.register == self.register:
-            atexit.register = self._register
-        if atexit.unregister == self.unregister:
-            atexit.unregister = self._unregister
+def _added(before: list[Any] | None, after: list[Any] | None, ours: Any) -> bool:
+    """Whether ``after`` holds a handler that ``before`` did not (an object registered twice counts
+    twice), ``ours`` aside; True where either could not be read: the pair of :class:`_AtExit` then
+    stays, as for a script with handlers of its own. (``before`` holds its objects: no id is reused.)"""
+    if before is None or after is None:
+        return True
+    counts = collections.Counter(id(f) for f in before)
+    for f in after:
+        if f is ours:
+            continue
+        if not counts[id(f)]:
+            return True
+        counts[id(f)] -= 1
+    return False
 
 
 class _AtExit:
