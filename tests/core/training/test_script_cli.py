@@ -202,7 +202,7 @@ def test_two_deepseek_runs_in_two_threads_run_their_scripts_in_turn(tmp_path: Pa
     monkeypatch.setattr(sys, "argv", ["caller"])
     for name in "ab":
         (tmp_path / f"{name}.py").write_text(f"import sys, _run_in_turn as s\ns.{name}_started.set()\n"
-                                             f"s.{name}_go.wait(10)\ns.seen[{name!r}] = list(sys.argv)\n")
+                                             f"s.{name}_go.wait(60)\ns.seen[{name!r}] = list(sys.argv)\n")
     functions = atexit.register, atexit.unregister
     codes: dict[str, object] = {}
 
@@ -214,13 +214,13 @@ def test_two_deepseek_runs_in_two_threads_run_their_scripts_in_turn(tmp_path: Pa
 
     first, second = (threading.Thread(target=run, args=(name,)) for name in "ab")
     first.start()
-    assert sync.a_started.wait(10)
+    assert sync.a_started.wait(60)
     second.start()
     sync.b_started.wait(0.5)
     sync.a_go.set()
-    first.join(10)
+    first.join(60)
     sync.b_go.set()
-    second.join(10)
+    second.join(60)
     assert (atexit.register, atexit.unregister) == functions and sys.argv == ["caller"]
     assert codes == {"a": 0, "b": 0}
     assert sync.seen == {"a": [str(tmp_path / "a.py"), "--a"], "b": [str(tmp_path / "b.py"), "--b"]}
