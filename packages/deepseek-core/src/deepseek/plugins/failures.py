@@ -2,6 +2,9 @@
 from pluggy, the hookspecs it added taken out, its components and declared run files removed), its record says why, and the failure is reported (a
 :class:`~deepseek.plugins.records.PluginWarning`, or in strict mode a
 :class:`~deepseek.errors.PluginError`); plus the ``DEEPSEEK_TRACE_PLUGINS`` lines of the loading passes.
+A plugin of the same batch implementing a hook whose hookspec a dropped plugin added is dropped in
+turn after the registration pass (:meth:`FailureMixin._drop_orphans`; an ``optionalhook``
+implementation is skipped).
 
 The passes that find the failures are :class:`~deepseek.plugins.host.PluginHost`'s.
 """
@@ -13,7 +16,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import PluginError
-from deepseek.plugins.kinds import remove_hookspecs
+from deepseek.plugins.kinds import hook_callers, prune_hooks, remove_hookspecs
 from deepseek.plugins.records import CORE_DIST, Component, PluginRecord, PluginWarning
 from deepseek.plugins.settings import ENV_DENY, PluginSettings
 
@@ -30,6 +33,7 @@ class FailureMixin:
     _components: dict[str, dict[str, list[Component]]]
     _loaded: list[Any]
     _hookspecs_of: dict[str, dict[str, bool]]
+    _withdrawn: dict[str, tuple[str, str]]
 
     def _drop(self, record: PluginRecord, why: str) -> None:
         if record.dist == CORE_DIST:
@@ -38,19 +42,57 @@ class FailureMixin:
             if self.pm.is_registered(ld.plugin):
                 self.pm.unregister(ld.plugin)
             self._loaded.remove(ld)
-        remove_hookspecs(self.pm, self._hookspecs_of.pop(record.dist, {}))  # after its implementations left
-        for kind_map in self._components.values():
-            for name in list(kind_map):
-                kind_map[name] = [c for c in kind_map[name] if c.dist != record.dist]
-                if not kind_map[name]:
-                    del kind_map[name]
-        record.components.clear()
+        left = remove_hookspecs(self.pm, self._hookspecs_of.pop(record.dist, {}))  # after its implementations left
+        self._withdrawn.update({name: (record.dist, kind) for name, kind in left.items()})
+        prune_hooks(self.pm, self._withdrawn)  # a withdrawn hook whose last implementer this was
+        self._forget_components(record)
         record.hooks.clear()
         record.run_files.clear()
         message = why if why.startswith(f"{record.dist} ") else f"{record.dist} {record.version}: {why}"
         if ENV_DENY not in message:
             message += f"; fix the plugin or skip it with {ENV_DENY}={record.dist}"
         self._fail(record, "failed", message)
+
+    def _forget_components(self, record: PluginRecord, kind: str | None = None) -> None:
+        """Unregister ``record``'s components: all of them, or those of ``kind``."""
+        for k, kind_map in self._components.items():
+            for name in list(kind_map) if kind in (None, k) else ():
+                kind_map[name] = [c for c in kind_map[name] if c.dist != record.dist]
+                if not kind_map[name]:
+                    del kind_map[name]
+        if kind is None:
+            record.components.clear()
+        else:
+            record.components.pop(kind, None)
+
+    def _drop_orphans(self, batch: list[Any]) -> None:
+        """After the registration pass: a plugin of ``batch`` implementing a hook whose hookspec a
+        plugin dropped since added (``_withdrawn``; earlier in the same pass, its registration may
+        have run already) implements an unknown hook (docs/plugins.md section 7): it is dropped
+        with one line naming the hook and that plugin, and with it what it registered. An
+        ``optionalhook`` implementation is skipped as an unknown one is (a note in the record), and
+        the plugin keeps everything but its components of that hook's kind. Until none is left: a
+        plugin dropped here withdraws the hookspecs it added in turn."""
+        again = True
+        while again:
+            again = False
+            for ld in [x for x in batch if x in self._loaded]:
+                for name, hook in hook_callers(self.pm).items():
+                    impl = next((i for i in hook.get_hookimpls() if i.plugin is ld.plugin), None)
+                    if impl is None or hook.spec is not None or name not in self._withdrawn or ld not in self._loaded:
+                        continue
+                    owner, kind = self._withdrawn[name]
+                    why = f"its hookspec's plugin {owner} failed to load"
+                    if not impl.optionalhook:
+                        self._drop(ld.record, f"{ld.label} implements {name}, whose hookspec {owner} added; {owner} "
+                                   "failed to load (its own line says why), so no loaded plugin specifies the hook; "
+                                   f"fix {owner}, or mark the implementation @hookimpl(optionalhook=True) to load "
+                                   f"without it, or skip this plugin with {ENV_DENY}={ld.record.dist}")
+                        again = True
+                    elif f"{name}: {why}" not in ld.record.skipped:
+                        ld.record.skipped.append(f"{name}: {why}")
+                        if kind:  # what its registration of that kind registered before the hookspec left
+                            self._forget_components(ld.record, kind)
 
     def _fail(self, record: PluginRecord, status: str, message: str) -> None:
         record.status, record.reason = status, message

@@ -40,7 +40,7 @@ from deepseek.plugins.compat import incompatibility, required_dists
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
 from deepseek.plugins.failures import FailureMixin
 from deepseek.plugins.impl_checks import undecorated_hooks, unknown_argument
-from deepseek.plugins.kinds import KindTaken, hookspecs_added, registration_hooks
+from deepseek.plugins.kinds import KindTaken, hook_callers, hookspecs_added, registration_hooks
 from deepseek.plugins.lookup import LookupMixin
 from deepseek.plugins.records import (
     CORE_DIST,
@@ -113,6 +113,7 @@ class PluginHost(LookupMixin, FailureMixin):
         self._components: dict[str, dict[str, list[Component]]] = {}
         self._loaded: list[_Loaded] = []
         self._hookspecs_of: dict[str, dict[str, bool]] = {}  # dist -> the hookspecs it added (kinds.hookspecs_added)
+        self._withdrawn: dict[str, tuple[str, str]] = {}  # hook -> (dist, kind): a dropped plugin's hookspec (_drop)
         if self.settings.trace:
             self.pm.trace.root.setwriter(self._trace_write)
             self.pm.enable_tracing()
@@ -208,6 +209,7 @@ class PluginHost(LookupMixin, FailureMixin):
         for ld in batch:  # the hooks again for each: a plugin dropped before took its hookspecs out
             if ld in self._loaded:
                 self._run_registration(ld, self.registration_hooks())
+        self._drop_orphans(batch)  # implementers of a hookspec withdrawn in the pass
 
     def _import_distribution(self, dist: InstalledDist) -> list[_Loaded]:
         record = PluginRecord(dist.name, dist.version, catalogue.edition_of(dist.name))
@@ -291,12 +293,10 @@ class PluginHost(LookupMixin, FailureMixin):
         return True
 
     def _reject_unknown_hooks(self, batch: list[_Loaded]) -> None:
-        callers = {
-            n: h for n in dir(self.pm.hook) if isinstance(h := getattr(self.pm.hook, n), pluggy.HookCaller)
-        }
+        callers = hook_callers(self.pm)
         known = sorted(n for n, h in callers.items() if h.has_spec())
         for hook_name, hook in callers.items():
-            if hook.has_spec():
+            if hook.has_spec() or hook_name in self._withdrawn:  # withdrawn: _drop_orphans reports it
                 continue
             for impl in hook.get_hookimpls():
                 ld = next((x for x in batch if x.plugin is impl.plugin), None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import pluggy
@@ -114,6 +114,11 @@ def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
     return hooks
 
 
+def hook_callers(pm: pluggy.PluginManager) -> dict[str, pluggy.HookCaller]:
+    """Hook name -> caller of every hook on ``pm``'s relay, specified or not."""
+    return {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)}
+
+
 class KindTaken(Exception):
     """A plugin added a registration hookspec whose component kind another hook registers."""
 
@@ -127,14 +132,14 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
     hookspec it adds whose kind is one another hook of ``pm`` registers (core's ``model``, from a
     spec named ``deepseek_register_model``) would mix its components into that kind:
     :class:`KindTaken` is raised, one line naming the hooks, and the host drops the plugin."""
-    callers = {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)}
+    callers = hook_callers(pm)
     before = registration_hooks(pm)
     unspecified = {n for n, h in callers.items() if h.spec is None}
     try:
         yield
     finally:  # what it added before raising too
-        added.update({n: n not in callers for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)
-                      and h.spec is not None and (n not in callers or n in unspecified)})
+        added.update({n: n not in callers for n, h in hook_callers(pm).items()
+                      if h.spec is not None and (n not in callers or n in unspecified)})
     owners = {kind: hook for hook, kind in before.items()}
     for hook_name, spec in _registration_specs(pm).items():
         kind = hook_kind(hook_name, spec)
@@ -150,16 +155,29 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
         owners.setdefault(kind, hook_name)
 
 
-def remove_hookspecs(pm: pluggy.PluginManager, added: dict[str, bool]) -> None:
+def remove_hookspecs(pm: pluggy.PluginManager, added: dict[str, bool]) -> dict[str, str]:
     """Take the hookspecs a dropped plugin added (:func:`hookspecs_added`'s ``added``, emptied) out
     of ``pm``: a new hook that no plugin implements leaves pluggy's hook relay (one attribute
-    each), any other is unspecified again, its implementations then those of an unknown hook."""
+    each), any other is unspecified again, its implementations then those of an unknown hook.
+    Returns every hook it took out, name -> the component kind it registered (``""``: no
+    registration hook): the host reports their implementers after the registration pass."""
+    kinds, left = registration_hooks(pm), {}
     for name, new in added.items():
         hook = getattr(pm.hook, name, None)
         if not isinstance(hook, pluggy.HookCaller):
             continue
+        left[name] = kinds.get(name, "")
         if new and not hook.get_hookimpls():
             delattr(pm.hook, name)
         else:
             hook.spec = None
     added.clear()
+    return left
+
+
+def prune_hooks(pm: pluggy.PluginManager, names: Iterable[str]) -> None:
+    """Take each of ``names`` that is neither specified nor implemented off ``pm``'s hook relay (a
+    withdrawn hookspec's hook whose last implementer left), so that no name stays to be offered."""
+    for name, hook in hook_callers(pm).items():
+        if name in names and hook.spec is None and not hook.get_hookimpls():
+            delattr(pm.hook, name)
