@@ -318,3 +318,28 @@ def test_the_hook_of_a_kind_is_the_inverse_of_the_kind_of_a_hook() -> None:
     for kind, hook in expected.items():
         assert hook_kind(hook, specs.get(hook)) == kind
     assert catalogue.registration_hook_of is registration_hook_of
+
+
+PLURALS = {"tuners": "tuner", "fusions": "fusion", "types": "type", "shoes": "shoe", "apis": "api",
+           "strategies": "strategy", "categories": "category", "queries": "query", "days": "day", "keys": "key",
+           "batches": "batch", "matches": "match", "switches": "switch", "passes": "pass", "classes": "class",
+           "losses": "loss", "meshes": "mesh", "hashes": "hash", "boxes": "box", "prefixes": "prefix"}
+UNCLEAR = {"caches": "cache", "niches": "niche", "aches": "ache", "branches": "branch", "searches": "search",
+           "bases": "base", "cases": "case", "buses": "bus", "aliases": "alias", "statuses": "status",
+           "sizes": "size", "quizzes": "quiz", "loss": "loss", "status": "status"}
+
+
+def test_the_name_rule_reads_english_plurals_one_way_or_not_at_all() -> None:
+    """kind_from_hook (plural -> singular) and its inverse (kind -> plural) are one rule pair: every
+    plural the rule reads round-trips (the kind's hook is the plural again), and a plural English
+    forms from more than one singular (caches / batches: cache or cach?), or a singular, is read
+    as no kind, so its hookspec must declare one (test_host_own_hookspecs_refusals.py); no kind's
+    hook is such a name."""
+    from deepseek.plugins.kinds import PREFIX, kind_from_hook, registration_hook_of
+
+    assert {p: kind_from_hook(PREFIX + p) for p in PLURALS} == PLURALS
+    assert {kind: registration_hook_of(kind) for kind in PLURALS.values()} == {k: PREFIX + p for p, k in PLURALS.items()}
+    assert {p: kind_from_hook(PREFIX + p) for p in UNCLEAR} == dict.fromkeys(UNCLEAR)
+    assert {kind: kind_from_hook(registration_hook_of(kind)) for kind in ("cache", "branch", "bus", "quiz")} == \
+        dict.fromkeys(("cache", "branch", "bus", "quiz"))  # caches, branches, buses, quizes: refused undeclared
+    assert kind_from_hook(PREFIX + "widget") == "widget"  # no plural: the name itself, as before

@@ -7,6 +7,7 @@ import pytest
 
 from deepseek import hookimpl
 from deepseek.hookspecs import hookspec
+from deepseek.plugins.registrar import registers_kind
 
 
 class _TakenSpecs:
@@ -128,3 +129,58 @@ def test_a_plugin_hookspec_of_a_kind_another_hook_registers_is_refused() -> None
         assert host.register_plugin(_WidgetTaker(), dist="deepseek-widget", name="widget").status == "failed"
     assert host.registration_hooks()["deepseek_register_widgets"] == "widget"
     assert "deepseek_register_widget" not in host.registration_hooks()
+
+
+class _Caches:
+    @staticmethod
+    @hookspec
+    def deepseek_register_caches(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """Caches or cachs? The name does not tell."""
+
+
+class _CacheSpecs:
+    @hookimpl
+    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        pluginmanager.add_hookspecs(_Caches)
+
+    @hookimpl
+    def deepseek_register_caches(self, register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        register("kv.cache", dict, description="a key-value cache")
+
+
+class _DeclaredCaches:
+    @staticmethod
+    @registers_kind("cache")
+    @hookspec
+    def deepseek_register_caches(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+        """Register caches (kind 'cache', declared)."""
+
+
+class _DeclaredCacheSpecs(_CacheSpecs):
+    @hookimpl
+    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        pluginmanager.add_hookspecs(_DeclaredCaches)
+
+
+def test_a_plugin_hookspec_whose_name_does_not_tell_its_kind_is_refused() -> None:
+    """deepseek_register_caches read 'cach' (the ``ches`` rule of batches). A registration hookspec
+    whose plural English forms from more than one singular is refused when it is added, one line
+    telling the author to declare the kind; nothing stays. Declared, it loads with its kind."""
+    from deepseek.plugins.host import PluginHost
+    from deepseek.plugins.records import PluginWarning
+    from deepseek.plugins.settings import PluginSettings
+
+    host = PluginHost(PluginSettings(autoload=False))
+    with pytest.warns(PluginWarning):
+        record = host.register_plugin(_CacheSpecs(), dist="deepseek-caches", version="0.1.0", name="caches")
+    assert (record.status, record.components) == ("failed", {})
+    assert record.reason == (
+        "deepseek-caches 0.1.0: plugin 'caches' (test_host_own_hookspecs_refusals:_CacheSpecs) adds hookspec "
+        "deepseek_register_caches, whose name does not tell its component kind ('caches' is the plural of more than "
+        "one singular, or of none: caches / batches, bases / buses, sizes / quizzes, loss, status); declare the kind "
+        "with @registers_kind(kind) next to @hookspec (docs/plugins.md section 7); fix the plugin or skip it with "
+        "DEEPSEEK_DISABLE_PLUGINS=deepseek-caches")
+    assert not hasattr(host.pm.hook, "deepseek_register_caches") and "cach" not in host.known_kinds()
+    record = host.register_plugin(_DeclaredCacheSpecs(), dist="deepseek-kv", name="kv")
+    assert (record.status, record.components) == ("ok", {"cache": ["kv.cache"]})
+    assert host.registration_hooks()["deepseek_register_caches"] == "cache"

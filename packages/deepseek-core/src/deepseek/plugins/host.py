@@ -40,7 +40,7 @@ from deepseek.plugins.compat import incompatibility, required_dists
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
 from deepseek.plugins.failures import FailureMixin
 from deepseek.plugins.impl_checks import undecorated_hooks, unknown_argument
-from deepseek.plugins.kinds import KindTaken, hook_callers, hookspecs_added, registration_hooks
+from deepseek.plugins.kinds import KindRefused, hook_callers, hookspecs_added, registration_hooks
 from deepseek.plugins.lookup import LookupMixin
 from deepseek.plugins.records import (
     CORE_DIST,
@@ -257,7 +257,7 @@ class PluginHost(LookupMixin, FailureMixin):
                 with hookspecs_added(self.pm, self._hookspecs_of.setdefault(ld.record.dist, {})):  # _drop: removed
                     call_hook(getattr(ld.plugin, attr), pluginmanager=self.pm)
             except Exception as exc:  # noqa: BLE001
-                why = exc if isinstance(exc, KindTaken) else f"raised in {ADD_HOOKSPECS}: {describe_error(exc)}"
+                why = exc if isinstance(exc, KindRefused) else f"raised in {ADD_HOOKSPECS}: {describe_error(exc)}"
                 self._drop(ld.record, f"{ld.label} {why}")
                 return False
         return True

@@ -4,7 +4,7 @@
 (:func:`registration_hook_of`); the registration hooks of a plugin manager
 (:func:`registration_hooks`), the hookspecs a plugin adds, taken out again when it fails
 (:func:`hookspecs_added`, :func:`remove_hookspecs`), and the refusal of a plugin's hookspec
-registering a kind another hook registers."""
+registering a kind another hook registers, or whose name does not tell its kind."""
 
 from __future__ import annotations
 
@@ -55,35 +55,50 @@ def registers_kind(kind: str) -> Callable[[_Spec], _Spec]:
     return mark
 
 
-def kind_from_hook(hook_name: str) -> str:
-    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of ``<kinds>``."""
-    kind = hook_name.removeprefix(PREFIX)
-    if kind.endswith("ies"):
-        return kind[:-3] + "y"
-    if kind.endswith(("sses", "ches", "shes")):
-        return kind[:-2]
-    return kind[:-1] if kind.endswith("s") else kind
+_ES = ("tches", "sses", "shes", "xes")  # batches, passes, meshes, boxes: the singular drops "es"
+_UNCLEAR = ("ss", "us", "ches", "ses", "zes")  # loss, status: no plural; caches / batches, bases / buses, sizes / quizzes
+
+
+def kind_from_hook(hook_name: str) -> str | None:
+    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of
+    ``<kinds>`` (``tuners``, ``categories``, ``batches``, ``passes``, ``boxes``), the name itself
+    where it does not end in ``s`` (``widget``), or ``None`` where the name does not tell it: an
+    ending English forms both ways (``caches`` / ``batches``, ``bases`` / ``buses``, ``sizes`` /
+    ``quizzes``) or a singular (``loss``, ``status``), whose hookspec declares its kind
+    (:func:`registers_kind`; :func:`hookspecs_added` refuses it otherwise). ``-ies`` reads as
+    ``-y`` (``categories``): a noun in ``-ie`` (``cookies``) declares its kind too."""
+    word = hook_name.removeprefix(PREFIX)
+    if not word.endswith("s"):
+        return word
+    if word.endswith(_ES):
+        return word[:-2]
+    if word.endswith(_UNCLEAR):
+        return None
+    return word[:-3] + "y" if re.search(r"[^aeiou]ies\Z", word) else word[:-1]
 
 
 def _plural(kind: str) -> str:
-    """The ``<kinds>`` whose singular (:func:`kind_from_hook`) is ``kind``: strategy -> strategies,
-    pass -> passes, day -> days, tuner -> tuners."""
-    if re.search(r"[^aeiou]y$", kind):
+    """The English plural of ``kind``, :func:`kind_from_hook` read backwards: strategy -> strategies,
+    pass -> passes, day -> days, tuner -> tuners. Where the rule does not read it back to ``kind``
+    (cache -> caches, cookie -> cookies), only a hookspec declaring ``kind`` registers it."""
+    if re.search(r"[^aeiou]y\Z", kind):
         return kind[:-1] + "ies"
-    return kind + ("es" if kind.endswith(("ss", "ch", "sh")) else "s")
+    return kind + ("es" if kind.endswith(("s", "x", "z", "ch", "sh")) else "s")
 
 
-def hook_kind(hook_name: str, spec: Callable[..., Any]) -> str:
+def hook_kind(hook_name: str, spec: Callable[..., Any]) -> str | None:
     """The component kind registration hook ``hook_name`` (spec function ``spec``) registers:
     core's (:data:`~deepseek.hookspecs.REGISTRATION_HOOKS`), the one its spec declares
-    (:func:`registers_kind`), else the singular of the name's last word (:func:`kind_from_hook`)."""
+    (:func:`registers_kind`), else the singular of the name's last word (:func:`kind_from_hook`;
+    ``None`` where the name does not tell it)."""
     return hookspecs.REGISTRATION_HOOKS.get(hook_name) or _KINDS.get(spec) or kind_from_hook(hook_name)
 
 
 def registration_hook_of(kind: str) -> str:
     """The registration hook of component kind ``kind``, :func:`hook_kind`'s rule read backwards:
     core's hook, the hookspec that declares ``kind`` (:func:`registers_kind`), else
-    ``deepseek_register_`` and the plural whose singular is ``kind``."""
+    ``deepseek_register_`` and the plural of ``kind`` (:func:`_plural`; for a kind no name tells,
+    such as ``cache``, a name the host refuses undeclared: only a declared hook registers it)."""
     core = next((hook for hook, k in hookspecs.REGISTRATION_HOOKS.items() if k == kind), None)
     declared = next((spec.__name__ for spec, k in _KINDS.items() if k == kind), None)
     return core or declared or PREFIX + _plural(kind)
@@ -106,11 +121,13 @@ def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
     A plugin's own hookspec counts when its name starts with ``deepseek_register_`` and its
     only argument is ``register``; the kind is the one its spec declares
     (:func:`registers_kind`), else the singular of the rest of the name
-    (``deepseek_register_compressors`` -> ``compressor``): :func:`hook_kind`.
+    (``deepseek_register_compressors`` -> ``compressor``): :func:`hook_kind`. A name that does not
+    tell its kind without a declaration (``deepseek_register_caches``) is none.
     """
     hooks = dict(hookspecs.REGISTRATION_HOOKS)
     for hook_name, spec in _registration_specs(pm).items():
-        hooks.setdefault(hook_name, hook_kind(hook_name, spec))
+        if (kind := hook_kind(hook_name, spec)) is not None:
+            hooks.setdefault(hook_name, kind)
     return hooks
 
 
@@ -119,8 +136,9 @@ def hook_callers(pm: pluggy.PluginManager) -> dict[str, pluggy.HookCaller]:
     return {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)}
 
 
-class KindTaken(Exception):
-    """A plugin added a registration hookspec whose component kind another hook registers."""
+class KindRefused(Exception):
+    """A plugin added a registration hookspec whose component kind another hook registers, or
+    whose name does not tell its kind (:func:`kind_from_hook`) and which declares none."""
 
 
 @contextlib.contextmanager
@@ -130,8 +148,10 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
     earlier plugin's optionalhook), those it added before raising too: :func:`remove_hookspecs`
     takes them out again on any failure of the plugin (the host's ``_drop``). A registration
     hookspec it adds whose kind is one another hook of ``pm`` registers (core's ``model``, from a
-    spec named ``deepseek_register_model``) would mix its components into that kind:
-    :class:`KindTaken` is raised, one line naming the hooks, and the host drops the plugin."""
+    spec named ``deepseek_register_model``) would mix its components into that kind, and one whose
+    name does not tell its kind (``deepseek_register_caches``: cache or cach?) without
+    :func:`registers_kind` would register under a wrong one: :class:`KindRefused` is raised, one
+    line naming the hooks, and the host drops the plugin."""
     callers = hook_callers(pm)
     before = registration_hooks(pm)
     unspecified = {n for n, h in callers.items() if h.spec is None}
@@ -143,16 +163,23 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
     owners = {kind: hook for hook, kind in before.items()}
     for hook_name, spec in _registration_specs(pm).items():
         kind = hook_kind(hook_name, spec)
+        if hook_name in added and kind is None:
+            word = hook_name.removeprefix(PREFIX)
+            raise KindRefused(f"adds hookspec {hook_name}, whose name does not tell its component kind ({word!r} is the "
+                              "plural of more than one singular, or of none: caches / batches, bases / buses, sizes / "
+                              "quizzes, loss, status); declare the kind with @registers_kind(kind) next to @hookspec "
+                              "(docs/plugins.md section 7)")
         if hook_name in added and kind in owners:
             owner, own = owners[kind], "a kind of its own (a deepseek_register_<kinds> name, or @registers_kind(kind))"
             if owner not in before:  # both hookspecs are this call's: neither stays, so neither is to implement
-                raise KindTaken(f"adds hookspecs {owner} and {hook_name}, both of component kind {kind!r}; keep one, "
-                                f"or give the other {own}")
+                raise KindRefused(f"adds hookspecs {owner} and {hook_name}, both of component kind {kind!r}; keep one, "
+                                  f"or give the other {own}")
             whose = (f"is core's ({owner})" if owner in hookspecs.REGISTRATION_HOOKS
                      else f"is registered by {owner}, which a loaded plugin added")
-            raise KindTaken(f"adds hookspec {hook_name}, whose component kind {kind!r} {whose}; implement "
-                            f"{owner} instead, or give the hookspec {own}")
-        owners.setdefault(kind, hook_name)
+            raise KindRefused(f"adds hookspec {hook_name}, whose component kind {kind!r} {whose}; implement "
+                              f"{owner} instead, or give the hookspec {own}")
+        if kind is not None:
+            owners.setdefault(kind, hook_name)
 
 
 def remove_hookspecs(pm: pluggy.PluginManager, added: dict[str, bool]) -> dict[str, str]:
