@@ -4,13 +4,13 @@ another optimizer's keys, optimizer group rules searched by index."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
 
 from deepseek.data.dataset import Dataset
-from deepseek.training.single import SingleDeviceStrategy
+from deepseek.training.single import SingleDeviceStrategy, SingleOptions
 
 
 def test_a_condition_on_a_stepped_range_takes_its_grid_values() -> None:
@@ -152,6 +152,39 @@ def test_a_system_trial_benches_the_optimizer_and_attention_of_its_config() -> N
     benched = bench_config(BenchSettings(model="tiny", seq=32, device="cpu", optimizer=args[args.index("--optimizer") + 1],
                                          optimizer_options=items), None)
     assert benched.to_dict()["optimizer"] == config.to_dict()["optimizer"]
+
+
+@dataclass(frozen=True)
+class _BucketedOptions(SingleOptions):
+    buckets: dict[str, int] = field(default_factory=dict)
+    scale: float = 1.0
+
+
+class _Bucketed(SingleDeviceStrategy):
+    Options = _BucketedOptions
+
+
+def test_a_system_trial_hands_bench_its_strategys_table_options_as_toml() -> None:
+    """A strategy option holding a table reaches `bench train` as the TOML value
+    `--strategy-option` reads (core's toml_value), so the strategy table bench builds is the
+    trial's (JSON's `{"embed": 2}` is no TOML value: it was read back as a string)."""
+    from _hosts import enterprise_host, registering
+
+    from deepseek.bench._train_config import BenchSettings, bench_config
+    from deepseek.config.load import config_from_dict
+    from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
+
+    host = enterprise_host((registering("deepseek_register_strategies", {"acme.bucketed": _Bucketed},
+                                        {"memory_rows": ["single"]}), "deepseek-acme"))
+    config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
+                               "strategy": {"name": "acme.bucketed", "device": "cpu",
+                                            "buckets": {"embed": 2, "blocks": 8}, "scale": 0.5}},
+                              host=host)
+    args = SystemTuner(SystemTunerOptions(), host=host).bench_args(config, "bench.json")
+    items = tuple(args[i + 1] for i, arg in enumerate(args) if arg == "--strategy-option")
+    benched = bench_config(BenchSettings(model="tiny", seq=32, device="cpu", strategy="acme.bucketed",
+                                         strategy_options=items), host)
+    assert benched.to_dict()["strategy"] == config.to_dict()["strategy"]
 
 
 def test_a_system_trials_memory_estimate_counts_master_weights_and_accumulation() -> None:

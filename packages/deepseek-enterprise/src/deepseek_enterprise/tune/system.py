@@ -15,7 +15,6 @@ strategy at a fixed batch size compares set-ups that train the same model the sa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -92,10 +91,6 @@ def micro_batch(config: Any, world: int) -> int | None:
     """Rows per device per micro-step, or None when the batch does not divide."""
     per = config.train.grad_accum * world
     return config.data.batch_size // per if config.data.batch_size % per == 0 else None
-
-
-def _literal(value: Any) -> str:
-    return json.dumps(value)  # JSON numbers, booleans, strings and lists are TOML literals too
 
 
 class SystemTuner(Tuner):
@@ -215,9 +210,9 @@ class SystemTuner(Tuner):
         for key, value in optimizer.items():
             args += ["--optimizer-option", f"{key}={toml_value(value)}"]
         for key, value in options_dict(config.model.options).items():
-            args += ["--model-option", f"{key}={_literal(value)}"]
+            args += ["--model-option", f"{key}={toml_value(value)}"]
         for key, value in options_dict(config.strategy.options).items():
-            args += ["--strategy-option", f"{key}={_literal(value)}"]
+            args += ["--strategy-option", f"{key}={toml_value(value)}"]
         if self.declared_device(config) == "cpu":  # the strategy's own rule, whatever its key is named
             args += ["--device", "cpu"]
         if needs_launcher(config, self.host):
