@@ -58,6 +58,24 @@ def test_cli_writes_json(tmp_path: Path) -> None:
     assert "eager" in result.output
 
 
+def test_an_in_process_bench_latency_leaves_the_thread_count_and_random_state_as_it_found_them() -> None:
+    """`--threads` and the bench's seed are the bench's: a caller of the CLI in this process keeps
+    its own intra-op thread count and CPU random state, whether the bench passed or failed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for args, measured in ((["--seq", "8"], True), (["--seq", "4096"], False)):  # refused: too long
+            torch.manual_seed(1234)
+            state = torch.random.get_rng_state()
+            result = CliRunner().invoke(cli, ["bench", "latency", "--model", "tiny", "--runs", "20", "--warmup", "1",
+                                              "--only", "eager", "--threads", "1", *args])
+            assert (result.exit_code == 0) == measured, result.output
+            assert torch.get_num_threads() == 3
+            assert torch.equal(torch.random.get_rng_state(), state)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cli_rejects_too_long_sequences_and_missing_cuda() -> None:
     result = CliRunner().invoke(cli, ["bench", "latency", "--model", "tiny", "--seq", "4096"])
     assert result.exit_code != 0 and "at most 128 positions" in str(result.exception or result.output)

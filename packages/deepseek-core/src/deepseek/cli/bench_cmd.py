@@ -215,6 +215,7 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
     batches; on CUDA, peak memory per variant."""
     import torch
 
+    from deepseek.bench.kept import kept_threads_and_rng
     from deepseek.bench.latency import run_latency
     from deepseek.cli.context import command_host
     from deepseek.models.capabilities import model_capabilities
@@ -227,64 +228,65 @@ def latency(model_name: str, batch: int, seq: int, device: str, dtype: str, mode
                            host=command_host()) if to_file else []
     saved = load_baseline(against, "latency") if against is not None else None
     latency_arguments(command_host(), model_name, device, dtype, mode, config_path, only, reduced)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    batches = None
-    if config_path is None:  # the token ids alone past this machine's memory: one line, not a failed allocation
-        from deepseek.data.loader import check_fits_memory
+    with kept_threads_and_rng(device):  # an in-process caller gets its thread count and RNG back
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        batches = None
+        if config_path is None:  # the token ids alone past this machine's memory: one line, not a failed allocation
+            from deepseek.data.loader import check_fits_memory
 
-        check_fits_memory(batch * (seq + (mode == "decode")), ("--batch", f"--batch {batch}"), ("--seq", f"--seq {seq}"))
-        with torch.device("cpu"):
-            model = registered_model(command_host(), model_name)  # the command's host: a plugin given to main(host=)
-    else:
-        model, batches, model_name = _from_config(config_path, batch)
-    if mode == "decode" and "cached_decoding" not in model_capabilities(model):
-        raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (capability cached_decoding: "
-                         "new_cache, forward_cached, decode_window); use --mode forward")
-    from deepseek.models.declared import token_input_limits
-    from deepseek.plugins.calls import model_blame
+            check_fits_memory(batch * (seq + (mode == "decode")), ("--batch", f"--batch {batch}"), ("--seq", f"--seq {seq}"))
+            with torch.device("cpu"):
+                model = registered_model(command_host(), model_name)  # the command's host: a plugin given to main(host=)
+        else:
+            model, batches, model_name = _from_config(config_path, batch)
+        if mode == "decode" and "cached_decoding" not in model_capabilities(model):
+            raise UsageError(f"--mode decode: model {model_name!r} has no KV-cache decoding (capability cached_decoding: "
+                             "new_cache, forward_cached, decode_window); use --mode forward")
+        from deepseek.models.declared import token_input_limits
+        from deepseek.plugins.calls import model_blame
 
-    calls = model_blame(command_host().resolve("model", model_name), model)
-    max_len = token_input_limits(model, calls=calls)[1]
-    if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
-        raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
-    from deepseek.bench.latency import device_info
+        calls = model_blame(command_host().resolve("model", model_name), model)
+        max_len = token_input_limits(model, calls=calls)[1]
+        if batches is None and max_len is not None and seq + (mode == "decode") > max_len:
+            raise UsageError(f"--seq {seq}: the model {model_name!r} takes at most {max_len} positions")
+        from deepseek.bench.latency import device_info
 
-    # What this run measures, as its result's info will say: a baseline of something else is
-    # refused now, before anything is timed or written.
-    facts = {"model": model_name, **({"config": config_path, "seq": None} if config_path is not None else {})}
-    if saved is not None and against is not None:
-        from deepseek.bench.baseline import check_same
+        # What this run measures, as its result's info will say: a baseline of something else is
+        # refused now, before anything is timed or written.
+        facts = {"model": model_name, **({"config": config_path, "seq": None} if config_path is not None else {})}
+        if saved is not None and against is not None:
+            from deepseek.bench.baseline import check_same
 
-        check_same(saved, {"info": {**device_info(torch.device(device)), "batch": batch, "seq": seq, "mode": mode,
-                                    "dtype": dtype, **facts}}, kind="latency", path=against)
-    from rich.console import Console
+            check_same(saved, {"info": {**device_info(torch.device(device)), "batch": batch, "seq": seq, "mode": mode,
+                                        "dtype": dtype, **facts}}, kind="latency", path=against)
+        from rich.console import Console
 
-    console = Console(stderr=True)
-    result = run_latency(
-        model, batch=batch, seq=seq, device=device, dtype=dtype, mode=mode, runs=runs, warmup=warmup,
-        optimize_kwargs={"cache": not no_cache},
-        only=list(only) if only else None,
-        reduced=reduced,
-        progress=progress_printer(console),
-        batches=batches,
-        calls=calls,
-    )
-    result.info.update(facts)
-    result.info["command"] = "deepseek bench latency " + " ".join(
-        f"--{k} {v}" for k, v in (("config", config_path) if config_path else ("model", model_name), ("batch", batch),
-                                  *((("seq", seq),) if config_path is None else ()), ("device", device),
-                                  ("dtype", dtype), ("mode", mode), ("runs", runs))
-    )
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=160)
-    out.print(_table(result))
-    if json_path:
-        make_folders(missing, where="--json")
-        write_json(json_path, result.as_dict())
-        if to_file:
-            click.echo(f"wrote {shown(json_path)}{created_note(missing)}")
-    return check_baseline(saved, result.as_dict(), "latency", against, max_regression, failed=result.failed)
+        console = Console(stderr=True)
+        result = run_latency(
+            model, batch=batch, seq=seq, device=device, dtype=dtype, mode=mode, runs=runs, warmup=warmup,
+            optimize_kwargs={"cache": not no_cache},
+            only=list(only) if only else None,
+            reduced=reduced,
+            progress=progress_printer(console),
+            batches=batches,
+            calls=calls,
+        )
+        result.info.update(facts)
+        result.info["command"] = "deepseek bench latency " + " ".join(
+            f"--{k} {v}" for k, v in (("config", config_path) if config_path else ("model", model_name), ("batch", batch),
+                                      *((("seq", seq),) if config_path is None else ()), ("device", device),
+                                      ("dtype", dtype), ("mode", mode), ("runs", runs))
+        )
+        out = Console()
+        if not out.is_terminal:
+            out = Console(width=160)
+        out.print(_table(result))
+        if json_path:
+            make_folders(missing, where="--json")
+            write_json(json_path, result.as_dict())
+            if to_file:
+                click.echo(f"wrote {shown(json_path)}{created_note(missing)}")
+        return check_baseline(saved, result.as_dict(), "latency", against, max_regression, failed=result.failed)
 
