@@ -187,3 +187,19 @@ def rebuilt(error: Described) -> Exception:
     if kind == "deepseek":
         return DeepseekError(line)
     return RankError(line, name)
+
+
+def clear_frames(error: BaseException) -> None:
+    """Drop the locals of the finished frames ``error`` and the errors it chains (``__cause__``,
+    ``__context__``) passed through, so that what they held (a model, its DDP wrapper) can be
+    collected while ``error`` is still raised; the traceback names the same lines."""
+    import traceback
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
+            traceback.clear_frames(exc.__traceback__)
+            todo += [exc.__cause__, exc.__context__]

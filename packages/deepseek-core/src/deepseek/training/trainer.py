@@ -20,7 +20,7 @@ import torch
 from deepseek import api_args
 from deepseek.config.schema import Config
 from deepseek.data.dataset import dataset_calls
-from deepseek.errors import one_line
+from deepseek.errors import clear_frames, one_line
 from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.engine import StepEngine
@@ -117,7 +117,8 @@ class Trainer:
 
     @property
     def model(self) -> torch.nn.Module | None:
-        """The (possibly wrapped) model the strategy trains."""
+        """The (possibly wrapped) model the strategy trains; after :meth:`fit`, what the strategy's teardown
+        leaves (docs/distributed.md, 'After the run': ddp the trained module, the sharded ones None)."""
         return self.strategy.model if self.strategy is not None else None
 
     @property
@@ -178,10 +179,13 @@ class Trainer:
                 status = "stopped" if ok and self.stopped_by else "succeeded" if ok else "failed"
                 self.tracking.end(status, run_dir=self.run_dir, checkpoint=self.last_checkpoint, step=self._saved.step)
                 if self.strategy is not None:
+                    self.engine.items = None  # its loss_items, a bound method, would keep the model past the teardown
                     if ok:  # every rank done (rank 0 plots last) before any leaves its process group
                         self.strategy.barrier()
                         self.strategy.teardown()
                     else:  # keep the original error, not one from tearing down after it
+                        if failure is not None and self.strategy.needs_launcher:  # the engine its frames hold goes too
+                            clear_frames(failure)
                         with contextlib.suppress(Exception):
                             self.strategy.teardown()
                 if self._folder is not None:

@@ -18,6 +18,7 @@ checkpoint gives. A model without persistent buffers (the GPTs) sends nothing.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -280,11 +281,21 @@ class DistributedStrategy(Strategy):
         return self.device if self.backend == "nccl" else torch.device("cpu")
 
     def teardown(self) -> None:
+        """Leave the process group this strategy made, its engine first (:meth:`release_engine`, then a collection):
+        a DDP reducer, FSDP's state or a DeepSpeed engine left to the collector went past destroy_process_group or
+        inside a next run's collectives (both ranks hung). One its caller made stays, with the engine."""
         import torch.distributed as dist
 
         if self._owns_group and dist.is_initialized():
+            self.release_engine()
+            gc.collect()
             dist.destroy_process_group()
         self._owns_group = False
+
+    def release_engine(self) -> None:
+        """Drop the optimizer and what wraps, shards or splits the model (an override drops its own references to
+        them, then calls this); ``model`` stays only where ranks hold it whole without them (ddp)."""
+        self.model = self.optimizer = None
 
     def weights_finite(self) -> bool:
         """This rank's weights (its shards or stage) finite on every rank: one all-reduce."""

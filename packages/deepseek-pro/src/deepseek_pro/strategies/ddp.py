@@ -122,13 +122,14 @@ class DDPStrategy(DistributedStrategy):
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
         self.ddp: DistributedDataParallel | None = None
+        self._inner: nn.Module | None = None  # the module DDP wraps: kept past teardown (release_engine)
         self.hook: CountingHook | None = None
         self._plain_bytes = 0.0
         self._metrics: dict[str, float] = {}
 
     def setup(self, model: nn.Module, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         o = self.options
-        model = convert_batchnorm(model, o, warn=self.rank == 0).to(self.device)
+        model = self._inner = convert_batchnorm(model, o, warn=self.rank == 0).to(self.device)
         self.ddp = DistributedDataParallel(
             model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -162,9 +163,14 @@ class DDPStrategy(DistributedStrategy):
 
     @property
     def module(self) -> nn.Module:
-        """The wrapped model (canonical parameter names)."""
-        assert self.ddp is not None, "call setup() first"
-        return self.ddp.module
+        """The wrapped model (canonical parameter names); after teardown, the trained module."""
+        assert self._inner is not None, "call setup() first"
+        return self._inner
+
+    def release_engine(self) -> None:
+        """The DDP wrapper (its reducer) and the communication hook go; the module stays as ``model``."""
+        super().release_engine()
+        self.model, self.ddp, self.hook = self._inner, None, None
 
     @property
     def eval_module(self) -> nn.Module:

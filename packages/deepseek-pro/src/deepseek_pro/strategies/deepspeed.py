@@ -173,6 +173,10 @@ class DeepSpeedStrategy(DistributedStrategy):
         if owned and "deepspeed" in sys.modules:  # the groups it cached died with the process group
             internals.forget_process_groups()
 
+    def release_engine(self) -> None:  # the engine (self.model), its ZeRO optimizer and their process groups
+        super().release_engine()
+        self.engine = None
+
     def setup(self, model: Any, optimizer_factory: OptimizerFactory, settings: StepSettings) -> None:
         import deepspeed
 
@@ -211,9 +215,8 @@ class DeepSpeedStrategy(DistributedStrategy):
                 grad_clip=settings.grad_clip,
             )
         if "optimizer" in self.ds_config:
-            kwargs["model_parameters"] = [
-                {k: v for k, v in g.items() if k in ("params", "weight_decay", "lr_scale")} for g in optimizer.param_groups
-            ]
+            kwargs["model_parameters"] = [{k: v for k, v in g.items() if k in ("params", "weight_decay", "lr_scale")}
+                                          for g in optimizer.param_groups]
         else:
             kwargs["optimizer"] = optimizer
         try:
@@ -241,11 +244,10 @@ class DeepSpeedStrategy(DistributedStrategy):
     # ------------------------------------------------------------------ the step
 
     def _fit_batches(self, micro: int, accum: int) -> None:
-        if (micro, accum) == self._shape:
-            return
-        self.engine.set_train_micro_batch_size(micro)
-        self.engine.set_train_batch_size(micro * accum * self.world_size)
-        self._shape = (micro, accum)
+        if (micro, accum) != self._shape:
+            self.engine.set_train_micro_batch_size(micro)
+            self.engine.set_train_batch_size(micro * accum * self.world_size)
+            self._shape = (micro, accum)
 
     def train_step(self, micro_batches: Sequence[Any]) -> StepResult:
         """The base class's accumulation loop on the engine's parts, then ``engine.step()``,
@@ -312,9 +314,8 @@ class DeepSpeedStrategy(DistributedStrategy):
         return self.all_ranks(internals.masters_finite(self.engine.optimizer, self.engine.module))
 
     def step_metrics(self) -> dict[str, float]:
-        if self.precision.name == "fp16" and hasattr(self.engine.optimizer, "cur_scale"):
-            return {"loss_scale": float(self.engine.optimizer.cur_scale)}
-        return {}
+        fp16 = self.precision.name == "fp16" and hasattr(self.engine.optimizer, "cur_scale")
+        return {"loss_scale": float(self.engine.optimizer.cur_scale)} if fp16 else {}
 
     # ------------------------------------------------------------------ full weights and checkpoints
 
@@ -365,8 +366,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         return state
 
     def _own_optimizer(self) -> bool:
-        """DeepSpeed built the optimizer (``strategy.optimizer = "deepspeed"`` or the user's JSON
-        names one), not our builder."""
+        """DeepSpeed built the optimizer (``strategy.optimizer = "deepspeed"`` or the user's JSON names one), not ours."""
         return "optimizer" in self.ds_config
 
     @classmethod

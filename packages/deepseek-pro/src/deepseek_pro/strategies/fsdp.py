@@ -213,6 +213,11 @@ class FSDPStrategy(DistributedStrategy):
                 torch._foreach_mul_(group, coef.to(group[0].device))
         return norm
 
+    def release_engine(self) -> None:
+        """The sharded module (its parameters shards over the mesh) goes with the mesh."""
+        super().release_engine()
+        self.mesh = None
+
     def unwrapped_model(self) -> nn.Module:
         """A plain CPU copy with the full weights (a collective: call it on every rank)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict

@@ -243,6 +243,11 @@ class TPStrategy(DistributedStrategy):
 
     # ------------------------------------------------------------------ models and checkpoints
 
+    def release_engine(self) -> None:
+        """The parallelized module (DTensor parameters over the mesh) goes with the mesh."""
+        super().release_engine()
+        self.mesh = None
+
     def unwrapped_model(self) -> nn.Module:
         """A plain CPU copy with the full weights in canonical order (a collective: call it on
         every rank)."""
