@@ -2,10 +2,10 @@
 process group, with what is still alive when the group is destroyed recorded (test helper).
 
 Usage: ``python tests/pro/_engine_teardown.py OUT NAME [NAME ...]`` under torchrun; NAME a strategy
-(``ddp``, ``fsdp``) or ``<strategy>+fail`` for a run whose model raises in its second step's
+(``ddp``, ``fsdp``, ``pipeline``) or ``<strategy>+fail`` for a run whose model raises in its second step's
 forward. A callback keeps the Trainer (as a user holding it after ``fit`` does). Every rank
 writes ``OUT/<name>-rank<R>.json``: ``alive``, the engine objects (``DistributedDataParallel``,
-``FSDPModule``) the garbage collector still tracks when ``destroy_process_group`` is called (every
+``FSDPModule``, ``PipelineStage``) the garbage collector still tracks when ``destroy_process_group`` is called (every
 run's so far, before the group of this one goes);
 ``model``, the class of ``trainer.model`` after the run (``None`` for none); for a ``ddp`` run that
 succeeded, ``unwrapped``, whether ``strategy.unwrapped_model()`` is that module, and ``diff``, the
@@ -20,6 +20,7 @@ import json
 import math
 import os
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch.distributed as dist
 from _probe import run_cases
 from _probe import token_rows as tokens
 from torch.distributed.fsdp import FSDPModule
+from torch.distributed.pipelining import PipelineStage
 from torch.nn.parallel import DistributedDataParallel
 
 import deepseek
@@ -35,6 +37,7 @@ from deepseek.plugins.host import PluginHost
 from deepseek.training.checkpoint import load_model_state
 
 ALIVE: list[list[str]] = []
+ENGINES = DistributedDataParallel | FSDPModule | PipelineStage
 _destroy = dist.destroy_process_group
 
 
@@ -42,7 +45,7 @@ def destroy(*args: Any, **kwargs: Any) -> None:
     """torch's, after noting the engine objects alive (no collection first: what the strategy left)."""
     with warnings.catch_warnings():  # an isinstance of a lazy torch.distributed object warns
         warnings.simplefilter("ignore")
-        ALIVE.append(sorted(type(o).__name__ for o in gc.get_objects() if isinstance(o, DistributedDataParallel | FSDPModule)))
+        ALIVE.append(sorted(type(o).__name__ for o in gc.get_objects() if isinstance(o, ENGINES)))
     _destroy(*args, **kwargs)
 
 
@@ -72,8 +75,8 @@ class Failing(torch.nn.Module):
         return self.gpt(**batch)
 
 
-def model() -> torch.nn.Module:
-    return deepseek.create_model("tiny", d_model=16, n_heads=2, n_layers=1, max_seq_len=16)
+def model(layers: int = 1) -> torch.nn.Module:
+    return deepseek.create_model("tiny", d_model=16, n_heads=2, n_layers=layers, max_seq_len=16)
 
 
 def run(out: Path, name: str) -> None:
@@ -84,7 +87,8 @@ def run(out: Path, name: str) -> None:
               "data": {"eval_batches": 0}, "strategy": {"name": strategy}, "logging": {"progress": False, "plot": False}}
     report: dict[str, Any] = {}
     try:
-        result = deepseek.fit(Failing if variant == "fail" else model, tokens(32, 0), names=("input_ids", "targets"),
+        build = Failing if variant == "fail" else partial(model, 2 if strategy == "pipeline" else 1)  # a block a stage
+        result = deepseek.fit(build, tokens(32, 0), names=("input_ids", "targets"),
                               batch_size=8, config=config, quiet=True, run_dir=out / name, host=host)
     except Exception as exc:
         report["error"] = type(exc).__name__

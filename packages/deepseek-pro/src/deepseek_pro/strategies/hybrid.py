@@ -149,6 +149,11 @@ class HybridStrategy(PipelineStrategy):
                          if self.tp_size > 1 else None)
         super().setup(model, optimizer_factory, settings)
 
+    def release_engine(self) -> None:
+        """The pipeline's parts, then the (pp, dp, tp) mesh the stage is sharded over."""
+        super().release_engine()
+        self.mesh = self.pp_group = None
+
     def forward_backward(self, micro_batches: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The pipeline's step, then, with ``dp > 1``, each stage's persistent buffers from its
         first data-parallel replica (as ``ddp`` and ``fsdp`` take rank 0's): a forward that

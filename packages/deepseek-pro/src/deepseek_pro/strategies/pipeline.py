@@ -72,8 +72,7 @@ class PipelineStrategy(DistributedStrategy):
 
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
-        self.pp_size, self.pp_rank = 1, 0
-        self._dp_size, self._dp_rank = 1, 0
+        self.pp_size, self.pp_rank, self._dp_size, self._dp_rank = 1, 0, 1, 0
         self.tp_size, self.tp_rank = 1, 0
         """Tensor-parallel ranks per stage replica (``hybrid`` with ``tp_size``); rank =
         (pp_index * dp + dp_index) * tp + tp_index."""
@@ -157,13 +156,11 @@ class PipelineStrategy(DistributedStrategy):
         tied_groups = self._tied_groups(stages, pairs)
         stage = self.shard_stage(stages[self.pp_rank].to(self.device))
         self._tied_sync = [(name, group) for (i, name), group in tied_groups.items() if i == self.pp_rank]
-        self._stage_mod = stage
-        self.model = self._stage_mod
+        self._stage_mod = self.model = stage
         # a tied copy (the last stage's lm_head) trains in its source's group
         self.optimizer = optimizer_factory([(self._tied.get(n, n), p) for n, p in self._stage_mod.named_parameters()])
-        self._pipe_stage = stage_parts.neutral_stage_class()(
-            self._stage_mod, self.pp_rank, self.pp_size, self.device, group=self.pp_group
-        )
+        self._pipe_stage = stage_parts.neutral_stage_class()(self._stage_mod, self.pp_rank, self.pp_size, self.device,
+                                                             group=self.pp_group)
         self._use_distributed_scaler()
 
     def setup_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
@@ -178,14 +175,17 @@ class PipelineStrategy(DistributedStrategy):
         self._stage_mod = placed.stage
         return placed
 
+    def release_engine(self) -> None:  # the stage, its PipelineStage and schedules, the tied weights' groups
+        super().release_engine()
+        self._stage_mod, self._pipe_stage, self._schedules, self._tied_sync = None, None, {}, []
+
     def _tied_groups(self, stages: list[nn.Module], pairs: list[tuple[Any, Any]]) -> dict[tuple[int, str], Any]:
         """For every tied pair, its names in its two stages and one process group per pipeline
         joining those stages (every rank creates every group, in the same order)."""
         out: dict[tuple[int, str], Any] = {}
         self._tied = {}
         for source, copy in pairs:
-            (i, src_name), (j, copy_name) = (stage_parts.locate_param(stages, source),
-                                                    stage_parts.locate_param(stages, copy))
+            (i, src_name), (j, copy_name) = stage_parts.locate_param(stages, source), stage_parts.locate_param(stages, copy)
             self._tied[copy_name] = src_name
             for d in range(self._dp_size):
                 for t in range(self.tp_size):
