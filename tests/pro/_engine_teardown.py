@@ -2,15 +2,15 @@
 process group, with what is still alive when the group is destroyed recorded (test helper).
 
 Usage: ``python tests/pro/_engine_teardown.py OUT NAME [NAME ...]`` under torchrun; NAME a strategy
-(``ddp``, ``fsdp``, ``pipeline``) or ``<strategy>+fail`` for a run whose model raises in its second step's
-forward. A callback keeps the Trainer (as a user holding it after ``fit`` does). Every rank
-writes ``OUT/<name>-rank<R>.json``: ``alive``, the engine objects (``DistributedDataParallel``,
-``FSDPModule``, ``PipelineStage``) the garbage collector still tracks when ``destroy_process_group`` is called (every
-run's so far, before the group of this one goes);
-``model``, the class of ``trainer.model`` after the run (``None`` for none); for a ``ddp`` run that
-succeeded, ``unwrapped``, whether ``strategy.unwrapped_model()`` is that module, and ``diff``, the
-largest difference between its weights and the run's last checkpoint (inf for a weight it lacks);
-``error``, the class of the run's error.
+(``ddp``, ``fsdp``, ``pipeline``, ``deepspeed``) or ``<strategy>+fail`` for a run whose model raises
+in its second step's forward. A callback keeps the Trainer (as a user holding it after ``fit``
+does). Every rank writes ``OUT/<name>-rank<R>.json``: ``alive``, the engine objects
+(``DistributedDataParallel``, ``FSDPModule``, ``PipelineStage``, ``DeepSpeedEngine``) the garbage
+collector still tracks when ``destroy_process_group`` is called (every run's so far, before the
+group of this one goes); ``model``, the class of ``trainer.model`` after the run (``None`` for
+none); for a ``ddp`` run that succeeded, ``unwrapped``, whether ``strategy.unwrapped_model()`` is
+that module, and ``diff``, the largest difference between its weights and the run's last checkpoint
+(inf for a weight it lacks); ``error``, the class of the run's error.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from _probe import run_cases
 from _probe import token_rows as tokens
+from deepspeed import DeepSpeedEngine
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.pipelining import PipelineStage
 from torch.nn.parallel import DistributedDataParallel
@@ -37,7 +38,7 @@ from deepseek.plugins.host import PluginHost
 from deepseek.training.checkpoint import load_model_state
 
 ALIVE: list[list[str]] = []
-ENGINES = DistributedDataParallel | FSDPModule | PipelineStage
+ENGINES = DistributedDataParallel | FSDPModule | PipelineStage | DeepSpeedEngine
 _destroy = dist.destroy_process_group
 
 

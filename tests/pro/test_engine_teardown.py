@@ -1,11 +1,12 @@
 """A distributed strategy drops its engine (the DDP wrapper and its reducer, FSDP's sharded module,
-the pipeline's stage) and collects it before it destroys the process group it made, after a run
-that succeeded and after one that failed: ``deepseek.fit`` runs one after another in one torchrun
-job (fsdp, pipeline, ddp, ddp failing in its second step) find no engine object of any run alive
-when each run's group is destroyed, though a callback keeps each Trainer. Left to the garbage collector, a run's DDP reducer
-went at some later point, past its group's destruction or inside the next run's collectives (CI hung
-there in test_loss_items_parity.py's job). After the run ``trainer.model`` is ddp's module with the
-trained weights (the last checkpoint's), and None for fsdp and pipeline (docs/distributed.md, 'After the run')."""
+the pipeline's stage, the DeepSpeed engine) and collects it before it destroys the process group it
+made, after a run that succeeded and after one that failed: ``deepseek.fit`` runs one after another
+in one torchrun job (fsdp, pipeline, deepspeed, ddp, ddp failing in its second step) find no engine
+object of any run alive when each run's group is destroyed, though a callback keeps each Trainer.
+Left to the garbage collector, a run's DDP reducer went at some later point, past its group's
+destruction or inside the next run's collectives (CI hung there in test_loss_items_parity.py's job).
+After the run ``trainer.model`` is ddp's module with the trained weights (the last checkpoint's),
+and None for fsdp, pipeline and deepspeed (docs/distributed.md, 'After the run')."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from _prohelpers import run_torchrun
 
 PROBE = Path(__file__).with_name("_engine_teardown.py")
-RUNS = ("fsdp", "pipeline", "ddp", "ddp+fail")
+RUNS = ("fsdp", "pipeline", "deepspeed", "ddp", "ddp+fail")
 
 
 @pytest.fixture(scope="module")
@@ -35,4 +36,5 @@ def test_after_the_run_the_model_is_ddps_trained_module_and_none_for_fsdp(report
     for report in reports["ddp"]:
         assert (report["model"], report["unwrapped"], report["diff"]) == ("GPT", True, 0.0)
     assert [r["model"] for r in reports["ddp+fail"]] == ["Failing", "Failing"]
-    assert [r["model"] for r in reports["fsdp"]] == [r["model"] for r in reports["pipeline"]] == [None, None]
+    for name in ("fsdp", "pipeline", "deepspeed"):
+        assert [r["model"] for r in reports[name]] == [None, None], name

@@ -173,7 +173,9 @@ class DeepSpeedStrategy(DistributedStrategy):
         if owned and "deepspeed" in sys.modules:  # the groups it cached died with the process group
             internals.forget_process_groups()
 
-    def release_engine(self) -> None:  # the engine (self.model), its ZeRO optimizer and their process groups
+    def release_engine(self) -> None:  # the engine is self.model; its ZeRO hooks kept it alive for ever: destroy()
+        if self.engine is not None:
+            self.engine.destroy()
         super().release_engine()
         self.engine = None
 
@@ -258,8 +260,7 @@ class DeepSpeedStrategy(DistributedStrategy):
         self._fit_batches(batch_rows(micro_batches[0]), len(micro_batches))
         loss, metrics = self.forward_backward(micro_batches)
         self.engine.step()
-        norm = self.engine.get_global_grad_norm()
-        stepped = bool(self.engine.was_step_applied())
+        norm, stepped = self.engine.get_global_grad_norm(), bool(self.engine.was_step_applied())
         self.engine.zero_grad()
         # ZeRO-3 keeps the norm on the device: reading it here would stall the host every step
         return StepResult(loss, float("nan") if norm is None else norm if torch.is_tensor(norm) else float(norm),
@@ -396,5 +397,4 @@ class DeepSpeedStrategy(DistributedStrategy):
                 raise UsageError(own_not_resumable(type(inner).__name__))
             return
         if self._builder is None or (flats and self._builder.initial_state(flats[0]) is None):
-            raise UsageError(not_resumable(self._builder.config.name if self._builder is not None
-                                            else "(a custom optimizer factory)"))
+            raise UsageError(not_resumable(self._builder.config.name if self._builder is not None else "(a custom optimizer factory)"))
