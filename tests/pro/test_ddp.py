@@ -90,7 +90,7 @@ def test_fp16_loss_scaling_under_ddp_follows_single(pro_runs: dict, single_mixed
 
 
 def test_cluster_reports_are_compared_by_distribution() -> None:
-    from deepseek_pro.strategies.base import compare_reports
+    from deepseek_pro.strategies.cluster import compare_reports
 
     same = {"deepseek": "0.1.0", "torch": "2.11", "distributions": {"deepseek-core": "0.1.0 (ok)",
                                                                       "deepseek-pro": "0.1.0 (ok)"}}

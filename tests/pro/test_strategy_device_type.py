@@ -182,6 +182,40 @@ def test_a_strategy_on_cuda_under_gloo_alone_is_told_the_backend_that_runs_it_on
                                "(its device_type) and none is visible; use 'auto'")
 
 
+class _GlooOnCuda(DDPStrategy):
+    """Its ranks compute on their CUDA device under gloo (gloo's CUDA collectives)."""
+
+    @classmethod
+    def device_type(cls, options: DDPOptions) -> str | None:
+        return "cuda" if options.backend == "gloo" else super().device_type(options)
+
+
+def test_set_up_places_the_ranks_on_the_device_the_strategy_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``setup_environment`` picks the device by ``resolved_device_type``, the rule the checks
+    before launch read, not by the backend's name: a strategy declaring CUDA under gloo, run by
+    torchrun directly where no CUDA device is visible, is refused in one line before it joins a
+    group (it was put on the CPU without a word); pro's own strategies under gloo stay on the CPU."""
+    import torch.distributed as dist
+    from _prohelpers import one_rank_group
+
+    from deepseek.errors import UsageError
+
+    one_rank_group(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    strategy = _GlooOnCuda({"backend": "gloo"}, precision=Precision("fp32"))
+    with pytest.raises(UsageError) as info:
+        strategy.setup_environment()
+    assert str(info.value) == ("strategy 'ddp' computes on CUDA devices (its device_type) and none is visible to "
+                               "rank 0; run it where CUDA devices are")
+    assert not dist.is_initialized()
+    plain = DDPStrategy({"backend": "gloo"}, precision=Precision("fp32"))
+    plain.setup_environment()
+    try:
+        assert plain.device == torch.device("cpu")
+    finally:
+        plain.teardown()
+
+
 @pytest.mark.parametrize("base", ["ddp", "tp"])
 def test_a_device_type_that_is_no_device_is_the_plugins_bug_at_launch(base: str, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,19 +7,17 @@ A :class:`DistributedStrategy` runs under torchrun (``deepseek launch -n N -- tr
 the process group (NCCL on CUDA, gloo on CPU) with a collective timeout, and checks that every rank runs the
 same plugin distributions at the same versions before any training starts.
 
-Buffers of data-parallel replicas (``replicates_buffers``: ddp, fsdp, deepspeed): a forward in
-training mode may update the model's buffers (BatchNorm's running statistics, a running mean)
-from this rank's rows alone, so after every step's forwards the persistent buffers (those in the
-state dict) are broadcast from rank 0 (:meth:`DistributedStrategy.sync_buffers`). Every rank then
-trains, evaluates and checkpoints with rank 0's buffers, as torch DDP's ``broadcast_buffers`` has
-them for training: a resumed run continues bit-exactly and an evaluation gives what the
-checkpoint gives. A model without persistent buffers (the GPTs) sends nothing.
+Buffers of data-parallel replicas (``replicates_buffers``: ddp, fsdp, deepspeed): a training forward
+may update the model's buffers (BatchNorm's running statistics) from this rank's rows alone, so after
+every step's forwards the persistent ones are broadcast from rank 0 (:meth:`DistributedStrategy.sync_buffers`),
+as torch DDP's ``broadcast_buffers`` does: a resumed run continues bit-exactly and an evaluation gives what
+the checkpoint gives. A model without persistent buffers (the GPTs) sends nothing.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -28,16 +26,13 @@ from deepseek.config.validate import positive
 from deepseek.errors import UsageError
 from deepseek.training.launcher_env import launcher_env
 from deepseek.training.strategy import Strategy
+from deepseek_pro.strategies.cluster import ClusterMismatchError, cluster_report, compare_reports
 from deepseek_pro.strategies.metric_names import MetricNames
 from deepseek_pro.strategies.rendezvous import fresh_store, rendezvous_errors, signals_end_the_wait
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-
-class ClusterMismatchError(UsageError):
-    """Ranks of one job run different plugin sets, plugin versions or framework versions."""
 
 
 MAX_TIMEOUT_S = 7 * 24 * 3600
@@ -63,36 +58,6 @@ class DistributedOptions:
 
 _BACKEND_DEVICES: dict[str, Literal["cpu", "cuda"] | None] = {"gloo": "cpu", "nccl": "cuda", "auto": None}
 """``DistributedOptions.backend`` -> the device its ranks compute on (None: picked at set-up)."""
-
-
-def cluster_report(host: Any = None) -> dict[str, Any]:
-    """What this process runs: the plugin distributions of ``host`` (default: the process's host;
-    name, version, status) and library versions."""
-    import torch
-
-    from deepseek._version import __version__
-    from deepseek.plugins.host import get_host
-
-    dists = {dist: f"{version} ({status})" for dist, version, status in (host or get_host()).fingerprint()}
-    return {"distributions": dists, "deepseek": __version__, "torch": torch.__version__}
-
-
-def compare_reports(reports: Sequence[Mapping[str, Any]]) -> str | None:
-    """One line naming the first rank and distribution that differ from rank 0, or ``None``."""
-    ref = reports[0]
-    for rank, rep in enumerate(reports[1:], start=1):
-        for lib in ("deepseek", "torch"):
-            if rep[lib] != ref[lib]:
-                return (f"cluster mismatch: rank {rank} runs {lib} {rep[lib]} but rank 0 runs "
-                        f"{ref[lib]}; install the same versions on every node")
-        ours, theirs = ref["distributions"], rep["distributions"]
-        for dist in sorted(set(ours) | set(theirs)):
-            a, b = ours.get(dist, "not installed"), theirs.get(dist, "not installed")
-            if a != b:
-                return (f"cluster mismatch: rank {rank} has {dist} {b} but rank 0 has {dist} {a}; "
-                        "install the same plugin distributions and versions (and the same "
-                        "DEEPSEEK_PLUGINS / DEEPSEEK_DISABLE_PLUGINS settings) on every node")
-    return None
 
 
 class DistributedStrategy(Strategy):
@@ -184,17 +149,20 @@ class DistributedStrategy(Strategy):
     # ------------------------------------------------------------------ set-up
 
     def setup_environment(self) -> None:
-        """Join the process group from the torchrun environment, pick the device, check the
-        cluster is consistent."""
+        """Join the process group from the torchrun environment, pick the device the strategy
+        declares (:meth:`resolved_device_type`), check the cluster is consistent."""
         import torch
         import torch.distributed as dist
 
         env = launcher_env(self.name)
         self._rank, self._world_size, self._local_rank = env.rank, env.world_size, env.local_rank
-        backend = self.backend
-        if backend == "nccl":
-            if not torch.cuda.is_available():
-                raise UsageError("strategy.backend: 'nccl' needs CUDA devices; use 'gloo' on CPU")
+        backend, cuda = self.backend, torch.cuda.is_available()
+        if backend == "nccl" and not cuda:
+            raise UsageError("strategy.backend: 'nccl' needs CUDA devices; use 'gloo' on CPU")
+        if type(self).resolved_device_type(self.options, cuda_available=cuda) == "cuda":
+            if not cuda:  # a subclass declaring CUDA under gloo, run where none is visible
+                raise UsageError(f"strategy {self.name!r} computes on CUDA devices (its device_type) and none is "
+                                 f"visible to rank {self._rank}; run it where CUDA devices are")
             torch.cuda.set_device(self._local_rank)
             self._device = torch.device("cuda", self._local_rank)
         else:
