@@ -94,6 +94,19 @@ def test_a_refused_database_leaves_no_new_root_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "not.db"] and list((tmp_path / "new").iterdir()) == []
 
 
+def test_a_database_that_cannot_be_opened_is_one_line_and_leaves_no_root(tmp_path: Path) -> None:
+    """An SQLite --db in a folder that is missing (or is a file) failed on SQLAlchemy's
+    OperationalError at the first connection: 'internal error: OperationalError: ... unable to open
+    database file', exit code 1, and the new root with its server.lock was left behind."""
+    (tmp_path / "afile").write_text("")
+    root = tmp_path / "root"
+    for db in (tmp_path / "missing" / "service.db", tmp_path / "afile" / "service.db"):
+        result = server_cmd("--root", str(root), "--port", str(free_port()), "--db", f"sqlite:///{db}")
+        one_line_error(result, f"--db sqlite:///{db}: cannot open the database (unable to open database file); "
+                               "give a file in an existing folder")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_an_empty_root_is_refused_as_every_empty_path_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--root ''`` was read as the current folder: the server took it (server.lock, service.db,
     the tenants' workspaces beside whatever the folder held), where every other path option refuses

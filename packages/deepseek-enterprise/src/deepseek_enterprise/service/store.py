@@ -94,6 +94,7 @@ class Store:
         _check_sqlite_file(url)
         self.engine = _engine(url)
         self.sqlite = self.engine.dialect.name == "sqlite"
+        _connect(self.engine, url)
         Base.metadata.create_all(self.engine)
         _check_columns(self.engine, url)
         rowcheck.check_rows(self.engine, _shown(url))
@@ -169,6 +170,22 @@ def _check_sqlite_file(url: str) -> None:
         if problem is not None:
             raise UsageError(f"--db: the service database {path} {problem}, so its tenants, jobs and audit log "
                              "cannot be read; restore it from a backup, or move it away to start a new database")
+
+
+def _connect(engine: Engine, url: str) -> None:
+    """One line when the database cannot be reached at all (an SQLite file whose folder is missing, a
+    database server that is down or refuses the login): SQLAlchemy's OperationalError was reported as
+    an internal error. Only the first connection is judged here: an error after it is the server's."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        engine.connect().close()
+    except OperationalError as exc:
+        engine.dispose()
+        reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
+        fix = ("give a file in an existing folder" if engine.dialect.name == "sqlite"
+               else "check the URL and that the database server is running and takes this login")
+        raise UsageError(f"--db {_shown(url)}: cannot open the database ({reason}); {fix}") from None
 
 
 def _engine(url: str) -> Engine:
