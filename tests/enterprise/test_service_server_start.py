@@ -107,6 +107,22 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_leaves_no_root(tmp_pat
         assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
+@pytest.mark.parametrize(("url", "shown", "words"), [
+    ("postgresql+nodriver://svc:s3cret@db/x", "postgresql+nodriver://svc:***@db/x", "NoSuchModuleError"),
+    ("postgresql://svc:s3cret@db:port/x", "postgresql://svc:***@db:port/x", "ValueError"),  # not parsable
+], ids=["unknown driver", "bad port"])
+def test_a_db_url_the_server_cannot_use_is_one_line_without_its_password(tmp_path: Path, url: str, shown: str,
+                                                                         words: str) -> None:
+    """--db's unknown dialect or driver, or an unparsable URL, was shown as given (repr), password
+    and all, though docs/service.md offers DEEPSEEK_DB_URL to keep the password off the command line;
+    and the line said nothing of how to fix it."""
+    result = server_cmd("--root", str(tmp_path / "root"), "--port", str(free_port()), "--db", url)
+    one_line_error(result, f"--db {shown}: {words}: ")
+    assert "s3cret" not in result[2] and result[2].rstrip().endswith(
+        "; give an SQLAlchemy URL whose driver is installed, e.g. sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    assert not (tmp_path / "root").exists()
+
+
 def test_an_empty_root_is_refused_as_every_empty_path_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--root ''`` was read as the current folder: the server took it (server.lock, service.db,
     the tenants' workspaces beside whatever the folder held), where every other path option refuses

@@ -58,10 +58,16 @@ _PG_TRIGGERS = {
 
 
 def _shown(url: str) -> str:
-    """``url`` as error lines show it: without its password."""
+    """``url`` as error lines show it: without its password, also when SQLAlchemy cannot parse it (a
+    bad port): what stands between ``USER:`` and the last ``@`` is masked then."""
+    import re
+
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown masked, never as given
+        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
 
 
 def _check_columns(engine: Engine, url: str) -> None:
@@ -201,7 +207,9 @@ def _engine(url: str) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True)
     except Exception as exc:  # an unknown dialect or a missing driver
-        raise UsageError(f"--db {url!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"--db {_shown(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}; give an "
+                         "SQLAlchemy URL whose driver is installed, e.g. sqlite:///PATH or "
+                         "postgresql+psycopg://USER@HOST/DB") from None
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
