@@ -320,3 +320,27 @@ def test_submit_refuses_a_file_it_cannot_send_before_reading_it_whole(tmp_path: 
     why = (f"larger than {MAX_FILE_BYTES} bytes, the most the server takes for a job's file; put the data in the "
            "tenant's folder and name it by its path") if kind == "big" else "not a regular file; give a text file"
     assert (code, out, err) == (2, "", f"error: {option} {path}: {why}")
+
+
+@pytest.mark.parametrize(("kind", "why"), [
+    ("latin-1", "not UTF-8 text (byte 0xe9 at offset 12); save it as UTF-8 text"),
+    ("missing", "does not exist; check the path"),
+    ("folder", "is a folder; give a text file"),
+    ("below a file", "cannot read it (Not a directory); check the path and its permissions"),
+], ids=["latin-1", "missing", "folder", "below a file"])
+def test_a_local_file_a_job_cannot_send_is_one_line_that_says_how_to_fix_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, why: str) -> None:
+    """A --config or --file that is no UTF-8 text, missing, a folder, or below a file was refused as
+    '--file PATH: cannot read it (UnicodeDecodeError)' (the exception's class name: no byte, no
+    place, no fix)."""
+    from _inprocess import deepseek_here
+
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "latin.toml").write_bytes(b"ok = 1\n# caf\xe9\n")
+    (tmp_path / "folder").mkdir()
+    path = {"latin-1": "latin.toml", "missing": "nope.toml", "folder": "folder", "below a file": "afile/x.toml"}[kind]
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # refused before any request
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    for option in ("--config", "--file"):
+        code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "submit", option, path, "train")
+        assert (code, out, err) == (2, "", f"error: {option} {path}: {why}")

@@ -45,8 +45,16 @@ def _read(path: Path, where: str) -> str:
             raise UsageError(f"{where} {path}: larger than {MAX_FILE_BYTES} bytes, the most the server takes for "
                              "a job's file; put the data in the tenant's folder and name it by its path")
         text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{where} {path}: cannot read it ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where} {path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,}); "
+                         "save it as UTF-8 text") from None
+    except FileNotFoundError:
+        raise UsageError(f"{where} {path}: does not exist; check the path") from None
+    except IsADirectoryError:
+        raise UsageError(f"{where} {path}: is a folder; give a text file") from None
+    except OSError as exc:
+        raise UsageError(f"{where} {path}: cannot read it ({exc.strerror or exc.__class__.__name__}); "
+                         "check the path and its permissions") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
