@@ -344,3 +344,21 @@ def test_a_local_file_a_job_cannot_send_is_one_line_that_says_how_to_fix_it(
     for option in ("--config", "--file"):
         code, err, out = deepseek_here(monkeypatch, tmp_path, "jobs", "submit", option, path, "train")
         assert (code, out, err) == (2, "", f"error: {option} {path}: {why}")
+
+
+@pytest.mark.parametrize(("label", "why"), [
+    ("ci\x1b[31mbot", "'ci\\x1b[31mbot' holds the control character U+001B; give a label of one line of printable "
+                      "characters"),
+    ("x" * 64, "64 characters, more than 63; give a shorter label"),
+], ids=["control character", "too long"])
+def test_a_token_label_the_server_would_refuse_is_refused_before_any_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, why: str) -> None:
+    """``tenants token --name`` with a control character or over 63 characters went to the server,
+    whose 422 quoted its pydantic pattern: "name: String should match pattern '^[^\\x00-\\x1f\\x7f]*$'"."""
+    from _inprocess import deepseek_here
+
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # nothing listens: a request would fail otherwise
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tenants", "token", "acme", "bob", "--name", label)
+    assert (code, out, err) == (2, "", f"error: Invalid value for '--name': {why} (see 'deepseek tenants token "
+                                       "--help')")

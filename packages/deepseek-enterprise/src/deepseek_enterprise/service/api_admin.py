@@ -33,7 +33,7 @@ from deepseek_enterprise.service.models import (
     User,
     utcnow,
 )
-from deepseek_enterprise.service.names import NAME
+from deepseek_enterprise.service.names import NAME, TOKEN_LABEL, TOKEN_LABEL_MAX
 
 router = APIRouter(prefix="/v1")
 
@@ -66,8 +66,8 @@ class UserIn(BaseModel):
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
-    name: Annotated[str, Field(max_length=63, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
-    """A label of one line: no control characters (PostgreSQL refuses a NUL in a text column)."""
+    name: Annotated[str, Field(max_length=TOKEN_LABEL_MAX, pattern=TOKEN_LABEL)] = ""
+    """A label of one line: no control characters (:data:`.names.TOKEN_LABEL`)."""
     expires_in_days: float | None = Field(default=90, le=tokens.MAX_DAYS)
     """Days until the token expires, at least one hour's worth (:data:`tokens.MIN_DAYS`); null: never."""
 

@@ -15,7 +15,7 @@ from deepseek.errors import UsageError, shown
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service import answers as A
 from deepseek_enterprise.service.cli_artefacts import SERVER, download, files
-from deepseek_enterprise.service.names import JOB_STATES, ROLES, SERVICE_NAME, TENANT
+from deepseek_enterprise.service.names import JOB_STATES, ROLES, SERVICE_NAME, TENANT, TokenLabel
 from deepseek_enterprise.service.tokens import MAX_DAYS, MIN_DAYS
 
 FINAL = {"succeeded", "failed", "cancelled", "lost"}
@@ -231,7 +231,7 @@ def add_user(tenant: str, user: str, role: str, server: str | None) -> None:
 @click.argument("user", type=SERVICE_NAME)
 @click.option("--expires-days", type=FiniteFloat(MIN_DAYS, MAX_DAYS), default=90, show_default=True,
               help=f"Days until the token expires, from {MIN_DAYS:.3g} ({MIN_DAYS * 24:g} h) to {MAX_DAYS:g}.")
-@click.option("--name", default="", help="A label for the token.")
+@click.option("--name", type=TokenLabel(), default="", help="A label for the token (one line, at most 63 characters).")
 @SERVER
 def token(tenant: str, user: str, expires_days: float, name: str, server: str | None) -> None:
     """A new API token for USER of TENANT, printed once (keep it: only its hash is stored)."""

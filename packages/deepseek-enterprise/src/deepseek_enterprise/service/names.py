@@ -47,3 +47,27 @@ SERVICE_NAME = ServiceName()
 TENANT = click.option("--tenant", type=SERVICE_NAME, metavar="NAME",
                       help="Tenant (default: DEEPSEEK_TENANT, or your only tenant).")
 """The ``--tenant`` option of every client command."""
+
+
+TOKEN_LABEL = r"^[^\x00-\x1f\x7f]*$"
+"""A token's label (``tenants token --name``): one line, no control characters (PostgreSQL refuses
+a NUL in a text column)."""
+TOKEN_LABEL_MAX = 63
+"""The most characters a token's label has (the ``tokens.name`` column)."""
+
+
+class TokenLabel(click.ParamType):
+    """``tenants token --name``, checked as the server checks it (:data:`TOKEN_LABEL`,
+    :data:`TOKEN_LABEL_MAX`) before any request: the server's refusal quoted its pattern."""
+
+    name = "label"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        bad = next((c for c in text if not re.fullmatch(TOKEN_LABEL, c)), None)
+        if bad is not None:
+            self.fail(f"{text!r} holds the control character U+{ord(bad):04X}; give a label of one line of "
+                      "printable characters", param, ctx)
+        if len(text) > TOKEN_LABEL_MAX:
+            self.fail(f"{len(text)} characters, more than {TOKEN_LABEL_MAX}; give a shorter label", param, ctx)
+        return text
