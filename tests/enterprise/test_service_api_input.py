@@ -243,3 +243,18 @@ def test_a_number_field_takes_json_numbers_only(svc: Deploy, path: str, body: di
     # the same fields as JSON numbers are taken (a whole number for a float field too)
     if path.endswith("/quota"):
         assert svc.call("PUT", path, svc.admin, json={"devices": 2, "device_hours": 5}).status_code == 200
+
+
+def test_a_whole_token_given_as_a_token_id_is_refused_and_its_secret_kept_out_of_the_audit(svc: Deploy) -> None:
+    """DELETE /v1/tokens/ID with a whole token (``dsk_<id>.<secret>``, what a user pastes to revoke
+    it) or any other text was audited as 'token <that text>', secret and all, and answered 404
+    "no token '<that text>'". A value that is no id is now 422 before the audit; the id revokes."""
+    bob = svc.tokens["bob"]
+    before = svc.call("GET", "/v1/audit", svc.admin).json()
+    for value, words in [(bob, f"give its id only: {bob[4:16]}, the 12 hex digits after dsk_"),
+                         ("zzz", "'zzz' is not a token id")]:
+        r = svc.call("DELETE", f"/v1/tokens/{value}", svc.admin)
+        assert r.status_code == 422 and r.json()["detail"].startswith("token id: ") and words in r.json()["detail"]
+        assert bob[17:] not in r.text
+    assert svc.call("GET", "/v1/audit", svc.admin).json() == before
+    assert svc.call("DELETE", f"/v1/tokens/{bob[4:16]}", svc.admin).status_code == 200

@@ -362,3 +362,21 @@ def test_a_token_label_the_server_would_refuse_is_refused_before_any_request(
     code, err, out = deepseek_here(monkeypatch, tmp_path, "tenants", "token", "acme", "bob", "--name", label)
     assert (code, out, err) == (2, "", f"error: Invalid value for '--name': {why} (see 'deepseek tenants token "
                                        "--help')")
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("zzz", "'zzz' is not a token id; give the 12 hex digits after dsk_ in the token"),
+    ("dsk_0123456789ab.SECRETsecretSECRETsecret", "a whole token, its secret too (keep it off command lines); give "
+                                                  "its id only: 0123456789ab, the 12 hex digits after dsk_"),
+], ids=["not an id", "whole token"])
+def test_tenants_revoke_takes_a_token_id_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str,
+                                              why: str) -> None:
+    """``tenants revoke`` sent any text as the id: a pasted whole token put its secret in the
+    request's URL and the server's audit log."""
+    from _inprocess import deepseek_here
+
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # nothing listens: a request would fail otherwise
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tenants", "revoke", value)
+    assert (code, out, err) == (2, "", f"error: Invalid value for 'TOKEN_ID': {why} (see 'deepseek tenants revoke "
+                                       "--help')")

@@ -15,7 +15,14 @@ from deepseek.errors import UsageError, shown
 from deepseek_enterprise.cli_params import PATH_ARG
 from deepseek_enterprise.service import answers as A
 from deepseek_enterprise.service.cli_artefacts import SERVER, download, files
-from deepseek_enterprise.service.names import JOB_STATES, ROLES, SERVICE_NAME, TENANT, TokenLabel
+from deepseek_enterprise.service.names import (
+    JOB_STATES,
+    ROLES,
+    SERVICE_NAME,
+    TENANT,
+    TokenId,
+    TokenLabel,
+)
 from deepseek_enterprise.service.tokens import MAX_DAYS, MIN_DAYS
 
 FINAL = {"succeeded", "failed", "cancelled", "lost"}
@@ -242,7 +249,7 @@ def token(tenant: str, user: str, expires_days: float, name: str, server: str | 
 
 
 @tenants.command("revoke")
-@click.argument("token_id")
+@click.argument("token_id", type=TokenId())
 @SERVER
 def revoke(token_id: str, server: str | None) -> None:
     """Revoke token TOKEN_ID (the 12 hex digits after dsk_)."""

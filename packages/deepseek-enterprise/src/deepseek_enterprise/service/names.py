@@ -71,3 +71,18 @@ class TokenLabel(click.ParamType):
         if len(text) > TOKEN_LABEL_MAX:
             self.fail(f"{len(text)} characters, more than {TOKEN_LABEL_MAX}; give a shorter label", param, ctx)
         return text
+
+
+class TokenId(click.ParamType):
+    """A token's id on the command line (``tenants revoke``), checked by
+    :func:`.tokens.token_id_problem` before any request."""
+
+    name = "token_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from deepseek_enterprise.service.tokens import token_id_problem
+
+        problem = token_id_problem(str(value))
+        if problem:
+            self.fail(problem, param, ctx)
+        return str(value)

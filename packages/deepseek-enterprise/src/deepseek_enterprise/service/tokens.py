@@ -38,6 +38,19 @@ def split_token(token: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+def token_id_problem(value: str) -> str | None:
+    """Why ``value`` is no token id, the 12 hex digits after ``dsk_`` (``None``: it is one). A whole
+    token is named as such, without its secret: sent as an id, the secret would reach the request's
+    URL, the server's answer and its audit log."""
+    if re.fullmatch(r"[0-9a-f]{12}", value):
+        return None
+    whole = split_token(value)
+    if whole is not None:
+        return (f"a whole token, its secret too (keep it off command lines); give its id only: {whole[0]}, "
+                "the 12 hex digits after dsk_")
+    return f"{value!r} is not a token id; give the 12 hex digits after dsk_ in the token"
+
+
 def hash_secret(secret: str, salt: bytes | None = None, n: int = SCRYPT_N, r: int = SCRYPT_R,
                 p: int = SCRYPT_P) -> str:
     """The stored form of ``secret``: scrypt with a per-token salt, parameters recorded."""
