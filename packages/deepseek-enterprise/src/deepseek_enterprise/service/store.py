@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from deepseek.errors import UsageError
+from deepseek_enterprise.db_url import shown_url
 from deepseek_enterprise.service import rowcheck, tokens
 from deepseek_enterprise.service.models import AuditEntry, Base, Token, User
 
@@ -57,19 +58,6 @@ _PG_TRIGGERS = {
 }
 
 
-def _shown(url: str) -> str:
-    """``url`` as error lines show it: without its password, also when SQLAlchemy cannot parse it (a
-    bad port): what stands between ``USER:`` and the last ``@`` is masked then."""
-    import re
-
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown masked, never as given
-        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
-
-
 def _check_columns(engine: Engine, url: str) -> None:
     """One line when a table made by an older build lacks columns this build uses (``create_all``
     adds missing tables, never columns; there are no migrations yet)."""
@@ -81,7 +69,7 @@ def _check_columns(engine: Engine, url: str) -> None:
                for column in table.columns if column.name not in have]
     if missing:
         raise UsageError(
-            f"--db {_shown(url)}: the database was made by an older deepseek-enterprise and lacks the columns "
+            f"--db {shown_url(url)}: the database was made by an older deepseek-enterprise and lacks the columns "
             f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}; there are no migrations yet: start "
             "the server on a new database, or add those columns by hand"
         )
@@ -103,7 +91,7 @@ class Store:
         _connect(self.engine, url)
         Base.metadata.create_all(self.engine)
         _check_columns(self.engine, url)
-        rowcheck.check_rows(self.engine, _shown(url))
+        rowcheck.check_rows(self.engine, shown_url(url))
         with self.engine.begin() as conn:
             if self.sqlite:
                 for ddl in _TRIGGERS:
@@ -191,7 +179,7 @@ def _connect(engine: Engine, url: str) -> None:
         reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
         fix = ("give a file in an existing folder" if engine.dialect.name == "sqlite"
                else "check the URL and that the database server is running and takes this login")
-        raise UsageError(f"--db {_shown(url)}: cannot open the database ({reason}); {fix}") from None
+        raise UsageError(f"--db {shown_url(url)}: cannot open the database ({reason}); {fix}") from None
 
 
 def _engine(url: str) -> Engine:
@@ -207,7 +195,7 @@ def _engine(url: str) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True)
     except Exception as exc:  # an unknown dialect or a missing driver
-        raise UsageError(f"--db {_shown(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}; give an "
+        raise UsageError(f"--db {shown_url(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}; give an "
                          "SQLAlchemy URL whose driver is installed, e.g. sqlite:///PATH or "
                          "postgresql+psycopg://USER@HOST/DB") from None
 

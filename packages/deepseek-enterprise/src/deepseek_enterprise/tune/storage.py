@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError, shown
+from deepseek_enterprise.db_url import shown_url
 from deepseek_enterprise.sqlite_files import FOREIGN, sqlite_database, sqlite_problem
 
 HEARTBEAT_S = 20
@@ -84,7 +85,7 @@ def check_sqlite_file(url: str | None, folder: Path) -> None:
     ``--storage`` is an in-memory SQLite database, or when the default ``<folder>/study.db`` is
     missing beside the trial folders of a study (a new study's trial 0 would collide with them)."""
     if url is not None and _in_memory(url):
-        raise UsageError(f"--storage {url}: an in-memory SQLite database is lost when this process ends (the "
+        raise UsageError(f"--storage {shown_url(url)}: an in-memory SQLite database is lost when this process ends (the "
                          "study with it) and other workers cannot share it; give a file, sqlite:///PATH")
     path = sqlite_file(url, folder)
     if url is None and not (path.exists() or path.is_symlink()) and any((folder / "trials").glob("[0-9]*")):
@@ -147,7 +148,7 @@ def open_storage(url: str | None, folder: Path) -> Any:
                          f"({exc}); install it, or use sqlite:///PATH") from None
     except Exception as exc:  # SQLAlchemy's errors, Optuna's StorageInternalError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--storage: cannot open {url}: {first}; give a working storage (--storage) "
+        raise UsageError(f"--storage: cannot open {shown_url(url)}: {first}; give a working storage (--storage) "
                          "or a new study folder (--out)") from None
 
 

@@ -65,7 +65,9 @@ def open_study(settings: StudySettings, direction: str, identity: dict[str, str]
 
 
 def _storage_name(settings: StudySettings) -> str:
-    return f"--storage {settings.storage}" if settings.storage else f"{settings.out / 'study.db'}"
+    from deepseek_enterprise.db_url import shown_url
+
+    return f"--storage {shown_url(settings.storage)}" if settings.storage else f"{settings.out / 'study.db'}"
 
 
 def _open(storage: Any, settings: StudySettings, direction: str, identity: dict[str, str],
