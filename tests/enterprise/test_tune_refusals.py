@@ -59,6 +59,26 @@ def test_bad_space_is_one_line(tmp_path: Path, space: str, message: str, monkeyp
     assert not (tmp_path / "st").exists()  # nothing written
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    # the space file was called "the config file", as if base.toml were the one to fix
+    (b"[space]\n# caf\xe9\n", "space.toml: cannot read the search space file: byte 0xe9 at position 13 is not UTF-8; "
+                                "save the file as UTF-8 text"),
+    (None, "space.toml: search space file not found; give a search space TOML file (docs/tune.md)"),
+])
+def test_a_space_file_that_cannot_be_read_is_named_as_the_space_file(
+        tmp_path: Path, content: bytes | None, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path)
+    if content is None:
+        (tmp_path / "space.toml").unlink()
+    else:
+        (tmp_path / "space.toml").write_bytes(content)
+    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "base.toml", "--study", "b", "--space", "space.toml",
+                                 "--trials", "1", "--out", "st")
+    assert code == 2, err
+    assert err.strip() == f"error: {message}", err
+    assert not (tmp_path / "st").exists()
+
+
 MULTIMODAL_BASE = '[model]\nname = "multimodal.classifier"\n[data]\nname = "multimodal.digits"\n'
 
 

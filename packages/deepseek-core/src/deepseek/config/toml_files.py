@@ -33,46 +33,49 @@ MAX_CONFIG_BYTES = 16 << 20
 _TRAIN_DEFAULTS_HINT = "check the path, or run 'deepseek train' without a file to use the defaults"
 
 
-def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT,
+              what: str = "config file") -> dict[str, Any]:
     """Parse a TOML file; a missing, unreadable, non-UTF-8 or malformed file is one clear
-    ConfigError (``missing_hint`` is the fix a missing file's message offers)."""
+    ConfigError (``missing_hint`` is the fix a missing file's message offers; ``what`` names the
+    file in it: "config file", "search space file", ...)."""
     p = Path(path)
-    return toml_from_text(read_config_text(p, missing_hint=missing_hint), p)
+    return toml_from_text(read_config_text(p, missing_hint=missing_hint, what=what), p)
 
 
-def read_config_text(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> str:
+def read_config_text(path: str | os.PathLike[str], *, missing_hint: str = _TRAIN_DEFAULTS_HINT,
+                     what: str = "config file") -> str:
     """The text of the TOML file ``path`` (a regular file of at most :data:`MAX_CONFIG_BYTES`, UTF-8),
     unparsed; anything else is the one ConfigError line :func:`read_toml` raises for it."""
     p = Path(path)
     if not p.exists():
         link = broken_link(p)
         if link is not None:
-            raise ConfigError(f"{p}: {link}; give the config file's own path")
-        raise not_found(p, missing_hint)
+            raise ConfigError(f"{p}: {link}; give the {what}'s own path")
+        raise not_found(p, missing_hint, what)
     try:  # the file's kind and size are checked on the descriptor read: the path may be swapped after a check
         text = read_text(p, MAX_CONFIG_BYTES)
     except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, expected a TOML config file") from None
+        raise ConfigError(f"{p}: is a directory, expected a TOML {what}") from None
     except UnreadableFile as exc:
         if exc.errno == errno.EFBIG:
-            raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES >> 20} MiB, too large for a TOML config file; "
+            raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES >> 20} MiB, too large for a TOML {what}; "
                               "check the path") from None
-        raise ConfigError(f"{p}: not a regular file (a device, FIFO or socket); give a TOML config file") from None
+        raise ConfigError(f"{p}: not a regular file (a device, FIFO or socket); give a TOML {what}") from None
     except FileNotFoundError:
-        raise not_found(p, missing_hint) from None
+        raise not_found(p, missing_hint, what) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{p}: cannot read the config file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "
+            f"{p}: cannot read the {what}: byte 0x{exc.object[exc.start]:02x} at position {exc.start} is "
             "not UTF-8; save the file as UTF-8 text"
         ) from exc
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}; check the path and its permissions") from exc
+        raise ConfigError(f"{p}: cannot read the {what}: {exc.strerror}; check the path and its permissions") from exc
     return text
 
 
-def not_found(path: Path, missing_hint: str = _TRAIN_DEFAULTS_HINT) -> ConfigError:
+def not_found(path: Path, missing_hint: str = _TRAIN_DEFAULTS_HINT, what: str = "config file") -> ConfigError:
     """The error :func:`read_toml` raises for a file that is not there."""
-    return ConfigError(f"{path}: config file not found; {missing_hint}")
+    return ConfigError(f"{path}: {what} not found; {missing_hint}")
 
 
 def toml_from_text(text: str, path: Path) -> dict[str, Any]:

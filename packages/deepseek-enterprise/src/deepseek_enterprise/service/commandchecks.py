@@ -78,19 +78,19 @@ class _NotKnownAtSubmit(Exception):
 
 
 def _workspace_reader(ws: Workspace) -> Callable[..., dict[str, Any]]:
-    """``read_toml``'s stand-in at submit, ``read(path, missing_hint=...)``: the TOML file ``path``
+    """``read_toml``'s stand-in at submit, ``read(path, missing_hint=..., what=...)``: the TOML file ``path``
     of the job's workspace as it will be at the job's start (:meth:`Workspace.where`): its config,
     one of its files (read as the job reads it), read_toml's line for a file not there, or
     :class:`_NotKnownAtSubmit` for one only the job's start will show."""
     from deepseek.config.toml_files import not_found, toml_from_text
 
-    def read(path: str | Path, **missing_hint: str) -> dict[str, Any]:
+    def read(path: str | Path, **named: str) -> dict[str, Any]:  # missing_hint, what: not_found's
         path = Path(path)
         where = ws.where(path)
         if where == "unknown":
             raise _NotKnownAtSubmit
         if where == "absent":
-            raise not_found(path, **missing_hint)
+            raise not_found(path, **named)
         if where == "config":
             return dict(ws.config or {})
         return toml_from_text(ws.text(path), path)

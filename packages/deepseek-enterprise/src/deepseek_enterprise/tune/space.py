@@ -243,11 +243,11 @@ SPACE_HINT = "give a search space TOML file (docs/tune.md)"
 
 def load_space(path: Path, read: Callable[..., dict[str, Any]] | None = None) -> SearchSpace:
     """Read and validate a space file (one ConfigError line for anything wrong). ``read(path,
-    missing_hint=...)`` reads the TOML: :func:`deepseek.config.load.read_toml` by default; the
+    missing_hint=..., what=...)`` reads the TOML: :func:`deepseek.config.load.read_toml` by default; the
     job service's submit check reads the job's workspace as it will be when the job starts."""
     from deepseek.config.load import read_toml
 
-    return parse_space((read or read_toml)(path, missing_hint=SPACE_HINT), str(path))
+    return parse_space((read or read_toml)(path, missing_hint=SPACE_HINT, what="search space file"), str(path))
 
 
 def trial_data(base: dict[str, Any], values: dict[str, Any], base_source: str = "the base config") -> dict[str, Any]:
