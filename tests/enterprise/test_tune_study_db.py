@@ -140,7 +140,7 @@ def test_a_database_locked_by_another_worker_is_waited_for(tmp_path: Path) -> No
 
 
 def test_a_storage_that_cannot_open_leaves_no_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The folders the command made for the study were left empty; the line names the URL
+    """The folders the command made for the study were left empty (and said to be created); the line names the URL
     without its password (as the job service's --db lines do: deepseek_enterprise.db_url)."""
     import socket
 
@@ -149,10 +149,11 @@ def test_a_storage_that_cannot_open_leaves_no_folder_behind(tmp_path: Path, monk
         port = s.getsockname()[1]
     (tmp_path / "c.toml").write_text(CONFIG)
     (tmp_path / "space.toml").write_text(SPACE)
-    code, err, _ = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
-                                 "--trials", "1", "--out", "studies/st", "--storage",
-                                 f"postgresql://u:s3cret@127.0.0.1:{port}/db")
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "tune", "c.toml", "--study", "s", "--space", "space.toml",
+                                   "--trials", "1", "--out", "studies/st", "--storage",
+                                   f"postgresql://u:s3cret@127.0.0.1:{port}/db")
     assert code == 2, err
+    assert out == "", out  # "study s: ... folder studies/st (created folders studies, studies/st)" was said of them
     assert err.strip().splitlines()[-1].startswith(f"error: --storage: cannot open postgresql://u:***@127.0.0.1:{port}/db: "), err
     assert "s3cret" not in err
     assert not (tmp_path / "studies").exists()

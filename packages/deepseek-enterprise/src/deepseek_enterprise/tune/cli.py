@@ -229,8 +229,8 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
                              timeout=timeout, sampler=sampler, pruner=pruner, seed=seed, baseline=baseline)
     build = check_before_trials(host, inputs, tuner, config_file, baseline)  # before any folder is made
     make_folders(missing, where="--out")
-    click.echo(f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
-               f"folder {shown(folder)}{created_note(missing)}")
+    opened = (f"study {study_name}: tuner {name}, {objective}, {len(space.params)} parameter(s), "
+              f"folder {shown(folder)}{created_note(missing)}")  # said once the storage opened: else no folder is kept
     from deepseek.training.preemption import EXIT_PREEMPTED
     from deepseek_enterprise.tune.stopping import StudySignals, StudyStopped
     from deepseek_enterprise.tune.study import run_study
@@ -238,7 +238,8 @@ def tune(config_file: Path, study_name: str, space_file: Path, trials: int, obje
     try:
         with StudySignals():
             try:
-                study = run_study(settings, tuner, name, space, base, config_text, build, click.echo, origin=origin)
+                study = run_study(settings, tuner, name, space, base, config_text, build, click.echo, origin=origin,
+                                  opened=opened)
             except BaseException:
                 _remove_if_empty(missing)  # a storage that cannot open left the folders it made empty
                 raise

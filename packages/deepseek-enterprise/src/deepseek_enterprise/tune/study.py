@@ -134,25 +134,30 @@ def baseline_values(space: SearchSpace, base_config: Any, base: dict[str, Any]) 
 def run_study(
     settings: StudySettings, tuner: Tuner, tuner_name: str, space: SearchSpace, base: dict[str, Any],
     config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None], origin: str = "",
+    opened: str = "",
 ) -> Any:
     """Run trials until the study holds ``settings.trials`` finished ones (or the time is up);
     returns the study. ``build`` validates a config dict into a Config. A new study's first
     trial is the base config itself (``baseline``), the point every other trial is judged against.
-    ``origin`` names the tuner in a failed trial's note (``tuner NAME (DIST VERSION)``)."""
+    ``origin`` names the tuner in a failed trial's note (``tuner NAME (DIST VERSION)``); ``opened``
+    is echoed once the storage is open (a storage that cannot open is refused without it)."""
     with quiet_optuna():
         return _run_study(settings, tuner, tuner_name, space, base, config_text, build, echo,
-                          origin or f"tuner {tuner_name}")
+                          origin or f"tuner {tuner_name}", opened)
 
 
 def _run_study(
     settings: StudySettings, tuner: Tuner, tuner_name: str, space: SearchSpace, base: dict[str, Any],
     config_text: str, build: Callable[[dict[str, Any]], Any], echo: Callable[[str], None], origin: str,
+    opened: str,
 ) -> Any:
     base_config = build(base)
     direction = tuner.direction(settings.objective)
     values = baseline_values(space, base_config, base)
     study, storage = open_study(settings, direction, study_identity(settings, tuner_name, space, config_text), space,
                                 values)
+    if opened:
+        echo(opened)
     if settings.baseline and not study.get_trials(deepcopy=False):
         for param in space.params:
             if param.path in values and not param.contains(values[param.path]):
