@@ -275,6 +275,12 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
      "bad.jsonl:1: latency.parameters 'many' is not a count"),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "parameters": -5}\n',
      "bad.jsonl:1: parameters -5 is not a count"),
+    # a count no model has was shown as it came: 10^30 as '999999999999999983222784.00 M'
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "parameters": ' + str(10**30)
+     + '}\n', f"bad.jsonl:1: parameters {10**30} is more than 10^15, more than any model has"),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "latency": '
+     '{"p50_ms": 1, "p90_ms": 2, "device": "cpu", "parameters": 1000000000000001}}\n',
+     "bad.jsonl:1: latency.parameters 1000000000000001 is more than 10^15, more than any model has"),
     # val was read unchecked beside a fused row's weighted results: a string was an internal error (TypeError),
     # 3 was shown as 300.0 %
     *(('{"task": "redundant", "config": "late", "seed": 0, "test": {"test_accuracy": 0.5}, '

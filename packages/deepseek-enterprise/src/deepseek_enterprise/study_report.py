@@ -23,6 +23,8 @@ from deepseek_enterprise.study_recipes import CONFIGS, RECIPES, model_of, recipe
 
 MAX_RESULTS_BYTES = 64 << 20
 """The largest results file :func:`read_results` reads (it is read whole; a line is a few hundred bytes)."""
+PARAMETERS_MAX = 10**15
+"""The largest parameter count a results line may give (the largest models have about 10^12)."""
 
 
 def row_recipe(row: dict[str, Any]) -> str | None:
@@ -197,9 +199,9 @@ def _count(v: Any) -> bool:
 
 def _check_extras(row: dict[str, Any]) -> str | None:
     """The optional parts of a results line: ``parameters``, ``machine``, ``val``, ``val_curve`` and ``latency``."""
-    params = row.get("parameters")
-    if params is not None and not _count(params):
-        return f"parameters {params!r} is not a count"
+    problem = _parameters_problem("parameters", row.get("parameters"))
+    if problem is not None:
+        return problem
     if "steps" in row and not _count(row["steps"]):  # 0 for an ensemble, which trains nothing
         return f"steps {row['steps']!r} is not a whole number >= 0"
     if "seconds" in row and not (_number(row["seconds"]) and row["seconds"] >= 0):
@@ -226,10 +228,23 @@ def _check_extras(row: dict[str, Any]) -> str | None:
         if not (isinstance(lat, dict) and all(_number(lat.get(k)) and lat[k] >= 0 for k in ("p50_ms", "p90_ms"))
                 and isinstance(lat.get("device"), str)):
             return "latency must give p50_ms and p90_ms (milliseconds) and the device"
-        for key in ("parameters", "peak_memory_bytes", "peak_rss_bytes"):
+        for key in ("peak_memory_bytes", "peak_rss_bytes"):
             v = lat.get(key)
             if v is not None and not _count(v):
                 return f"latency.{key} {v!r} is not a count"
+        return _parameters_problem("latency.parameters", lat.get("parameters"))
+    return None
+
+
+def _parameters_problem(key: str, v: Any) -> str | None:
+    """What is wrong with a results line's parameter count (None: nothing, or not given): a count
+    that no model has was shown in the tables as it came (10^30 as '999999999999999983222784.00 M')."""
+    if v is None:
+        return None
+    if not _count(v):
+        return f"{key} {v!r} is not a count"
+    if v > PARAMETERS_MAX:
+        return f"{key} {v} is more than 10^15, more than any model has"
     return None
 
 
