@@ -247,10 +247,16 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
     run = tmp_path / "run"
     shutil.copytree(study["dir"] / "res" / "runs" / "redundant-cross_attention-s0", run)
     for _ in range(2):
-        code, err, _ = deepseek_here(monkeypatch, tmp_path, "multimodal", "eval", "--checkpoint", str(run),
-                                     "--confusion", str(run / "mine.png"))
+        code, err, out = deepseek_here(monkeypatch, tmp_path, "multimodal", "eval", "--checkpoint", str(run),
+                                       "--confusion", str(run / "mine.png"))
         assert code == 0, err
         assert (run / "mine.png").read_bytes().startswith(b"\x89PNG")
+        assert out.splitlines()[-1] == f"wrote {run / 'mine.png'}"  # it was written without a word
+    # beside --json the line goes to stderr: stdout is the report alone; a folder made for it is named
+    code, err, out = deepseek_here(monkeypatch, tmp_path, "multimodal", "eval", "--checkpoint", str(run),
+                                   "--confusion", "plots/c.png", "--json")
+    assert (code, err) == (0, "wrote plots/c.png (created folder plots)"), err
+    assert json.loads(out)["samples"] > 0
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -191,8 +191,9 @@ def eval_command(checkpoint: str, split: str, missing: str, confusion: Path | No
                  device: str, as_json: bool) -> None:
     """Accuracy of a trained multimodal classifier on a split, per modality, with a confusion matrix."""
     from deepseek.cli.context import command_host
+    from deepseek.errors import shown
     from deepseek.names import split_names
-    from deepseek.paths import check_output, make_folders
+    from deepseek.paths import check_output, created_note, make_folders
     from deepseek_enterprise.report import (
         format_report,
         parse_logit_weights,
@@ -214,3 +215,5 @@ def eval_command(checkpoint: str, split: str, missing: str, confusion: Path | No
         make_folders(folders, where="--confusion")
         plot_confusion(report, confusion)
     click.echo(json.dumps(report) if as_json else format_report(report))
+    if confusion is not None:  # on stderr beside --json, whose stdout is the report alone
+        click.echo(f"wrote {shown(confusion)}{created_note(folders)}", err=as_json)
