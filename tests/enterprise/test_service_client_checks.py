@@ -231,6 +231,31 @@ def test_the_client_refuses_non_finite_numbers_in_one_line(tmp_path: Path, monke
     assert out == ""
 
 
+@pytest.mark.parametrize(("option", "value", "why"), [
+    ("--devices", "-1", "-1 is not in the range 0<=x<=4096."),
+    ("--period-days", "0", "0 is not in the range 1<=x<=3660."),
+    ("--running-jobs", "0", "0 is not in the range 1<=x<=100000."),
+    ("--gpu-memory-fraction", "2", "'2' is out of range; give a finite number > 0 and <= 1"),
+    ("--gpu-memory-fraction", "0", "'0' is out of range; give a finite number > 0 and <= 1"),
+])
+def test_a_quota_out_of_the_servers_range_is_refused_before_any_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, value: str, why: str) -> None:
+    """``tenants quota``/``create`` sent them and only the server's 422 refused them; the range is
+    now one rule for both (service/quota_ranges.py)."""
+    from _inprocess import deepseek_here
+
+    from deepseek_enterprise.service.api_admin import QuotaIn
+    from deepseek_enterprise.service.quota_ranges import QUOTA_RANGES
+
+    assert set(QuotaIn.model_fields) == set(QUOTA_RANGES)  # every field the server takes has its range here
+    monkeypatch.setenv("DEEPSEEK_SERVER", "http://127.0.0.1:1")  # nothing listens: a request would fail otherwise
+    monkeypatch.setenv("DEEPSEEK_TOKEN", "dsk_000000000000.xxxxxxxxxxxxxxxxxxxxxxxx")
+    for command in ("quota", "create"):
+        code, err, out = deepseek_here(monkeypatch, tmp_path, "tenants", command, "acme", option, value)
+        assert (code, out, err) == (2, "", f"error: Invalid value for '{option}': {why} (see 'deepseek tenants "
+                                           f"{command} --help')")
+
+
 def test_the_client_refuses_a_token_lifetime_under_an_hour(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--expires-days 1e-9`` was sent and made a token that had expired before its first use; the
     client now holds it to the server's range (service.tokens.MIN_DAYS) before any request."""

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service.auth import ApiError, Authenticator, Principal
+from deepseek_enterprise.service.quota_ranges import INT64_MAX
 from deepseek_enterprise.service.store import Store
 from deepseek_enterprise.service.studycheck import Refusals
 
@@ -69,9 +70,6 @@ def principal(request: Request) -> Principal:
         return svc.auth.principal(s, request.headers.get("authorization"))
 
 
-INT64_MAX = (1 << 63) - 1
-"""The largest integer a database row holds (SQLite and PostgreSQL BIGINT): a larger id or quota
-was an internal error (500) in the query that held it."""
 JobId = Annotated[int, PathParam(ge=1, le=INT64_MAX)]
 """A job id in a route's path: a positive database integer (422 otherwise)."""
 

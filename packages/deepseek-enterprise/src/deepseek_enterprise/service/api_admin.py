@@ -21,10 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from deepseek_enterprise.service import tokens
-from deepseek_enterprise.service.api import INT64_MAX, Caller, Service, Svc, mutation
+from deepseek_enterprise.service.api import Caller, Service, Svc, mutation
 from deepseek_enterprise.service.auth import ApiError, Principal, tenant_row
 from deepseek_enterprise.service.models import (
-    MIN_RUNNING_JOBS,
     AuditEntry,
     Membership,
     Quota,
@@ -34,22 +33,28 @@ from deepseek_enterprise.service.models import (
     utcnow,
 )
 from deepseek_enterprise.service.names import NAME, TOKEN_LABEL, TOKEN_LABEL_MAX
+from deepseek_enterprise.service.quota_ranges import QUOTA_RANGES
 
 router = APIRouter(prefix="/v1")
 
 
+def _quota(name: str) -> Any:
+    """A ``QuotaIn`` field: optional, in its range of :data:`~.quota_ranges.QUOTA_RANGES` (the clients' too)."""
+    return Field(default=None, **QUOTA_RANGES[name].bounds())
+
+
 class QuotaIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
-    devices: int | None = Field(default=None, ge=0, le=4096)
-    running_jobs: int | None = Field(default=None, ge=MIN_RUNNING_JOBS, le=100_000)
-    queued_jobs: int | None = Field(default=None, ge=0, le=100_000)
-    device_hours: float | None = Field(default=None, ge=0, le=1e9)
-    period_days: int | None = Field(default=None, ge=1, le=3660)
-    storage_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX)
-    memory_bytes: int | None = Field(default=None, ge=1 << 26, le=INT64_MAX)
-    cpu_seconds: int | None = Field(default=None, ge=1, le=INT64_MAX)
-    cpus: float | None = Field(default=None, ge=0.01, le=4096)
-    gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1)
+    devices: int | None = _quota("devices")
+    running_jobs: int | None = _quota("running_jobs")
+    queued_jobs: int | None = _quota("queued_jobs")
+    device_hours: float | None = _quota("device_hours")
+    period_days: int | None = _quota("period_days")
+    storage_bytes: int | None = _quota("storage_bytes")
+    memory_bytes: int | None = _quota("memory_bytes")
+    cpu_seconds: int | None = _quota("cpu_seconds")
+    cpus: float | None = _quota("cpus")
+    gpu_memory_fraction: float | None = _quota("gpu_memory_fraction")
 
 
 class TenantIn(BaseModel):

@@ -166,19 +166,22 @@ def cancel(job_id: int, tenant: str | None, server: str | None) -> None:
 
 
 def _quota_options(f: Any) -> Any:
-    for name, kind, text in reversed([
-        ("devices", int, "GPUs the tenant's running jobs may hold"),
-        ("running-jobs", int, "jobs running at once (more wait)"),
-        ("queued-jobs", int, "jobs waiting at once (more are refused)"),
-        ("storage-bytes", int, "bytes of the tenant's folder (a full one refuses submits)"),
-        ("memory-bytes", int, "memory limit of each job (cgroup v2 total; else RLIMIT_AS per process)"),
-        ("cpu-seconds", int, "CPU-time limit per job process (RLIMIT_CPU)"),
-        ("cpus", float, "CPUs' worth of time per job (cgroup v2 cpu.max only)"),
-        ("gpu-memory-fraction", float, "let the tenant's jobs share GPUs, each capped to this fraction"),
-        ("device-hours", float, "GPU-hours per period-days window (used up: GPU submits refused, GPU jobs stopped)"),
-        ("period-days", int, "the device-hours window: the last N days, rolling (default 30)"),
+    """The quota options, each refusing a value out of the server's range before any request."""
+    from deepseek_enterprise.service.quota_ranges import QUOTA_RANGES
+
+    for name, text in reversed([
+        ("devices", "GPUs the tenant's running jobs may hold"),
+        ("running-jobs", "jobs running at once (more wait)"),
+        ("queued-jobs", "jobs waiting at once (more are refused)"),
+        ("storage-bytes", "bytes of the tenant's folder (a full one refuses submits)"),
+        ("memory-bytes", "memory limit of each job (cgroup v2 total; else RLIMIT_AS per process)"),
+        ("cpu-seconds", "CPU-time limit per job process (RLIMIT_CPU)"),
+        ("cpus", "CPUs' worth of time per job (cgroup v2 cpu.max only)"),
+        ("gpu-memory-fraction", "let the tenant's jobs share GPUs, each capped to this fraction"),
+        ("device-hours", "GPU-hours per period-days window (used up: GPU submits refused, GPU jobs stopped)"),
+        ("period-days", "the device-hours window: the last N days, rolling (default 30)"),
     ]):
-        f = click.option(f"--{name}", type=FiniteFloat() if kind is float else kind, help=text)(f)
+        f = click.option(f"--{name}", type=QUOTA_RANGES[name.replace("-", "_")].option_type(), help=text)(f)
     return f
 
 

@@ -29,10 +29,6 @@ COMMANDS = ("train", "eval", "tune", "compress", "bench")
 
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "lost"})
 ACTIVE_STATES = ("starting", "running")
-MIN_RUNNING_JOBS = 1
-"""The least ``running_jobs`` quota: under 0 every job of the tenant would wait in the queue for
-ever (docs/service.md documents no pause), so the API refuses it (422) and a server refuses a
-database holding it."""
 """States in which a job holds a slot, its devices and its place in its tenant's running jobs."""
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"starting", "cancelled"}),
@@ -84,7 +80,7 @@ class Quota(Base):
     devices: Mapped[int] = mapped_column(Integer, default=0)
     """GPUs the tenant's running jobs may hold at once (a job asking more is refused)."""
     running_jobs: Mapped[int] = mapped_column(Integer, default=2)
-    """Jobs running at once, at least :data:`MIN_RUNNING_JOBS`; more wait in the queue."""
+    """Jobs running at once, at least :data:`.quota_ranges.MIN_RUNNING_JOBS`; more wait in the queue."""
     queued_jobs: Mapped[int] = mapped_column(Integer, default=20)
     """Jobs waiting at once; a submit past it is refused (429)."""
     device_hours: Mapped[float | None] = mapped_column(default=None)
