@@ -93,6 +93,7 @@ class DistributedStrategy(Strategy):
         self._local_rank = 0
         self._device: torch.device | None = None
         self._owns_group = False
+        self._released = False  # release_engine ran: unwrapped_model and the like refuse (engine_held)
         # The model's metric names, agreed on by every rank (reduce_mean): a training step's and an
         # evaluation's apart (a model may report other metrics in eval mode, e.g. whole-set ones)
         self._metric_names = self._agreeing = MetricNames()
@@ -156,6 +157,7 @@ class DistributedStrategy(Strategy):
 
         env = launcher_env(self.name)
         self._rank, self._world_size, self._local_rank = env.rank, env.world_size, env.local_rank
+        self._released = False
         backend, cuda = self.backend, torch.cuda.is_available()
         if backend == "nccl" and not cuda:
             raise UsageError("strategy.backend: 'nccl' needs CUDA devices; use 'gloo' on CPU")
@@ -264,6 +266,15 @@ class DistributedStrategy(Strategy):
         """Drop the optimizer and what wraps, shards or splits the model (an override drops its own references to
         them, then calls this); ``model`` stays only where ranks hold it whole without them (ddp)."""
         self.model = self.optimizer = None
+        self._released = True
+
+    def engine_held(self) -> None:
+        """Refuse, in one line (:class:`UsageError`), a call that needs what :meth:`release_engine` dropped at
+        teardown: every sharded/split strategy's ``unwrapped_model`` (and DeepSpeed's ``full_state``) calls it first."""
+        if self._released:
+            raise UsageError(f"{self.name}: the model was released at teardown (the process group is gone); take it "
+                             "with unwrapped_model() before fit returns (a deepseek_train_end hook) or load the last "
+                             "checkpoint")
 
     def weights_finite(self) -> bool:
         """This rank's weights (its shards or stage) finite on every rank: one all-reduce."""
