@@ -4,7 +4,9 @@ from pluggy, the hookspecs it added taken out, its components and declared run f
 :class:`~deepseek.errors.PluginError`); plus the ``DEEPSEEK_TRACE_PLUGINS`` lines of the loading passes.
 A plugin of the same batch implementing a hook whose hookspec a dropped plugin added is dropped in
 turn after the registration pass (:meth:`FailureMixin._drop_orphans`; an ``optionalhook``
-implementation is skipped).
+implementation is skipped). A plugin of an earlier batch whose ``optionalhook`` implementation was
+skipped for want of a hookspec that a plugin of this batch adds takes it up then
+(:meth:`FailureMixin._take_up_optional`): its note goes and its registration runs for that hook.
 
 The passes that find the failures are :class:`~deepseek.plugins.host.PluginHost`'s.
 """
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from deepseek.errors import PluginError
-from deepseek.plugins.kinds import hook_callers, prune_hooks, remove_hookspecs
+from deepseek.plugins.kinds import hook_callers, prune_hooks, registration_hooks, remove_hookspecs
 from deepseek.plugins.records import CORE_DIST, Component, PluginRecord, PluginWarning
 from deepseek.plugins.settings import ENV_DENY, PluginSettings
 
@@ -34,6 +37,7 @@ class FailureMixin:
     _loaded: list[Any]
     _hookspecs_of: dict[str, dict[str, bool]]
     _withdrawn: dict[str, tuple[str, str]]
+    _run_registration: Callable[..., None]  # the host's: (plugin, {hook: kind}, run_files=)
 
     def _drop(self, record: PluginRecord, why: str) -> None:
         if record.dist == CORE_DIST:
@@ -93,6 +97,32 @@ class FailureMixin:
                         ld.record.skipped.append(f"{name}: {why}")
                         if kind:  # what its registration of that kind registered before the hookspec left
                             self._forget_components(ld.record, kind)
+
+    def _settle(self, batch: list[Any]) -> None:
+        """After the registration pass: ``batch``'s implementers of a hookspec withdrawn in it (:meth:`_drop_orphans`),
+        then the earlier plugins' optional implementations of a hook it specified (:meth:`_take_up_optional`)."""
+        self._drop_orphans(batch)
+        if self._take_up_optional(batch):  # a plugin dropped there took its hookspecs out in turn
+            self._drop_orphans(list(self._loaded))
+
+    def _take_up_optional(self, batch: list[Any]) -> bool:
+        """A plugin loaded before ``batch`` whose ``optionalhook`` implementation was skipped (a note in
+        its record: no loaded distribution specified the hook, or its hookspec's plugin failed) for a
+        hook that is specified now (a plugin of ``batch`` added it) implements a known hook: the note
+        goes, and where the hook is a registration hook its registration runs for it now, as it would
+        have had the plugins loaded the other way round: one transaction, whose failure drops the
+        plugin, keeping nothing it registered (docs/plugins.md section 7). True when one was dropped."""
+        kinds, dropped = registration_hooks(self.pm), False
+        for ld in [x for x in self._loaded if x not in batch]:
+            for name, hook in hook_callers(self.pm).items():
+                stale = [n for n in ld.record.skipped if n.startswith(f"{name}: ")]
+                if not stale or hook.spec is None or ld not in self._loaded:
+                    continue
+                ld.record.skipped[:] = [n for n in ld.record.skipped if n not in stale]
+                if name in kinds:
+                    self._run_registration(ld, {name: kinds[name]}, run_files=False)
+                    dropped = dropped or ld not in self._loaded
+        return dropped
 
     def _fail(self, record: PluginRecord, status: str, message: str) -> None:
         record.status, record.reason = status, message

@@ -209,7 +209,7 @@ class PluginHost(LookupMixin, FailureMixin):
         for ld in batch:  # the hooks again for each: a plugin dropped before took its hookspecs out
             if ld in self._loaded:
                 self._run_registration(ld, self.registration_hooks())
-        self._drop_orphans(batch)  # implementers of a hookspec withdrawn in the pass
+        self._settle(batch)  # implementers of a hookspec withdrawn in the pass, or of one it added (earlier ones)
 
     def _import_distribution(self, dist: InstalledDist) -> list[_Loaded]:
         record = PluginRecord(dist.name, dist.version, catalogue.edition_of(dist.name))
@@ -323,10 +323,10 @@ class PluginHost(LookupMixin, FailureMixin):
                 self._drop(ld.record, f"{ld.name} implements unknown hook {hook_name!r}{hint}; neither core nor any "
                                       "loaded plugin specifies it (see docs/hooks.md)")
 
-    def _run_registration(self, ld: _Loaded, hooks: dict[str, str]) -> None:
-        """Every registration hook of ``ld``, then its ``deepseek_declare_run_files``; the first that
-        fails drops the plugin (:meth:`_drop`: nothing it registered or declared is kept)."""
-        for hook_name, kind in (*hooks.items(), (DECLARE_RUN_FILES, "")):
+    def _run_registration(self, ld: _Loaded, hooks: dict[str, str], run_files: bool = True) -> None:
+        """Every registration hook of ``ld`` in ``hooks``, then (``run_files``) its ``deepseek_declare_run_files``; the
+        first that fails drops the plugin (:meth:`_drop`: nothing it registered or declared is kept)."""
+        for hook_name, kind in (*hooks.items(), *([(DECLARE_RUN_FILES, "")] if run_files else [])):
             for impl in self._impls_of(ld, hook_name):
                 where = f"{ld.record.dist} {ld.record.version} ({ld.name}, {hook_name})"
                 if impl.hookwrapper or impl.wrapper:
