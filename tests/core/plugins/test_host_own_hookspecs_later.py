@@ -5,33 +5,11 @@ note goes and its registration runs for the hook then, one transaction (docs/plu
 from __future__ import annotations
 
 import pytest
+from _sprocket_specs import SprocketSpecs
 
 from deepseek import hookimpl
-from deepseek.hookspecs import hookspec
 from deepseek.plugins.host import PluginHost, PluginWarning
 from deepseek.plugins.settings import PluginSettings
-
-
-class _Sprockets:
-    @staticmethod
-    @hookspec
-    def deepseek_register_sprockets(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
-        """Register sprockets."""
-
-    @staticmethod
-    @hookspec
-    def deepseek_sprocket_made(sprocket):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
-        """A plain hook of the extension."""
-
-
-class _SprocketSpecs:
-    @hookimpl
-    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
-        pluginmanager.add_hookspecs(_Sprockets)
-
-    @hookimpl
-    def deepseek_register_sprockets(self, register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
-        register("ext.sprocket", dict, description="the extension's own")
 
 
 class _Early:
@@ -63,7 +41,7 @@ def test_an_earlier_optional_implementer_takes_up_a_hookspec_added_later() -> No
     assert early.status == "ok" and early.components == {"model": ["early.model"]}
     assert sorted(n.partition(":")[0] for n in early.skipped) == ["deepseek_register_sprockets",
                                                                   "deepseek_sprocket_made"]
-    ext = host.register_plugin(_SprocketSpecs(), dist="deepseek-ext")
+    ext = host.register_plugin(SprocketSpecs(), dist="deepseek-ext")
     assert ext.status == "ok", ext.reason
     assert early.skipped == []
     assert early.components == {"model": ["early.model"], "sprocket": ["early.sprocket"]}
@@ -78,7 +56,7 @@ def test_an_earlier_plugin_whose_late_registration_fails_is_dropped_keeping_noth
     early = host.register_plugin(_Early(fail=True), dist="deepseek-early")
     assert early.status == "ok" and early.components == {"model": ["early.model"]}
     with pytest.warns(PluginWarning, match="broken sprockets"):
-        ext = host.register_plugin(_SprocketSpecs(), dist="deepseek-ext")
+        ext = host.register_plugin(SprocketSpecs(), dist="deepseek-ext")
     assert ext.status == "ok" and host.names("sprocket") == ["ext.sprocket"]
     assert early.status == "failed" and early.components == {}
     assert early.reason.startswith("deepseek-early 0.0.0: plugin '_Early' (")

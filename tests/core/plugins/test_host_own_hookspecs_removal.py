@@ -4,6 +4,7 @@ hookspec it added out of the plugin manager again."""
 from __future__ import annotations
 
 import pytest
+from _sprocket_specs import Sprockets, SprocketSpecs
 from plugin_testing import DistFactory
 
 from deepseek import hookimpl
@@ -16,43 +17,21 @@ class _OptionalGizmos:
         register("opt.gizmo", dict, description="registered only where a plugin specifies gizmos")
 
 
-class _Sprockets:
-    @staticmethod
-    @hookspec
-    def deepseek_register_sprockets(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
-        """Register sprockets."""
-
-    @staticmethod
-    @hookspec
-    def deepseek_sprocket_made(sprocket):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
-        """A plain hook of the extension."""
-
-
 class _SpecsThenRaise:
     @hookimpl
     def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
-        pluginmanager.add_hookspecs(_Sprockets)
+        pluginmanager.add_hookspecs(Sprockets)
         raise RuntimeError("half set up")
 
 
 class _SpecsThenBrokenRegistration:
     @hookimpl
     def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
-        pluginmanager.add_hookspecs(_Sprockets)
+        pluginmanager.add_hookspecs(Sprockets)
 
     @hookimpl
     def deepseek_register_models(self, register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
         raise RuntimeError("broken registration")
-
-
-class _SprocketSpecs:
-    @hookimpl
-    def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
-        pluginmanager.add_hookspecs(_Sprockets)
-
-    @hookimpl
-    def deepseek_register_sprockets(self, register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
-        register("own.sprocket", dict, description="through the hookspec it adds")
 
 
 class _GizmoSpecsThenRaise:
@@ -85,10 +64,10 @@ def test_a_failing_plugin_takes_the_hookspecs_it_added_out_again(failing: type) 
         assert host.register_plugin(failing(), dist="deepseek-failing", name="failing").status == "failed"
     assert not hasattr(host.pm.hook, "deepseek_register_sprockets") and not hasattr(host.pm.hook, "deepseek_sprocket_made")
     assert "deepseek_register_sprockets" not in host.registration_hooks() and "sprocket" not in host.known_kinds()
-    record = host.register_plugin(_SprocketSpecs(), dist="deepseek-sprockets", name="sprockets")
+    record = host.register_plugin(SprocketSpecs(), dist="deepseek-sprockets", name="sprockets")
     assert (record.status, record.reason) == ("ok", "")
     assert host.registration_hooks()["deepseek_register_sprockets"] == "sprocket"
-    assert host.names("sprocket") == ["own.sprocket"]
+    assert host.names("sprocket") == ["ext.sprocket"]
 
     host = PluginHost(PluginSettings(autoload=False))
     assert host.register_plugin(_OptionalGizmos(), dist="deepseek-gizmos", name="gizmos").status == "ok"
@@ -97,25 +76,13 @@ def test_a_failing_plugin_takes_the_hookspecs_it_added_out_again(failing: type) 
     assert host.pm.hook.deepseek_register_gizmos.spec is None and "gizmo" not in host.known_kinds()
 
 
-SPROCKET_SPECS = '''
-from deepseek.hookspecs import hookspec
-
-@hookspec
-def deepseek_register_sprockets(register):
-    """Register sprockets."""
-
-@hookspec
-def deepseek_sprocket_made(sprocket):
-    """A plain hook of the extension."""
-'''
-
 SPROCKET_EXT = """
 from deepseek import hookimpl
 
 @hookimpl
 def deepseek_add_hookspecs(pluginmanager):
-    import sprocket_specs
-    pluginmanager.add_hookspecs(sprocket_specs)
+    from _sprocket_specs import Sprockets  # the tests' folder is on sys.path
+    pluginmanager.add_hookspecs(Sprockets)
 
 @hookimpl
 def deepseek_register_models(register):
@@ -146,8 +113,8 @@ def deepseek_sprocket_made(sprocket):
 """
 
 
-SPROCKET_EXT_RAISING = SPROCKET_EXT.replace("    pluginmanager.add_hookspecs(sprocket_specs)\n",
-                                            "    pluginmanager.add_hookspecs(sprocket_specs)\n"
+SPROCKET_EXT_RAISING = SPROCKET_EXT.replace("    pluginmanager.add_hookspecs(Sprockets)\n",
+                                            "    pluginmanager.add_hookspecs(Sprockets)\n"
                                             "    raise RuntimeError('broken registration')\n")
 
 
@@ -167,7 +134,7 @@ def test_implementers_of_a_hookspec_whose_plugin_is_dropped_in_the_same_batch_ke
     from deepseek.plugins.records import PluginWarning
     from deepseek.plugins.settings import PluginSettings
 
-    make_dist(ext, {"sprocket_specs": SPROCKET_SPECS, "sprocket_ext": source},
+    make_dist(ext, {"sprocket_ext": source},
               entry_points={"ext": "sprocket_ext"})
     make_dist("deepseek-mmm-user", {"sprocket_user": SPROCKET_USER}, entry_points={"user": "sprocket_user"})
     make_dist("deepseek-mmm-opt", {"sprocket_opt": SPROCKET_OPTIONAL}, entry_points={"opt": "sprocket_opt"})
