@@ -70,10 +70,12 @@ def test_a_failing_plugin_takes_the_hookspecs_it_added_out_again(failing: type) 
     assert host.names("sprocket") == ["ext.sprocket"]
 
     host = PluginHost(PluginSettings(autoload=False))
-    assert host.register_plugin(_OptionalGizmos(), dist="deepseek-gizmos", name="gizmos").status == "ok"
+    gizmos = host.register_plugin(_OptionalGizmos(), dist="deepseek-gizmos", name="gizmos")
+    assert gizmos.status == "ok"
     with pytest.warns(PluginWarning, match="half set up"):
         assert host.register_plugin(_GizmoSpecsThenRaise(), dist="deepseek-gizmo", name="gizmo").status == "failed"
     assert host.pm.hook.deepseek_register_gizmos.spec is None and "gizmo" not in host.known_kinds()
+    assert gizmos.skipped == ["deepseek_register_gizmos: no loaded distribution specifies it"]  # one note a hook
 
 
 SPROCKET_EXT = """

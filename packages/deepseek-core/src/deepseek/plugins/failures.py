@@ -2,9 +2,9 @@
 from pluggy, the hookspecs it added taken out, its components and declared run files removed), its record says why, and the failure is reported (a
 :class:`~deepseek.plugins.records.PluginWarning`, or in strict mode a
 :class:`~deepseek.errors.PluginError`); plus the ``DEEPSEEK_TRACE_PLUGINS`` lines of the loading passes.
-A plugin of the same batch implementing a hook whose hookspec a dropped plugin added is dropped in
-turn after the registration pass (:meth:`FailureMixin._drop_orphans`; an ``optionalhook``
-implementation is skipped). A plugin of an earlier batch whose ``optionalhook`` implementation was
+A loaded plugin (of the same batch, or of an earlier one when the dropped plugin was loaded before
+this batch) implementing a hook whose hookspec a dropped plugin added is dropped in turn after the
+registration pass (:meth:`FailureMixin._drop_orphans`; an ``optionalhook`` implementation is skipped). A plugin of an earlier batch whose ``optionalhook`` implementation was
 skipped for want of a hookspec that a plugin of this batch adds takes it up then
 (:meth:`FailureMixin._take_up_optional`): its note goes and its registration runs for that hook.
 
@@ -52,6 +52,7 @@ class FailureMixin:
         self._forget_components(record)
         record.hooks.clear()
         record.run_files.clear()
+        record.skipped.clear()  # a failed plugin skips nothing: it is out
         message = why if why.startswith(f"{record.dist} ") else f"{record.dist} {record.version}: {why}"
         if ENV_DENY not in message:
             message += f"; fix the plugin or skip it with {ENV_DENY}={record.dist}"
@@ -70,7 +71,7 @@ class FailureMixin:
             record.components.pop(kind, None)
 
     def _drop_orphans(self, batch: list[Any]) -> None:
-        """After the registration pass: a plugin of ``batch`` implementing a hook whose hookspec a
+        """After the registration pass: a plugin of ``batch`` (:meth:`_settle`: every loaded one) implementing a hook whose hookspec a
         plugin dropped since added (``_withdrawn``; earlier in the same pass, its registration may
         have run already) implements an unknown hook (docs/plugins.md section 7): it is dropped
         with one line naming the hook and that plugin, and with it what it registered. An
@@ -93,15 +94,17 @@ class FailureMixin:
                                    f"fix {owner}, or mark the implementation @hookimpl(optionalhook=True) to load "
                                    f"without it, or skip this plugin with {ENV_DENY}={ld.record.dist}")
                         again = True
-                    elif f"{name}: {why}" not in ld.record.skipped:
+                    elif not any(n.startswith(f"{name}: ") for n in ld.record.skipped):  # one note a hook
                         ld.record.skipped.append(f"{name}: {why}")
                         if kind:  # what its registration of that kind registered before the hookspec left
                             self._forget_components(ld.record, kind)
 
     def _settle(self, batch: list[Any]) -> None:
-        """After the registration pass: ``batch``'s implementers of a hookspec withdrawn in it (:meth:`_drop_orphans`),
-        then the earlier plugins' optional implementations of a hook it specified (:meth:`_take_up_optional`)."""
-        self._drop_orphans(batch)
+        """After the registration pass: the implementers of a hookspec withdrawn in it (:meth:`_drop_orphans`; an
+        earlier plugin's too: a plugin of an earlier batch may have been dropped in this one, by a misfit
+        (:mod:`deepseek.plugins.add_specs`) or a late registration), then the earlier plugins' optional
+        implementations of a hook ``batch`` specified (:meth:`_take_up_optional`), and their implementers in turn."""
+        self._drop_orphans(list(self._loaded))
         if self._take_up_optional(batch):  # a plugin dropped there took its hookspecs out in turn
             self._drop_orphans(list(self._loaded))
 

@@ -5,8 +5,9 @@ every failure is blamed on the plugin that caused it:
 
 1. import each plugin (built-ins first, then entry points by distribution name) after checking
    the loading policy and the distribution's declared requirements (metadata only);
-2. let every plugin add its hookspecs (``deepseek_add_hookspecs``), then register all plugins
-   with pluggy, which validates their hook signatures against the specs;
+2. let every plugin add its hookspecs (``deepseek_add_hookspecs``; :mod:`deepseek.plugins.add_specs`
+   blames an earlier plugin's implementation that does not fit one on that plugin), then register
+   all plugins with pluggy, which validates their hook signatures against the specs;
 3. reject plugins implementing hooks that nobody specified;
 4. run every registration hook, then ``deepseek_declare_run_files``, plugin by plugin, each in a
    transaction: a plugin that raises or registers something invalid keeps nothing it registered.
@@ -36,11 +37,12 @@ from deepseek._version import __version__
 from deepseek.errors import PluginError, UsageError
 from deepseek.names import did_you_mean, meant_distribution
 from deepseek.plugins import catalogue
+from deepseek.plugins.add_specs import ADD_HOOKSPECS, AddSpecsMixin
 from deepseek.plugins.compat import incompatibility, required_dists
 from deepseek.plugins.discovery import ENTRY_POINT_GROUP, InstalledDist, installed_dists
 from deepseek.plugins.failures import FailureMixin
 from deepseek.plugins.impl_checks import undecorated_hooks, unknown_argument
-from deepseek.plugins.kinds import KindRefused, hook_callers, hookspecs_added, registration_hooks
+from deepseek.plugins.kinds import hook_callers, registration_hooks
 from deepseek.plugins.lookup import LookupMixin
 from deepseek.plugins.records import (
     CORE_DIST,
@@ -75,9 +77,6 @@ __all__ = [
     "get_host",
 ]
 
-ADD_HOOKSPECS = "deepseek_add_hookspecs"
-
-
 @dataclass(eq=False)
 class _Loaded:
     record: PluginRecord
@@ -91,7 +90,7 @@ class _Loaded:
         return f"plugin {self.name.partition(':')[2]!r} ({module})"
 
 
-class PluginHost(LookupMixin, FailureMixin):
+class PluginHost(LookupMixin, FailureMixin, AddSpecsMixin):
     """Loads core's built-ins and the installed plugins ``settings`` allow (default: from the
     environment), then answers component lookups.
 
@@ -244,23 +243,6 @@ class PluginHost(LookupMixin, FailureMixin):
                 return []
             out.append(_Loaded(record, plugin, f"{dist.name}:{ep.name}"))
         return out
-
-    def _add_hookspecs(self, ld: _Loaded) -> bool:
-        if ld.record.status != "ok":
-            return False
-        for attr in dir(ld.plugin):
-            opts = self.pm.parse_hookimpl_opts(ld.plugin, attr)
-            if opts is None or (opts.get("specname") or attr) != ADD_HOOKSPECS:
-                continue
-            self._trace(f"call {ADD_HOOKSPECS} of {ld.name}")
-            try:
-                with hookspecs_added(self.pm, self._hookspecs_of.setdefault(ld.record.dist, {})):  # _drop: removed
-                    call_hook(getattr(ld.plugin, attr), pluginmanager=self.pm)
-            except Exception as exc:  # noqa: BLE001
-                why = exc if isinstance(exc, KindRefused) else f"raised in {ADD_HOOKSPECS}: {describe_error(exc)}"
-                self._drop(ld.record, f"{ld.label} {why}")
-                return False
-        return True
 
     def _register(self, ld: _Loaded) -> bool:
         undecorated = undecorated_hooks(self.pm, ld.plugin)
