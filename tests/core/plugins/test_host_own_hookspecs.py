@@ -334,7 +334,7 @@ def test_the_name_rule_reads_english_plurals_one_way_or_not_at_all() -> None:
     plural the rule reads round-trips (the kind's hook is the plural again), and a plural English
     forms from more than one singular (caches / batches: cache or cach?), or a singular, is read
     as no kind, so its hookspec must declare one (test_host_own_hookspecs_refusals.py); no kind's
-    hook is such a name."""
+    hook is such a name. Names read two ways (cookies, axis): test_kind_readings.py."""
     from deepseek.plugins.kinds import PREFIX, kind_from_hook, registration_hook_of
 
     assert {p: kind_from_hook(PREFIX + p) for p in PLURALS} == PLURALS

@@ -2,7 +2,7 @@
 -> the kind it registers (:func:`hook_kind`: core's table, the kind its spec declares with
 :func:`registers_kind`, else the singular of ``<kinds>``) and a kind -> its hook
 (:func:`registration_hook_of`); the registration hooks of a plugin manager
-(:func:`registration_hooks`), the hookspecs a plugin adds, taken out again when it fails
+(:func:`registration_hooks`) and the second readings the host takes for their kinds (:func:`kind_aliases`), the hookspecs a plugin adds, taken out again when it fails
 (:func:`hookspecs_added`, :func:`remove_hookspecs`), and the refusal of a plugin's hookspec
 registering a kind another hook registers, or whose name does not tell its kind."""
 
@@ -59,28 +59,42 @@ _ES = ("tches", "sses", "shes", "xes")  # batches, passes, meshes, boxes: the si
 _UNCLEAR = ("ss", "us", "ches", "ses", "zes")  # loss, status: no plural; caches / batches, bases / buses, sizes / quizzes
 
 
-def kind_from_hook(hook_name: str) -> str | None:
-    """The component kind a ``deepseek_register_<kinds>`` hook registers: the singular of
-    ``<kinds>`` (``tuners``, ``categories``, ``batches``, ``passes``, ``boxes``), the name itself
-    where it does not end in ``s`` (``widget``), or ``None`` where the name does not tell it: an
-    ending English forms both ways (``caches`` / ``batches``, ``bases`` / ``buses``, ``sizes`` /
-    ``quizzes``) or a singular (``loss``, ``status``), whose hookspec declares its kind
-    (:func:`registers_kind`; :func:`hookspecs_added` refuses it otherwise). ``-ies`` reads as
-    ``-y`` (``categories``): a noun in ``-ie`` (``cookies``) declares its kind too."""
+def kind_readings(hook_name: str) -> tuple[str, ...]:
+    """The singulars a ``deepseek_register_<kinds>`` name can be the plural of, the kind first: one
+    (``tuners``, ``batches``, ``passes``, ``boxes``; ``widget``, without a final ``s``, is its own;
+    ``analysis``, ``basis``: ``-sis`` is a singular, whose plural ``-ses`` reads as none), two where
+    English reads the ending both ways and the rule cannot tell which (``-ies``: ``categories`` /
+    ``cookies``, category then cookie; ``-is``: ``apis`` / ``axis``, api then axis itself), or none
+    (``caches`` / ``batches``, ``bases`` / ``buses``, ``sizes`` / ``quizzes``, ``loss``, ``status``:
+    the hookspec declares its kind, :func:`registers_kind`; :func:`hookspecs_added` refuses it
+    otherwise). The second reading names the same kind in lookups (:func:`kind_aliases`)."""
     word = hook_name.removeprefix(PREFIX)
-    if not word.endswith("s"):
-        return word
+    if not word.endswith("s") or word.endswith("sis"):
+        return (word,)
     if word.endswith(_ES):
-        return word[:-2]
+        return (word[:-2],)
     if word.endswith(_UNCLEAR):
-        return None
-    return word[:-3] + "y" if re.search(r"[^aeiou]ies\Z", word) else word[:-1]
+        return ()
+    if re.search(r"[^aeiou]ies\Z", word):
+        return (word[:-3] + "y", word[:-1])
+    return (word[:-1], word) if word.endswith("is") else (word[:-1],)
+
+
+def kind_from_hook(hook_name: str) -> str | None:
+    """The component kind a ``deepseek_register_<kinds>`` hook registers: the first of its
+    :func:`kind_readings` (``categories``: ``category``; ``cookies``: ``cooky``, which the host takes
+    ``cookie`` for too), or ``None`` where the name does not tell it."""
+    readings = kind_readings(hook_name)
+    return readings[0] if readings else None
 
 
 def _plural(kind: str) -> str:
     """The English plural of ``kind``, :func:`kind_from_hook` read backwards: strategy -> strategies,
-    pass -> passes, day -> days, tuner -> tuners. Where the rule does not read it back to ``kind``
-    (cache -> caches, cookie -> cookies), only a hookspec declaring ``kind`` registers it."""
+    pass -> passes, day -> days, tuner -> tuners; a ``-sis`` kind is its own hook's word (analysis).
+    Where the rule does not read it back to ``kind`` (cache -> caches), only a hookspec declaring
+    ``kind`` registers it; cookie -> cookies reads back as its second reading (:func:`kind_aliases`)."""
+    if kind.endswith("sis"):
+        return kind
     if re.search(r"[^aeiou]y\Z", kind):
         return kind[:-1] + "ies"
     return kind + ("es" if kind.endswith(("s", "x", "z", "ch", "sh")) else "s")
@@ -131,14 +145,36 @@ def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
     return hooks
 
 
+def kind_aliases(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Second reading -> kind, of ``pm``'s registration hooks whose name reads two ways
+    (:func:`kind_readings`) and gives their kind (not declared): ``cookie`` -> ``cooky`` for
+    ``deepseek_register_cookies``, ``axis`` -> ``axi`` for ``deepseek_register_axis``. The host
+    takes either reading for the kind where that is unambiguous against what is registered: a
+    reading that is a kind some hook registers, or the second reading of two hooks, is none."""
+    hooks = registration_hooks(pm)
+    readers: dict[str, list[str]] = {}
+    for hook_name, kind in hooks.items():
+        if (second := _second_reading(hook_name, kind)) is not None:
+            readers.setdefault(second, []).append(kind)
+    kinds = set(hooks.values())
+    return {alias: k[0] for alias, k in readers.items() if len(k) == 1 and alias not in kinds}
+
+
+def _second_reading(hook_name: str, kind: str | None) -> str | None:
+    """The second of ``hook_name``'s :func:`kind_readings` where the first is its ``kind``."""
+    readings = kind_readings(hook_name)
+    return readings[1] if len(readings) == 2 and readings[0] == kind else None
+
+
 def hook_callers(pm: pluggy.PluginManager) -> dict[str, pluggy.HookCaller]:
     """Hook name -> caller of every hook on ``pm``'s relay, specified or not."""
     return {n: h for n in dir(pm.hook) if isinstance(h := getattr(pm.hook, n), pluggy.HookCaller)}
 
 
 class KindRefused(Exception):
-    """A plugin added a registration hookspec whose component kind another hook registers, or
-    whose name does not tell its kind (:func:`kind_from_hook`) and which declares none."""
+    """A plugin added a registration hookspec whose component kind another hook registers, whose
+    name does not tell its kind (:func:`kind_from_hook`) and which declares none, or whose name
+    reads two ways where the other reading is another hook's (:func:`kind_aliases`)."""
 
 
 @contextlib.contextmanager
@@ -161,6 +197,7 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
         added.update({n: n not in callers for n, h in hook_callers(pm).items()
                       if h.spec is not None and (n not in callers or n in unspecified)})
     owners = {kind: hook for hook, kind in before.items()}
+    seconds = {r: hook for hook, kind in before.items() if (r := _second_reading(hook, kind)) is not None}
     for hook_name, spec in _registration_specs(pm).items():
         kind = hook_kind(hook_name, spec)
         if hook_name in added and kind is None:
@@ -178,8 +215,17 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
                      else f"is registered by {owner}, which a loaded plugin added")
             raise KindRefused(f"adds hookspec {hook_name}, whose component kind {kind!r} {whose}; implement "
                               f"{owner} instead, or give the hookspec {own}")
+        second = _second_reading(hook_name, kind)
+        if hook_name in added and (second in owners or kind in seconds):  # either reading would be ambiguous
+            why = (f"whose name reads as kind {kind!r} or {second!r}, and {second!r} is registered by {owners[second]}"
+                   if second in owners else f"whose component kind {kind!r} is how {seconds[kind]} reads too "
+                   f"({' or '.join(map(repr, kind_readings(seconds[kind])))})")
+            raise KindRefused(f"adds hookspec {hook_name}, {why}; declare its kind with @registers_kind(kind) next to "
+                              "@hookspec (docs/plugins.md section 7)")
         if kind is not None:
             owners.setdefault(kind, hook_name)
+        if second is not None:
+            seconds.setdefault(second, hook_name)
 
 
 def remove_hookspecs(pm: pluggy.PluginManager, added: dict[str, bool]) -> dict[str, str]:

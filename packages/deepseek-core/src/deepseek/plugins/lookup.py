@@ -11,6 +11,7 @@ import pluggy
 from deepseek.errors import ComponentConflictError, ComponentNotFoundError, UsageError
 from deepseek.names import closest
 from deepseek.plugins import catalogue
+from deepseek.plugins.kinds import kind_aliases
 from deepseek.plugins.records import Component, PluginRecord, Resolution
 from deepseek.plugins.settings import ENV_PREFER, PluginSettings, normalize_dist, same_dist
 
@@ -43,9 +44,17 @@ class LookupMixin:
         """pluggy's hook relay: ``host.hook.deepseek_train_start(trainer=...)``."""
         return self.pm.hook
 
+    def kind_of(self, kind: str) -> str:
+        """``kind`` as the host registers it: itself, or the kind whose registration hook's name
+        reads two ways, ``kind`` being the second reading (``cookie`` for ``deepseek_register_cookies``,
+        kind ``cooky``), where no other hook claims it (:func:`~deepseek.plugins.kinds.kind_aliases`)."""
+        if not isinstance(kind, str) or kind in self._components or kind in self.known_kinds():
+            return kind
+        return kind_aliases(self.pm).get(kind, kind)
+
     def names(self, kind: str) -> list[str]:
-        """Sorted component names of one kind, aliases included."""
-        return sorted(self._components.get(kind, {}))
+        """Sorted component names of one kind (either reading, :meth:`kind_of`), aliases included."""
+        return sorted(self._components.get(self.kind_of(kind), {}))
 
     def kinds(self) -> list[str]:
         """Every component kind that has at least one component."""
@@ -57,12 +66,12 @@ class LookupMixin:
 
     def components(self, kind: str) -> list[Component]:
         """Every registered component of one kind, aliases excluded, sorted by name and dist."""
-        comps = [c for cs in self._components.get(kind, {}).values() for c in cs]
+        comps = [c for cs in self._components.get(self.kind_of(kind), {}).values() for c in cs]
         return sorted((c for c in comps if c.alias_of is None), key=lambda c: (c.name, c.dist))
 
     def candidates(self, kind: str, name: str) -> list[Component]:
         """Every component registered under ``name`` (without qualification)."""
-        return list(self._components.get(kind, {}).get(name, []))
+        return list(self._components.get(self.kind_of(kind), {}).get(name, []))
 
     def conflicts(self) -> list[Resolution]:
         """Every bare name (alias included) that more than one distribution registers, with how it
@@ -101,7 +110,7 @@ class LookupMixin:
     def check_kind(self, kind: str) -> None:
         """Raise a one-line :class:`UsageError` if no registration hook accepts ``kind``."""
         known = self.known_kinds()
-        if kind in known:
+        if self.kind_of(kind) in known:
             return
         if not isinstance(kind, str):
             raise UsageError(f"component kind: expected a name such as 'model' (a str), got {kind!r:.40}; kinds: "
@@ -115,7 +124,7 @@ class LookupMixin:
 
     def explain(self, kind: str, name: str) -> Resolution:
         """How ``name`` resolves: the winning component (or ``None``), the candidates and why."""
-        self.check_kind(kind)
+        self.check_kind(kind)  # either reading (kind_of): the lookups below take it, and the lines name it as asked
         if not isinstance(name, str) or not name:
             raise UsageError(f"{kind} name: expected the name of a registered {kind} (a str), got {name!r:.60}; "
                              "'deepseek plugins list' names them")
