@@ -247,3 +247,19 @@ def test_logs_are_never_read_through_a_link(svc: Deploy) -> None:
     os.symlink("/etc/passwd", ws / "job.log")
     r = svc.call("GET", f"/v1/tenants/acme/jobs/{job}/logs", bob)
     assert (r.status_code, r.json()["detail"]) == (409, f"job {job}: its job.log is not a regular file")
+
+
+def test_a_taken_tenant_name_and_a_missing_tenant_say_what_to_do(svc: Deploy) -> None:
+    """``tenants create`` on a name in use and ``tenants add-user`` (or any request of a platform
+    admin) on a tenant that does not exist: the refusal names the command that fixes it."""
+    r = svc.call("POST", "/v1/tenants", svc.admin, json={"name": "acme"})
+    assert (r.status_code, r.json()) == (409, {"detail": "tenant 'acme' exists; choose another name or see "
+                                                         "'deepseek tenants list'"})
+    r = svc.call("POST", "/v1/tenants/acmee/users", svc.admin, json={"name": "eve", "role": "member"})
+    assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'acmee'; create it with "
+                                                         "'deepseek tenants create acmee'"})
+    r = svc.call("GET", "/v1/tenants/Acme", svc.admin)  # a name no tenant can have: not one to create
+    assert r.status_code == 404 and r.json()["detail"].startswith("no tenant 'Acme'; 'Acme' is not a tenant or user name")
+    # a member asking for a tenant it is not in: still the 404 of a missing one, no hint that it exists
+    assert svc.call("POST", "/v1/tenants/acmee/users", svc.tokens["bob"], json={"name": "eve"}).json() == {
+        "detail": "no tenant 'acmee'"}

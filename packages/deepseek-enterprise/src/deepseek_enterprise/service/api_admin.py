@@ -103,7 +103,7 @@ def create_tenant(body: TenantIn, who: Principal = Caller, svc: Service = Svc) -
     with mutation(svc, who, "tenant.create", tenant=body.name, target=f"tenant {body.name}") as (s, _out):
         who.require_platform_admin()
         if s.scalar(select(Tenant).where(Tenant.name == body.name)) is not None:
-            raise ApiError(409, f"tenant {body.name!r} exists")
+            raise ApiError(409, f"tenant {body.name!r} exists; choose another name or see 'deepseek tenants list'")
         tenant = Tenant(name=body.name, quota=Quota())
         s.add(tenant)
         s.flush()

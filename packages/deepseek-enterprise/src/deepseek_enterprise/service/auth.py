@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from deepseek_enterprise.service import tokens
 from deepseek_enterprise.service.models import Membership, Tenant, Token, User, aware, utcnow
-from deepseek_enterprise.service.names import ROLES
+from deepseek_enterprise.service.names import ROLES, name_problem
 
 CACHE_S = 60.0
 
@@ -120,6 +120,8 @@ def tenant_row(session: Session, principal: Principal, name: str, at_least: str 
     if lock:
         query = query.with_for_update()
     tenant = session.scalar(query)
-    if tenant is None:
-        raise ApiError(404, f"no tenant {name!r}")
+    if tenant is None:  # only a platform admin, who is in every tenant, comes here: it may create one
+        problem = name_problem(name)
+        raise ApiError(404, f"no tenant {name!r}; " + (
+            f"create it with 'deepseek tenants create {name}'" if problem is None else problem))
     return tenant
