@@ -273,9 +273,20 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
     ("\n", "bad.jsonl: no results lines"),
     # the optional parts were read as they came: an internal error (IndexError, TypeError, KeyError)
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "val_curve": [[1]]}\n',
-     "bad.jsonl:1: val_curve must be a list of [step, accuracy in [0, 1] or null] pairs"),
+     "bad.jsonl:1: val_curve must be a list of [step from 0 to 10^12, accuracy in [0, 1] or null] pairs"),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "latency": {}}\n',
-     "bad.jsonl:1: latency must give p50_ms and p90_ms (milliseconds) and the device"),
+     "bad.jsonl:1: latency must give p50_ms and p90_ms (milliseconds, 0 to a day: 86400000) and the device"),
+    # numbers no run gives were taken as they came (a peak of 10^30 bytes shown as a 25-digit MiB count)
+    *(('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "latency": '
+       '{"p50_ms": 1, "p90_ms": 2, "device": "cuda", "' + key + '": ' + value + '}}\n',
+       f"bad.jsonl:1: latency.{key} {value} is not a count of bytes from 0 to 2^50 (1 PiB)")
+      for key in ("peak_memory_bytes", "peak_rss_bytes") for value in (str(2**50 + 1), "-1")),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "latency": '
+     '{"p50_ms": 1, "p90_ms": 1e300, "device": "cpu"}}\n',
+     "bad.jsonl:1: latency must give p50_ms and p90_ms (milliseconds, 0 to a day: 86400000) and the device"),
+    ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "val_curve": '
+     '[[' + str(10**12 + 1) + ', 0.5]]}\n',
+     "bad.jsonl:1: val_curve must be a list of [step from 0 to 10^12, accuracy in [0, 1] or null] pairs"),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}, "latency": '
      '{"p50_ms": 1, "p90_ms": 2, "device": "cpu", "parameters": "many"}}\n',
      "bad.jsonl:1: latency.parameters 'many' is not a count"),
@@ -309,8 +320,9 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
       for part, test, message in (
           ('"seed": -3', "", "seed -3 is not a whole number from 0 to 4294967295"),
           ('"seed": 4294967296', "", "seed 4294967296 is not a whole number from 0 to 4294967295"),
-          ('"seed": 0, "steps": "40"', "", "steps '40' is not a whole number >= 0"),
-          ('"seed": 0, "steps": -1', "", "steps -1 is not a whole number >= 0"),
+          ('"seed": 0, "steps": "40"', "", "steps '40' is not a whole number from 0 to 10^12"),
+          ('"seed": 0, "steps": -1', "", "steps -1 is not a whole number from 0 to 10^12"),
+          ('"seed": 0, "steps": 1000000000001', "", "steps 1000000000001 is not a whole number from 0 to 10^12"),
           ('"seed": 0, "seconds": -5', "", "seconds -5 is not a finite number >= 0"),
           ('"seed": 0, "seconds": Infinity', "", "seconds inf is not a finite number >= 0"),
           ('"seed": 0', ', "test_loss": NaN', "test.test_loss must be a finite number, got nan"),

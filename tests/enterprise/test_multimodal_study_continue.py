@@ -194,7 +194,8 @@ def test_a_stopped_run_whose_metrics_were_edited_is_refused_not_written(tmp_path
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *ARGS, "--out", "cut")
     assert code == 2 and err.strip().splitlines()[-1] == (
         f"error: {metrics.relative_to(tmp_path)}: its evaluations give a results line the study could not read back "
-        "(val_curve must be a list of [step, accuracy in [0, 1] or null] pairs); remove cut/runs/redundant-audio-s0 "
+        "(val_curve must be a list of [step from 0 to 10^12, accuracy in [0, 1] or null] pairs); remove "
+        "cut/runs/redundant-audio-s0 "
         "to train that model again"), err
     assert not (tmp_path / "cut" / "results.jsonl").exists()
 

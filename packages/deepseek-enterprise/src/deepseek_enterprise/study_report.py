@@ -25,6 +25,12 @@ MAX_RESULTS_BYTES = 64 << 20
 """The largest results file :func:`read_results` reads (it is read whole; a line is a few hundred bytes)."""
 PARAMETERS_MAX = 10**15
 """The largest parameter count a results line may give (the largest models have about 10^12)."""
+BYTES_MAX = 2**50
+"""The largest peak memory a results line's ``latency`` may give (1 PiB; no machine has that much)."""
+LATENCY_MS_MAX = 86_400_000
+"""The longest batch-1 call a results line's ``latency`` may give, in milliseconds (a day)."""
+STEPS_MAX = 10**12
+"""The most steps a results line's ``steps`` and ``val_curve`` may give (decades of training)."""
 
 
 def row_recipe(row: dict[str, Any]) -> str | None:
@@ -202,8 +208,8 @@ def _check_extras(row: dict[str, Any]) -> str | None:
     problem = _parameters_problem("parameters", row.get("parameters"))
     if problem is not None:
         return problem
-    if "steps" in row and not _count(row["steps"]):  # 0 for an ensemble, which trains nothing
-        return f"steps {row['steps']!r} is not a whole number >= 0"
+    if "steps" in row and not (_count(row["steps"]) and row["steps"] <= STEPS_MAX):  # 0: an ensemble trains nothing
+        return f"steps {row['steps']!r} is not a whole number from 0 to 10^12"
     if "seconds" in row and not (_number(row["seconds"]) and row["seconds"] >= 0):
         return f"seconds {row['seconds']!r} is not a finite number >= 0"
     machine = row.get("machine")  # what the run was measured on (deepseek.bench.latency.machine_info)
@@ -220,18 +226,18 @@ def _check_extras(row: dict[str, Any]) -> str | None:
         return "val must give val_accuracy (and val_accuracy_<modality>) as numbers in [0, 1]"
     curve = row.get("val_curve")
     if curve is not None and not (isinstance(curve, list) and all(
-            isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool) and p[0] >= 0
+            isinstance(p, (list, tuple)) and len(p) == 2 and _count(p[0]) and p[0] <= STEPS_MAX
             and (p[1] is None or (_number(p[1]) and 0.0 <= p[1] <= 1.0)) for p in curve)):
-        return "val_curve must be a list of [step, accuracy in [0, 1] or null] pairs"
+        return "val_curve must be a list of [step from 0 to 10^12, accuracy in [0, 1] or null] pairs"
     lat = row.get("latency")
     if lat is not None:
-        if not (isinstance(lat, dict) and all(_number(lat.get(k)) and lat[k] >= 0 for k in ("p50_ms", "p90_ms"))
-                and isinstance(lat.get("device"), str)):
-            return "latency must give p50_ms and p90_ms (milliseconds) and the device"
+        if not (isinstance(lat, dict) and all(_number(lat.get(k)) and 0 <= lat[k] <= LATENCY_MS_MAX
+                                              for k in ("p50_ms", "p90_ms")) and isinstance(lat.get("device"), str)):
+            return "latency must give p50_ms and p90_ms (milliseconds, 0 to a day: 86400000) and the device"
         for key in ("peak_memory_bytes", "peak_rss_bytes"):
             v = lat.get(key)
-            if v is not None and not _count(v):
-                return f"latency.{key} {v!r} is not a count"
+            if v is not None and not (_count(v) and v <= BYTES_MAX):
+                return f"latency.{key} {v!r} is not a count of bytes from 0 to 2^50 (1 PiB)"
         return _parameters_problem("latency.parameters", lat.get("parameters"))
     return None
 
