@@ -69,6 +69,24 @@ def test_a_gpt_is_sent_to_prune_ffn(host: PluginHost) -> None:
         create_compressor(host, "prune.mlp", {}, where="--set").check_model(model, config)
 
 
+def test_the_gpt_pruners_on_another_model_name_what_applies_to_it(host: PluginHost) -> None:
+    """prune.ffn / prune.heads on the tri-modal classifier said only "prunes GPT models": now the
+    methods that take it (prune.mlp where its encoders declare MLPs; quantize.* takes any model)."""
+    config = config_from_dict(MULTIMODAL, host=host)
+    model = build_model(config, host=host)
+    for method in ("prune.heads", "prune.ffn"):
+        with pytest.raises(UsageError) as raised:
+            create_compressor(host, method, {}, where="--set").check_model(model, config)
+        assert str(raised.value) == (f"{method}: prunes GPT models; 'multimodal.classifier' is MultimodalClassifier: "
+                                     "use prune.mlp (its encoders' MLP channels) or quantize.int8 (or another "
+                                     "quantize.* method)")
+    other = enterprise_host((registering("deepseek_register_models", {"acme.text": TextClassifier}), "acme-models"))
+    config = config_from_dict({"model": {"name": "acme.text"}}, host=other)
+    with pytest.raises(UsageError, match=r"^prune\.heads: prunes GPT models; 'acme.text' is TextClassifier: use "
+                                         r"quantize\.int8 \(or another quantize\.\* method\)$"):  # no MLP declared
+        create_compressor(other, "prune.heads", {}, where="--set").check_model(TextClassifier({}), config)
+
+
 class TextClassifier(TrainableModel):
     """A third party's model built from a registered encoder, which it declares (or not)."""
 

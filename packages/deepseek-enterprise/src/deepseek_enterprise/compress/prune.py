@@ -138,8 +138,13 @@ class PruneFFN(Compressor):
         from deepseek.models.gpt import GPT
 
         if not isinstance(model, GPT):
+            from deepseek_enterprise.compress.prune_mlp import mlp_prunable
+
+            works = "quantize.int8 (or another quantize.* method)"
+            if mlp_prunable(model, config, self.host):  # the tri-modal classifier: its encoders' MLPs
+                works = f"prune.mlp (its encoders' MLP channels) or {works}"
             raise UsageError(f"{self.method}: prunes GPT models; {config.model.name!r} is "
-                             f"{type(model).__name__}")
+                             f"{type(model).__name__}: use {works}")
         refuse_quantized(model, self.method)
 
     def model_calls(self, model: Any, config: Any) -> Any:

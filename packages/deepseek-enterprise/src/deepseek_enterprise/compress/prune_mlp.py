@@ -60,6 +60,11 @@ def _encoders(model: Any, config: Any, host: Any) -> dict[str, Any]:
     return encoder_modules(model, calls=served_calls(model, config, host))
 
 
+def mlp_prunable(model: Any, config: Any, host: Any) -> bool:
+    """Whether ``prune.mlp`` applies to ``model``: an encoder it declares declares MLP pairs."""
+    return any(enc.mlp_pairs() for enc in _encoders(model, config, host).values())
+
+
 def _trace(name: str, encoder: Any, device: Any) -> Any:
     """Torch-Pruning's dependency graph of one encoder, traced on its ``example_inputs()``; a
     :class:`UsageError` naming the encoder's table when the library cannot follow its layers."""
@@ -110,7 +115,7 @@ class PruneMLP(Compressor):
         if isinstance(model, GPT):
             raise UsageError("prune.mlp: a GPT's MLP channels are pruned by prune.ffn; use prune.ffn")
         refuse_quantized(model, "prune.mlp")
-        if not any(enc.mlp_pairs() for enc in _encoders(model, config, self.host).values()):
+        if not mlp_prunable(model, config, self.host):
             raise UsageError(
                 f"prune.mlp: model {config.model.name!r} has no encoder declaring MLP pairs "
                 "(Encoder.mlp_pairs) among those it declares (TrainableModel.encoder_modules); it applies to models "
