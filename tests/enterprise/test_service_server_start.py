@@ -110,7 +110,8 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_leaves_no_root(tmp_pat
 @pytest.mark.parametrize(("url", "shown", "words"), [
     ("postgresql+nodriver://svc:s3cret@db/x", "postgresql+nodriver://svc:***@db/x", "NoSuchModuleError"),
     ("postgresql://svc:s3cret@db:port/x", "postgresql://svc:***@db:port/x", "ValueError"),  # not parsable
-], ids=["unknown driver", "bad port"])
+    ("postgresql//svc:s3cret@db/x", "postgresql//svc:***@db/x", "ArgumentError"),  # no URL: was shown as given
+], ids=["unknown driver", "bad port", "no URL"])
 def test_a_db_url_the_server_cannot_use_is_one_line_without_its_password(tmp_path: Path, url: str, shown: str,
                                                                          words: str) -> None:
     """--db's unknown dialect or driver, or an unparsable URL, was shown as given (repr), password

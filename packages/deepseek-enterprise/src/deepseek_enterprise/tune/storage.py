@@ -130,7 +130,7 @@ def open_storage(url: str | None, folder: Path) -> Any:
             raise UsageError(f"--storage: {path} is not a readable Optuna journal ({type(exc).__name__}: {detail}); "
                              "give this study's journal file, or a new path for a new study") from None
     if "://" not in url:
-        raise UsageError(f"--storage: {url!r} is not a storage URL; give sqlite:///PATH, "
+        raise UsageError(f"--storage: {shown_url(url)!r} is not a storage URL; give sqlite:///PATH, "
                          "postgresql://USER@HOST/DB (any SQLAlchemy URL) or journal:PATH")
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     try:
