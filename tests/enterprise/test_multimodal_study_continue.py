@@ -332,12 +332,13 @@ def test_a_run_early_stopping_ended_is_tested_again_not_resumed(tmp_path: Path,
     (last,) = (tmp_path / "st" / "runs" / "redundant-audio-s0" / "checkpoints").glob("step-*")
     step = int(last.name.removeprefix("step-"))
     assert step < 24 and row["val_curve"][-1][0] == step  # it stopped early
+    assert row["steps"] == step  # the step it reached, not --steps 24
     (tmp_path / "st" / "results.jsonl").unlink()  # killed as it tested the run
     code, err, _ = deepseek_here(monkeypatch, tmp_path, *args)
     assert code == 0, err
     assert f"testing st/runs/redundant-audio-s0 again: its training finished (step {step})" in err, err
     (again,) = _rows(tmp_path / "st" / "results.jsonl")
-    assert again["test"] == row["test"] and again["val_curve"] == row["val_curve"]
+    assert again["test"] == row["test"] and again["val_curve"] == row["val_curve"] and again["steps"] == step
 
 
 def test_a_finished_run_is_tested_on_the_data_its_checkpoint_records(tmp_path: Path,

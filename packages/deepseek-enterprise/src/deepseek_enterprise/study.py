@@ -207,6 +207,7 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
     from deepseek.bench.latency import machine_info
     from deepseek.config.load import config_from_dict
     from deepseek.errors import UsageError
+    from deepseek.training.checkpoint import read_trainer_state, resolve_checkpoint
     from deepseek.training.metrics import read_metrics
     from deepseek.training.trainer import Trainer
     from deepseek_enterprise.study_base import check_run, over_base, unused_keys
@@ -289,6 +290,8 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                         with command_terms(TERMS):
                             module, data, on = finished_model(run_dir, config, host)
                         made, params = run_dir, sum(p.numel() for p in module.parameters())
+                        # the step its training reached (before --steps where early stopping ended it)
+                        reached = int(read_trainer_state(resolve_checkpoint(run_dir))["step"])
                     else:
                         with command_terms(TERMS):  # its lines name --out, not Trainer's run_dir= / resume=
                             trainer = Trainer(config, quiet=True, host=host, resume=run_dir if how == "resume" else None)
@@ -298,9 +301,10 @@ def run_study(tasks: list[str], seeds: list[int], configs: list[str], steps: int
                                                f"run the same command again to continue the study in {shown(out)}")
                         module, data, on = trainer.strategy.eval_module, trainer.dataset, trainer.strategy.device
                         made, params = trainer.run_dir, sum(p.numel() for p in trainer.strategy.unwrapped_model().parameters())
+                        reached = result.step
                     if len(model_of(name)[0]) == 1:
                         sources[model_of(name)[0][0]] = str(made)
-                    row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": steps, "parameters": params,
+                    row: dict[str, Any] = {"task": task, "config": name, "seed": seed, "steps": reached, "parameters": params,
                                            "recipe": recipe if recipe_keys(name, recipe, task, host=host) else None,
                                            "seconds": time.perf_counter() - start, "machine": machine_info(on),
                                            "test": split_metrics(module, data, on), **part}
