@@ -1,8 +1,8 @@
 """``deepseek tune`` end to end on CPU: a training study (pruner, baseline, best.toml that
 ``deepseek train`` reproduces, its resume with another space refused) and a seeded sampler. Bad
 input: test_tune_refusals.py; third-party tuners and journal storage: test_tune_third_party.py;
-the search space's conditions and trial configs: test_tune_space.py; across several processes:
-test_tune_processes.py."""
+the search space's conditions and trial configs: test_tune_space.py; the system tuner's bench
+arguments and lookups: test_tune_system.py; across several processes: test_tune_processes.py."""
 
 from __future__ import annotations
 
