@@ -454,3 +454,33 @@ def test_a_plugin_strategys_device_type_or_memory_row_that_raises_names_the_plug
     assert re.match(r"^strategy 'acme\.unplaced' \(deepseek-acme 1\.0, registered by .*\): device_type raised "
                     r"RuntimeError: placement unknown; a bug in the plugin", note), note
     assert f"fail: {note}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("row", "dp", "said"), [
+    ({"tokens_per_s": float("nan")}, 1, "tokens_per_s nan is not a finite number >= 0"),
+    ({"tokens_per_s": -5.0}, 1, "tokens_per_s -5.0 is not a finite number >= 0"),
+    ({"peak_memory_bytes": 2**50 + 1}, 1, f"peak_memory_bytes {2**50 + 1} is not a whole number from 0 to 2^50"),
+    ({"peak_memory_bytes": -1}, 1, "peak_memory_bytes -1 is not a whole number from 0 to 2^50"),
+    ({"mfu": float("inf")}, 1, "mfu inf is not a finite number >= 0"),
+    ({}, 0, "device.dp_size 0 is not a whole number >= 1"),
+    ({"tokens_per_s": "fast"}, 1, "tokens_per_s 'fast' is not a finite number >= 0"),
+])
+def test_a_bench_result_no_bench_gives_fails_the_trial_naming_the_field(tmp_path: Any, row: dict[str, Any], dp: int,
+                                                                        said: str) -> None:
+    """A system trial read bench train's numbers as they came: a NaN or negative throughput became
+    the trial's objective, a peak of 10^30 bytes its peak_gib. Each now fails the trial in one line
+    naming the file and the field; a good result gives the summed throughput and the figures."""
+    import json
+
+    from deepseek_enterprise.tune.system import read_bench
+    from deepseek_enterprise.tune.tuner import TrialFailed
+
+    good = {"tokens_per_s": 1000.0, "peak_memory_bytes": 3 * 2**30, "mfu": 0.25}
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"rows": [good], "device": {"dp_size": 2}}))
+    attrs: dict[str, Any] = {}
+    assert read_bench(out, attrs) == 2000.0 and attrs == {"peak_gib": 3.0, "mfu": 0.25}
+    out.write_text(json.dumps({"rows": [{**good, **row}], "device": {"dp_size": dp}}))
+    with pytest.raises(TrialFailed) as failed:
+        read_bench(out, {})
+    assert str(failed.value) == f"{out}: no readable bench result ({said})"

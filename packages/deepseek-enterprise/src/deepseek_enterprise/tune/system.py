@@ -16,6 +16,7 @@ strategy at a fixed batch size compares set-ups that train the same model the sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from deepseek.errors import ConfigError
@@ -247,20 +248,46 @@ class SystemTuner(Tuner):
             oom = "out of memory" in said.lower()
             raise TrialFailed(("out of memory: " if oom else f"bench train exited with {code}: ")
                               + (said or "no output") + f" (log: {log})")
-        try:
-            result = loads_json(read_text(out))
-            row, dp = result["rows"][0], int(result["device"]["dp_size"])
-            tokens = float(row["tokens_per_s"]) * dp
-            trial.attrs["peak_gib"] = round(float(row["peak_memory_bytes"]) / 1024**3, 2)
-            if row.get("mfu") is not None:
-                trial.attrs["mfu"] = round(float(row["mfu"]), 4)
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise TrialFailed(f"{out}: no readable bench result ({exc})") from None
+        tokens = read_bench(out, trial.attrs)
         if fit.row is not None and "peak_gib" in trial.attrs:
             trial.attrs["advisor"] = f"{fit.row} {format_gib(fit.total)} GiB est."
         if trial.objective == "samples_per_s":
             return tokens / self.sequence_length(trial.config)
         return tokens
+
+
+PEAK_BYTES_MAX = 2**50
+"""The largest peak memory a bench result may give (1 PiB; no device has that much)."""
+
+
+def read_bench(out: Path, attrs: dict[str, Any]) -> float:
+    """The tokens per second of ``bench train``'s result ``out`` summed over its data-parallel
+    ranks; its peak memory (GiB) and MFU go into ``attrs``. A file that does not read, or a figure
+    no bench gives (not a number, negative, a peak past :data:`PEAK_BYTES_MAX`), fails the trial
+    naming the file and the field: it was taken as it came (a NaN throughput was the objective)."""
+    import math
+
+    def number(v: Any, low: float, high: float = math.inf, whole: bool = False) -> bool:
+        kind = int if whole else (int, float)
+        return isinstance(v, kind) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+
+    try:
+        result = loads_json(read_text(out))
+        row, dp = result["rows"][0], result["device"]["dp_size"]
+        figures = {"device.dp_size": (dp, number(dp, 1, whole=True), "a whole number >= 1"),
+                   "tokens_per_s": (row["tokens_per_s"], number(row["tokens_per_s"], 0), "a finite number >= 0"),
+                   "peak_memory_bytes": (row["peak_memory_bytes"], number(row["peak_memory_bytes"], 0, PEAK_BYTES_MAX,
+                                                                          whole=True), "a whole number from 0 to 2^50"),
+                   "mfu": (row.get("mfu"), row.get("mfu") is None or number(row["mfu"], 0), "a finite number >= 0")}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise TrialFailed(f"{out}: no readable bench result ({exc})") from None
+    bad = next((f"{k} {v!r} is not {what}" for k, (v, good, what) in figures.items() if not good), None)
+    if bad is not None:
+        raise TrialFailed(f"{out}: no readable bench result ({bad})")
+    attrs["peak_gib"] = round(row["peak_memory_bytes"] / 1024**3, 2)
+    if row.get("mfu") is not None:
+        attrs["mfu"] = round(float(row["mfu"]), 4)
+    return float(row["tokens_per_s"]) * dp
 
 
 def _optimizer_facts(config: Any, host: Any) -> dict[str, Any]:
