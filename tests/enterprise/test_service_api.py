@@ -19,6 +19,9 @@ from deepseek_enterprise.service import quotas, tokens
 from deepseek_enterprise.service.models import AuditEntry, Job, Token
 from deepseek_enterprise.service.store import AppendOnlyError
 
+YOURS = "; see 'deepseek tenants list' for the tenants you are in"
+"""The end of the 404 for a tenant the caller is not in, whether it exists or not."""
+
 
 @pytest.fixture(scope="module")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Deploy:
@@ -122,10 +125,10 @@ def test_another_tenants_jobs_are_404_exactly_like_missing_ones(svc: Deploy) -> 
                         ("GET", f"/v1/tenants/acme/jobs/{job}/logs"), ("POST", f"/v1/tenants/acme/jobs/{job}/cancel"),
                         ("GET", "/v1/tenants/acme"), ("POST", "/v1/tenants/acme/jobs")):
         r = svc.call(method, url, gil, **({"json": {"command": "train"}} if url.endswith("jobs") and method == "POST" else {}))
-        assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'acme'"}), (method, url)
+        assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'acme'" + YOURS}), (method, url)
         r2 = svc.call(method, url.replace("acme", "nosuch"), gil,
                       **({"json": {"command": "train"}} if url.endswith("jobs") and method == "POST" else {}))
-        assert (r2.status_code, r2.json()) == (404, {"detail": "no tenant 'nosuch'"})
+        assert (r2.status_code, r2.json()) == (404, {"detail": "no tenant 'nosuch'" + YOURS})
     # acme's job id under globex: the same 404 as an id that does not exist
     assert svc.call("GET", f"/v1/tenants/globex/jobs/{job}", gil).json() == {"detail": f"no job {job} in tenant 'globex'"}
     assert svc.call("GET", "/v1/tenants/globex/jobs/999", gil).json() == {"detail": "no job 999 in tenant 'globex'"}
@@ -250,8 +253,9 @@ def test_logs_are_never_read_through_a_link(svc: Deploy) -> None:
 
 
 def test_a_taken_tenant_name_and_a_missing_tenant_say_what_to_do(svc: Deploy) -> None:
-    """``tenants create`` on a name in use and ``tenants add-user`` (or any request of a platform
-    admin) on a tenant that does not exist: the refusal names the command that fixes it."""
+    """``tenants create`` on a name in use and ``tenants add-user`` (or any request) on a tenant that
+    does not exist: the refusal names the command that fixes it (its creation for a platform admin,
+    who is in every tenant; the list of the caller's tenants for anyone else)."""
     r = svc.call("POST", "/v1/tenants", svc.admin, json={"name": "acme"})
     assert (r.status_code, r.json()) == (409, {"detail": "tenant 'acme' exists; choose another name or see "
                                                          "'deepseek tenants list'"})
@@ -260,6 +264,8 @@ def test_a_taken_tenant_name_and_a_missing_tenant_say_what_to_do(svc: Deploy) ->
                                                          "'deepseek tenants create acmee'"})
     r = svc.call("GET", "/v1/tenants/Acme", svc.admin)  # a name no tenant can have: not one to create
     assert r.status_code == 404 and r.json()["detail"].startswith("no tenant 'Acme'; 'Acme' is not a tenant or user name")
-    # a member asking for a tenant it is not in: still the 404 of a missing one, no hint that it exists
-    assert svc.call("POST", "/v1/tenants/acmee/users", svc.tokens["bob"], json={"name": "eve"}).json() == {
-        "detail": "no tenant 'acmee'"}
+    # a tenant admin (ann, of acme) mistyping its tenant: where to find its tenants, the same line as for
+    # a tenant that exists but is not the caller's (gil's globex), so it confirms no tenant's existence
+    for who, tenant in (("ann", "acmee"), ("ann", "globex")):
+        r = svc.call("POST", f"/v1/tenants/{tenant}/users", svc.tokens[who], json={"name": "eve"})
+        assert (r.status_code, r.json()) == (404, {"detail": f"no tenant '{tenant}'" + YOURS})

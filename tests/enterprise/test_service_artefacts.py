@@ -146,7 +146,7 @@ def test_hostile_paths_get_the_right_status_and_nothing_outside_is_served(svc: D
         assert svc.call("GET", f"/v1/tenants/acme/jobs/999/{route}", bob).json() == \
             {"detail": "no job 999 in tenant 'acme'"}
         r = svc.call("GET", f"/v1/tenants/globex/jobs/{theirs}/{route}", bob)
-        assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'globex'"})
+        assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'globex'; see 'deepseek tenants list' for the tenants you are in"})
         assert svc.call("GET", f"{base}/{route}", None).status_code == 401
     # a job that put a link in place of its own workspace (to another tenant's job) is refused
     other = svc.submit("acme", bob).json()["id"]

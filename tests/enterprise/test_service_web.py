@@ -128,7 +128,7 @@ def test_wrong_tokens_and_other_tenants_show_an_error_and_no_data(svc: Deploy, b
         assert browser.evaluate(ROWS) == [] and browser.evaluate("document.getElementById('login').hidden") is False
         # gil (globex) asks for acme: the API's 404, as for a tenant that does not exist
         browser.open(f"{srv.url}/ui#token={gil}&tenant=acme&job={mine}")
-        assert browser.wait_for(error) == "404: no tenant 'acme'"
+        assert browser.wait_for(error) == "404: no tenant 'acme'; see 'deepseek tenants list' for the tenants you are in"
         assert browser.evaluate(ROWS) == [] and _curve(browser)[0] == []
         # bob asks for globex's job id inside acme: 404 like a job that does not exist
         browser.open(f"{srv.url}/ui#token={bob}&tenant=acme&job={theirs}")

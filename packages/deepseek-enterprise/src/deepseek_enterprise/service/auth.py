@@ -58,8 +58,8 @@ class Principal:
         """The caller's role in ``tenant`` if it is at least ``at_least``; 404 for a tenant the
         caller is not in, 403 for one it is in with a weaker role."""
         role = self.role(tenant)
-        if role is None:
-            raise ApiError(404, f"no tenant {tenant!r}")
+        if role is None:  # the same line for a tenant that exists and one that does not
+            raise ApiError(404, f"no tenant {tenant!r}; see 'deepseek tenants list' for the tenants you are in")
         if ROLES.index(role) < ROLES.index(at_least):
             raise ApiError(403, f"tenant {tenant!r}: your role is {role}; this needs {at_least}")
         return role
