@@ -28,6 +28,7 @@ from deepseek.training.launcher_env import launcher_env
 from deepseek.training.strategy import Strategy
 from deepseek_pro.strategies.cluster import ClusterMismatchError, cluster_report, compare_reports
 from deepseek_pro.strategies.metric_names import MetricNames
+from deepseek_pro.strategies.released import ENGINE_CALLS, guard_engine_calls, released_error
 from deepseek_pro.strategies.rendezvous import fresh_store, rendezvous_errors, signals_end_the_wait
 
 if TYPE_CHECKING:
@@ -76,6 +77,9 @@ class DistributedStrategy(Strategy):
     """Every rank runs the whole model on its own rows (ddp, fsdp, deepspeed): the persistent
     buffers are rank 0's on every rank after each step (:meth:`sync_buffers`). False where a
     rank holds a pipeline stage (its buffers are its stage's) or all ranks see the same rows (tp)."""
+    engine_calls: ClassVar[frozenset[str]] = ENGINE_CALLS
+    """The members refused after teardown (:meth:`engine_held`), wrapped where a class defines them
+    (:mod:`~deepseek_pro.strategies.released`); a strategy leaves out those that still answer then (ddp's trained module)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -85,6 +89,7 @@ class DistributedStrategy(Strategy):
                             "deepseek_pro.strategies.base.DistributedOptions, whose timeout_s and backend every "
                             "DistributedStrategy reads; derive the Options dataclass from it (docs/plugins.md "
                             "section 12)")
+        guard_engine_calls(cls, cls.engine_calls)
 
     def __init__(self, options: Any = None, *, precision: Any, host: Any = None) -> None:
         super().__init__(options, precision=precision, host=host)
@@ -268,13 +273,13 @@ class DistributedStrategy(Strategy):
         self.model = self.optimizer = None
         self._released = True
 
-    def engine_held(self) -> None:
-        """Refuse, in one line (:class:`UsageError`), a call that needs what :meth:`release_engine` dropped at
-        teardown: every sharded/split strategy's ``unwrapped_model`` (and DeepSpeed's ``full_state``) calls it first."""
+    def engine_held(self, call: str = "unwrapped_model()") -> None:
+        """Refuse ``call`` in one line (:class:`UsageError`) when :meth:`release_engine` ran at teardown: every
+        member named in :attr:`engine_calls` calls it first (:func:`~deepseek_pro.strategies.released.guard_engine_calls`),
+        as does what a strategy serves (the pipeline's ``generate``). The default is for an ``unwrapped_model`` that
+        calls it itself, as docs/plugins.md first said to (the base class's wrapping now does)."""
         if self._released:
-            raise UsageError(f"{self.name}: the model was released at teardown (the process group is gone); take it "
-                             "with unwrapped_model() before fit returns (a deepseek_train_end hook) or load the last "
-                             "checkpoint")
+            raise released_error(self.name, call)
 
     def weights_finite(self) -> bool:
         """This rank's weights (its shards or stage) finite on every rank: one all-reduce."""
@@ -368,6 +373,9 @@ class DistributedStrategy(Strategy):
             out[k] = flat[at:at + n].reshape(tensors[k].shape).to(tensors[k].device)
             at += n
         return out
+
+
+guard_engine_calls(DistributedStrategy, DistributedStrategy.engine_calls, inherited=True)
 
 
 def persistent_buffers(module: nn.Module) -> list[torch.Tensor]:

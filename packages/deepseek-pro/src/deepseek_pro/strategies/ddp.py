@@ -96,6 +96,8 @@ class DDPStrategy(DistributedStrategy):
     Options: ClassVar[type] = DDPOptions
     supports_compression: ClassVar[tuple[str, ...]] = ("fp16", "bf16", "powersgd")
     replicates_buffers: ClassVar[bool] = True
+    engine_calls: ClassVar[frozenset[str]] = DistributedStrategy.engine_calls - {"unwrapped_model", "eval_module"}
+    """The trained module stays past teardown (:meth:`release_engine`): these two still give it."""
 
     @classmethod
     def memory_row(cls, options: Any) -> str | None:

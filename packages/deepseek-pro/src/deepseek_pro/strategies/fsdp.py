@@ -222,7 +222,6 @@ class FSDPStrategy(DistributedStrategy):
         """A plain CPU copy with the full weights (a collective: call it on every rank)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        self.engine_held()
         assert self.model is not None and self._template is not None
         # Without cpu_offload every rank receives the full tensors (rank 0 only, with it).
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))

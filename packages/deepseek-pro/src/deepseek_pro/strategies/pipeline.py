@@ -389,7 +389,6 @@ class PipelineStrategy(DistributedStrategy):
 
     def unwrapped_model(self) -> nn.Module:
         """A full, plain copy of the model with every stage's current weights (on every rank)."""
-        self.engine_held()
         assert self._template is not None
         model_sd, _ = self.stage_state()
         parts: list[Any] = [None] * self.world_size

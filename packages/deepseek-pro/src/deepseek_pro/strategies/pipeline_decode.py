@@ -84,6 +84,7 @@ class PipelinedModel(TrainableModel):
     def forward(self, **batch: Any) -> Any:
         """The loss of ``batch`` through every stage, on every rank, with the metrics
         ``pipeline_loss`` returns beside it (a mapping, as ``forward`` returns them)."""
+        self.strategy.engine_held("the served model's forward()")  # after teardown: its one line
         loss, metrics = self.strategy.evaluate(batch)
         return {"loss": loss, **metrics} if metrics else loss
 
@@ -107,6 +108,7 @@ class PipelinedModel(TrainableModel):
         if static is not None:
             raise UsageError("generate --strategy pipeline: the stages decode eagerly, not on a static cache; "
                              "leave out --cuda-graphs")
+        self.strategy.engine_held("the served model's generate()")  # after teardown (the refusals above need none)
         self.stage.eval()
         self._failed = None
         return decode(self._next_logits, self._new_cache, idx, max_new_tokens, window=self._agreed_window(),

@@ -253,7 +253,6 @@ class TPStrategy(DistributedStrategy):
         every rank)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        self.engine_held()
         assert self.model is not None and self._template is not None and self.fused is not None
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
         full, _ = self.fused.canonical({k: v.detach().cpu() for k, v in full.items()})
