@@ -164,3 +164,27 @@ def test_the_pipelines_served_model_refuses_after_teardown(monkeypatch: pytest.M
     with pytest.raises(UsageError) as refused:
         served.generate(ids, 2, top_k=1)
     assert str(refused.value) == line("pipeline", "the served model's generate()")
+
+
+def test_the_trainers_own_calls_after_fit_refuse_in_the_strategys_line(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trainer.save_checkpoint()`` after ``fit`` was a PluginError blaming deepseek-pro for an AssertionError
+    (ddp), and ``trainer.evaluate()`` each rank's own mean; now both meet the first refused call, nothing written.
+    ddp's trained module is still there."""
+    from _prohelpers import tiny_config
+
+    from deepseek.config.load import config_from_dict
+    from deepseek.training.trainer import Trainer
+
+    one_rank_group(monkeypatch)
+    trainer = Trainer(config_from_dict(tiny_config("ddp", 1, options={"backend": "gloo"}, train={"warmup_steps": 0})), run_dir=tmp_path / "run",
+                      quiet=True)
+    trainer.fit()
+    saved = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    assert [p.name for p in saved] == ["latest", "step-1"]
+    for call, run in [("any_rank()", trainer.save_checkpoint), ("evaluate()", trainer.evaluate)]:
+        with pytest.raises(UsageError) as refused:
+            run()
+        assert str(refused.value) == line("ddp", call)
+    assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == saved
+    assert isinstance(trainer.strategy.unwrapped_model(), torch.nn.Module)
