@@ -75,7 +75,7 @@ def bench_config(s: BenchSettings, host: Any) -> Any:
     from deepseek.config.load import config_from_dict
 
     strategy = component_table("strategy", s.strategy, s.strategy_options)
-    if s.strategy == "single":  # --device is single's device; a --strategy-option device=... is kept
+    if is_single(s.strategy, host):  # --device is single's device; a --strategy-option device=... is kept
         given = strategy.setdefault("device", s.device)
         if s.device != "auto" and given != s.device:
             from deepseek.errors import UsageError
@@ -93,6 +93,39 @@ def bench_config(s: BenchSettings, host: Any) -> Any:
         "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual, "master_weights": s.master_weights},
         "strategy": strategy, "optimizer": component_table("optimizer", s.optimizer, s.optimizer_options),
     }, validate=False, host=host)
+
+
+def is_single(name: str, host: Any) -> bool:
+    """Whether strategy ``name`` is core's ``single``, by what it resolves to on ``host`` (default:
+    the process's host): ``single``, ``deepseek-core:single`` or an alias of it. A name that
+    resolves to nothing is the config's one line (``strategy.name: unknown strategy ...``)."""
+    from deepseek.config.components import resolve_at
+    from deepseek.plugins.host import get_host
+    from deepseek.training.single import SingleDeviceStrategy
+
+    return resolve_at(host or get_host(), "strategy", name, "strategy.name").load() is SingleDeviceStrategy
+
+
+def planned_device(s: BenchSettings, host: Any) -> Any:
+    """The device our path will compute on, known before its strategy is set up, by the rule the
+    set-up follows: ``single``'s ``[strategy] device`` (``--device``, or the
+    ``--strategy-option device=...`` that gives it) resolved as ``single`` resolves it; another
+    strategy's declared device type (``device_type``; none declared: CUDA when available). What
+    ``bench train`` checks ``--attention`` and a ``--against`` baseline against."""
+    import torch
+
+    from deepseek.devices import resolve_device
+    from deepseek.plugins.calls import class_calls
+    from deepseek.plugins.host import get_host
+    from deepseek.training.strategy_rules import checked_device_type
+
+    cfg = bench_config(s, host)
+    if is_single(s.strategy, host):
+        return resolve_device(cfg.strategy.options.device)
+    component = (host or get_host()).resolve("strategy", cfg.strategy.name)
+    with class_calls(component, "device_type"):  # a plugin's bad answer: one line naming it
+        kind = checked_device_type(component.load(), cfg.strategy.options)
+    return torch.device(kind or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def model_context(model: str, model_options: tuple[str, ...], host: Any) -> int:

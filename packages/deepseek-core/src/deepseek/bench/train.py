@@ -35,6 +35,7 @@ from deepseek.bench._train_config import (
     component_label,
     model_context,
     model_overrides,
+    planned_device,
 )
 from deepseek.bench._train_measure import make_row, measure, peak_tflops, tf32
 from deepseek.cli.bench_cmd import baseline_options, check_baseline
@@ -172,13 +173,6 @@ def _release() -> None:
         torch._dynamo.reset()
 
 
-def planned_device(s: BenchSettings) -> Any:
-    """The device ``--device`` names (``auto``: the GPU when there is one, else the CPU)."""
-    import torch
-
-    return torch.device(s.device if s.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
-
-
 def device_name(device: Any) -> str:
     """How a result names the device it measured on (``CPU`` for any CPU)."""
     import torch
@@ -186,13 +180,13 @@ def device_name(device: Any) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
-def planned_facts(s: BenchSettings) -> dict[str, Any]:
+def planned_facts(s: BenchSettings, host: Any = None) -> dict[str, Any]:
     """What a result of :func:`run_bench` with ``s`` will say it measured (its ``settings`` and
     the device's ``name``), known before anything is built: a ``--against`` baseline of something
     else is refused with it before the model is built or a step timed."""
     from deepseek.training.mixed_precision import resolved_name
 
-    device = planned_device(s)
+    device = planned_device(s, host)
     return {"device": {"name": device_name(device)},
             "settings": {**asdict(s), "precision": resolved_name(s.precision, device)}}
 
@@ -204,7 +198,7 @@ def run_bench(s: BenchSettings, host: Any = None) -> dict[str, Any]:
 
     from deepseek.training.attention import attention_kernel
 
-    with tf32(), attention_kernel(s.attention, planned_device(s), where="--attention"):
+    with tf32(), attention_kernel(s.attention, planned_device(s, host), where="--attention"):
         step, strategy, model, teardown = _ours(s, host)
         try:
             device = strategy.device
@@ -361,7 +355,7 @@ def train_command(compile_: bool, json_path: str | None, against: str | None, ma
     if saved is not None and against is not None:  # a baseline of something else: refused before timing
         from deepseek.bench.baseline import check_same
 
-        check_same(saved, planned_facts(s), kind="train", path=against)
+        check_same(saved, planned_facts(s, command_host()), kind="train", path=against)
     result = run_bench(s, command_host())
     if result["device"]["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return
