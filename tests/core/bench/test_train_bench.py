@@ -130,6 +130,24 @@ def test_grad_accum_matches_the_plain_loop_and_one_big_batch(tmp_path: Path) -> 
     assert ours["loss_last"] == pytest.approx(big["loss_last"], rel=1e-4)
 
 
+def test_grad_clip_is_what_both_paths_clip_to(tmp_path: Path) -> None:
+    """``bench train`` clipped at 1.0 whatever was asked; now at ``--grad-clip`` in both paths (0:
+    not at all), recorded in the result, by default ``train.grad_clip``'s default (the schema's)."""
+    from deepseek.bench._train_config import BenchSettings
+    from deepseek.config.schema import TrainConfig
+
+    assert BenchSettings().grad_clip == TrainConfig().grad_clip == 1.0
+    lasts = []
+    for clip in ("0", "0.01"):  # lr 0.01: AdamW's steps, which clipping rescales unevenly, tell apart
+        data = _bench(tmp_path, f"clip{clip}", "--batch", "2", "--lr", "0.01", "--grad-clip", clip, "--baseline",
+                      "--baseline-variants", "eager")
+        assert data["settings"]["grad_clip"] == float(clip)
+        ours, plain = data["rows"]
+        assert ours["loss_last"] == pytest.approx(plain["loss_last"], rel=1e-4)
+        lasts.append(ours["loss_last"])
+    assert lasts[0] != pytest.approx(lasts[1], rel=1e-3)  # measured: 5.7378 unclipped, 5.7488 at 0.01
+
+
 def test_model_option_changes_the_model_of_both_paths(tmp_path: Path) -> None:
     data = _bench(tmp_path, "layers", "--batch", "2", "--model-option", "n_layers=2", "--baseline",
                   "--baseline-variants", "eager")
@@ -143,6 +161,8 @@ def test_model_option_changes_the_model_of_both_paths(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args,line", [
     (["--grad-accum", "0"], r"error: Invalid value for '--grad-accum': 0 is not in the range x>=1\. .*"),
+    (["--grad-clip", "-1"], r"error: Invalid value for '--grad-clip': '-1' is out of range; give a finite number "
+                            r">= 0 \(see 'deepseek bench train --help'\)"),
     (["--model-option", "n_layerz=2"], r"error: model\.n_layerz: unknown key \(did you mean 'n_layers'\?\); .*"),
     # a malformed item names the option given, not the '--set model.KEY' it is read as
     (["--model-option", "n_layers..x=2"], r"error: --model-option 'n_layers\.\.x=2': expected KEY=VALUE, a key of "

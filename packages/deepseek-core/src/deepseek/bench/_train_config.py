@@ -6,8 +6,13 @@ read as ``--set`` values."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
+
+from deepseek.config.schema import TrainConfig
+
+GRAD_CLIP: float = next(f.default for f in fields(TrainConfig) if f.name == "grad_clip")
+"""``--grad-clip``'s default: the trainer's (``train.grad_clip``, from the config schema)."""
 
 
 @dataclass
@@ -38,6 +43,7 @@ class BenchSettings:
     profile: bool = False
     device: str = "auto"
     lr: float = 3e-4
+    grad_clip: float = GRAD_CLIP
     seed: int = 1337
     baseline: bool = False
     baseline_variants: tuple[str, ...] = ("eager", "compile")
@@ -88,7 +94,7 @@ def bench_config(s: BenchSettings, host: Any) -> Any:
         "data": {"seq_len": s.seq, "batch_size": s.batch * s.grad_accum * ranks},
         "train": {"seed": s.seed, "lr": s.lr, "compile": s.compile and s.compile_mode == "default",
                   "compile_scope": s.compile_scope,
-                  "activation_checkpointing": s.activation_checkpointing, "grad_clip": 1.0,
+                  "activation_checkpointing": s.activation_checkpointing, "grad_clip": s.grad_clip,
                   "grad_accum": s.grad_accum, "init_device": s.init_device, "attention": s.attention},
         "precision": {"dtype": s.precision, "fp32_residual": s.fp32_residual, "master_weights": s.master_weights},
         "strategy": strategy, "optimizer": component_table("optimizer", s.optimizer, s.optimizer_options),

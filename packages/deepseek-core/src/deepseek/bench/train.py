@@ -6,7 +6,8 @@ uses sets up the strategy, builds, checks and prepares the model and runs each o
 (the strategy's ``train_step``); the loss and gradient norm are read from the device every
 ``--log-every`` steps, as the trainer's ``logging.every_n_steps`` does. Only the data differ: a
 few fixed random token batches instead of the corpus. The plain loop is what a user would write:
-autocast, ``loss.backward()``, ``clip_grad_norm_``, AdamW (``fused=True`` on CUDA), no host sync.
+autocast, ``loss.backward()``, ``clip_grad_norm_`` (``--grad-clip``, ``train.grad_clip``'s
+default; 0: none), AdamW (``fused=True`` on CUDA), no host sync.
 
 Timing: warm-up steps (compilation included) are excluded; each measured step is bracketed by
 CUDA events (no extra host sync; one ``synchronize`` at the end) or ``perf_counter`` on CPU;
@@ -30,6 +31,7 @@ from typing import Any
 import click
 
 from deepseek.bench._train_config import (
+    GRAD_CLIP,
     BenchSettings,
     bench_config,
     component_label,
@@ -133,7 +135,8 @@ def _plain(s: BenchSettings, precision: str, device: Any, compiled: bool, host: 
             total += loss.detach().float()
         if scaler is not None:
             scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if s.grad_clip:  # 0: no clipping
+            torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
         if scaler is not None:
             scaler.step(opt)
             scaler.update()
@@ -333,6 +336,8 @@ def _print(result: dict[str, Any]) -> None:
 @click.option("--peak-tflops", type=FiniteFloat(min=0, min_open=True),
               help="Peak TFLOP/s for MFU when the device is not known.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--grad-clip", type=FiniteFloat(min=0), default=GRAD_CLIP, show_default=True,
+              help="Clip the global gradient norm to this, in both paths (train.grad_clip); 0: no clipping.")
 @click.option("--seed", type=SEED, default=1337, show_default=True)
 @click.option("--json", "json_path", type=PATH, metavar="PATH", help="Write results here.")
 @baseline_options
