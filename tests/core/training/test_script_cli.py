@@ -192,8 +192,8 @@ def test_two_deepseek_runs_in_two_threads_run_their_scripts_in_turn(tmp_path: Pa
 
     from deepseek.cli.main import main
 
-    # main's own catch_warnings is the process's too: the first thread to leave it, not the last to
-    # enter, would leave the other's one-line showwarning in place for the tests after this one
+    # the warning display is the process's: main() restores it when the last of the two leaves
+    # (test_warning_lines_threads.py); kept here too, so a failure here leaves it to no later test
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     monkeypatch.setattr(warnings, "filters", warnings.filters)
     sync = types.SimpleNamespace(**{name: threading.Event() for name in ("a_started", "a_go", "b_started", "b_go")},

@@ -15,7 +15,6 @@ import errno
 import os
 import sys
 import traceback
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from deepseek._version import __version__
 from deepseek.arguments import invocation
 from deepseek.cli.context import RUNNING_COMMAND, command_host, refuse_options_with_given_host
 from deepseek.cli.exits import exit_status, leave_launcher, leave_rank
-from deepseek.cli.warning_lines import show_warning_on_one_line
+from deepseek.cli.warning_lines import one_line_warnings
 from deepseek.errors import (
     DeepseekError,
     PluginError,
@@ -181,8 +180,7 @@ def main(argv: list[str] | None = None, *, host: PluginHost | None = None) -> No
 
     hold_back_cuda_home_note()  # torch's note, logged when inductor or DeepSpeed imports its extension builder
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = show_warning_on_one_line  # type: ignore[assignment]
+        with one_line_warnings():  # the process's display: the last overlapping call restores it
             _run(list(sys.argv[1:] if argv is None else argv), host)
     except SystemExit as exc:
         code = exit_status(exc.code)

@@ -1,12 +1,16 @@
 """The CLI's display of a warning (:func:`show_warning_on_one_line`): ``warning: <message>`` on
 one line of stderr, none for developers (:data:`DEVELOPER_WARNINGS`) unless Python was asked for
-that warning (:func:`asked_for`)."""
+that warning (:func:`asked_for`), installed for a command's run by :func:`one_line_warnings`."""
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import re
 import sys
+import threading
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +41,48 @@ def show_warning_on_one_line(message: Any, category: type, filename: str, lineno
     if issubclass(category, DEVELOPER_WARNINGS) and not asked_for(category, str(message), filename, lineno):
         return
     click.secho(f"warning: {one_line(str(message))}", fg="yellow", err=True)
+
+
+class _OneLineWarnings:
+    """Who holds ``warnings.showwarning`` as :func:`show_warning_on_one_line`. It is the process's,
+    as Python's warnings filters are, so every in-process ``main()`` (two in threads, a notebook's)
+    shares this one holder (:data:`_SHOWN`): the first call to enter installs the one-line display
+    under a ``warnings.catch_warnings()`` and the last to leave restores what was there (the
+    display and the filters). Each call's own ``catch_warnings`` let the first to leave restore
+    the display while the other still ran, and the last to leave put the one-line display back
+    for good."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._held: Any = None
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[None]:
+        with self._lock:
+            if self._calls == 0:
+                self._held = warnings.catch_warnings()
+                self._held.__enter__()
+                warnings.showwarning = show_warning_on_one_line  # type: ignore[assignment]
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._calls -= 1
+                if self._calls == 0:
+                    held, self._held = self._held, None
+                    held.__exit__(None, None, None)
+
+
+_SHOWN = _OneLineWarnings()
+
+
+def one_line_warnings() -> contextlib.AbstractContextManager[None]:
+    """The block (a command's run, :func:`deepseek.cli.root.main`) within which warnings show as
+    :func:`show_warning_on_one_line` shows them; what was there before comes back when the last
+    such block in the process ends."""
+    return _SHOWN.shown()
 
 
 def asked_for(category: type, text: str, filename: str, lineno: int) -> bool:
