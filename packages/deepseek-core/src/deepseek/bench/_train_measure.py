@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import statistics
 import time
@@ -16,19 +17,91 @@ from typing import Any
 def tf32() -> Iterator[None]:
     """TF32 matmuls and cuDNN convolutions while ``bench train`` measures (its numbers are taken
     with them; the peak of an fp32 run is the TF32 one); after, however the bench ended, the
-    process's switches as they were (the matmul precision, ``medium`` included, and cuDNN's), so
-    that an in-process caller's float32 work (a test, a notebook's next cell) keeps its precision.
-    These are the switches every supported torch has; torch >= 2.9's finer ``fp32_precision``
-    ones are not read: a process that set those gets them back as these setters map them."""
+    process's switches exactly as they were, so that an in-process caller's float32 work (a test,
+    a notebook's next cell) keeps its precision: the legacy ones (the matmul precision, ``medium``
+    included, and cuDNN's ``allow_tf32``: :func:`_legacy_switches`) and on torch >= 2.9 each
+    ``fp32_precision`` one as it was set (``"none"`` where it inherits: :func:`_fp32_settings`)."""
     import torch
 
-    precision, conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    switches = _fp32_switches(torch)
+    settings = _fp32_settings(switches)
+    matmul, conv = _legacy_switches(torch)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(precision)
-        torch.backends.cudnn.allow_tf32 = conv
+        torch.set_float32_matmul_precision(matmul)
+        if conv is not None:
+            torch.backends.cudnn.allow_tf32 = conv
+        for (_, put, _), value in zip(switches, settings, strict=True):  # after: the legacy setters write some
+            put(value)
+
+
+def _legacy_switches(torch: Any) -> tuple[str, bool | None]:
+    """The matmul precision and cuDNN's ``allow_tf32``. On torch >= 2.9 the two reads refuse
+    where the ``fp32_precision`` switches were set apart from them ("a mix of the legacy and new
+    APIs", e.g. after ``cudnn.conv.fp32_precision = "ieee"`` alone); the value is then told from
+    which of torch's agreement checks fails, as those checks are written: ``None`` for cuDNN's
+    where its conv and RNN switches differ (any value fails then)."""
+    try:
+        matmul = torch.get_float32_matmul_precision()
+    except RuntimeError:  # "highest" or not: from cuBLAS's check, which passes where that and its tf32 agree
+        cublas = torch._C._get_fp32_precision_getter("cuda", "matmul") == "tf32"
+        if _readable(lambda: torch.backends.cuda.matmul.allow_tf32) == cublas:
+            # not highest; then only oneDNN's refuses: its bf16 all but medium, its tf32 all but high
+            matmul = "high" if torch._C._get_fp32_precision_getter("mkldnn", "matmul") == "bf16" else "medium"
+        else:
+            matmul = "highest"
+    try:
+        return matmul, torch.backends.cudnn.allow_tf32
+    except RuntimeError:  # refused where conv, RNN and allow_tf32 do not all agree
+        conv, rnn = (torch._C._get_fp32_precision_getter("cuda", op) == "tf32" for op in ("conv", "rnn"))
+        return matmul, (not conv if conv == rnn else None)
+
+
+def _readable(read: Callable[[], Any]) -> bool:
+    """Whether torch answers ``read`` (it refuses a legacy switch the new ones disagree with)."""
+    try:
+        read()
+    except RuntimeError:
+        return False
+    return True
+
+
+_FP32_SWITCHES: tuple[tuple[str, str, int | None], ...] = (
+    ("generic", "all", None), ("cuda", "all", 0), ("cuda", "matmul", 1), ("cuda", "conv", 1), ("cuda", "rnn", 1),
+    ("mkldnn", "all", 0), ("mkldnn", "matmul", 5), ("mkldnn", "conv", 5), ("mkldnn", "rnn", 5))
+"""torch >= 2.9's ``fp32_precision`` switches as (backend, op), parents first, each with the index
+of the one it inherits from where it is ``"none"`` (an op's: its backend's; a backend's: the
+generic one). Read and set through torch's own two functions behind the attributes: torch 2.11's
+``torch.backends.mkldnn.fp32_precision`` setter writes the generic switch."""
+
+
+def _fp32_switches(torch: Any) -> list[tuple[Callable[[], str], Callable[[str], None], int | None]]:
+    """Each switch of :data:`_FP32_SWITCHES` as (read, set, parent); none before torch 2.9."""
+    if torch.__version__ < (2, 9):
+        return []
+    get, put = torch._C._get_fp32_precision_getter, torch._C._set_fp32_precision_setter
+    return [(functools.partial(get, backend, op), functools.partial(put, backend, op), parent)
+            for backend, op, parent in _FP32_SWITCHES]
+
+
+def _fp32_settings(switches: list[tuple[Callable[[], str], Callable[[str], None], int | None]]) -> list[str]:
+    """Each switch's own setting, ``"none"`` where it inherits. torch reads a switch's value with
+    ``"none"`` resolved through its parents, so one that reads as its parent does is told apart
+    by moving the parent for a moment (to a value it does not have) and back to its own setting:
+    it follows (``"none"``) or it stays (set)."""
+    settings: list[str] = []
+    for read, _, parent in switches:
+        value = read()
+        if parent is not None and value == switches[parent][0]():
+            _, move, _ = switches[parent]
+            move(other := "tf32" if value == "ieee" else "ieee")
+            follows = read() == other
+            move(settings[parent])
+            value = "none" if follows else value
+        settings.append(value)
+    return settings
 
 
 # Dense peak TFLOP/s (no sparsity) by device-name pattern: (16-bit, TF32). First match wins.
