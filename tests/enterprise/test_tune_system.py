@@ -31,19 +31,23 @@ def test_a_system_trial_measures_the_precision_it_was_given(master: bool) -> Non
 
 def test_a_system_trial_benches_the_optimizer_and_attention_of_its_config() -> None:
     """`bench train` measures the trial's optimizer (its own and shared keys, groups included), its
-    attention kernel and compile scope, not bench's defaults (adamw, auto, blocks): the optimizer
-    table bench builds from the arguments is the trial config's."""
+    attention kernel, compile scope and gradient clip, not bench's defaults (adamw, auto, blocks,
+    1.0): the optimizer table bench builds from the arguments is the trial config's."""
     from deepseek.bench._train_config import BenchSettings, bench_config
     from deepseek.config.load import config_from_dict
     from deepseek_enterprise.tune.system import SystemTuner, SystemTunerOptions
 
     config = config_from_dict({"model": {"name": "tiny"}, "data": {"seq_len": 32, "batch_size": 8},
-                               "train": {"attention": "math", "compile_scope": "model"},
+                               "train": {"attention": "math", "compile_scope": "model", "grad_clip": 0.25},
                                "optimizer": {"name": "lion", "weight_decay": 0.05,
                                              "groups": [{"match": "*.bias", "weight_decay": 0.0}]},
                                "strategy": {"name": "single", "device": "cpu"}})
     args = SystemTuner(SystemTunerOptions()).bench_args(config, "bench.json")
     assert (args[args.index("--attention") + 1], args[args.index("--compile-scope") + 1]) == ("math", "model")
+    from deepseek.bench.train import train_command
+
+    clip = train_command.make_context("train", args[2:], resilient_parsing=True).params["grad_clip"]
+    assert bench_config(BenchSettings(model="tiny", seq=32, device="cpu", grad_clip=clip), None).train.grad_clip == 0.25
     items = tuple(args[i + 1] for i, arg in enumerate(args) if arg == "--optimizer-option")
     assert "weight_decay=0.05" in items
     benched = bench_config(BenchSettings(model="tiny", seq=32, device="cpu", optimizer=args[args.index("--optimizer") + 1],
