@@ -326,6 +326,30 @@ def test_models_symbolic_tracing_cannot_follow_get_the_aten_form() -> None:
     assert "quantized 2 Linear layer(s)" in statuses["int8-dynamic"][1][0]
 
 
+class ShapeBranchWithIndex(ShapeBranch):
+    """ShapeBranch reading a non-persistent buffer, as timm's Swin reads its relative position
+    index and attention mask (the multimodal classifier's vision encoder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("order", torch.arange(16).flip(0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x[:, self.order])
+
+
+def test_non_persistent_buffers_are_module_state_not_python_state() -> None:
+    torch.manual_seed(0)
+    model, x = ShapeBranchWithIndex().eval(), torch.randn(4, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OptimizerWarning)  # no "could not capture a graph"
+        om = optimize(model, x, passes=["fuse-linear"], cache=False)
+    assert om.plan.capture == "torch.export"
+    assert {r.name: r.status for r in om.plan.passes}["fuse-linear"] == "applied"
+    with torch.no_grad():
+        torch.testing.assert_close(om(x), model(x))
+
+
 def test_deepseek_optimize_is_the_function_and_has_one_import_path() -> None:
     import importlib.util
 

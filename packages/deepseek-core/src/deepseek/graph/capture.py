@@ -43,8 +43,8 @@ def capture(model: nn.Module, example_inputs: Sequence[Any]) -> tuple[fx.GraphMo
     ``None``), so the graph computes ``model(*example_inputs)``. Captured graphs share the
     model's parameters; the passes never modify them in place.
 
-    A model that reads tensors which are neither parameters, buffers nor inputs (Python-held
-    state such as a KV cache) is refused: a graph would freeze that state into constants and
+    A model that reads tensors which are neither parameters, buffers (non-persistent ones
+    included) nor inputs (Python-held state such as a KV cache) is refused: a graph would freeze that state into constants and
     lose its updates. Such models are left to eager and the inductor stage (dynamo guards on
     Python state).
     """
@@ -69,7 +69,10 @@ def capture(model: nn.Module, example_inputs: Sequence[Any]) -> tuple[fx.GraphMo
         errors.append(f"torch.export: {type(exc).__name__}: {exc}")
     else:
         sig = exported.graph_signature
-        if exported.constants or sig.buffers_to_mutate or sig.user_inputs_to_mutate:
+        # ``constants`` also holds the module's non-persistent buffers (timm's Swin keeps its
+        # relative position index and attention mask so): module state, not Python-held state.
+        lifted = set(exported.constants) - set(sig.non_persistent_buffers)
+        if lifted or sig.buffers_to_mutate or sig.user_inputs_to_mutate:
             raise CaptureError(_STATE_MESSAGE)
         return exported.module(), "torch.export"  # type: ignore[return-value]
     raise CaptureError("; ".join(e.splitlines()[0][:300] for e in errors))
