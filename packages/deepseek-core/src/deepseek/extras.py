@@ -130,3 +130,30 @@ def _problem(package: str, edition: str) -> str | None:
             return (f"{name} {installed} is installed, but {needs} needs {dep.name}{dep.specifier}{also}; install a "
                     f"version that fits with: {installer()} '{pip}'")
     return None
+
+
+def missing_dependency(exc: BaseException) -> str | None:
+    """The fix for ``exc`` when it is the import of a library an installed edition requires (not an
+    extra's: those are named where their feature imports them) that is not installed, as after
+    ``pip install --no-deps``: ``rich is not installed, but deepseek-core needs rich>=13; install
+    it with: pip install 'rich>=13'``. ``None`` for any other error, and for a library that is
+    installed (the import failed for another reason)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    from packaging.utils import canonicalize_name
+
+    from deepseek.plugins.catalogue import EDITIONS
+    from deepseek.plugins.install import installer
+
+    module = exc.name.partition(".")[0]
+    for edition in EDITIONS:
+        dep = declared(edition).get(canonicalize_name(module))
+        if dep is None or dep.extra:
+            continue
+        try:
+            metadata.version(dep.name)
+        except metadata.PackageNotFoundError:
+            return (f"{module} is not installed, but {edition} needs {dep.pip} (an install with --no-deps "
+                    f"leaves it out); install it with: {installer()} '{dep.pip}'")
+        return None
+    return None

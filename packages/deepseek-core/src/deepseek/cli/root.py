@@ -306,6 +306,11 @@ def _run(args: list[str], host: PluginHost | None) -> None:
     except Exception as exc:
         if debug:  # the traceback, then the same line and exit code as without --debug
             traceback.print_exc()
+        from deepseek.extras import missing_dependency
+
+        if (missing := missing_dependency(exc)) is not None:  # the environment, not the program
+            click.secho(f"error: {missing}", fg="red", err=True)
+            sys.exit(2)
         if out_of_memory(exc):
             click.secho(
                 f"error: out of memory ({' '.join(str(exc).split())[:160]}); ask for "
