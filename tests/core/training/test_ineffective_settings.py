@@ -65,6 +65,11 @@ CASES: dict[str, tuple[dict[str, Any], str, str, str]] = {
         "strategy.sync_batchnorm: strategy \"single\" is one process, whose BatchNorm layers already see the whole "
         "batch, so there is nothing to synchronise; remove sync_batchnorm, or use it with ddp or fsdp over several "
         "processes"),
+    "sync_batchnorm on one process, by its qualified name": (  # was missed: the check read the bare name
+        {"strategy": {"name": "deepseek-core:single", "sync_batchnorm": True}}, "cpu", "fp32",
+        "strategy.sync_batchnorm: strategy \"single\" is one process, whose BatchNorm layers already see the whole "
+        "batch, so there is nothing to synchronise; remove sync_batchnorm, or use it with ddp or fsdp over several "
+        "processes"),
     "compile_scope without compile": (
         {"train": {"compile_scope": "model"}}, "cpu", "fp32",
         "train.compile_scope: \"model\" has no effect without train.compile = true; set compile = true, or remove "

@@ -64,7 +64,11 @@ def ineffective_settings(config: Config, *, device_type: str, compute_dtype: str
     if scaling and compute_dtype != "fp16":
         lines.append(f"{', '.join(scaling)}: only fp16 uses a loss scale, and this run computes in {compute_dtype}; "
                      f"remove {' and '.join(k.partition('.')[2] for k in scaling)} or set precision.dtype = \"fp16\"")
-    if config.strategy.name == "single" and getattr(config.strategy.options, "sync_batchnorm", False):
+    # single's module imports torch: imported here, where a run is set up, not with the config
+    from deepseek.training.single import SingleOptions
+
+    options = config.strategy.options  # core's single by what the name resolved to, under any name for it
+    if isinstance(options, SingleOptions) and options.sync_batchnorm:
         lines.append("strategy.sync_batchnorm: strategy \"single\" is one process, whose BatchNorm layers already see "
                      "the whole batch, so there is nothing to synchronise; remove sync_batchnorm, or use it with "
                      "ddp or fsdp over several processes")
