@@ -6,6 +6,8 @@ the content check, not the checksum. Every reader (``train --resume`` under ``si
 ``fsdp``, ``checkpoint info``, ``checkpoint export``) refuses it in one line, exit 2, with the run
 folder byte for byte as it was and nothing written. One shared run (``pro_runs``' ``fsdp_sharded``,
 two ranks) is copied for each case; every reader runs in this process (``fsdp`` as a one-rank group).
+Each rank's ``rng-<rank>.safetensors`` (random generator states: JSON metadata and state words) is
+tampered with the same way, and refused by a resume.
 
 (The ``deepspeed`` strategy writes the canonical full layout, not DeepSpeed's own checkpoint folder:
 it has no ``latest`` tag file or ``zero_pp_rank_*`` / ``mp_rank_*`` files to tamper with; the run's
@@ -261,3 +263,83 @@ def test_a_latest_pointer_naming_no_checkpoint_of_the_run_is_passed_over(hostile
     row = json.loads(done.stdout)
     assert (row["step"], Path(row["path"]).name) == (5, "step-5")
     assert snapshot([hostile.work / "run"]) == before
+
+
+def _rng(field: str, value: Any) -> Callable[[Path], None]:
+    """``rng-0.safetensors`` (rank 0's random generator states) with metadata ``field`` set to the
+    string ``value``, or tensor ``field`` replaced by the tensor ``value``; its record rewritten."""
+    def tamper(step: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        path = step / "rng-0.safetensors"
+        with safe_open(path, framework="pt") as fh:
+            meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        (meta if isinstance(value, str) else tensors)[field] = value
+        save_file(tensors, path, metadata=meta)
+        rerecord(step, path.name)
+    return tamper
+
+
+def _words(field: str, index: int, value: int) -> Callable[[Path], None]:
+    """``_rng`` of tensor ``field`` with its word ``index`` set to ``value``."""
+    def tamper(step: Path) -> None:
+        from safetensors import safe_open
+
+        with safe_open(step / "rng-0.safetensors", framework="pt") as fh:
+            words = fh.get_tensor(field).clone()
+        words[index] = value
+        _rng(field, words)(step)
+    return tamper
+
+
+RNG = "rng-0.safetensors: random generator state is corrupt ("
+
+
+RNG_CASES: list[tuple[str, Callable[[Path], None], str]] = [
+    # numpy took each of these and drew from it (a position past its 624 words reads past its key array)
+    ("numpy position past its words", _rng("numpy", '["MT19937", 1000000, 0, 0.0]'),
+     'numpy ["MT19937", 1000000, 0, 0.0] is not a random generator\'s state (MT19937, a position of 0 to 624'),
+    ("numpy Gaussian flag 7", _rng("numpy", '["MT19937", 624, 7, 0.0]'), "numpy [\"MT19937\", 624, 7, 0.0] is not"),
+    ("numpy Gaussian NaN", _rng("numpy", '["MT19937", 624, 1, NaN]'), "numpy [\"MT19937\", 624, 1, NaN] is not"),
+    ("numpy word negative", _words("numpy", 3, -1), "numpy holds a value out of 0 to 2**32 - 1"),
+    # python's random.gauss() returned the string, or NaN; version 2 is Python 2's state
+    ("python Gaussian a string", _rng("python", '[3, "x"]'), "python cached Gaussian is 'x', not a finite number"),
+    ("python Gaussian NaN", _rng("python", "[3, NaN]"), "python cached Gaussian is nan"),
+    ("python version 2", _rng("python", "[2, null]"), "python version is 2, not 3"),
+    ("python position past its words", _words("python", 624, 700), "python position is 700, not 0 to 624"),
+    ("format of another file", _rng("format", "deepseek-powersgd"), "format is 'deepseek-powersgd', not 'deepseek-rng'"),
+]
+
+
+@pytest.mark.parametrize(("what", "tamper", "words"), RNG_CASES, ids=[c[0] for c in RNG_CASES])
+def test_a_tampered_random_generator_state_is_refused(hostile: Hostile, what: str, tamper: Callable[[Path], None],
+                                                      words: str) -> None:
+    """Every rank's ``rng-<rank>.safetensors`` (its JSON metadata and state words) read back like
+    user input: each of these resumed (exit 0), its generator drawing from the damaged state."""
+    tamper(hostile.work / STEP)
+    hostile.refused("train", "--resume", str(STEP), *SINGLE, "--max-steps", "6", "--run-dir", "new", "--quiet",
+                    expect=[f"error: {STEP}/{RNG}{words}"])
+    assert not (hostile.work / "new").exists()
+
+
+def test_a_refused_random_generator_state_sets_no_generator(hostile: Hostile) -> None:
+    """A file whose numpy state numpy refuses (another generator's) had torch's and python's
+    generators set from it first: the process went on with half the checkpoint's states. Now every
+    field is checked before any generator is set."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from deepseek.errors import CheckpointError
+    from deepseek.training.checkpoint_rng import load_rng_state
+
+    _rng("numpy", '["PCG64", 624, 0, 0.0]')(hostile.work / STEP)
+    torch.manual_seed(11), random.seed(11), np.random.seed(11)
+    before = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    with pytest.raises(CheckpointError, match=r"rng-0.safetensors: random generator state is corrupt \(numpy "):
+        load_rng_state(hostile.work / STEP, 0, 2)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert random.getstate() == before[1]
+    assert (np.random.get_state()[1] == before[2]).all()

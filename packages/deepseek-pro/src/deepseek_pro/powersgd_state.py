@@ -36,14 +36,11 @@ resume starts PowerSGD afresh (``start_iter`` plain steps), on every rank alike.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 FILE = "powersgd-{rank}.safetensors"
-_MT_WORDS = 624
-"""Words of numpy's MT19937 state: its position is 0 to this."""
 _SETTINGS = ("matrix_approximation_rank", "start_powerSGD_iter", "min_compression_rate", "use_error_feedback",
              "warm_start", "batch_tensors_with_same_shape")
 
@@ -194,6 +191,7 @@ class PowerSGDTracker:
         from deepseek.errors import CheckpointError
         from deepseek.parsing import loads_json
         from deepseek.training.checkpoint_io import HINT, load_tensors
+        from deepseek.training.checkpoint_rng import MT_WORDS, numpy_rng_state, state_words
         from deepseek.training.checkpoint_state import COUNTER_LIMIT
 
         path = Path(directory) / FILE.format(rank=rank)
@@ -207,12 +205,8 @@ class PowerSGDTracker:
             iteration = int(meta["iter"])
             if not 0 <= iteration < COUNTER_LIMIT:
                 raise ValueError(f"iter {meta['iter']} is not a whole count of steps")
-            kind, pos, has_gauss, cached = loads_json(meta["rng"])
-            # numpy takes any position and flag, and a NaN Gaussian, and draws from them
-            if not (type(pos) is int and 0 <= pos <= _MT_WORDS and has_gauss in (0, 1) and type(has_gauss) is int
-                    and type(cached) in (int, float) and math.isfinite(cached)):
-                raise ValueError(f"rng {meta['rng']} is not a random generator's state")
-            keys = tensors.pop("rng").numpy().astype(np.uint32)
+            kind, pos, has_gauss, cached = numpy_rng_state(meta["rng"], "rng")  # as the checkpoint's rng files
+            keys = np.asarray(state_words(tensors.pop("rng"), "rng", MT_WORDS), dtype=np.uint32)
             self.state.rng.set_state((kind, keys, pos, has_gauss, cached))
             self.state.iter = iteration
         except (KeyError, ValueError, TypeError) as exc:
