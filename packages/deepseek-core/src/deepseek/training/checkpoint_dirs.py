@@ -180,7 +180,20 @@ def _delete_leftover(path: Path) -> None:
 
 
 def _files_of(directory: Path) -> dict[str, int]:
-    return {f.relative_to(directory).as_posix(): f.stat().st_size for f in sorted(directory.rglob("*")) if f.is_file()}
+    """The files the commit record of ``directory`` lists, with their sizes. A symbolic link there
+    (no writer of core or deepseek-pro makes one; a plugin strategy's ``save_checkpoint`` might) is
+    refused before anything is committed: a resume refuses a checkpoint holding one."""
+    files = {}
+    for f in sorted(directory.rglob("*")):
+        if f.is_symlink():
+            from deepseek.errors import CheckpointError
+
+            raise CheckpointError(f"{f}: is a symbolic link (to {os.readlink(f)}), written into a checkpoint being "
+                                  "saved; a checkpoint holds its own files, so whatever saved it must write the file "
+                                  "there, not link to it")
+        if f.is_file():
+            files[f.relative_to(directory).as_posix()] = f.stat().st_size
+    return files
 
 
 def _scan(root: Path) -> list[Found]:

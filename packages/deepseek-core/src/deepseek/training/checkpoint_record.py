@@ -77,6 +77,8 @@ def inspect_checkpoint(path: Path, step: int) -> Found:
         return Found(step, path, 0, oversized)
     for name, size in files.items():
         try:  # one look per file: a live job may prune the folder meanwhile (then the file is missing)
+            if (linked := _linked(path, name)) is not None:  # before anything is read through it
+                return Found(step, path, seq, linked)
             st = (path / name).stat()
         except OSError:
             return Found(step, path, seq, _absent(path / name, name))
@@ -94,6 +96,24 @@ def _inside(name: str) -> bool:
     the machine stat'ed and read whole for its checksum."""
     parts = name.split("/")
     return all(p not in ("", ".", "..") for p in parts)
+
+
+def _linked(path: Path, name: str) -> str | None:
+    """Why the file ``name`` of checkpoint folder ``path`` is not read: it, or a folder of its path
+    inside the checkpoint (``model`` of ``model/shard-1.safetensors``), is a symbolic link, else
+    ``None``. A commit writes files and folders, never a link (:func:`~deepseek.training.checkpoint_dirs.commit_checkpoint`
+    refuses one): a link put there after it (by hand, a copy that kept links, a forgery) had the
+    file it points to, anywhere on the machine, checked, hashed and loaded as the checkpoint's. An
+    ``OSError`` (a part gone meanwhile) is the caller's to report."""
+    parts = name.split("/")
+    for depth in range(1, len(parts) + 1):
+        part = path.joinpath(*parts[:depth])
+        if stat.S_ISLNK(part.lstat().st_mode) and part.exists():  # a broken one: _absent names it
+            what = "file" if depth == len(parts) else "folder"
+            shown = "/".join(parts[:depth])
+            return (f"{shown} is a symbolic link to {os.readlink(part)}, not the {what} its commit wrote; replace the "
+                    f"link with a copy of the {what} it points to")
+    return None
 
 
 def _oversized(files: dict[str, int]) -> str | None:
