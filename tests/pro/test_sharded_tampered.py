@@ -218,6 +218,9 @@ def test_optimizer_state_of_no_parameter_is_refused(hostile: Hostile, monkeypatc
                               "model does not have" + DAMAGED),
     ("optimizer half", "optimizer.safetensors: optimizer state file is corrupt or truncated"),
     ("trainer empty", "trainer.json: trainer state is corrupt or truncated"),
+    # a non-tensor value beside the tensor of the same key: the tensor replaced it unread (exit 0)
+    ("state stored twice", "optimizer.safetensors: optimizer state wte.weight/step is stored twice, as a tensor and "
+                           "among the non-tensor values (scalars)" + DAMAGED),
 ])
 def test_a_tampered_deepspeed_checkpoint_is_refused(pro_runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     what: str, words: str) -> None:
@@ -232,11 +235,15 @@ def test_a_tampered_deepspeed_checkpoint_is_refused(pro_runs: dict, tmp_path: Pa
     shutil.copytree(pro_runs["dir"] / "ds1", tmp_path / "run")
     monkeypatch.chdir(tmp_path)
     step = Path("run", "checkpoints", "step-5")
-    if what == "state of no parameter":
+    if what in ("state of no parameter", "state stored twice"):
         with safe_open(step / "optimizer.safetensors", framework="pt") as fh:
             meta = fh.metadata()
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no mapping
-        tensors["state/blocks.9.mlp.fc.weight/exp_avg"] = torch.zeros(4)
+        if what == "state stored twice":
+            assert "state/wte.weight/step" in tensors
+            meta = {**meta, "scalars": json.dumps({"wte.weight": {"step": 3}})}
+        else:
+            tensors["state/blocks.9.mlp.fc.weight/exp_avg"] = torch.zeros(4)
         save_file(tensors, step / "optimizer.safetensors", metadata=meta)
         rerecord(step, "optimizer.safetensors")
     else:
@@ -247,6 +254,21 @@ def test_a_tampered_deepspeed_checkpoint_is_refused(pro_runs: dict, tmp_path: Pa
                     expect=[f"error: {step}/{words}"])
     hostile.refused("checkpoint", "export", str(step), "out", expect=[f"error: {step}/{words}"])
     assert not (tmp_path / "new").exists() and not (tmp_path / "out").exists()
+
+
+def test_optimizer_state_stored_twice_in_a_sharded_checkpoint_is_refused(hostile: Hostile,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-tensor value in ``sharded.json``'s scalars for a key ``optimizer/`` stores as a tensor
+    (AdamW's ``step``): the tensor replaced it unread, and every resume and export went on (exit 0)."""
+    _meta(lambda b: {**b, "scalars": {"wte.weight": {"step": "x"}}})(hostile.work / STEP)
+    words = [f"error: {STEP}/sharded.json: optimizer state wte.weight/step is stored twice, as a tensor and among "
+             "the non-tensor values (scalars)" + DAMAGED]
+    hostile.refused("train", "--resume", str(STEP), *SINGLE, "--max-steps", "6", "--run-dir", "new", "--quiet",
+                    expect=words)
+    hostile.refused("checkpoint", "export", str(STEP), "out", expect=words)
+    one_rank_group(monkeypatch)  # fsdp: pro's own loader, from the shards' headers
+    hostile.refused("train", "--resume", str(STEP), "--max-steps", "6", "--run-dir", "new", "--quiet", expect=words)
+    assert not (hostile.work / "new").exists() and not (hostile.work / "out").exists()
 
 
 @pytest.mark.parametrize("pointer", ["step-99\n", "../../escape\n", "/elsewhere/step-4\n", ""])

@@ -195,7 +195,8 @@ def load_checkpoint(
         shapes = {n: tuple(p.shape) for n, p in module.named_parameters()}  # a DTensor's is the whole one's
         headers = _stored_headers(directory / OPTIMIZER_DIR) if tensors else {}
         # keys, dtypes and shapes from the headers: torch's reader casts to the live tensors' dtype
-        ckpt.check_state_fit(unflatten_optimizer_state(headers, scalars), shapes, directory / OPTIMIZER_DIR, builder)
+        ckpt.check_state_fit(unflatten_optimizer_state(headers, scalars, directory / SHARDED_META), shapes,
+                             directory / OPTIMIZER_DIR, builder)
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
         problem = (problem or _nonfinite_part(strategy, tensors, directory / OPTIMIZER_DIR)
                    or _state_part(tensors, scalars, shapes, builder, directory / OPTIMIZER_DIR))
@@ -209,8 +210,8 @@ def load_checkpoint(
     raise_if_any(strategy, problem)  # a damaged shard may reach one rank only: every rank raises
     new_groups = [{**ckpt.resumed_group(saved, cur), "params": cur["params"]}
                   for saved, cur in zip(groups, osd["param_groups"], strict=True)]
-    load_optimizer_groups(module, optimizer, {"state": unflatten_optimizer_state(tensors, scalars),
-                                              "param_groups": new_groups})
+    saved = unflatten_optimizer_state(tensors, scalars, directory / SHARDED_META)
+    load_optimizer_groups(module, optimizer, {"state": saved, "param_groups": new_groups})
     return state
 
 
@@ -289,7 +290,7 @@ def _state_part(tensors: Mapping[str, Any], scalars: Mapping[str, Any], shapes: 
 
     parts = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
     try:
-        ckpt.check_state_fit(unflatten_optimizer_state(parts, scalars), shapes, where, builder, local=True)
+        ckpt.check_state_fit(unflatten_optimizer_state(parts, scalars, where), shapes, where, builder, local=True)
     except CheckpointError as exc:
         return str(exc)
     return None

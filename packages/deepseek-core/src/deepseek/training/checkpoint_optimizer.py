@@ -36,6 +36,7 @@ from deepseek.training.checkpoint_sharded import (
     name_map,
     read_sharded_meta,
     read_sharded_optimizer,
+    unflatten_optimizer_state,
 )
 from deepseek.training.checkpoint_state import FORMAT_VERSION
 from deepseek.training.hyper_parameters import live_hyper_parameters, saved_hyper_parameters
@@ -196,11 +197,8 @@ def _read_optimizer_file(p: Path) -> dict[str, Any]:
         scalars = from_jsonable_tree(name_map(loads_json(meta.get("scalars", "{}")), "scalars"))
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{p}: optimizer metadata is missing or corrupt ({exc}); {HINT}") from exc
-    state: dict[str, dict[str, Any]] = {name: dict(values) for name, values in scalars.items()}
-    for key, tensor in tensors.items():
-        name, _, k = key.removeprefix("state/").rpartition("/")
-        state.setdefault(name, {})[k] = tensor
-    return {"state": state, "param_groups": [_restore_group(g) for g in groups]}
+    return {"state": unflatten_optimizer_state(tensors, scalars, p),
+            "param_groups": [_restore_group(g) for g in groups]}
 
 
 def _to_indexed(named: dict[str, Any], optimizer: Any, names: list[str], path: Path) -> dict[str, Any]:

@@ -100,13 +100,20 @@ def flatten_optimizer_state(state: Mapping[str, Mapping[str, Any]]) -> tuple[dic
 
 
 def unflatten_optimizer_state(
-    tensors: Mapping[str, Any], scalars: Mapping[str, Mapping[str, Any]]
+    tensors: Mapping[str, Any], scalars: Mapping[str, Mapping[str, Any]], where: Any
 ) -> dict[str, dict[str, Any]]:
-    """Inverse of :func:`flatten_optimizer_state`."""
+    """Inverse of :func:`flatten_optimizer_state`, for both layouts (``scalars``: ``sharded.json``'s,
+    or the metadata's of ``optimizer.safetensors``). A state key both stored as a tensor and among the
+    non-tensor values is a :class:`CheckpointError` naming ``where`` (the writer splits them: one is
+    damage, and the tensor silently replaced the other)."""
     state: dict[str, dict[str, Any]] = {name: dict(v) for name, v in scalars.items()}
     for key, value in tensors.items():
         name, _, k = key.removeprefix("state/").rpartition("/")
-        state.setdefault(name, {})[k] = value
+        values = state.setdefault(name, {})
+        if k in values:
+            raise CheckpointError(f"{where}: optimizer state {name}/{k} is stored twice, as a tensor and among the "
+                                  f"non-tensor values (scalars); the checkpoint is damaged, {_HINT}")
+        values[k] = value
     return state
 
 
@@ -373,4 +380,5 @@ def read_sharded_optimizer(directory: str | os.PathLike[str], host: Any = None,
     # An optimizer without tensor state (before its first step, SGD without momentum) writes an
     # empty folder.
     tensors = read_sharded_tensors(shards) if any(shards.glob("*.safetensors")) else {}
-    return {"state": unflatten_optimizer_state(tensors, meta["scalars"]), "param_groups": meta["param_groups"]}
+    return {"state": unflatten_optimizer_state(tensors, meta["scalars"], d / SHARDED_META),
+            "param_groups": meta["param_groups"]}
