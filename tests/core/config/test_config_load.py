@@ -100,6 +100,9 @@ def test_bad_override_syntax(item: str) -> None:
         (["train.lr=inf"], r"^train\.lr: must be a finite number, got inf; give a finite value$"),
         (["optimizer.weight_decay=inf"], r"^optimizer\.weight_decay: must be a finite number, got inf"),
         (["precision.init_scale=inf"], r"^precision\.init_scale: must be a finite number, got inf"),
+        # torch keeps the scale in float32: a larger one was an internal error at the first step
+        (["precision.init_scale=1e39"], r"^precision\.init_scale: must be > 0 and at most 3\.4028235e\+38 \(the "
+                                        r"largest float32\), got 1e\+39"),
         (["train.grad_clip=nan"], r"^train\.grad_clip: must be a finite number, got nan"),
         (["model.dropout=-inf"], r"^model\.dropout: must be a finite number, got -inf"),
         (["train.on_nonfinite=ignore"], r"train\.on_nonfinite: 'ignore' .*allowed values: 'stop', 'skip', 'continue'"),

@@ -13,6 +13,16 @@ def positive_int(value: int) -> str | None:
     return None if value >= 1 else "must be >= 1"
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: torch's loss scaler keeps its scale in a float32 tensor."""
+
+
+def loss_scale(value: float) -> str | None:
+    """An fp16 loss scale (``precision.init_scale``, and the scale a checkpoint's ``trainer.json``
+    saved): above 0 and a float32 (a larger one failed the first step with an internal error)."""
+    return None if 0 < value <= FLOAT32_MAX else f"must be > 0 and at most {FLOAT32_MAX:.8g} (the largest float32)"
+
+
 def fraction(value: float) -> str | None:
     """In [0, 1)."""
     return None if 0.0 <= value < 1.0 else "must be in [0, 1)"

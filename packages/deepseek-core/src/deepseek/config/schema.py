@@ -181,7 +181,7 @@ class PrecisionConfig:
     """Keep the residual stream in fp32 under autocast; ``false`` carries it in the compute
     dtype (bf16/fp16), as Megatron does by default: faster, slightly different numerics. No
     effect with ``master_weights`` (the stream is bf16 then)."""
-    init_scale: float = field(default=2.0**16, metadata={"check": positive})
+    init_scale: float = field(default=2.0**16, metadata={"check": checks.loss_scale})
     """fp16 only: the initial loss scale (another value than the default warns in a run computing in
     another dtype)."""
     growth_interval: int = field(default=2000, metadata={"check": checks.positive_int})

@@ -87,8 +87,8 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         if key in schedule and not (_is_int(schedule[key]) and 0 <= schedule[key] < COUNTER_LIMIT):
             raise bad(f"schedule.{key}", "a whole number >= 0", schedule[key])
     scaler = state.get("precision", {}).get("scaler")
-    if scaler is not None and not (isinstance(scaler, Mapping) and all(_is_number(v) for v in scaler.values())):
-        raise bad("precision.scaler", "an object of numbers", scaler)
+    if scaler is not None:
+        _check_scaler(scaler, bad)
     if "world_size" in state and not (_is_int(state["world_size"]) and state["world_size"] >= 1):
         raise bad("world_size", "a whole number >= 1", state["world_size"])
     if "components" in state and (expected := check_components(state["components"])) is not None:
@@ -100,6 +100,39 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         if field in state and not isinstance(state[field], str):
             raise bad(field, "a string", state[field])
     return state
+
+
+SCALER_FIELDS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
+"""What torch's ``GradScaler.state_dict()`` holds (every field its ``load_state_dict`` reads)."""
+
+
+def _check_scaler(scaler: Any, bad: Any) -> None:
+    """``precision.scaler``, the fp16 loss scaler's state (``{}``: a disabled scaler's): every field
+    of :data:`SCALER_FIELDS` and no other, held to what torch's ``GradScaler`` takes when built (the
+    config's rules where the config sets it: ``precision.init_scale``, ``growth_interval``). torch
+    loads any number: a negative scale trained on and was saved again, a growth factor below 1
+    shrank the scale at every growth, a tracker below 0 or a fraction was taken."""
+    from deepseek.config.field_checks import loss_scale, positive_int
+
+    if not isinstance(scaler, Mapping) or (scaler and set(scaler) != set(SCALER_FIELDS)):
+        raise bad("precision.scaler", f"{{}} or an object of {', '.join(SCALER_FIELDS)}", scaler)
+    if not scaler:
+        return
+    finite = {k: _is_number(v) and math.isfinite(v) for k, v in scaler.items()}
+    rules = {
+        "scale": ("a number > 0 and at most the largest float32", finite["scale"] and loss_scale(scaler["scale"]) is None),
+        "growth_factor": ("a finite number > 1", finite["growth_factor"] and scaler["growth_factor"] > 1),
+        "backoff_factor": ("a number > 0 and < 1", finite["backoff_factor"] and 0 < scaler["backoff_factor"] < 1),
+        "growth_interval": ("a whole number >= 1", _is_int(scaler["growth_interval"])
+                            and positive_int(scaler["growth_interval"]) is None),
+    }
+    for field, (expected, ok) in rules.items():
+        if not ok:
+            raise bad(f"precision.scaler.{field}", expected, scaler[field])
+    tracker = scaler["_growth_tracker"]
+    if not (_is_int(tracker) and 0 <= tracker < scaler["growth_interval"]):
+        raise bad("precision.scaler._growth_tracker", f"a whole number from 0 to {scaler['growth_interval'] - 1} "
+                  "(below growth_interval)", tracker)
 
 
 def _check_step_fits(state: dict[str, Any], path: Path) -> None:
