@@ -225,8 +225,8 @@ def test_unknown_component_suggests_a_close_name() -> None:
 
 def test_unknown_kind() -> None:
     host = host_for()
-    with pytest.raises(UsageError, match=r"unknown component kind 'strategie'; did you mean 'strategy'\?"):
-        host.resolve("strategie", "single")
+    with pytest.raises(UsageError, match=r"unknown component kind 'stratgy'; did you mean 'strategy'\?"):
+        host.resolve("stratgy", "single")
     installed = importlib.util.find_spec("deepseek_enterprise") is not None
     expected = "0.1.0, which is installed but disabled" if installed else r"\(enterprise \(V3\)\), which is not installed"
     with pytest.raises(ComponentNotFoundError, match=f"^component kind 'compressor' is added by deepseek-enterprise {expected}"):
