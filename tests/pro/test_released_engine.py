@@ -169,8 +169,9 @@ def test_the_pipelines_served_model_refuses_after_teardown(monkeypatch: pytest.M
 def test_the_trainers_own_calls_after_fit_refuse_in_the_strategys_line(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """``trainer.save_checkpoint()`` after ``fit`` was a PluginError blaming deepseek-pro for an AssertionError
-    (ddp), and ``trainer.evaluate()`` each rank's own mean; now both meet the first refused call, nothing written.
-    ddp's trained module is still there."""
+    (ddp), and ``trainer.evaluate()`` each rank's own mean; then both met the first refused strategy call
+    (``any_rank()``, ``evaluate()``); now the trainer asks the strategy first (``Strategy.engine_held``) and the
+    line names the user's call, nothing written. ddp's trained module is still there."""
     from _prohelpers import tiny_config
 
     from deepseek.config.load import config_from_dict
@@ -182,7 +183,7 @@ def test_the_trainers_own_calls_after_fit_refuse_in_the_strategys_line(tmp_path:
     trainer.fit()
     saved = sorted((tmp_path / "run" / "checkpoints").iterdir())
     assert [p.name for p in saved] == ["latest", "step-1"]
-    for call, run in [("any_rank()", trainer.save_checkpoint), ("evaluate()", trainer.evaluate)]:
+    for call, run in [("trainer.save_checkpoint()", trainer.save_checkpoint), ("trainer.evaluate()", trainer.evaluate)]:
         with pytest.raises(UsageError) as refused:
             run()
         assert str(refused.value) == line("ddp", call)

@@ -44,7 +44,7 @@ def test_topology_defaults_follow_rank_and_world_size() -> None:
 
 def test_the_members_the_table_names_exist_and_read_model_and_optimizer() -> None:
     for member in ("place_for_training", "place_for_inference", "eval_module", "setup_inference", "discard_step",
-                   "weights_finite", "step_metrics", "resolved_options"):
+                   "weights_finite", "step_metrics", "resolved_options", "engine_held"):
         assert f"`{member}" in DOC, member
         assert hasattr(Strategy, member), member
     strategy = SingleDeviceStrategy({"device": "cpu"}, precision=Precision("fp32"))

@@ -59,10 +59,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
+from deepseek.errors import UsageError
 from deepseek.training.step import OptimizerFactory, StepResult, StepSettings, finite
 from deepseek.training.strategy_rules import StrategyRules
 
-__all__ = ["OptimizerFactory", "StepResult", "StepSettings", "Strategy"]
+__all__ = ["OptimizerFactory", "StepResult", "StepSettings", "Strategy", "held_strategy"]
 
 if TYPE_CHECKING:
     import torch
@@ -379,3 +380,20 @@ class Strategy(StrategyRules, ABC):
 
     def teardown(self) -> None:
         """Release process groups and other resources."""
+
+    def engine_held(self, call: str) -> None:
+        """Refuse ``call`` (e.g. ``"trainer.save_checkpoint()"``) in one line (:class:`~deepseek.errors.UsageError`)
+        when :meth:`teardown` released what it needs: the trainer asks before its own public calls that reach the
+        model or the collectives. Default: nothing to refuse (one process keeps its model after teardown);
+        deepseek-pro's ``DistributedStrategy`` refuses after it released its engine and group."""
+
+
+def held_strategy(strategy: Strategy | None, call: str) -> Strategy:
+    """What the trainer's public ``call`` (``"evaluate()"``, ``"save_checkpoint()"``) reaches: refused in one line
+    before ``fit`` set a strategy up, and by :meth:`Strategy.engine_held` once its teardown released the model,
+    naming the trainer's call rather than the first strategy call it would have reached."""
+    if strategy is None:
+        raise UsageError(f"trainer.{call} before fit(): fit() sets up the strategy and the model; call it while "
+                         "fit() runs (from a deepseek_train_step_end or deepseek_train_end hook)")
+    strategy.engine_held(f"trainer.{call}")
+    return strategy

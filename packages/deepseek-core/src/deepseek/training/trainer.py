@@ -43,7 +43,7 @@ from deepseek.training.run_state import Saved, trainer_state
 from deepseek.training.run_validation import no_validation_error
 from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
-from deepseek.training.strategy import Strategy
+from deepseek.training.strategy import Strategy, held_strategy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -335,7 +335,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
         ``{"val_loss": ..., "val_<metric>": ...}``, and ``val_bits_per_byte`` for text data
-        (:class:`UsageError` in a run without validation, ``data.eval_batches = 0``)."""
+        (:class:`UsageError` without validation, ``data.eval_batches = 0``, and outside fit: :func:`held_strategy`)."""
+        held_strategy(self.strategy, "evaluate()")
         if not self.val_set:
             raise no_validation_error()
         results, whole_set = self.engine.evaluate_all(self.val_set)
@@ -368,17 +369,17 @@ class Trainer:
     def save_checkpoint(self, *, best: bool = False) -> Path | None:
         """Write ``checkpoints/step-N`` atomically on every rank (``best``: and mark it the best,
         kept from pruning); prune to ``keep_last``. Weights that are not finite are never written
-        (``None``; or the run stops, see ``train.on_nonfinite``)."""
-        assert self.strategy is not None
-        if self.strategy.any_rank(self.should_stop):  # on every rank; recorded: a resume finds the run complete
+        (``None``; or the run stops, see ``train.on_nonfinite``). Refused like :meth:`evaluate` outside a run."""
+        strategy = held_strategy(self.strategy, "save_checkpoint()")
+        if strategy.any_rank(self.should_stop):  # on every rank; recorded: a resume finds the run complete
             self.should_stop, self.ended_early = True, self.ended_early or CALLBACK_STOP
-        if not self.strategy.weights_finite():
+        if not strategy.weights_finite():
             refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
             return None
         self.metrics_out.sync()  # the records up to this step on disk before the checkpoint commits
         # a plugin model's state_dict raising is one line naming it; the temp folder is removed, latest unchanged
         with self.engine.strategy_calls("save_checkpoint"), self.engine.model_calls("state_dict"):
-            final = ckpt.write_checkpoint(self.strategy, self.run_dir / "checkpoints", self.step,
+            final = ckpt.write_checkpoint(strategy, self.run_dir / "checkpoints", self.step,
                                           self.trainer_state(), keep_last=self.config.checkpoint.keep_last, best=best,
                                           label=self.engine.strategy_label)
         if best:
