@@ -189,3 +189,39 @@ def test_the_trainers_own_calls_after_fit_refuse_in_the_strategys_line(tmp_path:
         assert str(refused.value) == line("ddp", call)
     assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == saved
     assert isinstance(trainer.strategy.unwrapped_model(), torch.nn.Module)
+
+
+def test_the_tp_served_model_refuses_after_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``deepseek eval`` / ``generate --strategy tp`` call is the parallelized model itself: before teardown it
+    answers as the plain model (forward, generate), nothing added to its calls; after it each entry point refuses in
+    the strategy's line (was: the model computing on the one rank left, without a word), its class and so its
+    capabilities kept."""
+    from deepseek.models.capabilities import model_capabilities
+
+    one_rank_group(monkeypatch)
+    torch.manual_seed(0)
+    model = deepseek.create_model("tiny", d_model=16, n_heads=2, n_layers=1, max_seq_len=16).eval()
+    ids = torch.randint(0, 256, (1, 4))
+    with torch.no_grad():
+        plain_loss = model(input_ids=ids, targets=ids)
+    plain_tokens = model.generate(ids, 3, top_k=1)
+    strategy = DISTRIBUTED["tp"]({"backend": "gloo"}, precision=Precision("fp32"))
+    strategy.setup_environment()
+    try:
+        served = strategy.place_for_inference(model, StepSettings())
+        offered = model_capabilities(served)
+        with torch.no_grad():
+            assert torch.allclose(served(input_ids=ids, targets=ids), plain_loss, atol=1e-6)
+        assert torch.equal(served.generate(ids, 3, top_k=1), plain_tokens)
+    finally:
+        strategy.teardown()
+    assert type(served).__name__ == "GPT" and model_capabilities(served) == offered and "generation" in offered
+    cache = None
+    for call, run in [("forward()", lambda: served(input_ids=ids, targets=ids)),
+                      ("generate()", lambda: served.generate(ids, 3, top_k=1)),
+                      ("new_cache()", lambda: served.new_cache(1, 8)),
+                      ("forward_cached()", lambda: served.forward_cached(ids, cache)),
+                      ("decode_window()", served.decode_window)]:
+        with pytest.raises(UsageError) as refused:
+            run()
+        assert str(refused.value) == line("tp", f"the served model's {call}"), call

@@ -11,6 +11,11 @@ an override in a new strategy is covered without calling anything itself. Before
 AttributeError on ``None``, torch's "Default process group has not been initialized", or, for the collectives, gave a
 silent one-rank answer. A strategy keeping something usable past teardown says which calls in its ``engine_calls``
 (``ddp`` keeps its trained module: ``unwrapped_model`` and ``eval_module`` still answer).
+
+A model a strategy served whose calls need the group (``tp``'s, the parallelized model itself, which ``load_placed``
+hands to ``deepseek eval`` / ``generate``) refuses too once the strategy released it: :func:`refuse_served` sets each
+of its entry points (:data:`SERVED_CALLS`) on the instance to a function raising the same line, at teardown, so that
+nothing is added to its calls before (no hook, no wrapper: ``torch.compile`` and CUDA graphs see the model as it is).
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ ENGINE_CALLS: frozenset[str] = frozenset({
     "barrier", "broadcast_object", "any_rank", "all_ranks", "all_reduce_tensor_mean", "check_cluster",
 })
 """The members of a distributed strategy refused after teardown (those a class has; ``eval_module`` is a property)."""
+
+
+SERVED_CALLS: tuple[str, ...] = ("forward", "generate", "new_cache", "forward_cached", "decode_window",
+                                  "serving_forward")
+"""The entry points of a served model that compute (``model(...)`` calls ``forward``): capability ``generation``'s,
+``cached_decoding``'s and ``serving``'s (deepseek.models.capabilities)."""
 
 
 def released_error(strategy: str, call: str) -> UsageError:
@@ -68,3 +79,18 @@ def _checked(method: Callable[..., Any], call: str) -> Callable[..., Any]:
         return method(self, *args, **kwargs)
 
     return checked
+
+
+def refuse_served(module: Any, strategy: str) -> None:
+    """After ``strategy``'s teardown: each of :data:`SERVED_CALLS` on ``module`` (an ``nn.Module`` it served) raises
+    :func:`released_error`'s line ("the served model's generate()"). Set on the instance, shadowing the class's methods
+    (the class, and so the capabilities it offers, stay); called by the strategy's ``release_engine``."""
+    for name in SERVED_CALLS:
+        object.__setattr__(module, name, _refusal(strategy, f"the served model's {name}()"))
+
+
+def _refusal(strategy: str, call: str) -> Callable[..., Any]:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise released_error(strategy, call)
+
+    return refused

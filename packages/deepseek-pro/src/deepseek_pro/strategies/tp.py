@@ -38,6 +38,7 @@ from deepseek.training import clip
 from deepseek.training.strategy import OptimizerFactory, StepSettings
 from deepseek_pro import checkpoint as pro_ckpt
 from deepseek_pro.strategies.base import DistributedOptions, DistributedStrategy
+from deepseek_pro.strategies.released import refuse_served
 from deepseek_pro.strategies.tp_layout import FusedRows
 from deepseek_pro.strategies.twin import materialize, meta_twin
 
@@ -109,6 +110,7 @@ class TPStrategy(DistributedStrategy):
         self.mesh: Any = None
         self.fused: FusedRows | None = None
         self._template: nn.Module | None = None
+        self._served: nn.Module | None = None  # setup_inference's model: refuses its calls after teardown
 
     # ------------------------------------------------------------------ rules
 
@@ -174,8 +176,9 @@ class TPStrategy(DistributedStrategy):
     def setup_inference(self, model: nn.Module, settings: StepSettings) -> nn.Module:
         """The trained model split over the ranks like for training, without sequence
         parallelism (a decode step has one position); the GPT's KV cache then holds each rank's
-        own heads."""
-        return self._parallelize(model, sequence_parallel=False).eval()
+        own heads. After teardown its calls refuse in one line (:meth:`release_engine`)."""
+        self._served = self._parallelize(model, sequence_parallel=False).eval()
+        return self._served
 
     def _parallelize(self, model: nn.Module, *, sequence_parallel: bool) -> nn.Module:
         """``model`` on this rank's device, its fused rows reordered, split by its plan over the
@@ -244,9 +247,13 @@ class TPStrategy(DistributedStrategy):
     # ------------------------------------------------------------------ models and checkpoints
 
     def release_engine(self) -> None:
-        """The parallelized module (DTensor parameters over the mesh) goes with the mesh."""
+        """The parallelized module (DTensor parameters over the mesh) goes with the mesh; the one served for
+        ``eval`` / ``generate``, which its caller holds, refuses its calls from now on (``refuse_served``: it
+        computed on one rank without a word, and on more needed the destroyed group)."""
         super().release_engine()
-        self.mesh = None
+        if self._served is not None:
+            refuse_served(self._served, self.name)
+        self.mesh = self._served = None
 
     def unwrapped_model(self) -> nn.Module:
         """A plain CPU copy with the full weights in canonical order (a collective: call it on
