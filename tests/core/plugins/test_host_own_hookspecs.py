@@ -298,23 +298,35 @@ def test_a_plugin_hookspec_declares_its_kind_as_the_docs_say(make_dist: DistFact
 
 def test_the_hook_of_a_kind_is_the_inverse_of_the_kind_of_a_hook() -> None:
     """registration_hook_of(kind) reads hook_kind's one rule backwards: core's table (strategies,
-    passes, lr_schedules), a kind a hookspec declares (registers_kind), else the plural whose
+    passes, lr_schedules), a kind a hookspec of the host declares (registers_kind), else the plural whose
     singular is the kind; hook_kind of the answer is the kind again."""
+    from deepseek import hookimpl
     from deepseek.plugins import catalogue
+    from deepseek.plugins.host import PluginHost
     from deepseek.plugins.kinds import hook_kind, registers_kind, registration_hook_of
+    from deepseek.plugins.settings import PluginSettings
 
-    @registers_kind("vertex")
-    @hookspec
-    def deepseek_register_vertices(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-        """Register vertices (singular by the name rule: 'vertice')."""
+    class Specs:
+        @staticmethod
+        @registers_kind("vertex")
+        @hookspec
+        def deepseek_register_vertices(register):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN205
+            """Register vertices (singular by the name rule: 'vertice')."""
 
-    specs = {"deepseek_register_vertices": deepseek_register_vertices}
+    class Adds:
+        @hookimpl
+        def deepseek_add_hookspecs(self, pluginmanager):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+            pluginmanager.add_hookspecs(Specs)
+
+    host = PluginHost(PluginSettings(autoload=False))
+    assert host.register_plugin(Adds(), dist="deepseek-graph").status == "ok"
+    specs = {"deepseek_register_vertices": Specs.deepseek_register_vertices}
     expected = {"strategy": "deepseek_register_strategies", "pass": "deepseek_register_passes",
                 "lr_schedule": "deepseek_register_lr_schedules", "model": "deepseek_register_models",
                 "vertex": "deepseek_register_vertices", "fusion": "deepseek_register_fusions",
                 "category": "deepseek_register_categories", "day": "deepseek_register_days",
                 "batch": "deepseek_register_batches", "tuner": "deepseek_register_tuners"}
-    assert {kind: registration_hook_of(kind) for kind in expected} == expected
+    assert {kind: registration_hook_of(kind, host.pm) for kind in expected} == expected
     for kind, hook in expected.items():
         assert hook_kind(hook, specs.get(hook)) == kind
     assert catalogue.registration_hook_of is registration_hook_of

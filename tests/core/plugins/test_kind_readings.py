@@ -30,9 +30,9 @@ def test_two_readings_and_singulars_in_sis() -> None:
     assert {w: kind_from_hook(PREFIX + w) for w in TWO_READINGS} == {w: r[0] for w, r in TWO_READINGS.items()}
     assert {w: (kind_readings(PREFIX + w), registration_hook_of(w)) for w in SINGULARS} == {
         w: ((w,), PREFIX + w) for w in SINGULARS}
-    assert {k: registration_hook_of(k) for k in ("zombie", "zomby", "movie", "calorie")} == {
+    assert {k: registration_hook_of(k) for k in ("zombie", "zomby", "movie", "calorie", "cookie")} == {
         "zombie": PREFIX + "zombies", "zomby": PREFIX + "zombies", "movie": PREFIX + "movies",
-        "calorie": PREFIX + "calories"}  # (not cookie: _Biscuits below declares it, for the whole process)
+        "calorie": PREFIX + "calories", "cookie": PREFIX + "cookies"}  # _Biscuits' declared 'cookie' is its host's only
     assert kind_readings(PREFIX + "analyses") == ()  # analysis / analyse: refused undeclared, as bases
 
 

@@ -25,7 +25,7 @@ def undecorated_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     from deepseek.plugins.catalogue import KIND_PROVIDERS
     from deepseek.plugins.kinds import registration_hook_of
 
-    hooks = {n for n in dir(pm.hook) if n.startswith("deepseek_")} | {registration_hook_of(k) for k in KIND_PROVIDERS}
+    hooks = {n for n in dir(pm.hook) if n.startswith("deepseek_")} | {registration_hook_of(k, pm) for k in KIND_PROVIDERS}
     return [
         attr
         for attr in dir(plugin)

@@ -9,6 +9,7 @@ registering a kind another hook registers, or whose name does not tell its kind.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -21,10 +22,10 @@ PREFIX = "deepseek_register_"
 
 _Spec = TypeVar("_Spec", bound=Callable[..., Any])
 
-_KINDS: dict[Callable[..., Any], str] = {}
-"""Spec function of a registration hookspec -> the component kind it declares; written only by
-:func:`registers_kind` (when the hookspec module is imported), read by :func:`hook_kind` and
-:func:`registration_hook_of`."""
+KIND_MARK = "deepseek_registers_kind"
+"""The attribute :func:`registers_kind` sets on the spec function it decorates, the kind: data of
+the hookspec itself, read by a host only from the hookspecs added to its plugin manager
+(:func:`declared_kind`), so that a kind one plugin declares is no other host's."""
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")  # a component kind: lower-case words joined by "_" (lr_schedule)
 
@@ -49,10 +50,24 @@ def registers_kind(kind: str) -> Callable[[_Spec], _Spec]:
 
     def mark(spec: _Spec) -> _Spec:
         check_registration_spec("registers_kind", spec, "declare the kind of")
-        _KINDS[spec] = kind
+        setattr(spec, KIND_MARK, kind)  # noqa: B010  (the marker's name is one constant)
         return spec
 
     return mark
+
+
+def spec_marks(spec: Callable[..., Any] | None) -> dict[str, Any]:
+    """The attributes of hookspec function ``spec`` (its ``__dict__``; a method's function's), where
+    :func:`registers_kind` and :func:`~deepseek.plugins.registrar.reserves` leave what they declare;
+    ``{}`` for ``None``."""
+    if spec is None:
+        return {}
+    return vars(spec.__func__ if inspect.ismethod(spec) else spec)
+
+
+def declared_kind(spec: Callable[..., Any] | None) -> str | None:
+    """The kind hookspec function ``spec`` declares with :func:`registers_kind`, else ``None``."""
+    return spec_marks(spec).get(KIND_MARK)
 
 
 _ES = ("tches", "sses", "shes", "xes")  # batches, passes, meshes, boxes: the singular drops "es"
@@ -105,16 +120,18 @@ def hook_kind(hook_name: str, spec: Callable[..., Any]) -> str | None:
     core's (:data:`~deepseek.hookspecs.REGISTRATION_HOOKS`), the one its spec declares
     (:func:`registers_kind`), else the singular of the name's last word (:func:`kind_from_hook`;
     ``None`` where the name does not tell it)."""
-    return hookspecs.REGISTRATION_HOOKS.get(hook_name) or _KINDS.get(spec) or kind_from_hook(hook_name)
+    return hookspecs.REGISTRATION_HOOKS.get(hook_name) or declared_kind(spec) or kind_from_hook(hook_name)
 
 
-def registration_hook_of(kind: str) -> str:
+def registration_hook_of(kind: str, pm: pluggy.PluginManager | None = None) -> str:
     """The registration hook of component kind ``kind``, :func:`hook_kind`'s rule read backwards:
-    core's hook, the hookspec that declares ``kind`` (:func:`registers_kind`), else
-    ``deepseek_register_`` and the plural of ``kind`` (:func:`_plural`; for a kind no name tells,
-    such as ``cache``, a name the host refuses undeclared: only a declared hook registers it)."""
+    core's hook, the hookspec of ``pm`` (a host's plugin manager; none: core's hooks and the name
+    rule only) that declares ``kind`` (:func:`registers_kind`), else ``deepseek_register_`` and the
+    plural of ``kind`` (:func:`_plural`; for a kind no name tells, such as ``cache``, a name the
+    host refuses undeclared: only a declared hook registers it)."""
     core = next((hook for hook, k in hookspecs.REGISTRATION_HOOKS.items() if k == kind), None)
-    declared = next((spec.__name__ for spec, k in _KINDS.items() if k == kind), None)
+    specs = _registration_specs(pm) if pm is not None else {}
+    declared = next((name for name, spec in specs.items() if declared_kind(spec) == kind), None)
     return core or declared or PREFIX + _plural(kind)
 
 

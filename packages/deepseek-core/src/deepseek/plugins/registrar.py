@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from deepseek.errors import PluginError
-from deepseek.plugins.kinds import check_registration_spec
+from deepseek.plugins.kinds import check_registration_spec, spec_marks
 from deepseek.plugins.kinds import (
     registers_kind as registers_kind,  # documented here (docs/plugins.md section 7)
 )
@@ -30,9 +30,10 @@ WRITTEN_FILES_KINDS = ("dataset", "model")
 
 _Spec = TypeVar("_Spec", bound=Callable[..., Any])
 
-_RESERVED: dict[Callable[..., Any], dict[str, str]] = {}
-"""Spec function of a registration hookspec -> the names it reserves, ``{name: why}``; written
-only by :func:`reserves` (when the hookspec module is imported), read by :func:`reserved_names`."""
+RESERVES_MARK = "deepseek_reserves"
+"""The attribute :func:`reserves` sets on the spec function it decorates, ``{name: why}``: data of
+the hookspec itself, read by a host only for the hookspecs of its plugin manager
+(:func:`reserved_names`)."""
 
 
 def reserves(names: Mapping[str, str]) -> Callable[[_Spec], _Spec]:
@@ -48,7 +49,7 @@ def reserves(names: Mapping[str, str]) -> Callable[[_Spec], _Spec]:
 
     def mark(spec: _Spec) -> _Spec:
         check_registration_spec("reserves", spec, "reserve names on")
-        _RESERVED[spec] = reserved
+        setattr(spec, RESERVES_MARK, reserved)  # noqa: B010  (the marker's name is one constant)
         return spec
 
     return mark
@@ -58,7 +59,7 @@ def reserved_names(pm: pluggy.PluginManager, hook_name: str) -> Mapping[str, str
     """The names the spec of registration hook ``hook_name`` in ``pm`` reserves (:func:`reserves`)."""
     hook = getattr(pm.hook, hook_name, None)  # pluggy's relay: one attribute per hook name
     spec = hook.spec if isinstance(hook, pluggy.HookCaller) else None
-    return dict(_RESERVED.get(spec.function, {})) if spec is not None else {}
+    return dict(spec_marks(spec.function).get(RESERVES_MARK, {})) if spec is not None else {}
 
 
 class InvalidRegistration(PluginError):
