@@ -20,7 +20,8 @@ each model it takes:
 A model it cannot take is refused with one line (a ``UsageError`` from ``check_model`` or
 ``apply``), never a crash. A compressor that takes none of the registered models is skipped,
 saying why for each; register a model (and a dataset it takes) that it applies to in the same
-plugin. Skipped where no edition adds the kind."""
+plugin (a first-party edition's compressor is skipped saying it is that edition's own, nothing for
+the plugin under test to do). Skipped where no edition adds the kind."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from typing import Any
 
 import pytest
 import torch
+from _advice import advice_for
 from _contract_data import OwnData
 from _pairing import batch_keys, pair_table, qualified_names
 
@@ -128,6 +130,14 @@ def _check_result(name: str, model_name: str, given: torch.nn.Module, result: An
                 "'Writing a compressor')")
 
 
+def untaken_reason(comp: Any, refused: dict[str, str]) -> str:
+    """Why compressor ``comp`` (a registered component) is skipped: it took none of the models,
+    each refused as ``refused`` says; the advice ends for whoever reads it (:func:`advice_for`)."""
+    fix = "register a model it applies to, and a dataset that model takes, in the same plugin, and this check compresses it"
+    return (f"compressor {comp.qualified_name} takes none of the registered models here ("
+            + "; ".join(f"{m}: {r}" for m, r in refused.items()) + f"); {advice_for(comp, fix)}")
+
+
 @pytest.mark.parametrize("comp", COMPRESSORS, ids=[c.qualified_name for c in COMPRESSORS])
 def test_compressor_keeps_the_contract(comp, subjects: Subjects) -> None:  # noqa: ANN001
     from deepseek_enterprise.compress.compressor import (
@@ -160,6 +170,4 @@ def test_compressor_keeps_the_contract(comp, subjects: Subjects) -> None:  # noq
         _check_result(comp.qualified_name, model_name, given, result, config, subject)
         taken.append(model_name)
     if not taken:
-        pytest.skip(f"compressor {comp.qualified_name} takes none of the registered models here ("
-                    + "; ".join(f"{m}: {r}" for m, r in refused.items()) + "); register a model it applies to, and "
-                    "a dataset that model takes, in the same plugin, and this check compresses it")
+        pytest.skip(untaken_reason(comp, refused))
