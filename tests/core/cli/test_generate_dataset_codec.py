@@ -53,7 +53,7 @@ class Lossy(SepCodec):
         return list(text.upper().encode("utf-8"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class SepOptions:
     seq_len: int = 16
     codec: str = "good"
@@ -241,7 +241,7 @@ def test_a_recorded_text_codec_field_is_checked_like_user_input(run: Path) -> No
             check_trainer_state({**state, "text_codec": value}, path)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NoCodecKey:
     seq_len: int = 16
 

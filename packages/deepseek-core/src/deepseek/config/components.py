@@ -50,6 +50,8 @@ def options_class(target: Any, *, kind: str, name: str, label: str = "", see: st
             f"{label}: its Options {cls.__qualname__} field {bare[0]!r} has no default; every option "
             f"needs one, a config sets only the keys it changes ({see})"
         )
+    if (unfrozen := unfrozen_options(cls)) is not None:
+        raise PluginError(f"{label}: {unfrozen} ({see})")
     taken = [f.name for f in dataclasses.fields(cls) if f.name in section_keys(kind)]
     if taken:  # load.py pops the section's own keys before Options sees the table
         section = COMPONENT_SECTION[kind]
@@ -61,6 +63,19 @@ def options_class(target: Any, *, kind: str, name: str, label: str = "", see: st
             f"rename the field{shared} ({see})"
         )
     return cls
+
+
+def unfrozen_options(cls: type) -> str | None:
+    """Why dataclass ``cls``, a component's ``Options``, breaks the contract that it is frozen, else
+    ``None``: the validated instance a component is created with is the config's own section (and,
+    for a run, the one its config file records), so a component that changed it would change what
+    the run says it ran with. Checked where a target is registered as a class
+    (:class:`~deepseek.plugins.registrar.Registrar`) and where any target is loaded
+    (:func:`options_class`)."""
+    if dataclasses.is_dataclass(cls) and not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        return (f"its Options {cls.__qualname__} is a dataclass that is not frozen; declare it "
+                "@dataclass(frozen=True): the validated options are the config's, read-only")
+    return None
 
 
 COMPONENT_SECTION: dict[str, str] = {

@@ -166,6 +166,18 @@ class Registrar:
         if problem is not None:
             raise self._error(f"{self.kind} {name!r} ({target.__module__}.{target.__qualname__}): {problem}")
 
+    def _check_options(self, name: str, target: Any) -> None:
+        """A target registered as a class (imported already) whose ``Options`` dataclass is not
+        frozen: refused now (:func:`deepseek.config.components.unfrozen_options`), so the plugin
+        keeps nothing; one registered lazily is checked where it is loaded
+        (:func:`~deepseek.config.components.options_class`)."""
+        from deepseek.config.components import unfrozen_options
+
+        options = getattr(target, "Options", None) if isinstance(target, type) else None
+        problem = unfrozen_options(options) if isinstance(options, type) else None
+        if problem is not None:
+            raise self._error(f"{self.kind} {name!r} ({target.__module__}.{target.__qualname__}): {problem}")
+
     def _check_run_files(self, name: str, declared: dict[str, Any]) -> None:
         """A command's ``run_files`` (:data:`~deepseek.plugins.records.COMMAND_RUN_FILES`): a list of
         plain file names (or folder names ending in ``/``), the files it writes directly in the run
@@ -218,6 +230,7 @@ class Registrar:
             "" if isinstance(target, str) else _default_description(target)
         )
         self._check_written_files(name, target)
+        self._check_options(name, target)
         common: dict[str, Any] = dict(
             kind=self.kind, target=target, dist=self.dist, version=self.version,
             module=self.module, description=description, declares=self._declares(name, declares),
