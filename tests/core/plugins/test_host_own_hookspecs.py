@@ -324,7 +324,7 @@ def test_the_hook_of_a_kind_is_the_inverse_of_the_kind_of_a_hook() -> None:
     expected = {"strategy": "deepseek_register_strategies", "pass": "deepseek_register_passes",
                 "lr_schedule": "deepseek_register_lr_schedules", "model": "deepseek_register_models",
                 "vertex": "deepseek_register_vertices", "fusion": "deepseek_register_fusions",
-                "category": "deepseek_register_categories", "day": "deepseek_register_days",
+                "categories": "deepseek_register_categories", "day": "deepseek_register_days",
                 "batch": "deepseek_register_batches", "tuner": "deepseek_register_tuners"}
     assert {kind: registration_hook_of(kind, host.pm) for kind in expected} == expected
     for kind, hook in expected.items():
@@ -332,8 +332,8 @@ def test_the_hook_of_a_kind_is_the_inverse_of_the_kind_of_a_hook() -> None:
     assert catalogue.registration_hook_of is registration_hook_of
 
 
-PLURALS = {"tuners": "tuner", "fusions": "fusion", "types": "type", "shoes": "shoe", "apis": "api",
-           "strategies": "strategy", "categories": "category", "queries": "query", "days": "day", "keys": "key",
+PLURALS = {"tuners": "tuner", "fusions": "fusion", "types": "type", "shoes": "shoe",
+           "days": "day", "keys": "key",
            "batches": "batch", "matches": "match", "switches": "switch", "passes": "pass", "classes": "class",
            "losses": "loss", "meshes": "mesh", "hashes": "hash", "boxes": "box", "prefixes": "prefix"}
 UNCLEAR = {"caches": "cache", "niches": "niche", "aches": "ache", "branches": "branch", "searches": "search",
@@ -346,7 +346,8 @@ def test_the_name_rule_reads_english_plurals_one_way_or_not_at_all() -> None:
     plural the rule reads round-trips (the kind's hook is the plural again), and a plural English
     forms from more than one singular (caches / batches: cache or cach?), or a singular, is read
     as no kind, so its hookspec must declare one (test_host_own_hookspecs_refusals.py); no kind's
-    hook is such a name. Names read two ways (cookies, axis): test_kind_readings.py."""
+    hook is such a name. Names read two ways (categories, cookies, apis, axis), whose kind is the
+    word as written: test_kind_readings.py."""
     from deepseek.plugins.kinds import PREFIX, kind_from_hook, registration_hook_of
 
     assert {p: kind_from_hook(PREFIX + p) for p in PLURALS} == PLURALS

@@ -1,14 +1,16 @@
 """The kind of a ``deepseek_register_<kinds>`` hookspec where English reads the name two ways:
-``-ies`` (categories / cookies) and ``-is`` (apis / axis) have two readings, the first the kind and
-the second taken for it wherever a kind is named, unless that would be ambiguous against what is
-registered (then the hookspec is refused); ``-sis`` is a singular (analysis). docs/plugins.md
-section 7."""
+``-ies`` (categories / cookies) and ``-is`` (apis / axis) have two readings; the kind is the word as
+written (records, ``deepseek plugins list`` and suggestions name no singular the author did not
+write: ``cooky``), and either reading is taken for it wherever a kind is named, unless that would
+be ambiguous against what is registered (then the hookspec is refused); ``-sis`` is a singular
+(analysis). docs/plugins.md section 7."""
 
 from __future__ import annotations
 
 import pytest
 
 from deepseek import hookimpl
+from deepseek.errors import UsageError
 from deepseek.hookspecs import hookspec
 from deepseek.plugins.host import PluginHost, PluginWarning
 from deepseek.plugins.kinds import PREFIX, kind_from_hook, kind_readings, registration_hook_of
@@ -23,11 +25,12 @@ SINGULARS = ("analysis", "basis", "thesis", "crisis", "diagnosis", "synopsis", "
 
 
 def test_two_readings_and_singulars_in_sis() -> None:
-    """11 names read two ways, the kind first; 7 ``-sis`` names are singulars, their own kind and
-    their own hook's word (analysis read 'analysi' before); the second reading of an ``-ies`` name
-    is its kind's plural too (zombie -> zombies), so either kind finds the hook."""
+    """11 names read two ways, their kind the word as written, whose hook is that word again; 7
+    ``-sis`` names are singulars, their own kind and their own hook's word (analysis read 'analysi'
+    before); either reading of an ``-ies`` name has it as its plural too (zombie -> zombies)."""
     assert {w: kind_readings(PREFIX + w) for w in TWO_READINGS} == TWO_READINGS
-    assert {w: kind_from_hook(PREFIX + w) for w in TWO_READINGS} == {w: r[0] for w, r in TWO_READINGS.items()}
+    assert {w: kind_from_hook(PREFIX + w) for w in TWO_READINGS} == {w: w for w in TWO_READINGS}
+    assert {w: registration_hook_of(w) for w in TWO_READINGS} == {w: PREFIX + w for w in TWO_READINGS}
     assert {w: (kind_readings(PREFIX + w), registration_hook_of(w)) for w in SINGULARS} == {
         w: ((w,), PREFIX + w) for w in SINGULARS}
     assert {k: registration_hook_of(k) for k in ("zombie", "zomby", "movie", "calorie", "cookie")} == {
@@ -91,24 +94,28 @@ def _host() -> PluginHost:
 
 
 def test_either_reading_names_the_kind_where_unambiguous() -> None:
-    """deepseek_register_cookies registers kind 'cooky', and 'cookie' finds the same components
+    """deepseek_register_cookies registers kind 'cookies', as written: the record, known kinds and
+    a did-you-mean name it so, never 'cooky'; 'cookie' and 'cooky' find the same components
     (names, components, create, candidates, check_kind; a miss says 'cookie' as asked);
     deepseek_register_analysis registers kind 'analysis'."""
     host = _host()
     record = host.register_plugin(_Bakery(), dist="deepseek-bakery")
-    assert (record.status, record.components) == ("ok", {"analysis": ["bake.crumb"], "cooky": ["bake.chocolate"]})
-    assert host.names("cookie") == host.names("cooky") == ["bake.chocolate"]
+    assert (record.status, record.components) == ("ok", {"analysis": ["bake.crumb"], "cookies": ["bake.chocolate"]})
+    assert host.names("cookie") == host.names("cooky") == host.names("cookies") == ["bake.chocolate"]
     assert [c.name for c in host.components("cookie")] == ["bake.chocolate"]
     assert host.create("cookie", "bake.chocolate", a=1) == {"a": 1}
-    assert host.kind_of("cookie") == "cooky" and host.kind_of("analysi") == "analysi"
+    assert host.kind_of("cookie") == host.kind_of("cooky") == "cookies" and host.kind_of("analysi") == "analysi"
+    assert "cookies" in host.known_kinds() and "cooky" not in host.known_kinds()
     host.check_kind("cookie")
+    with pytest.raises(UsageError, match=r"^unknown component kind 'cookiez'; did you mean 'cookies'\? kinds: analysis, "):
+        host.check_kind("cookiez")
     with pytest.raises(LookupError, match=r"^unknown cookie 'bake\.oat'; did you mean 'bake\.chocolate'\? "):
         host.create("cookie", "bake.oat")
     assert host.names("analysis") == ["bake.crumb"] and "analysi" not in host.known_kinds()
 
 
 @pytest.mark.parametrize(("first", "second", "line"), [
-    (_Adds(_Biscuits), _Adds(_Cookies), "deepseek_register_cookies, whose name reads as kind 'cooky' or 'cookie', "
+    (_Adds(_Biscuits), _Adds(_Cookies), "deepseek_register_cookies, whose name reads as 'cooky' or 'cookie', "
                                         "and 'cookie' is registered by deepseek_register_biscuits"),
     (_Bakery(), _Adds(_Cookie), "deepseek_register_cookie, whose component kind 'cookie' is how "
                                 "deepseek_register_cookies reads too ('cooky' or 'cookie')"),

@@ -146,7 +146,8 @@ def render(module: ModuleType = hookspecs) -> str:
         *(f"| `{hook}` | `{kind}` |" for hook, kind in hookspecs.REGISTRATION_HOOKS.items()),
         "",
         "A plugin that adds a hookspec of its own named `deepseek_register_<kinds>` whose only "
-        "argument is `register` gets the same callback; the kind is the singular of `<kinds>` (a name "
+        "argument is `register` gets the same callback; the kind is the singular of `<kinds>` (the word as "
+        "written where English reads it two ways, such as `cookies`; a name "
         "that tells none, such as `caches`, is refused undeclared: [plugins.md](plugins.md#7-hookspecs-of-your-own)), or "
         "the one its spec declares with `@deepseek.plugins.registrar.registers_kind(kind)` (the enterprise edition adds `fusion`, `compressor`, `tuner` and `executor` this way: "
         "[hooks-enterprise.md](hooks-enterprise.md)).",

@@ -2,7 +2,7 @@
 -> the kind it registers (:func:`hook_kind`: core's table, the kind its spec declares with
 :func:`registers_kind`, else the singular of ``<kinds>``) and a kind -> its hook
 (:func:`registration_hook_of`); the registration hooks of a plugin manager
-(:func:`registration_hooks`) and the second readings the host takes for their kinds (:func:`kind_aliases`), the hookspecs a plugin adds, taken out again when it fails
+(:func:`registration_hooks`) and the readings the host takes for their kinds (:func:`kind_aliases`), the hookspecs a plugin adds, taken out again when it fails
 (:func:`hookspecs_added`, :func:`remove_hookspecs`), and the refusal of a plugin's hookspec
 registering a kind another hook registers, or whose name does not tell its kind."""
 
@@ -75,14 +75,15 @@ _UNCLEAR = ("ss", "us", "ches", "ses", "zes")  # loss, status: no plural; caches
 
 
 def kind_readings(hook_name: str) -> tuple[str, ...]:
-    """The singulars a ``deepseek_register_<kinds>`` name can be the plural of, the kind first: one
+    """The singulars a ``deepseek_register_<kinds>`` name can be the plural of: one
     (``tuners``, ``batches``, ``passes``, ``boxes``; ``widget``, without a final ``s``, is its own;
     ``analysis``, ``basis``: ``-sis`` is a singular, whose plural ``-ses`` reads as none), two where
     English reads the ending both ways and the rule cannot tell which (``-ies``: ``categories`` /
-    ``cookies``, category then cookie; ``-is``: ``apis`` / ``axis``, api then axis itself), or none
-    (``caches`` / ``batches``, ``bases`` / ``buses``, ``sizes`` / ``quizzes``, ``loss``, ``status``:
-    the hookspec declares its kind, :func:`registers_kind`; :func:`hookspecs_added` refuses it
-    otherwise). The second reading names the same kind in lookups (:func:`kind_aliases`)."""
+    ``cookies``, category and cookie; ``-is``: ``apis`` / ``axis``, api and axis itself: such a
+    name's kind is its word as written, :func:`kind_from_hook`), or none (``caches`` / ``batches``,
+    ``bases`` / ``buses``, ``sizes`` / ``quizzes``, ``loss``, ``status``: the hookspec declares its
+    kind, :func:`registers_kind`; :func:`hookspecs_added` refuses it otherwise). Either reading
+    names the same kind in lookups (:func:`kind_aliases`)."""
     word = hook_name.removeprefix(PREFIX)
     if not word.endswith("s") or word.endswith("sis"):
         return (word,)
@@ -96,19 +97,25 @@ def kind_readings(hook_name: str) -> tuple[str, ...]:
 
 
 def kind_from_hook(hook_name: str) -> str | None:
-    """The component kind a ``deepseek_register_<kinds>`` hook registers: the first of its
-    :func:`kind_readings` (``categories``: ``category``; ``cookies``: ``cooky``, which the host takes
-    ``cookie`` for too), or ``None`` where the name does not tell it."""
+    """The component kind a ``deepseek_register_<kinds>`` hook registers: its one
+    :func:`kind_readings` (``batches``: ``batch``); where English reads the name two ways, the word
+    as written (``cookies``, ``categories``, ``axis``: records, ``deepseek plugins list`` and
+    suggestions name no singular the author did not write, such as ``cooky``, ``categorie`` or
+    ``axi``; the host takes both readings for it, :func:`kind_aliases`, and a hookspec that means
+    one declares it, :func:`registers_kind`); ``None`` where the name does not tell it."""
     readings = kind_readings(hook_name)
+    if len(readings) == 2:
+        return hook_name.removeprefix(PREFIX)
     return readings[0] if readings else None
 
 
 def _plural(kind: str) -> str:
     """The English plural of ``kind``, :func:`kind_from_hook` read backwards: strategy -> strategies,
-    pass -> passes, day -> days, tuner -> tuners; a ``-sis`` kind is its own hook's word (analysis).
-    Where the rule does not read it back to ``kind`` (cache -> caches), only a hookspec declaring
-    ``kind`` registers it; cookie -> cookies reads back as its second reading (:func:`kind_aliases`)."""
-    if kind.endswith("sis"):
+    pass -> passes, day -> days, tuner -> tuners; a ``-sis`` kind is its own hook's word (analysis),
+    and so is a word read two ways, the kind of such a hook (cookies, axis). Where the rule does not
+    read it back to ``kind`` (cache -> caches), only a hookspec declaring ``kind`` registers it;
+    cookie -> cookies reads back as one of that hook's readings (:func:`kind_aliases`)."""
+    if kind.endswith("sis") or len(kind_readings(PREFIX + kind)) == 2:
         return kind
     if re.search(r"[^aeiou]y\Z", kind):
         return kind[:-1] + "ies"
@@ -163,24 +170,28 @@ def registration_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
 
 
 def kind_aliases(pm: pluggy.PluginManager) -> dict[str, str]:
-    """Second reading -> kind, of ``pm``'s registration hooks whose name reads two ways
-    (:func:`kind_readings`) and gives their kind (not declared): ``cookie`` -> ``cooky`` for
-    ``deepseek_register_cookies``, ``axis`` -> ``axi`` for ``deepseek_register_axis``. The host
-    takes either reading for the kind where that is unambiguous against what is registered: a
-    reading that is a kind some hook registers, or the second reading of two hooks, is none."""
+    """Reading -> kind, of ``pm``'s registration hooks whose name reads two ways
+    (:func:`kind_readings`) and gives their kind (not declared): ``cooky`` and ``cookie`` ->
+    ``cookies`` for ``deepseek_register_cookies``, ``axi`` -> ``axis`` for
+    ``deepseek_register_axis``. The host takes either reading for the kind where that is
+    unambiguous against what is registered: a reading that is a kind some hook registers, or a
+    reading of two hooks, is none."""
     hooks = registration_hooks(pm)
     readers: dict[str, list[str]] = {}
     for hook_name, kind in hooks.items():
-        if (second := _second_reading(hook_name, kind)) is not None:
-            readers.setdefault(second, []).append(kind)
+        for reading in _readings(hook_name, kind):
+            readers.setdefault(reading, []).append(kind)
     kinds = set(hooks.values())
     return {alias: k[0] for alias, k in readers.items() if len(k) == 1 and alias not in kinds}
 
 
-def _second_reading(hook_name: str, kind: str | None) -> str | None:
-    """The second of ``hook_name``'s :func:`kind_readings` where the first is its ``kind``."""
+def _readings(hook_name: str, kind: str | None) -> tuple[str, ...]:
+    """The :func:`kind_readings` of ``hook_name`` other than its ``kind`` where the hook's kind is
+    its name's word read two ways (not declared), else none."""
     readings = kind_readings(hook_name)
-    return readings[1] if len(readings) == 2 and readings[0] == kind else None
+    if len(readings) != 2 or kind != hook_name.removeprefix(PREFIX):
+        return ()
+    return tuple(r for r in readings if r != kind)
 
 
 def hook_callers(pm: pluggy.PluginManager) -> dict[str, pluggy.HookCaller]:
@@ -191,7 +202,8 @@ def hook_callers(pm: pluggy.PluginManager) -> dict[str, pluggy.HookCaller]:
 class KindRefused(Exception):
     """A plugin added a registration hookspec whose component kind another hook registers, whose
     name does not tell its kind (:func:`kind_from_hook`) and which declares none, or whose name
-    reads two ways where the other reading is another hook's (:func:`kind_aliases`)."""
+    reads two ways where a reading is another hook's kind, or whose kind is another hook's reading
+    (:func:`kind_aliases`)."""
 
 
 @contextlib.contextmanager
@@ -214,7 +226,7 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
         added.update({n: n not in callers for n, h in hook_callers(pm).items()
                       if h.spec is not None and (n not in callers or n in unspecified)})
     owners = {kind: hook for hook, kind in before.items()}
-    seconds = {r: hook for hook, kind in before.items() if (r := _second_reading(hook, kind)) is not None}
+    readers = {r: hook for hook, kind in before.items() for r in _readings(hook, kind)}
     for hook_name, spec in _registration_specs(pm).items():
         kind = hook_kind(hook_name, spec)
         if hook_name in added and kind is None:
@@ -232,17 +244,18 @@ def hookspecs_added(pm: pluggy.PluginManager, added: dict[str, bool]) -> Iterato
                      else f"is registered by {owner}, which a loaded plugin added")
             raise KindRefused(f"adds hookspec {hook_name}, whose component kind {kind!r} {whose}; implement "
                               f"{owner} instead, or give the hookspec {own}")
-        second = _second_reading(hook_name, kind)
-        if hook_name in added and (second in owners or kind in seconds):  # either reading would be ambiguous
-            why = (f"whose name reads as kind {kind!r} or {second!r}, and {second!r} is registered by {owners[second]}"
-                   if second in owners else f"whose component kind {kind!r} is how {seconds[kind]} reads too "
-                   f"({' or '.join(map(repr, kind_readings(seconds[kind])))})")
+        readings = _readings(hook_name, kind)
+        taken = next((r for r in readings if r in owners), None)
+        if hook_name in added and (taken is not None or kind in readers):  # a reading would name two kinds
+            why = (f"whose name reads as {' or '.join(map(repr, kind_readings(hook_name)))}, and {taken!r} is registered "
+                   f"by {owners[taken]}" if taken is not None else f"whose component kind {kind!r} is how "
+                   f"{readers[kind]} reads too ({' or '.join(map(repr, kind_readings(readers[kind])))})")
             raise KindRefused(f"adds hookspec {hook_name}, {why}; declare its kind with @registers_kind(kind) next to "
                               "@hookspec (docs/plugins.md section 7)")
         if kind is not None:
             owners.setdefault(kind, hook_name)
-        if second is not None:
-            seconds.setdefault(second, hook_name)
+        for reading in readings:
+            readers.setdefault(reading, hook_name)
 
 
 def remove_hookspecs(pm: pluggy.PluginManager, added: dict[str, bool]) -> dict[str, str]:

@@ -46,8 +46,9 @@ class LookupMixin:
 
     def kind_of(self, kind: str) -> str:
         """``kind`` as the host registers it: itself, or the kind whose registration hook's name
-        reads two ways, ``kind`` being the second reading (``cookie`` for ``deepseek_register_cookies``,
-        kind ``cooky``), where no other hook claims it (:func:`~deepseek.plugins.kinds.kind_aliases`)."""
+        reads two ways, ``kind`` being one of the readings (``cookie`` or ``cooky`` for
+        ``deepseek_register_cookies``, kind ``cookies``), where no other hook claims it
+        (:func:`~deepseek.plugins.kinds.kind_aliases`)."""
         if not isinstance(kind, str) or kind in self._components or kind in self.known_kinds():
             return kind
         return kind_aliases(self.pm).get(kind, kind)
