@@ -111,7 +111,10 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_leaves_no_root(tmp_pat
     ("postgresql+nodriver://svc:s3cret@db/x", "postgresql+nodriver://svc:***@db/x", "NoSuchModuleError"),
     ("postgresql://svc:s3cret@db:port/x", "postgresql://svc:***@db:port/x", "ValueError"),  # not parsable
     ("postgresql//svc:s3cret@db/x", "postgresql//svc:***@db/x", "ArgumentError"),  # no URL: was shown as given
-], ids=["unknown driver", "bad port", "no URL"])
+    # a password as a query parameter was shown as given (only USER:PASSWORD@ was masked)
+    ("postgresql+nodriver://svc@db/x?sslmode=require&password=s3cret", "postgresql+nodriver://svc@db/x?sslmode=require"
+     "&password=***", "NoSuchModuleError"),
+], ids=["unknown driver", "bad port", "no URL", "query password"])
 def test_a_db_url_the_server_cannot_use_is_one_line_without_its_password(tmp_path: Path, url: str, shown: str,
                                                                          words: str) -> None:
     """--db's unknown dialect or driver, or an unparsable URL, was shown as given (repr), password
@@ -122,6 +125,22 @@ def test_a_db_url_the_server_cannot_use_is_one_line_without_its_password(tmp_pat
     assert "s3cret" not in result[2] and result[2].rstrip().endswith(
         "; give an SQLAlchemy URL whose driver is installed, e.g. sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://u@h/db?sslpassword=s3cret&sslmode=require", "postgresql://u@h/db?sslpassword=***&sslmode=require"),
+    ("postgresql://u:s3cret@h/db?PASS=s3cret", "postgresql://u:***@h/db?PASS=***"),
+    ("postgresql://u@h/db?pwd=s3cret;x=1", "postgresql://u@h/db?pwd=***;x=1"),
+    ("host=h password='s3 cret' dbname=db", "host=h password=*** dbname=db"),  # libpq's keyword string
+    ("host=h Password = s3cret", "host=h Password = ***"),
+    ("sqlite:///srv/passwords/service.db", "sqlite:///srv/passwords/service.db"),  # a path: no key, no value
+])
+def test_a_password_given_as_a_key_is_masked_too(url: str, shown: str) -> None:
+    """db_url.shown_url masked USER:PASSWORD@ only: a password in a query string or a libpq keyword
+    string was echoed in --db and --storage lines as given."""
+    from deepseek_enterprise.db_url import shown_url
+
+    assert shown_url(url) == shown
 
 
 def test_an_empty_root_is_refused_as_every_empty_path_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -123,6 +123,8 @@ def test_a_group_rule_choice_matching_no_parameter_is_refused_before_the_study(
     # no URL at all (its '://' mistyped) was echoed as given, password and all (db_url.shown_url's rule now)
     (["--storage", "postgresql//bob:s3cret@db/x"], "--storage: 'postgresql//bob:***@db/x' is not a storage URL"),
     (["--storage", "bob:s3cret@db"], "--storage: 'bob:***@db' is not a storage URL"),
+    # a libpq keyword string's password was echoed (only USER:PASSWORD@ was masked)
+    (["--storage", "host=db password=s3cret"], "--storage: 'host=db password=***' is not a storage URL"),
     (["--objective", "tokens_per_s"], "model.name: the system tuner measures GPT models"),
     (["--objective", "accuracy"], "--objective accuracy: no registered tuner measures it"),
     # a mistyped objective had no did-you-mean (the project's one helper, deepseek.names.did_you_mean)

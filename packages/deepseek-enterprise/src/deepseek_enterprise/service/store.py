@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from deepseek.errors import UsageError
-from deepseek_enterprise.db_url import shown_url
+from deepseek_enterprise.db_url import masked_secrets, shown_url
 from deepseek_enterprise.service import rowcheck, tokens
 from deepseek_enterprise.service.models import AuditEntry, Base, Token, User
 
@@ -176,7 +176,7 @@ def _connect(engine: Engine, url: str) -> None:
         engine.connect().close()
     except OperationalError as exc:
         engine.dispose()
-        reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
+        reason = masked_secrets(" ".join(str(exc.orig if exc.orig is not None else exc).split()))
         fix = ("give a file in an existing folder" if engine.dialect.name == "sqlite"
                else "check the URL and that the database server is running and takes this login")
         raise UsageError(f"--db {shown_url(url)}: cannot open the database ({reason}); {fix}") from None
@@ -195,7 +195,7 @@ def _engine(url: str) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True)
     except Exception as exc:  # an unknown dialect or a missing driver
-        raise UsageError(f"--db {shown_url(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}; give an "
+        raise UsageError(f"--db {shown_url(url)}: {exc.__class__.__name__}: {masked_secrets(str(exc).splitlines()[0])}; give an "
                          "SQLAlchemy URL whose driver is installed, e.g. sqlite:///PATH or "
                          "postgresql+psycopg://USER@HOST/DB") from None
 

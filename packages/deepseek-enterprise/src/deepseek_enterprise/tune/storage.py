@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deepseek.errors import UsageError, shown
-from deepseek_enterprise.db_url import shown_url
+from deepseek_enterprise.db_url import masked_secrets, shown_url
 from deepseek_enterprise.sqlite_files import FOREIGN, sqlite_database, sqlite_problem
 
 HEARTBEAT_S = 20
@@ -147,7 +147,7 @@ def open_storage(url: str | None, folder: Path) -> Any:
         raise UsageError(f"--storage: {url.split('://')[0]} needs a database driver that is not installed "
                          f"({exc}); install it, or use sqlite:///PATH") from None
     except Exception as exc:  # SQLAlchemy's errors, Optuna's StorageInternalError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = masked_secrets(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
         raise UsageError(f"--storage: cannot open {shown_url(url)}: {first}; give a working storage (--storage) "
                          "or a new study folder (--out)") from None
 
