@@ -461,13 +461,17 @@ def test_a_plugin_strategys_device_type_or_memory_row_that_raises_names_the_plug
 
 
 @pytest.mark.parametrize(("row", "dp", "said"), [
-    ({"tokens_per_s": float("nan")}, 1, "tokens_per_s nan is not a finite number >= 0"),
-    ({"tokens_per_s": -5.0}, 1, "tokens_per_s -5.0 is not a finite number >= 0"),
+    ({"tokens_per_s": float("nan")}, 1, "tokens_per_s nan is not a number from 0 to 10^11 (per rank)"),
+    ({"tokens_per_s": -5.0}, 1, "tokens_per_s -5.0 is not a number from 0 to 10^11 (per rank)"),
+    # a throughput, an MFU or a rank count no run reaches was the objective as it came
+    ({"tokens_per_s": 1e11 + 1e5}, 1, "tokens_per_s 100000100000.0 is not a number from 0 to 10^11 (per rank)"),
     ({"peak_memory_bytes": 2**50 + 1}, 1, f"peak_memory_bytes {2**50 + 1} is not a whole number from 0 to 2^50"),
     ({"peak_memory_bytes": -1}, 1, "peak_memory_bytes -1 is not a whole number from 0 to 2^50"),
-    ({"mfu": float("inf")}, 1, "mfu inf is not a finite number >= 0"),
-    ({}, 0, "device.dp_size 0 is not a whole number >= 1"),
-    ({"tokens_per_s": "fast"}, 1, "tokens_per_s 'fast' is not a finite number >= 0"),
+    ({"mfu": float("inf")}, 1, "mfu inf is not a number from 0 to 10 (above 1 only where the peak table is wrong)"),
+    ({"mfu": 10.5}, 1, "mfu 10.5 is not a number from 0 to 10 (above 1 only where the peak table is wrong)"),
+    ({}, 0, "device.dp_size 0 is not a whole number from 1 to 2^20"),
+    ({}, 2**20 + 1, f"device.dp_size {2**20 + 1} is not a whole number from 1 to 2^20"),
+    ({"tokens_per_s": "fast"}, 1, "tokens_per_s 'fast' is not a number from 0 to 10^11 (per rank)"),
 ])
 def test_a_bench_result_no_bench_gives_fails_the_trial_naming_the_field(tmp_path: Any, row: dict[str, Any], dp: int,
                                                                         said: str) -> None:
@@ -484,6 +488,8 @@ def test_a_bench_result_no_bench_gives_fails_the_trial_naming_the_field(tmp_path
     out.write_text(json.dumps({"rows": [good], "device": {"dp_size": 2}}))
     attrs: dict[str, Any] = {}
     assert read_bench(out, attrs) == 2000.0 and attrs == {"peak_gib": 3.0, "mfu": 0.25}
+    out.write_text(json.dumps({"rows": [{**good, "tokens_per_s": 1e11, "mfu": 10}], "device": {"dp_size": 2**20}}))
+    assert read_bench(out, attrs) == 1e11 * 2**20 and attrs["mfu"] == 10  # the bounds themselves are taken
     out.write_text(json.dumps({"rows": [{**good, **row}], "device": {"dp_size": dp}}))
     with pytest.raises(TrialFailed) as failed:
         read_bench(out, {})

@@ -259,13 +259,25 @@ class SystemTuner(Tuner):
 
 PEAK_BYTES_MAX = 2**50
 """The largest peak memory a bench result may give (1 PiB; no device has that much)."""
+TOKENS_PER_S_MAX = 10**11
+"""The most tokens per second a bench result may give per rank: at 6 FLOPs per parameter and token,
+a 100k-parameter model at 10^11 tokens/s needs 6x10^16 FLOP/s, sixty times an H100's dense bf16 peak."""
+MFU_MAX = 10.0
+"""The largest MFU a bench result may give. Above 1 only if the peak table under-states the device
+(a device it lacks, measured against another's peak), which it does by a small factor; ten times
+the peak is a wrong figure, not a fast run."""
+DP_SIZE_MAX = 2**20
+"""The most data-parallel ranks a bench result may give (a million; the largest clusters have about 10^5 GPUs):
+the trial's throughput is the rank's times this."""
 
 
 def read_bench(out: Path, attrs: dict[str, Any]) -> float:
     """The tokens per second of ``bench train``'s result ``out`` summed over its data-parallel
     ranks; its peak memory (GiB) and MFU go into ``attrs``. A file that does not read, or a figure
     no bench gives (not a number, negative, a peak past :data:`PEAK_BYTES_MAX`), fails the trial
-    naming the file and the field: it was taken as it came (a NaN throughput was the objective)."""
+    naming the file and the field: it was taken as it came (a NaN throughput was the objective; a
+    throughput past :data:`TOKENS_PER_S_MAX`, an MFU past :data:`MFU_MAX` or ranks past
+    :data:`DP_SIZE_MAX` would have led the study to a trial that measured nothing)."""
     import math
 
     def number(v: Any, low: float, high: float = math.inf, whole: bool = False) -> bool:
@@ -275,11 +287,13 @@ def read_bench(out: Path, attrs: dict[str, Any]) -> float:
     try:
         result = loads_json(read_text(out))
         row, dp = result["rows"][0], result["device"]["dp_size"]
-        figures = {"device.dp_size": (dp, number(dp, 1, whole=True), "a whole number >= 1"),
-                   "tokens_per_s": (row["tokens_per_s"], number(row["tokens_per_s"], 0), "a finite number >= 0"),
+        figures = {"device.dp_size": (dp, number(dp, 1, DP_SIZE_MAX, whole=True), "a whole number from 1 to 2^20"),
+                   "tokens_per_s": (row["tokens_per_s"], number(row["tokens_per_s"], 0, TOKENS_PER_S_MAX),
+                                    "a number from 0 to 10^11 (per rank)"),
                    "peak_memory_bytes": (row["peak_memory_bytes"], number(row["peak_memory_bytes"], 0, PEAK_BYTES_MAX,
                                                                           whole=True), "a whole number from 0 to 2^50"),
-                   "mfu": (row.get("mfu"), row.get("mfu") is None or number(row["mfu"], 0), "a finite number >= 0")}
+                   "mfu": (row.get("mfu"), row.get("mfu") is None or number(row["mfu"], 0, MFU_MAX),
+                           "a number from 0 to 10 (above 1 only where the peak table is wrong)")}
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise TrialFailed(f"{out}: no readable bench result ({exc})") from None
     bad = next((f"{k} {v!r} is not {what}" for k, (v, good, what) in figures.items() if not good), None)
