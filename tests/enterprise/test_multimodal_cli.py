@@ -323,10 +323,24 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
           ('"seed": 0, "steps": "40"', "", "steps '40' is not a whole number from 0 to 10^12"),
           ('"seed": 0, "steps": -1', "", "steps -1 is not a whole number from 0 to 10^12"),
           ('"seed": 0, "steps": 1000000000001', "", "steps 1000000000001 is not a whole number from 0 to 10^12"),
-          ('"seed": 0, "seconds": -5', "", "seconds -5 is not a finite number >= 0"),
-          ('"seed": 0, "seconds": Infinity', "", "seconds inf is not a finite number >= 0"),
-          ('"seed": 0', ', "test_loss": NaN', "test.test_loss must be a finite number, got nan"),
+          ('"seed": 0, "seconds": -5', "", "seconds -5 is not a number from 0 to 10^9 (about 32 years)"),
+          ('"seed": 0, "seconds": Infinity', "", "seconds inf is not a number from 0 to 10^9 (about 32 years)"),
+          ('"seed": 0', ', "test_loss": NaN', "test.test_loss must be a finite number within float32's range "
+                                             "(3.4e38), got nan"),
           ('"seed": 0', ', "test_loss": -1', "test.test_loss must be a number >= 0, got -1"),
+          # past any bound: a run of 10^300 seconds, 10^30 threads, a loss no float32 mean reaches
+          ('"seed": 0, "seconds": 1e300', "", "seconds 1e+300 is not a number from 0 to 10^9 (about 32 years)"),
+          ('"seed": 0, "machine": {"cpu": "c", "cpu_count": 8, "threads": ' + str(10**30) + '}', "",
+           f"machine.threads {10**30} is more than 2^16 (65536), more than a machine counts"),
+          ('"seed": 0, "machine": {"cpu": "c", "cpu_count": 65537}', "",
+           "machine.cpu_count 65537 is more than 2^16 (65536), more than a machine counts"),
+          ('"seed": 0', ', "test_loss": 1e39', "test.test_loss must be a finite number within float32's range "
+                                             "(3.4e38), got 1e+39"),
+          ('"seed": 0', ', "test_other": -1e39', "test.test_other must be a finite number within float32's range "
+                                              "(3.4e38), got -1e+39"),
+          ('"seed": 0, "val": {"val_accuracy": 0.5, "val_loss": Infinity}', "",
+           "val.val_loss must be a finite number within float32's range (3.4e38), got inf"),
+          ('"seed": 0, "val": {"val_accuracy": 0.5, "val_loss": -2}', "", "val.val_loss must be a number >= 0, got -2"),
           ('"seed": 0, "started_from": ["x"]', "", "started_from ['x'] is not a table of modality = run folder"),
           ('"seed": 0, "machine": "x"', "", "machine 'x' is not a table of the CPU's name (cpu) and other names or "
                                             "counts"),

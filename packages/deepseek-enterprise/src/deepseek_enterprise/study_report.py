@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from deepseek.config.field_checks import SEED_MAX
+from deepseek.config.field_checks import FLOAT32_MAX, SEED_MAX
 from deepseek.errors import UsageError
 from deepseek.parsing import UnreadableFile, loads_json, read_text
 from deepseek.plugins.records import NAME_RE
@@ -31,6 +31,10 @@ LATENCY_MS_MAX = 86_400_000
 """The longest batch-1 call a results line's ``latency`` may give, in milliseconds (a day)."""
 STEPS_MAX = 10**12
 """The most steps a results line's ``steps`` and ``val_curve`` may give (decades of training)."""
+SECONDS_MAX = 10**9
+"""The longest a results line's ``seconds`` (one model's training and testing) may be: about 32 years."""
+MACHINE_COUNT_MAX = 2**16
+"""The largest count a results line's ``machine`` may give (``cpu_count``, ``threads``): Linux counts 8192 CPUs at most."""
 
 
 def row_recipe(row: dict[str, Any]) -> str | None:
@@ -65,9 +69,6 @@ def _mean_of(rows: list[dict[str, Any]], key: str) -> str:
 
 def check_row(row: Any) -> str | None:
     """What is wrong with a results line read back from disk (None: nothing)."""
-    def fraction(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
-
     if not isinstance(row, dict):
         return "a results line is a JSON object"
     if row.get("task") not in ("redundant", "complementary"):
@@ -82,19 +83,14 @@ def check_row(row: Any) -> str | None:
     if not _count(row.get("seed")) or row["seed"] > SEED_MAX:  # the range of the study's --seed
         return f"seed {row.get('seed')!r} is not a whole number from 0 to {SEED_MAX}"
     test = row.get("test")
-    if not isinstance(test, dict) or not fraction(test.get("test_accuracy")):
+    if not isinstance(test, dict) or not _fraction(test.get("test_accuracy")):
         return "test.test_accuracy must be a number in [0, 1]"
-    for key, value in test.items():  # each modality's own reading, a percentage in the tables
-        if key.startswith("test_accuracy_") and not fraction(value):
-            return f"test.{key} must be a number in [0, 1], got {value!r}"
-        if not _number(value):  # test_loss and any other metric: means over the test batches
-            return f"test.{key} must be a finite number, got {value!r}"
-        if key == "test_loss" and value < 0:  # the classifier's cross-entropy
-            return f"test.test_loss must be a number >= 0, got {value!r}"
+    if _metrics_problem("test", test) is not None:  # test_loss and any other metric: means over the test batches
+        return _metrics_problem("test", test)
     missing = row.get("missing")
     modalities = model_of(row["config"])[0]
     if len(modalities) > 1 and (not isinstance(missing, dict)
-                                or not all(fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
+                                or not all(_fraction(missing.get(m)) for m in ("vision", "audio", "text"))):
         return "missing must give a number in [0, 1] for vision, audio and text"
     if len(modalities) == 1 and "missing" in row:  # the study writes it for fused models only
         return f"missing is written for fused models only; a unimodal row ({row['config']}) has none"
@@ -103,8 +99,8 @@ def check_row(row: Any) -> str | None:
         return problem
     if "before_calibration" in row:
         before, val = row["before_calibration"], row.get("val")
-        if not (isinstance(before, dict) and fraction(before.get("test_accuracy")) and fraction(before.get("val_accuracy"))
-                and isinstance(val, dict) and fraction(val.get("val_accuracy"))):
+        if not (isinstance(before, dict) and _fraction(before.get("test_accuracy")) and _fraction(before.get("val_accuracy"))
+                and isinstance(val, dict) and _fraction(val.get("val_accuracy"))):
             return "a calibrated row needs before_calibration.{test,val}_accuracy and val.val_accuracy in [0, 1]"
         if logit_weights_problem(row.get("logit_weights"), modalities) is not None:
             return "logit_weights must map fused and the model's modalities to finite numbers"
@@ -112,8 +108,8 @@ def check_row(row: Any) -> str | None:
         weighted = row["weighted"]
         if len(modalities) == 1:
             return f"weighted is written for fused models only; a unimodal row ({row['config']}) has none"
-        if not (isinstance(weighted, dict) and fraction(weighted.get("val_accuracy"))
-                and fraction(weighted.get("test_accuracy"))):
+        if not (isinstance(weighted, dict) and _fraction(weighted.get("val_accuracy"))
+                and _fraction(weighted.get("test_accuracy"))):
             return "weighted needs val_accuracy and test_accuracy in [0, 1]"
         problem = logit_weights_problem(weighted.get("logit_weights"), modalities)
         if problem is not None:
@@ -199,6 +195,23 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _fraction(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+
+def _metrics_problem(split: str, metrics: dict[str, Any]) -> str | None:
+    """What is wrong with a results line's ``test`` or ``val`` figures, means over its batches (None:
+    nothing): accuracies in [0, 1], the loss >= 0, all within float32's range (their means stay in it)."""
+    for key, value in metrics.items():
+        if key.startswith(f"{split}_accuracy") and not _fraction(value):
+            return f"{split}.{key} must be a number in [0, 1], got {value!r}"
+        if not (_number(value) and abs(value) <= FLOAT32_MAX):
+            return f"{split}.{key} must be a finite number within float32's range (3.4e38), got {value!r}"
+        if key == f"{split}_loss" and value < 0:
+            return f"{split}.{key} must be a number >= 0, got {value!r}"
+    return None
+
+
 def _count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
@@ -210,20 +223,24 @@ def _check_extras(row: dict[str, Any]) -> str | None:
         return problem
     if "steps" in row and not (_count(row["steps"]) and row["steps"] <= STEPS_MAX):  # 0: an ensemble trains nothing
         return f"steps {row['steps']!r} is not a whole number from 0 to 10^12"
-    if "seconds" in row and not (_number(row["seconds"]) and row["seconds"] >= 0):
-        return f"seconds {row['seconds']!r} is not a finite number >= 0"
+    if "seconds" in row and not (_number(row["seconds"]) and 0 <= row["seconds"] <= SECONDS_MAX):
+        return f"seconds {row['seconds']!r} is not a number from 0 to 10^9 (about 32 years)"
     machine = row.get("machine")  # what the run was measured on (deepseek.bench.latency.machine_info)
     if machine is not None and not (isinstance(machine, dict) and isinstance(machine.get("cpu"), str) and all(
             isinstance(v, str) or v is None or _count(v) for v in machine.values())):
         return f"machine {machine!r} is not a table of the CPU's name (cpu) and other names or counts"
+    big = next((k for k, v in (machine or {}).items() if _count(v) and v > MACHINE_COUNT_MAX), None)
+    if big is not None:  # cpu_count, threads
+        return f"machine.{big} {machine[big]} is more than 2^16 (65536), more than a machine counts"
     started = row.get("started_from")  # modality -> the unimodal run folder a model started from
     if started is not None and not (isinstance(started, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in started.items())):
         return f"started_from {started!r} is not a table of modality = run folder"
     val = row.get("val")  # the fixed-weights table shows val.val_accuracy as a percentage
-    if val is not None and not (isinstance(val, dict) and all(
-            _number(v) and 0.0 <= v <= 1.0 for k, v in val.items() if k.startswith("val_accuracy"))):
+    if val is not None and not (isinstance(val, dict) and all(_fraction(v) for k, v in val.items() if k.startswith("val_accuracy"))):
         return "val must give val_accuracy (and val_accuracy_<modality>) as numbers in [0, 1]"
+    if val is not None and _metrics_problem("val", val) is not None:  # val_loss and the others: as test's
+        return _metrics_problem("val", val)
     curve = row.get("val_curve")
     if curve is not None and not (isinstance(curve, list) and all(
             isinstance(p, (list, tuple)) and len(p) == 2 and _count(p[0]) and p[0] <= STEPS_MAX
