@@ -262,6 +262,23 @@ def test_a_taken_tenant_name_and_a_missing_tenant_say_what_to_do(svc: Deploy) ->
     r = svc.call("POST", "/v1/tenants/acmee/users", svc.admin, json={"name": "eve", "role": "member"})
     assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'acmee'; create it with "
                                                          "'deepseek tenants create acmee'"})
+    r = svc.call("PUT", "/v1/tenants/acmee/quota", svc.admin, json={"devices": 8})  # set up as a new tenant is
+    assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'acmee'; create it with "
+                                                         "'deepseek tenants create acmee'"})
+    # a route reading what a tenant holds (jobs, their files, users, tokens, audit): a new tenant holds
+    # none of it, so the name is mistyped; these said to create it too (auth.tenant_row's one line)
+    for method, url in (("GET", "/v1/tenants/acmee/jobs"), ("GET", "/v1/tenants/acmee/jobs/1"),
+                        ("GET", "/v1/tenants/acmee/jobs/1/logs"), ("POST", "/v1/tenants/acmee/jobs/1/cancel"),
+                        ("POST", "/v1/tenants/acmee/jobs"), ("GET", "/v1/tenants/acmee/jobs/1/files"),
+                        ("GET", "/v1/tenants/acmee/jobs/1/download?path=job.log"),
+                        ("GET", "/v1/tenants/acmee/jobs/1/metrics"), ("GET", "/v1/tenants/acmee"),
+                        ("GET", "/v1/tenants/acmee/users"), ("DELETE", "/v1/tenants/acmee/users/bob"),
+                        ("POST", "/v1/tenants/acmee/users/bob/tokens"), ("GET", "/v1/audit?tenant=acmee")):
+        body = {"json": {"command": "train"}} if url.endswith("jobs") and method == "POST" else (
+            {"json": {}} if url.endswith("tokens") else {})
+        r = svc.call(method, url, svc.admin, **body)
+        assert (r.status_code, r.json()) == (404, {"detail": "no tenant 'acmee'; see 'deepseek tenants list' for the "
+                                                             "tenants there are"}), (method, url)
     r = svc.call("GET", "/v1/tenants/Acme", svc.admin)  # a name no tenant can have: not one to create
     assert r.status_code == 404 and r.json()["detail"].startswith("no tenant 'Acme'; 'Acme' is not a tenant or user name")
     # a tenant admin (ann, of acme) mistyping its tenant: where to find its tenants, the same line as for

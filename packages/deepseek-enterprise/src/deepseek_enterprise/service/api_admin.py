@@ -137,7 +137,7 @@ def set_quota(tenant: str, body: QuotaIn, who: Principal = Caller, svc: Service 
     """Change some of a tenant's quota fields (platform admin)."""
     with mutation(svc, who, "tenant.quota", tenant=tenant, target=f"tenant {tenant}") as (s, out):
         who.require_platform_admin()
-        t = tenant_row(s, who, tenant, lock=True)
+        t = tenant_row(s, who, tenant, lock=True, creatable=True)
         _apply_quota(t.quota, body)
         out.result = f"ok: {body.model_dump(exclude_unset=True)}"
         svc.wake()
@@ -148,7 +148,7 @@ def set_quota(tenant: str, body: QuotaIn, who: Principal = Caller, svc: Service 
 def add_user(tenant: str, body: UserIn, who: Principal = Caller, svc: Service = Svc) -> dict[str, Any]:
     """Add a user to the tenant with a role (created if new), or change its role (tenant admin)."""
     with mutation(svc, who, "user.add", tenant=tenant, target=f"user {body.name} as {body.role}") as (s, _out):
-        t = tenant_row(s, who, tenant, "admin")
+        t = tenant_row(s, who, tenant, "admin", creatable=True)
         user = s.scalar(select(User).where(User.name == body.name))
         if user is None:
             user = User(name=body.name)

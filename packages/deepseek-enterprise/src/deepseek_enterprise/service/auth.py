@@ -113,15 +113,20 @@ class Authenticator:
 
 
 def tenant_row(session: Session, principal: Principal, name: str, at_least: str = "viewer",
-               lock: bool = False) -> Tenant:
-    """The tenant ``name`` if the caller has ``at_least`` that role there (else 404/403)."""
+               lock: bool = False, creatable: bool = False) -> Tenant:
+    """The tenant ``name`` if the caller has ``at_least`` that role there (else 404/403). A missing
+    one (only a platform admin, who is in every tenant, is told so) is 404 with the fix that fits
+    the route: ``creatable`` (adding a user, setting a quota: what a new tenant is set up with), its
+    creation; else (its jobs, their files, its users, tokens and audit log: a new tenant has none,
+    so the name is mistyped) the list of tenants; a name no tenant can have, the name rule."""
     principal.require(name, at_least)
     query = select(Tenant).where(Tenant.name == name)
     if lock:
         query = query.with_for_update()
     tenant = session.scalar(query)
-    if tenant is None:  # only a platform admin, who is in every tenant, comes here: it may create one
+    if tenant is None:
         problem = name_problem(name)
-        raise ApiError(404, f"no tenant {name!r}; " + (
-            f"create it with 'deepseek tenants create {name}'" if problem is None else problem))
+        fix = (f"create it with 'deepseek tenants create {name}'" if creatable
+               else "see 'deepseek tenants list' for the tenants there are")
+        raise ApiError(404, f"no tenant {name!r}; {fix if problem is None else problem}")
     return tenant
