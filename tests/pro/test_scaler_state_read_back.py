@@ -25,13 +25,13 @@ from deepseek.plugins.settings import PluginSettings  # noqa: E402
 
 STEP = Path("run", "checkpoints", "step-5")
 EXPECTED = {"scale": "a number > 0 and at most the largest float32", "growth_factor": "a finite number > 1",
-            "backoff_factor": "a number > 0 and < 1", "growth_interval": "a whole number >= 1",
+            "backoff_factor": "a number > 0 and < 1", "growth_interval": "a whole number from 1 to 2147483647",
             "_growth_tracker": "a whole number from 0 to 1999 (below growth_interval)"}
 
 
 @pytest.mark.parametrize(("field", "value"), [
     ("scale", -1.0), ("scale", 0.0), ("scale", 1e39), ("growth_factor", 0.5), ("backoff_factor", 2.0),
-    ("growth_interval", 0), ("_growth_tracker", -5), ("_growth_tracker", 1.5), ("surprise", 1),
+    ("growth_interval", 0), ("growth_interval", 2**31), ("_growth_tracker", -5), ("_growth_tracker", 1.5), ("surprise", 1),
 ])
 def test_a_tampered_loss_scaler_state_is_refused(pro_runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  field: str, value: Any) -> None:

@@ -64,6 +64,9 @@ STATE_CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
     ("scaler not numbers", _set(precision={"name": "fp16", "scaler": {"scale": "big"}}), ["precision.scaler"]),
     ("world size zero", _set(world_size=0), ["world_size"]),
     ("schedule rate a string", _edit_state(lambda state: state["schedule"].update(lr="x")), ["schedule.lr is a string"]),
+    # past train.lr's bound (the config's rule): a rate of 1e308 trained into inf
+    ("schedule rate past train.lr's bound", _edit_state(lambda state: state["schedule"].update(lr=1e308)),
+     ["schedule.lr is a number (1e+308), expected a number from 0 to 100"]),
     ("schedule steps negative", _edit_state(lambda state: state["schedule"].update(warmup_steps=-1)),
      ["schedule.warmup_steps is a number (-1)"]),
     ("not UTF-8", _write(TRAINER, b'{"format": "deepseek-checkpoint", "step": \xff}'), ["trainer.json"]),

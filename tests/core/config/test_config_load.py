@@ -95,7 +95,7 @@ def test_bad_override_syntax(item: str) -> None:
         (["logging.name=nan"], r"^logging\.name: expected a string, got nan \(float\); TOML reads the value as a "
                                r"number: quote it to give text \(in a file KEY = \"\.\.\.\", --set 'KEY=\"\.\.\.\"'\)$"),
         (["logging.name=true"], r"^logging\.name: expected a string, got True \(bool\); TOML reads the value as a boolean"),
-        (["train.lr=-0.1"], r"train\.lr: must be > 0, got -0\.1"),
+        (["train.lr=-0.1"], r"train\.lr: must be > 0 and at most 100, got -0\.1"),
         (["train.lr=true"], r"train\.lr: expected a number"),
         (["train.lr=inf"], r"^train\.lr: must be a finite number, got inf; give a finite value$"),
         (["optimizer.weight_decay=inf"], r"^optimizer\.weight_decay: must be a finite number, got inf"),
@@ -104,6 +104,20 @@ def test_bad_override_syntax(item: str) -> None:
         (["precision.init_scale=1e39"], r"^precision\.init_scale: must be > 0 and at most 3\.4028235e\+38 \(the "
                                         r"largest float32\), got 1e\+39"),
         (["train.grad_clip=nan"], r"^train\.grad_clip: must be a finite number, got nan"),
+        # an exponent's typo was taken and diverged (or overflowed) at the first step: generous bounds
+        (["train.lr=1e308"], r"^train\.lr: must be > 0 and at most 100, got 1e\+308 \((float|int)\)$"),
+        (["optimizer.lr=1e308"], r"^optimizer\.lr: .*train\.lr"),  # train.lr's key, named so
+        (["optimizer.weight_decay=1e300"], r"^optimizer\.weight_decay: must be >= 0 and at most 100, got 1e\+300 \((float|int)\)$"),
+        (["optimizer.eps=2.0"], r"^optimizer\.eps: must be > 0 and at most 1, got 2\.0 \((float|int)\)$"),
+        (["optimizer.betas=[0.9, 1.0]"], r"^optimizer\.betas: must be two numbers in \[0, 1\)"),
+        (["optimizer.momentum=1.5"], r"^optimizer\.momentum: must be in \[0, 1\)"),
+        (['optimizer.groups=[{match="wte.*", lr_scale=1e300}]'],
+         r"^optimizer\.groups\.0\.lr_scale: must be at most 100, got 1e\+300 \((float|int)\)$"),
+        (['optimizer.groups=[{match="wte.*", weight_decay=1e300}]'],
+         r"^optimizer\.groups\.0\.weight_decay: must be >= 0 and at most 100, got 1e\+300 \((float|int)\)$"),
+        # torch counts the steps toward it in 32 bits
+        (["precision.growth_interval=2147483648"],
+         r"^precision\.growth_interval: must be a whole number from 1 to 2147483647, got 2147483648 \((float|int)\)$"),
         (["model.dropout=-inf"], r"^model\.dropout: must be a finite number, got -inf"),
         (["train.on_nonfinite=ignore"], r"train\.on_nonfinite: 'ignore' .*allowed values: 'stop', 'skip', 'continue'"),
         (["precision.dtype=fp8"], r"precision\.dtype: 'fp8' .*allowed values: 'auto', 'fp32', 'bf16', 'fp16'"),

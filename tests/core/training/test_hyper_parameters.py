@@ -6,6 +6,7 @@ host. Pure checks, and one tiny run resumed."""
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,37 @@ class DampedPlugin:
 ])
 def test_a_declared_type_names_what_belongs(rule: HyperParameter, value: object, problem: str | None) -> None:
     assert rule.problem(value) == problem
+
+
+ADAMW_GROUP = {"params": ["w"], "lr": 2e-3, "initial_lr": 2e-3, "weight_decay": 0.1, "betas": [0.9, 0.95],
+               "eps": 1e-8}
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("weight_decay", 1e300, "above 100.0"),  # optimizer.weight_decay's bound
+    ("lr", 1e308, "above 10000.0"),  # train.lr's times an lr_scale's
+    ("initial_lr", 1e308, "above 10000.0"),
+    ("eps", 2.0, "above 1.0"),
+    ("betas", [0.9, 1.0], "at or above 1"),  # a beta of 1 divides by 0 in the bias correction
+    ("betas", [5.0, 0.95], "at or above 1"),
+    ("betas", [-0.5, 0.95], "below 0"),
+])
+def test_saved_groups_are_held_to_the_configs_bounds(key: str, value: object, problem: str) -> None:
+    group = {**ADAMW_GROUP, key: value}
+    with pytest.raises(CheckpointError, match=rf"^here: optimizer group 0 {key} is {re.escape(repr(value))}, "
+                                              rf"{re.escape(problem)}; the checkpoint is damaged"):
+        check_saved_groups([group], "here", AdamW.hyper_parameters)
+    if key in COMMON:  # an optimizer not installed here: what every optimizer's groups hold, bounded alike
+        with pytest.raises(CheckpointError, match=re.escape(problem)):
+            check_saved_groups([group], "here")
+
+
+def test_saved_groups_at_the_configs_bounds_are_taken() -> None:
+    group = {**ADAMW_GROUP, "lr": 100.0 * 100.0, "weight_decay": 100.0, "eps": 1.0, "betas": [0.0, 0.999]}
+    check_saved_groups([group], "here", AdamW.hyper_parameters)
+    sgd = {"params": ["w"], "lr": 0.1, "weight_decay": 0.0, "momentum": 1.0, "nesterov": False}
+    with pytest.raises(CheckpointError, match=r"momentum is 1\.0, at or above 1; "):
+        check_saved_groups([sgd], "here", SGD.hyper_parameters)
 
 
 def test_a_declaration_of_no_known_kind_fails_where_it_is_made() -> None:

@@ -23,6 +23,56 @@ def loss_scale(value: float) -> str | None:
     return None if 0 < value <= FLOAT32_MAX else f"must be > 0 and at most {FLOAT32_MAX:.8g} (the largest float32)"
 
 
+GROWTH_INTERVAL_MAX = 2**31 - 1
+"""The largest ``precision.growth_interval`` (and a checkpoint's saved one): torch's loss scaler
+counts the steps toward it in a 32-bit integer tensor."""
+
+
+def growth_interval(value: int) -> str | None:
+    """``precision.growth_interval`` and the one a checkpoint's ``trainer.json`` saved."""
+    return None if 1 <= value <= GROWTH_INTERVAL_MAX else f"must be a whole number from 1 to {GROWTH_INTERVAL_MAX}"
+
+
+# The optimizer's numbers: generous bounds (far above what any run trains with), so a typo of an
+# exponent (1e308 for 1e-3) is one line naming the key, not a run that diverges (or overflows to
+# inf) at its first step. Saved parameter groups are held to the same bounds
+# (deepseek.training.hyper_parameters declares them from these).
+LR_MAX = 100.0
+"""The largest ``train.lr`` (SGD with huge batches trains at a few units; 100 is far past it)."""
+LR_SCALE_MAX = 100.0
+"""The largest ``lr_scale`` of an ``[[optimizer.groups]]`` rule."""
+GROUP_LR_MAX = LR_MAX * LR_SCALE_MAX
+"""The largest learning rate a parameter group can hold (``train.lr`` times its ``lr_scale``): the
+bound of a checkpoint's saved group ``lr`` / ``initial_lr``."""
+WEIGHT_DECAY_MAX = 100.0
+"""The largest ``optimizer.weight_decay`` (and a group rule's); runs use 0 to about 1."""
+EPS_MAX = 1.0
+"""The largest ``optimizer.eps``: a denominator floor of 1 already outweighs every gradient's RMS
+of a usual model (runs use 1e-8 to 1e-3)."""
+
+
+def learning_rate(value: float) -> str | None:
+    """``train.lr``: above 0 and at most :data:`LR_MAX`."""
+    return None if 0 < value <= LR_MAX else f"must be > 0 and at most {LR_MAX:g}"
+
+
+def lr_scale(value: float) -> str | None:
+    """An ``[[optimizer.groups]]`` rule's ``lr_scale``: 0 (the group kept fixed) to :data:`LR_SCALE_MAX`."""
+    if value < 0:
+        return "must be >= 0 (0 keeps the group's parameters fixed)"
+    return None if value <= LR_SCALE_MAX else f"must be at most {LR_SCALE_MAX:g}"
+
+
+def weight_decay(value: float | None) -> str | None:
+    """``optimizer.weight_decay`` and a group rule's (``None``: unset): 0 to :data:`WEIGHT_DECAY_MAX`."""
+    return None if value is None or 0 <= value <= WEIGHT_DECAY_MAX else f"must be >= 0 and at most {WEIGHT_DECAY_MAX:g}"
+
+
+def eps(value: float) -> str | None:
+    """``optimizer.eps``: above 0 and at most :data:`EPS_MAX`."""
+    return None if 0 < value <= EPS_MAX else f"must be > 0 and at most {EPS_MAX:g}"
+
+
 def fraction(value: float) -> str | None:
     """In [0, 1)."""
     return None if 0.0 <= value < 1.0 else "must be in [0, 1)"

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-def _lr_scale(value: float) -> str | None:
-    return None if value >= 0 else "must be >= 0 (0 keeps the group's parameters fixed)"
+from deepseek.config import field_checks as checks
 
 
 def _patterns(value: str | tuple[str, ...]) -> str | None:
@@ -40,11 +38,10 @@ class ParamGroupRule:
     """Shell-style patterns (``fnmatch``, case-sensitive: ``*``, ``?``, ``[...]``) over the model's parameter names
     as ``deepseek config params`` lists them (``wte.weight``, ``blocks.0.attn.qkv.weight``); a string or a
     list. A rule that matches no parameter of the model is refused when the run starts."""
-    lr_scale: float = field(default=1.0, metadata={"check": _lr_scale})
-    """Multiplies the schedule's learning rate for these parameters every step (0: kept fixed)."""
-    weight_decay: float | None = field(default=None, metadata={"check": lambda v: None if v is None or v >= 0
-                                                                else "must be >= 0"})
-    """Weight decay of these parameters, matrices and vectors alike; unset: ``[optimizer]``'s rule."""
+    lr_scale: float = field(default=1.0, metadata={"check": checks.lr_scale})
+    """Multiplies the schedule's learning rate for these parameters every step (0: kept fixed), at most 100."""
+    weight_decay: float | None = field(default=None, metadata={"check": checks.weight_decay})
+    """Weight decay of these parameters, matrices and vectors alike (0 to 100); unset: ``[optimizer]``'s rule."""
 
     def __post_init__(self) -> None:
         if isinstance(self.match, str):  # one pattern: kept as a one-item tuple

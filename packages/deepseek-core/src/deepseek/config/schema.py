@@ -69,8 +69,8 @@ class TrainConfig:
 
     max_steps: int = field(default=600, metadata={"check": checks.positive_int})
     """Optimizer steps of the run (``--max-steps``)."""
-    lr: float = field(default=2e-3, metadata={"check": positive})
-    """Peak learning rate, reached after the warm-up."""
+    lr: float = field(default=2e-3, metadata={"check": checks.learning_rate})
+    """Peak learning rate, reached after the warm-up (at most 100)."""
     min_lr: float | None = field(default=None, metadata={"check": lambda v: None if v is None else non_negative(v)})
     """Learning rate at the end of the decay (at most ``lr``). Default: ``lr / 20``, at most
     ``1e-4`` (the config written to the run folder records the number; a resumed run keeps it
@@ -184,8 +184,8 @@ class PrecisionConfig:
     init_scale: float = field(default=2.0**16, metadata={"check": checks.loss_scale})
     """fp16 only: the initial loss scale (another value than the default warns in a run computing in
     another dtype)."""
-    growth_interval: int = field(default=2000, metadata={"check": checks.positive_int})
-    """fp16 only: steps without overflow before the loss scale doubles (another value than the
+    growth_interval: int = field(default=2000, metadata={"check": checks.growth_interval})
+    """fp16 only: steps without overflow before the loss scale doubles, 1 to 2**31 - 1 (another value than the
     default warns in a run computing in another dtype)."""
 
 
@@ -201,10 +201,10 @@ class OptimizerConfig:
     ``adafactor`` or a plugin's (``deepseek plugins list``)"""
     betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata={"check": checks.betas})
     """Moment decay rates (AdamW and optimizers like it)."""
-    eps: float = field(default=1e-8, metadata={"check": positive})
-    """Denominator epsilon (AdamW and optimizers like it)."""
-    weight_decay: float = field(default=0.1, metadata={"check": non_negative})
-    """Weight decay of the matrices (decoupled for AdamW, L2 for SGD); biases and norms get none."""
+    eps: float = field(default=1e-8, metadata={"check": checks.eps})
+    """Denominator epsilon (AdamW and optimizers like it), above 0 and at most 1."""
+    weight_decay: float = field(default=0.1, metadata={"check": checks.weight_decay})
+    """Weight decay of the matrices (decoupled for AdamW, L2 for SGD), 0 to 100; biases and norms get none."""
     momentum: float = field(default=0.9, metadata={"check": checks.fraction})
     """SGD's momentum (0: plain SGD)."""
     fused: bool | None = None

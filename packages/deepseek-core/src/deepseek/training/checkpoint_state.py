@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deepseek.config.field_checks import LR_MAX
 from deepseek.errors import CheckpointError
 from deepseek.training.checkpoint_io import HINT
 from deepseek.training.checkpoint_names import checkpoint_step
@@ -80,9 +81,9 @@ def check_trainer_state(state: Any, path: Path) -> dict[str, Any]:
         if value is not None and not _is_number(value):
             raise bad(f"metrics.{key}", "a number", value)
     schedule = state.get("schedule", {})  # the record of the rates (a schedule's options may be any JSON)
-    for key in ("lr", "min_lr"):
-        if key in schedule and not (_is_number(schedule[key]) and math.isfinite(schedule[key]) and schedule[key] >= 0):
-            raise bad(f"schedule.{key}", "a finite number >= 0", schedule[key])
+    for key in ("lr", "min_lr"):  # train.lr's bound (config.field_checks)
+        if key in schedule and not (_is_number(schedule[key]) and 0 <= schedule[key] <= LR_MAX):
+            raise bad(f"schedule.{key}", f"a number from 0 to {LR_MAX:g}", schedule[key])
     for key in ("warmup_steps", "decay_steps"):
         if key in schedule and not (_is_int(schedule[key]) and 0 <= schedule[key] < COUNTER_LIMIT):
             raise bad(f"schedule.{key}", "a whole number >= 0", schedule[key])
@@ -112,7 +113,7 @@ def _check_scaler(scaler: Any, bad: Any) -> None:
     config's rules where the config sets it: ``precision.init_scale``, ``growth_interval``). torch
     loads any number: a negative scale trained on and was saved again, a growth factor below 1
     shrank the scale at every growth, a tracker below 0 or a fraction was taken."""
-    from deepseek.config.field_checks import loss_scale, positive_int
+    from deepseek.config.field_checks import GROWTH_INTERVAL_MAX, growth_interval, loss_scale
 
     if not isinstance(scaler, Mapping) or (scaler and set(scaler) != set(SCALER_FIELDS)):
         raise bad("precision.scaler", f"{{}} or an object of {', '.join(SCALER_FIELDS)}", scaler)
@@ -123,8 +124,8 @@ def _check_scaler(scaler: Any, bad: Any) -> None:
         "scale": ("a number > 0 and at most the largest float32", finite["scale"] and loss_scale(scaler["scale"]) is None),
         "growth_factor": ("a finite number > 1", finite["growth_factor"] and scaler["growth_factor"] > 1),
         "backoff_factor": ("a number > 0 and < 1", finite["backoff_factor"] and 0 < scaler["backoff_factor"] < 1),
-        "growth_interval": ("a whole number >= 1", _is_int(scaler["growth_interval"])
-                            and positive_int(scaler["growth_interval"]) is None),
+        "growth_interval": (f"a whole number from 1 to {GROWTH_INTERVAL_MAX}", _is_int(scaler["growth_interval"])
+                            and growth_interval(scaler["growth_interval"]) is None),
     }
     for field, (expected, ok) in rules.items():
         if not ok:

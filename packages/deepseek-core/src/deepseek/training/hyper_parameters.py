@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from deepseek.config.field_checks import EPS_MAX, GROUP_LR_MAX, WEIGHT_DECAY_MAX
+
 
 @dataclass(frozen=True)
 class HyperParameter:
@@ -42,6 +44,8 @@ class HyperParameter:
     """``number`` / ``numbers``: never below this (``None``: no bound but ``non_negative``'s)."""
     maximum: float | None = None
     """``number`` / ``numbers``: never above this (``None``: no bound)."""
+    maximum_excluded: bool = False
+    """``maximum`` itself is refused too (``betas`` in [0, 1): a beta of 1 divides by 0)."""
 
     def __post_init__(self) -> None:  # a plugin's declaration: wrong at its import, not at a checkpoint's read
         if self.kind not in _KINDS:
@@ -51,6 +55,8 @@ class HyperParameter:
                        or (len(bounds) == 2 and bounds[0] > bounds[1])):
             raise ValueError(f"HyperParameter bounds [{self.minimum}, {self.maximum}]: finite numbers, minimum <= "
                              "maximum, of a number or numbers")
+        if self.maximum_excluded and self.maximum is None:
+            raise ValueError("HyperParameter maximum_excluded=True needs a maximum")
         if self.non_negative and any(b < 0 for b in bounds):  # 'below 0' would win over the bound declared
             raise ValueError(f"HyperParameter bounds [{self.minimum!r}, {self.maximum!r}] with non_negative=True: "
                              "a bound below 0 contradicts it; drop non_negative, or give bounds >= 0")
@@ -86,7 +92,11 @@ class HyperParameter:
             return "below 0"
         if self.minimum is not None and any(v < self.minimum for v in values):
             return f"below {self.minimum!r}"  # exactly: ':g' made 0.1234567 '0.123457'
-        return f"above {self.maximum!r}" if self.maximum is not None and any(v > self.maximum for v in values) else None
+        if self.maximum is None:
+            return None
+        if self.maximum_excluded:
+            return f"at or above {self.maximum!r}" if any(v >= self.maximum for v in values) else None
+        return f"above {self.maximum!r}" if any(v > self.maximum for v in values) else None
 
 
 _KINDS = ("number", "numbers", "flag", "text")
@@ -96,11 +106,19 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-COMMON: Mapping[str, HyperParameter] = {
-    "lr": HyperParameter(non_negative=True),
-    "initial_lr": HyperParameter(non_negative=True),
-    "weight_decay": HyperParameter(non_negative=True),
-}
+LR = HyperParameter(non_negative=True, maximum=GROUP_LR_MAX)
+"""A saved group's ``lr`` / ``initial_lr``: at most ``train.lr``'s bound times ``lr_scale``'s (the
+config's rules, :mod:`deepseek.config.field_checks`)."""
+WEIGHT_DECAY = HyperParameter(non_negative=True, maximum=WEIGHT_DECAY_MAX)
+"""A saved group's ``weight_decay``: ``optimizer.weight_decay``'s rule."""
+EPS = HyperParameter(non_negative=True, maximum=EPS_MAX)
+"""A saved group's ``eps``: ``optimizer.eps``'s bound."""
+BETAS = HyperParameter("numbers", count=2, non_negative=True, maximum=1, maximum_excluded=True)
+"""A saved group's ``betas``: ``optimizer.betas``' rule, two numbers in [0, 1)."""
+MOMENTUM = HyperParameter(non_negative=True, maximum=1, maximum_excluded=True)
+"""A saved group's ``momentum`` (SGD): ``optimizer.momentum``'s rule, in [0, 1)."""
+
+COMMON: Mapping[str, HyperParameter] = {"lr": LR, "initial_lr": LR, "weight_decay": WEIGHT_DECAY}
 """What every torch optimizer's groups hold (the trainer's ``initial_lr`` too): the declaration
 of an optimizer that declares nothing, and of one not installed where a checkpoint is read."""
 

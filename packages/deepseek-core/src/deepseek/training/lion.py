@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from deepseek.training.hyper_parameters import COMMON, PAIR
+from deepseek.training.hyper_parameters import BETAS, COMMON
 from deepseek.training.optimizer_state import StateValue
 from deepseek.training.optimizers import OptimizerBuilder
 
@@ -67,7 +67,7 @@ class LionBuilder(OptimizerBuilder):
 
     state_bytes = 4
     elementwise = True
-    hyper_parameters = {**COMMON, "betas": PAIR}
+    hyper_parameters = {**COMMON, "betas": BETAS}
 
     def create(self, groups: list[dict[str, Any]], lr: float, *, master_weights: bool = False,
                accumulation: int = 1) -> torch.optim.Optimizer:

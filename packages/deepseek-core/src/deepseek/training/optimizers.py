@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from deepseek.config.components import NoOptions
-from deepseek.training.hyper_parameters import COMMON, FLAG, NON_NEGATIVE, PAIR, HyperParameter
+from deepseek.training.hyper_parameters import (
+    BETAS,
+    COMMON,
+    EPS,
+    FLAG,
+    MOMENTUM,
+    NON_NEGATIVE,
+    HyperParameter,
+)
 from deepseek.training.optimizer_state import StateValue
 
 if TYPE_CHECKING:
@@ -238,7 +246,7 @@ class AdamW(OptimizerBuilder):
     supports_master_weights = True
     state_bytes = 8
     elementwise = True
-    hyper_parameters = {**COMMON, "betas": PAIR, "eps": NON_NEGATIVE, "amsgrad": FLAG, "maximize": FLAG,
+    hyper_parameters = {**COMMON, "betas": BETAS, "eps": EPS, "amsgrad": FLAG, "maximize": FLAG,
                         "decoupled_weight_decay": FLAG}
 
     def create(self, groups: list[dict[str, Any]], lr: float, *, master_weights: bool = False,
@@ -273,7 +281,7 @@ class SGD(OptimizerBuilder):
     Options = SGDOptions
     state_bytes = 4
     elementwise = True
-    hyper_parameters = {**COMMON, "momentum": NON_NEGATIVE, "dampening": NON_NEGATIVE, "nesterov": FLAG,
+    hyper_parameters = {**COMMON, "momentum": MOMENTUM, "dampening": NON_NEGATIVE, "nesterov": FLAG,
                         "maximize": FLAG}
 
     @classmethod
