@@ -107,6 +107,9 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
      "sharded.json: optimizer group 0 params is not a list of parameter names" + DAMAGED),
     ("group lr a string", _meta(_group0(lr="fast")),
      "sharded.json: optimizer group 0 lr is 'fast', where a finite number belongs" + DAMAGED),
+    # resumed with the live optimizer's lr (and its group's weight_decay), silently
+    ("group without lr", _meta(_group0(lr=None)),
+     "sharded.json: optimizer group 0 has no 'lr' (every group holds lr and weight_decay)" + DAMAGED),
     ("group weight_decay true", _meta(_group0(weight_decay=True)),
      "sharded.json: optimizer group 0 weight_decay is True, where a finite number belongs" + DAMAGED),
     # passed checkpoint info and export (only a resume, against the live optimizer, refused it): adamw

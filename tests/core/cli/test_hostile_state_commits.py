@@ -139,10 +139,16 @@ def test_a_hyper_parameter_only_one_side_has_is_no_other_optimizer() -> None:
     at once is another optimizer."""
     from deepseek.errors import CheckpointError
     from deepseek.training.checkpoint import check_groups_fit
+    from deepseek.training.optimizers import AdamW
 
     adamw = {"lr": 1e-3, "betas": (0.9, 0.95), "eps": 1e-8, "params": ["w"], "fused": None}
     check_groups_fit([adamw], [{**adamw, "decoupled_weight_decay": True, "fused": True}], "opt")
-    check_groups_fit([{**adamw, "decoupled_weight_decay": True}], [adamw], "opt")
+    # a key the live torch dropped: taken where the optimizer declares it (adamw does)
+    check_groups_fit([{**adamw, "decoupled_weight_decay": True}], [adamw], "opt", AdamW.hyper_parameters)
+    # one it neither holds nor declares was carried into the optimizer and saved again
+    with pytest.raises(CheckpointError, match=r"^opt: optimizer group 0 holds 'foo', which this run's optimizer "
+                                              r"neither has nor declares; the checkpoint is damaged"):
+        check_groups_fit([{**adamw, "foo": 1}], [adamw], "opt", AdamW.hyper_parameters)
     with pytest.raises(CheckpointError, match=r"opt: .*another optimizer .*\['betas', 'eps'\].*\['momentum'\]"):
         check_groups_fit([adamw], [{"lr": 1e-3, "momentum": 0.0, "params": ["w"]}], "opt")
 

@@ -96,6 +96,16 @@ def test_saved_groups_are_held_to_the_configs_bounds(key: str, value: object, pr
             check_saved_groups([group], "here")
 
 
+@pytest.mark.parametrize("key", ["lr", "weight_decay"])
+def test_a_saved_group_without_lr_or_weight_decay_is_damage(key: str) -> None:
+    """It was taken from the live optimizer's group, silently."""
+    group = {k: v for k, v in ADAMW_GROUP.items() if k != key}
+    for declared in (AdamW.hyper_parameters, COMMON):
+        with pytest.raises(CheckpointError, match=rf"^here: optimizer group 0 has no '{key}' \(every group holds lr "
+                                                  r"and weight_decay\); the checkpoint is damaged"):
+            check_saved_groups([group], "here", declared)
+
+
 def test_saved_groups_at_the_configs_bounds_are_taken() -> None:
     group = {**ADAMW_GROUP, "lr": 100.0 * 100.0, "weight_decay": 100.0, "eps": 1.0, "betas": [0.0, 0.999]}
     check_saved_groups([group], "here", AdamW.hyper_parameters)

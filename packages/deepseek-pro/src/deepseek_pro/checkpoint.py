@@ -184,9 +184,9 @@ def load_checkpoint(
         stored = {k: v for k, v in msd.items() if k not in meta["aliases"]}
         ckpt.check_model_fit(_stored_headers(directory / MODEL_DIR), {k: tuple(v.shape) for k, v in stored.items()},
                              directory, {k: v.dtype for k, v in stored.items()})  # DCP casts what it reads
-        dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
-        problem = _nonfinite_part(strategy, stored, directory / MODEL_DIR)
-        set_model_state_dict(module, msd)
+        # everything sharded.json and the shards' headers tell is checked before the first read
+        # into the live module (dcp.load writes into its tensors in place): a refused checkpoint
+        # leaves a Python API caller's model as it was
         groups, scalars = meta["param_groups"], meta["scalars"]
         ckpt.check_group_members(groups, [g["params"] for g in osd["param_groups"]], directory / OPTIMIZER_DIR)
         builder = builder_of(optimizer)
@@ -197,6 +197,9 @@ def load_checkpoint(
         # keys, dtypes and shapes from the headers: torch's reader casts to the live tensors' dtype
         ckpt.check_state_fit(unflatten_optimizer_state(headers, scalars, directory / SHARDED_META), shapes,
                              directory / OPTIMIZER_DIR, builder)
+        dcp.load(stored, storage_reader=HuggingFaceStorageReader(str(directory / MODEL_DIR)))
+        problem = _nonfinite_part(strategy, stored, directory / MODEL_DIR)
+        set_model_state_dict(module, msd)
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory / OPTIMIZER_DIR)))
         problem = (problem or _nonfinite_part(strategy, tensors, directory / OPTIMIZER_DIR)
                    or _state_part(tensors, scalars, shapes, builder, directory / OPTIMIZER_DIR))

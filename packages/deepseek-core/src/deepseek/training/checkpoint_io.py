@@ -37,6 +37,12 @@ RUN_KEYS = ("lr_scale",)
 under every strategy."""
 
 
+REQUIRED_KEYS = ("lr", "weight_decay")
+"""Keys every saved parameter group holds (torch keeps ``lr`` in every group, and every group the
+run builds carries ``weight_decay``: :mod:`deepseek.training.param_groups`): a group without one
+is damage, not a default to take from the live optimizer."""
+
+
 def resumed_group(saved: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
     """A saved parameter group (hyper-parameters, ``params``) with the live optimizer's
     :data:`IMPLEMENTATION_KEYS` and :data:`RUN_KEYS` in place of the saved ones (left out where
@@ -104,8 +110,11 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
     """Saved parameter groups against the live optimizer's, group by group: a saved group that
     lacks hyper-parameters the live one has while holding others it lacks was written by another
     optimizer (AdamW's ``betas`` where SGD wants ``momentum``), which the first step would fail
-    on; a CheckpointError naming ``path`` and ``optimizer.name``. Keys only one side has (a torch
-    version that added a hyper-parameter) are no mismatch: torch fills those in. A key both hold is
+    on; a CheckpointError naming ``path`` and ``optimizer.name``. A key only the live group holds (a
+    torch version that added a hyper-parameter) is no mismatch: torch fills it in; one only the saved
+    group holds is taken where the live optimizer ``declared`` it (a torch version that dropped it),
+    and otherwise refused (a key ``foo`` would be carried into the optimizer and saved again): a
+    CheckpointError naming ``path``, the group and the key. A key both hold is
     held to what the live optimizer ``declared`` of it (its builder's ``hyper_parameters``:
     :func:`~deepseek.training.hyper_parameters.live_hyper_parameters`; a signed ``momentum`` may
     be negative), an undeclared one to the kind of the live value (numbers finite, ``eps``,
@@ -119,6 +128,10 @@ def check_groups_fit(saved: list[Mapping[str, Any]], live: list[Mapping[str, Any
                 f"{foreign[:3]}, this run's optimizer has {lacking[:3]}); resume with the [optimizer] "
                 f"name of the run that wrote it (optimizer.name), or {HINT}"
             )
+        unknown = sorted(set(old) - set(new) - ignored - set(declared))
+        if unknown:
+            raise CheckpointError(f"{path}: optimizer group {i} holds {unknown[0]!r}, which this run's optimizer "
+                                  f"neither has nor declares; the checkpoint is damaged, {HINT}")
         for key in sorted(set(old) & set(new) - ignored):
             problem = declared[key].problem(old[key]) if key in declared else _value_problem(old[key], new[key], key)
             if problem:
@@ -139,7 +152,7 @@ def _number_problem(value: Any, key: str) -> str | None:
 def check_saved_groups(groups: Any, path: Any, declared: Mapping[str, HyperParameter] = COMMON) -> None:
     """Saved parameter groups on their own, as read from a checkpoint before any optimizer is
     built (``checkpoint export`` builds none): a list of tables, each with ``params`` (parameter
-    names, each in one group only), every key the optimizer ``declared`` of its declared type
+    names, each in one group only) and the :data:`REQUIRED_KEYS`, every key the optimizer ``declared`` of its declared type
     (:mod:`deepseek.training.hyper_parameters`; :data:`~deepseek.training.hyper_parameters.COMMON`
     for one that declares nothing or is not installed here) and any other numeric hyper-parameter
     finite (``eps``, ``momentum``, ... not below 0); a CheckpointError naming ``path``, the group,
@@ -158,6 +171,10 @@ def check_saved_groups(groups: Any, path: Any, declared: Mapping[str, HyperParam
             raise CheckpointError(f"{path}: parameter {again!r} is in optimizer groups {seen[again]} and {i}; the "
                                   f"checkpoint is damaged, {HINT}")
         seen.update(dict.fromkeys(params, i))
+        missing = next((k for k in REQUIRED_KEYS if k not in group), None)
+        if missing is not None:
+            raise CheckpointError(f"{path}: optimizer group {i} has no {missing!r} (every group holds "
+                                  f"{' and '.join(REQUIRED_KEYS)}); the checkpoint is damaged, {HINT}")
         for key, value in group.items():
             if key in declared:
                 problem = declared[key].problem(value)
