@@ -147,7 +147,7 @@ def test_the_up_front_checks_pass_over_a_fifo_unread(tmp_path: Path, past_fifo: 
     _weights(ckpt / "model.safetensors")
     optimizer = ckpt / "optimizer.safetensors"
     save_file({"state/w/exp_avg": torch.zeros(3)}, str(optimizer),
-              {"param_groups": json.dumps([{"params": ["w"], "lr": 0.1}])})
+              {"param_groups": json.dumps([{"params": ["w"], "lr": 0.1, "weight_decay": 0.0}])})
     with pytest.raises(CheckpointError, match="optimizer groups differ"):  # its metadata read through the reader
         check_resumed_groups(ckpt, [["v"]])
     optimizer.unlink()

@@ -16,7 +16,7 @@ from deepseek.training.checkpoint_sharded import SHARDED_META, read_sharded_meta
 def test_scalars_read_back_as_the_optimizer_kept_them(tmp_path: Path) -> None:
     scalars = {"wte.weight": {"betas_seen": (0.9, 0.95), "nested": {"pair": (1, 2), "n": 3}, "far": math.inf,
                               "steps": [1, (2, 3)], "name": "x"}}
-    body = {"param_groups": [{"lr": 0.1, "betas": jsonable_tree((0.9, 0.95)), "params": ["wte.weight"]}],
+    body = {"param_groups": [{"lr": 0.1, "weight_decay": 0.0, "betas": jsonable_tree((0.9, 0.95)), "params": ["wte.weight"]}],
             "scalars": jsonable_tree(scalars), "aliases": {}, "files": {}}
     (tmp_path / SHARDED_META).write_text(json.dumps(body), encoding="utf-8")
     meta = read_sharded_meta(tmp_path)
