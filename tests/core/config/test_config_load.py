@@ -111,6 +111,9 @@ def test_bad_override_syntax(item: str) -> None:
         (["optimizer.eps=2.0"], r"^optimizer\.eps: must be > 0 and at most 1, got 2\.0 \((float|int)\)$"),
         (["optimizer.betas=[0.9, 1.0]"], r"^optimizer\.betas: must be two numbers in \[0, 1\)"),
         (["optimizer.momentum=1.5"], r"^optimizer\.momentum: must be in \[0, 1\)"),
+        # it multiplies adafactor's step: 1e300 was inf at the first one
+        (["optimizer.name=adafactor", "optimizer.eps2=1e300"], r"^optimizer\.eps2: must be >= 0 and at most 1, got 1e\+300"),
+        (["optimizer.name=adafactor", "optimizer.eps1=2.0"], r"^optimizer\.eps1: must be >= 0 and at most 1 \(or unset"),
         (['optimizer.groups=[{match="wte.*", lr_scale=1e300}]'],
          r"^optimizer\.groups\.0\.lr_scale: must be at most 100, got 1e\+300 \((float|int)\)$"),
         (['optimizer.groups=[{match="wte.*", weight_decay=1e300}]'],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deepseek.config.field_checks import EPS_MAX
 from deepseek.training.hyper_parameters import COMMON, FLAG, HyperParameter
 from deepseek.training.optimizer_state import StateValue
 from deepseek.training.optimizers import OptimizerBuilder
@@ -21,7 +22,13 @@ if TYPE_CHECKING:
 
 
 def _eps1(value: float | None) -> str | None:
-    return None if value is None or value >= 0 else "must be >= 0 (or unset: the dtype's machine epsilon)"
+    if value is None or 0 <= value <= EPS_MAX:
+        return None
+    return f"must be >= 0 and at most {EPS_MAX:g} (or unset: the dtype's machine epsilon)"
+
+
+def _eps2(value: float) -> str | None:  # it multiplies the step: 1e300 was inf at the first one
+    return None if 0 <= value <= EPS_MAX else f"must be >= 0 and at most {EPS_MAX:g}"
 
 
 BETA2_DECAY = HyperParameter(maximum=0)
@@ -40,9 +47,9 @@ class AdafactorOptions:
     beta2_decay: float = field(default=-0.8, metadata={"check": BETA2_DECAY.problem})
     """Exponent of the second-moment decay: step ``t`` keeps ``1 - t ** beta2_decay`` of the past."""
     eps1: float | None = field(default=None, metadata={"check": _eps1})
-    """Added to the second moment in the denominator; unset: the parameter dtype's machine epsilon."""
-    eps2: float = field(default=1e-3, metadata={"check": lambda v: None if v >= 0 else "must be >= 0"})
-    """Floor of a parameter's RMS when it scales the step (so zero-initialised parameters move)."""
+    """Added to the second moment in the denominator (0 to 1); unset: the parameter dtype's machine epsilon."""
+    eps2: float = field(default=1e-3, metadata={"check": _eps2})
+    """Floor of a parameter's RMS when it scales the step (so zero-initialised parameters move), 0 to 1."""
     d: float = field(default=1.0, metadata={"check": D.problem})
     """Clipping threshold: an update whose RMS exceeds ``d`` is scaled down to it."""
 
