@@ -91,27 +91,22 @@ class Counting(PluginHost):
         return super().resolve(kind, name)
 
 
-class Plain(torch.optim.Optimizer):
-    """A live optimizer of ``lr`` only: the saved groups' other keys are the checkpoint's alone."""
-
-    def __init__(self, params: list[torch.Tensor]) -> None:
-        super().__init__(params, {"lr": 0.1})
-
-    def step(self, closure: None = None) -> None:
-        return None
-
-
 def test_single_reads_a_sharded_checkpoint_once_on_the_runs_host(tmp_path: Path) -> None:
     """Weights and optimizer state from one read of ``sharded.json``: its groups held to the
     optimizer its ``trainer.json`` names once per load (was twice: once for each)."""
+    from deepseek.training.build import optimizer_factory
     from deepseek.training.mixed_precision import Precision
     from deepseek.training.single import SingleDeviceStrategy
     from deepseek.training.strategy import StepSettings
 
     host = registered(Counting())
     directory = _sharded(tmp_path / "step-1", _net_weights())
+    # the live optimizer is the one that wrote the checkpoint (a saved key the live optimizer neither
+    # holds nor declares is refused on resume, and its declaration lets momentum be negative)
+    factory = optimizer_factory(config_from_dict({"optimizer": {"name": OPTIMIZER}}, host=host), host=host)
+    host.optimizers.clear()  # the lookups counted are the load's
     strategy = SingleDeviceStrategy({"device": "cpu"}, precision=Precision("fp32"), host=host)
-    strategy.place_for_training(Net(), lambda named: Plain([p for _, p in named]), StepSettings())
+    strategy.place_for_training(Net(), lambda named: factory([{"params": [p for _, p in named]}]), StepSettings())
     assert strategy.load_checkpoint(directory)["step"] == 1
     assert all(torch.equal(strategy.model.state_dict()[k], v) for k, v in _net_weights().items())
     assert strategy.optimizer.param_groups[0]["momentum"] == -0.5   # the checkpoint's groups, restored
