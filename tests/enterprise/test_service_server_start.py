@@ -134,6 +134,10 @@ def test_a_db_url_the_server_cannot_use_is_one_line_without_its_password(tmp_pat
     ("host=h password='s3 cret' dbname=db", "host=h password=*** dbname=db"),  # libpq's keyword string
     ("host=h Password = s3cret", "host=h Password = ***"),
     ("sqlite:///srv/passwords/service.db", "sqlite:///srv/passwords/service.db"),  # a path: no key, no value
+    # a percent-encoded key (drivers decode it) was shown as given, its value unmasked
+    ("postgresql://u@h/db?pass%77ord=s3cret&sslmode=require", "postgresql://u@h/db?pass%77ord=***&sslmode=require"),
+    ("postgresql//u@h/db?%50ASSWORD=s3cret", "postgresql//u@h/db?%50ASSWORD=***"),  # not parsable
+    ("postgresql://u@h/db?a%62c=1", "postgresql://u@h/db?a%62c=1"),  # an encoded key that names no secret
 ])
 def test_a_password_given_as_a_key_is_masked_too(url: str, shown: str) -> None:
     """db_url.shown_url masked USER:PASSWORD@ only: a password in a query string or a libpq keyword

@@ -7,18 +7,33 @@ keyword string (``password=x host=y``, as some drivers' ``?dsn=`` or a mistyped 
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
-SECRET_KEY = re.compile(
-    r"(?i)((?:^|[?&;\s])[\w.-]*(?:pass|pwd|secret|token)[\w.-]*\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&;\s]*)")
+_SECRET_NAME = r"(?:pass|pwd|secret|token)"
+_VALUE = r"('(?:[^'\\]|\\.)*'?|[^&;\s]*)"
+SECRET_KEY = re.compile(r"(?i)((?:^|[?&;\s])[\w.-]*" + _SECRET_NAME + r"[\w.-]*\s*=\s*)" + _VALUE)
 """A ``KEY=VALUE`` whose key names a secret (``password``, ``pass``, ``passwd``, ``pwd``,
 ``sslpassword``, ``secret``, ``token``, in any case and with any prefix or suffix) in a query
 string (ended by ``&`` or ``;``) or a libpq keyword string (ended by white space; a quoted value
 ends at its closing quote, or at the end when it has none): group 1 the key, group 2 the value."""
 
+_ENCODED_KEY = re.compile(r"(?i)((?:^|[?&;\s])((?:[\w.-]|%[0-9a-f]{2})*%[0-9a-f]{2}(?:[\w.-]|%[0-9a-f]{2})*)\s*=\s*)"
+                          + _VALUE)
+"""A ``KEY=VALUE`` whose key holds a percent-escape (``pass%77ord=``): drivers decode query keys, so
+its key is matched against the secret names once decoded (group 2 the key as given, group 3 the value)."""
+
+
+def _masked_encoded(m: re.Match[str]) -> str:
+    if not re.search(_SECRET_NAME, unquote(m.group(2)), re.IGNORECASE):
+        return m.group(0)
+    return m.group(1) + ("***" if m.group(3) else "")
+
 
 def masked_secrets(text: str) -> str:
     """``text`` with the value of every :data:`SECRET_KEY` in it masked (``***``): a URL, or a
-    driver's error line that may quote the connection string it could not use."""
+    driver's error line that may quote the connection string it could not use. A percent-encoded key
+    (``pass%77ord=``) is decoded before it is matched."""
+    text = _ENCODED_KEY.sub(_masked_encoded, text)
     return SECRET_KEY.sub(lambda m: m.group(1) + ("***" if m.group(2) else ""), text)
 
 
