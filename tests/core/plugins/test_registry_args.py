@@ -26,7 +26,10 @@ from deepseek.errors import UsageError
     (lambda: deepseek.create_dataset("text", batch_size=4, seed=2**32), "seed: must be from 0 to 4294967295"),
     (lambda: deepseek.create_optimizer("sgd", 5, lr=0.1), "params: expected the parameters to optimize"),
     (lambda: deepseek.create_lr_schedule("cosine", lr="x", decay_steps=10), "lr: expected a number, got 'x' (str)"),
-    (lambda: deepseek.create_lr_schedule("cosine", lr=float("nan"), decay_steps=10), "lr: must be a finite number >= 0"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr=float("nan"), decay_steps=10), "lr: must be a finite number, got nan"),
+    # train.lr's rule (config.field_checks.learning_rate): the API took 0 and 1e308, which a config refuses
+    (lambda: deepseek.create_lr_schedule("cosine", lr=0.0, decay_steps=10), "lr: must be > 0 and at most 100, got 0.0"),
+    (lambda: deepseek.create_lr_schedule("cosine", lr=1e308, decay_steps=10), "lr: must be > 0 and at most 100, got 1e+308"),
     (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, decay_steps=10.5), "decay_steps: expected a whole number"),
     (lambda: deepseek.create_lr_schedule("cosine", lr=1e-3, warmup_steps=-1, decay_steps=10),
      "warmup_steps: must be >= 0, got -1"),

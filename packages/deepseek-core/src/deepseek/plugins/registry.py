@@ -181,9 +181,13 @@ def create_lr_schedule(name: str, /, *, lr: float, min_lr: float = 0.0, warmup_s
     """The learning-rate schedule registered as ``name`` (``schedule.lr_at(step)``), its own keys
     as keyword arguments (validated by its ``Options``; errors name ``lr_schedule.<key>``)."""
     from deepseek.config.components import build_options, load_checked
+    from deepseek.config.field_checks import learning_rate
     from deepseek.plugins.calls import created
 
-    if real(min_lr, "min_lr", low=0.0) > real(lr, "lr", low=0.0):
+    problem = learning_rate(real(lr, "lr"))  # train.lr's one rule: a config and this call take the same rates
+    if problem:
+        raise UsageError(f"lr: {problem}, got {lr!r}")
+    if real(min_lr, "min_lr", low=0.0) > lr:
         raise UsageError(f"min_lr: {min_lr} is above lr {lr}; the floor of the decay must be at most the peak rate")
     whole(warmup_steps, "warmup_steps")
     whole(decay_steps, "decay_steps")
