@@ -104,3 +104,29 @@ def test_the_first_step_after_a_resume_is_the_runs_first_step_too(tiny_config: A
         _fit(config, tmp_path / "run", PoisonStep(at=3), resume=tmp_path / "run")
     with pytest.raises(TrainingDivergedError, match=r"^training diverged: the loss is nan at step 4 "):
         _fit(config, tmp_path / "run", PoisonStep(at=4), resume=tmp_path / "run")
+
+
+@pytest.mark.parametrize(("sections", "values", "remedy"), [
+    # weight_decay 50 (within its bound) and a group's lr_scale 50 at the default train.lr: the line
+    # named only train.lr, which the config never changed
+    ({"optimizer": {"weight_decay": 50.0, "groups": [{"match": "wte.*", "lr_scale": 50.0}]}},
+     "optimizer.weight_decay=50, optimizer.groups.0.lr_scale=50",
+     "lower optimizer.weight_decay or lower optimizer.groups.0.lr_scale or raise train.warmup_steps"),
+    ({"optimizer": {"eps": 1e-30, "groups": [{"match": "wte.*", "lr_scale": 0.5, "weight_decay": 5.0}]}},
+     "optimizer.groups.0.weight_decay=5, optimizer.eps=1e-30",
+     "lower optimizer.groups.0.weight_decay or raise optimizer.eps or raise train.warmup_steps"),
+    ({"train": {"lr": 0.5}, "optimizer": {"weight_decay": 0.0}}, "train.lr=0.5", "lower train.lr or raise"),
+    ({}, "train.lr=0.002", "lower train.lr or raise train.warmup_steps"),  # nothing moved: the usual cause
+], ids=["weight decay and lr_scale", "group decay and eps", "lr", "defaults"])
+def test_a_divergence_names_the_settings_the_config_moved(tiny_config: Any, sections: dict[str, Any], values: str,
+                                                          remedy: str) -> None:
+    from deepseek.training.guards import check_steps
+
+    config = tiny_config(**{"train": {"lr": 2e-3}, **sections})  # train.lr's default unless a case sets it
+    record = {"step": 3, "loss": float("nan"), "grad_norm": 1.0}
+    with pytest.raises(TrainingDivergedError) as caught:
+        check_steps([record], config, first_step=1)
+    line = str(caught.value)
+    assert line.startswith(f"training diverged: the loss is nan at step 3 ({values}); {remedy}") and "\n" not in line
+    if "train.lr" not in values:
+        assert "train.lr" not in line

@@ -8,11 +8,14 @@ was applied (under fp16 the loss scaler skips steps whose gradients overflow: th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from deepseek.config.groups import ParamGroupRule
+from deepseek.config.schema import Config, OptimizerConfig, TrainConfig
 from deepseek.errors import TrainingDivergedError
 
 
@@ -25,16 +28,47 @@ def nonfinite_step(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_steps(records: Iterable[Mapping[str, Any]], policy: str, lr_hint: float,
-                first_step: int = 1) -> None:
-    """Under ``policy == "stop"``, raise :class:`TrainingDivergedError` at the first non-finite
-    step of ``records`` (read from the device, oldest first).
+def _default(schema: type, key: str) -> Any:
+    return next(f.default for f in dataclasses.fields(schema) if f.name == key)
+
+
+def divergence_suspects(config: Config) -> tuple[str, str]:
+    """The settings that can make a run diverge and that ``config`` moved from their defaults the
+    way that does: ``train.lr`` (changed at all), ``optimizer.weight_decay`` and a group rule's
+    (above ``optimizer.weight_decay``'s default), a group rule's ``lr_scale`` (above 1) and
+    ``optimizer.eps`` (below its default). Returns them with their values
+    (``"optimizer.weight_decay=50"``) and what to do (``"lower optimizer.weight_decay"``); a config
+    that moved none of them gets ``train.lr``, the usual cause."""
+    train, opt = config.train, config.optimizer
+    wd_default, eps_default = _default(OptimizerConfig, "weight_decay"), _default(OptimizerConfig, "eps")
+    found: list[tuple[str, float, str]] = []
+    if train.lr != _default(TrainConfig, "lr"):
+        found.append(("train.lr", train.lr, "lower"))
+    if opt.weight_decay > wd_default:
+        found.append(("optimizer.weight_decay", opt.weight_decay, "lower"))
+    for i, rule in enumerate(opt.groups):
+        if rule.lr_scale > _default(ParamGroupRule, "lr_scale"):
+            found.append((f"optimizer.groups.{i}.lr_scale", rule.lr_scale, "lower"))
+        if rule.weight_decay is not None and rule.weight_decay > wd_default:
+            found.append((f"optimizer.groups.{i}.weight_decay", rule.weight_decay, "lower"))
+    if opt.eps < eps_default:
+        found.append(("optimizer.eps", opt.eps, "raise"))
+    if not found:
+        found.append(("train.lr", train.lr, "lower"))
+    values = ", ".join(f"{key}={value:g}" for key, value, _ in found)
+    return values, " or ".join(f"{verb} {key}" for key, _, verb in found)
+
+
+def check_steps(records: Iterable[Mapping[str, Any]], config: Config, first_step: int = 1) -> None:
+    """Under ``train.on_nonfinite == "stop"``, raise :class:`TrainingDivergedError` at the first
+    non-finite step of ``records`` (read from the device, oldest first), naming
+    :func:`divergence_suspects`.
 
     ``first_step`` is this run's first step (``1``, or one after the step it resumed from). Its
     loss and gradient come from weights no update of this run has touched (the initial ones, or a
     checkpoint's, which are finite), so the learning rate cannot be the cause: the message then
     points at the data and the model instead."""
-    if policy != "stop":
+    if config.train.on_nonfinite != "stop":
         return
     for record in records:
         what = nonfinite_step(record)
@@ -48,19 +82,20 @@ def check_steps(records: Iterable[Mapping[str, Any]], policy: str, lr_hint: floa
                 "gives it (check the batch for NaN or infinite values and the loss for a division "
                 "by zero or a log of 0), not train.lr; no checkpoint was written after it"
             )
+        values, remedy = divergence_suspects(config)
         raise TrainingDivergedError(
-            f"training diverged: the {what} is {value} at step {record['step']} (train.lr={lr_hint:g}); "
-            "lower train.lr or raise train.warmup_steps, or set train.on_nonfinite = 'skip' to drop "
+            f"training diverged: the {what} is {value} at step {record['step']} ({values}); "
+            f"{remedy} or raise train.warmup_steps, or set train.on_nonfinite = 'skip' to drop "
             "such steps; no checkpoint was written after it"
         )
 
 
-def refuse_nonfinite_checkpoint(step: int, policy: str) -> None:
-    """Weights are not finite at ``step``: stop (``policy == "stop"``) or warn that the checkpoint
-    is not written."""
+def refuse_nonfinite_checkpoint(step: int, config: Config) -> None:
+    """Weights are not finite at ``step``: stop (``train.on_nonfinite == "stop"``) or warn that the
+    checkpoint is not written, naming :func:`divergence_suspects`'s remedy."""
     message = (f"the model's weights are not finite at step {step}; the checkpoint of this step is "
-               "not written (lower train.lr or raise train.warmup_steps)")
-    if policy == "stop":
+               f"not written ({divergence_suspects(config)[1]} or raise train.warmup_steps)")
+    if config.train.on_nonfinite == "stop":
         raise TrainingDivergedError(f"training diverged: {message}")
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 

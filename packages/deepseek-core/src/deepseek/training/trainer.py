@@ -330,7 +330,7 @@ class Trainer:
             self.metrics_out.write(record)
             self.tracking.log_metrics(record)
             progress.update(step, record, self._window.metric_names)
-        check_steps(records, self.config.train.on_nonfinite, self.config.train.lr, (self._resumed_at or 0) + 1)
+        check_steps(records, self.config, (self._resumed_at or 0) + 1)
 
     def evaluate(self) -> dict[str, float]:
         """Mean validation loss and model metrics over the fixed validation batches:
@@ -374,7 +374,7 @@ class Trainer:
         if strategy.any_rank(self.should_stop):  # on every rank; recorded: a resume finds the run complete
             self.should_stop, self.ended_early = True, self.ended_early or CALLBACK_STOP
         if not strategy.weights_finite():
-            refuse_nonfinite_checkpoint(self.step, self.config.train.on_nonfinite)
+            refuse_nonfinite_checkpoint(self.step, self.config)
             return None
         self.metrics_out.sync()  # the records up to this step on disk before the checkpoint commits
         # a plugin model's state_dict raising is one line naming it; the temp folder is removed, latest unchanged
