@@ -345,7 +345,17 @@ def test_eval_writes_its_own_confusion_plot_in_a_run_folder_again(study: dict[st
           ('"seed": 0, "machine": "x"', "", "machine 'x' is not a table of the CPU's name (cpu) and other names or "
                                             "counts"),
           ('"seed": 0, "machine": {"cpu": "c", "threads": -1}', "",
-           "machine {'cpu': 'c', 'threads': -1} is not a table of the CPU's name (cpu) and other names or counts"))),
+           "machine {'cpu': 'c', 'threads': -1} is not a table of the CPU's name (cpu) and other names or counts"),
+          # texts were taken as they came: a terminal escape or a newline in a name the table prints, any length
+          ('"seed": 0, "machine": {"cpu": "c", "gpu": "H100\\u001b[2J"}', "",
+           "machine.gpu 'H100\\x1b[2J' holds a control or non-printing character ('\\x1b' at 4)"),
+          ('"seed": 0, "machine": {"cpu": "' + "x" * 201 + '"}', "", "machine.cpu holds 201 characters, more than its 200"),
+          ('"seed": 0, "latency": {"p50_ms": 1, "p90_ms": 2, "device": "cpu\\nfake line"}', "",
+           "latency.device 'cpu\\nfake line' holds a control or non-printing character ('\\n' at 3)"),
+          ('"seed": 0, "started_from": {"vision": "runs/a\\u0007"}', "",
+           "started_from.vision 'runs/a\\x07' holds a control or non-printing character ('\\x07' at 6)"),
+          ('"seed": 0, "started_from": {"vision": "/' + "r" * 4096 + '"}', "",
+           "started_from.vision holds 4097 characters, more than its 4096"))),
     ('{"task": "redundant", "config": "vision", "seed": 0, "test": {"test_accuracy": 0.5}}\n' * 2,
      "bad.jsonl:2: repeats the results of vision on the redundant task, seed 0 (bad.jsonl:1): a seed counted twice "
      "would weigh the mean"),

@@ -19,6 +19,7 @@ from deepseek.config.field_checks import FLOAT32_MAX, SEED_MAX
 from deepseek.errors import UsageError
 from deepseek.parsing import UnreadableFile, loads_json, read_text
 from deepseek.plugins.records import NAME_RE
+from deepseek_enterprise.study_freeform import freeform_problem
 from deepseek_enterprise.study_recipes import CONFIGS, RECIPES, model_of, recipe_label
 
 MAX_RESULTS_BYTES = 64 << 20
@@ -33,8 +34,6 @@ STEPS_MAX = 10**12
 """The most steps a results line's ``steps`` and ``val_curve`` may give (decades of training)."""
 SECONDS_MAX = 10**9
 """The longest a results line's ``seconds`` (one model's training and testing) may be: about 32 years."""
-MACHINE_COUNT_MAX = 2**16
-"""The largest count a results line's ``machine`` may give (``cpu_count``, ``threads``): Linux counts 8192 CPUs at most."""
 
 
 def row_recipe(row: dict[str, Any]) -> str | None:
@@ -94,7 +93,7 @@ def check_row(row: Any) -> str | None:
         return "missing must give a number in [0, 1] for vision, audio and text"
     if len(modalities) == 1 and "missing" in row:  # the study writes it for fused models only
         return f"missing is written for fused models only; a unimodal row ({row['config']}) has none"
-    problem = _check_extras(row)
+    problem = _check_extras(row) or freeform_problem(row)  # the types first, then counts and texts
     if problem is not None:
         return problem
     if "before_calibration" in row:
@@ -229,9 +228,6 @@ def _check_extras(row: dict[str, Any]) -> str | None:
     if machine is not None and not (isinstance(machine, dict) and isinstance(machine.get("cpu"), str) and all(
             isinstance(v, str) or v is None or _count(v) for v in machine.values())):
         return f"machine {machine!r} is not a table of the CPU's name (cpu) and other names or counts"
-    big = next((k for k, v in (machine or {}).items() if _count(v) and v > MACHINE_COUNT_MAX), None)
-    if big is not None:  # cpu_count, threads
-        return f"machine.{big} {machine[big]} is more than 2^16 (65536), more than a machine counts"
     started = row.get("started_from")  # modality -> the unimodal run folder a model started from
     if started is not None and not (isinstance(started, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in started.items())):
