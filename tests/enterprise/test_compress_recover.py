@@ -177,14 +177,15 @@ def test_recovery_that_cannot_run_is_one_line(monkeypatch: pytest.MonkeyPatch, t
 
 
 def test_a_recover_step_that_diverges_fails_its_recipe_and_the_search_goes_on(trained: Path) -> None:
-    """lr=1e30 made the recovery's loss NaN: the whole search stopped, exit 1, with the trainer's
-    'lower train.lr' (an option compress has not); now that recipe fails with the recover step's
-    own fix, and the next recipe is measured and written."""
-    diverging = "prune.ffn ratio=0.5 + recover steps=3 lr=1e30"
+    """A recover step that diverges (lr=100, train.lr's largest: its gradient norm is NaN at step 2)
+    stopped the whole search, exit 1, with the trainer's 'lower train.lr' (an option compress has
+    not); now that recipe fails with the recover step's own fix, and the next recipe is measured and
+    written."""
+    diverging = "prune.ffn ratio=0.5 + recover steps=3 lr=100"
     code, err, report = _search(trained, "diverged", "100%", "--recipe", diverging, "--recipe", "quantize.int8")
     assert code == 0, err
     failed, kept = (c["verdict"] for c in report["candidates"])
     assert failed.startswith("failed: recover: training diverged: the "), failed
-    assert failed.endswith("(train.lr=1e+30); give the step a lower learning rate ('recover lr=X')"), failed
+    assert failed.endswith("(train.lr=100); give the step a lower learning rate ('recover lr=X')"), failed
     assert kept == "kept: the smallest within budget"
     assert report["recipe"] == "quantize.int8" and (trained / "diverged" / "compression.json").is_file()
