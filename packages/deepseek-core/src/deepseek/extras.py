@@ -157,3 +157,26 @@ def missing_dependency(exc: BaseException) -> str | None:
                     f"leaves it out); install it with: {installer()} '{dep.pip}'")
         return None
     return None
+
+
+def check_importable(module: str, *, needed_for: str, edition: str = CORE_DIST) -> None:
+    """Refuse, in one line with the install command, a library ``edition`` requires that does not
+    import: called before a command writes anything (``train``: the checkpoint writer's libraries,
+    before the run folder), so the failure is not met at the end of a run having left a run folder."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        missing = missing_dependency(exc)
+        if missing is None:  # installed, yet fails to import
+            from packaging.utils import canonicalize_name
+
+            from deepseek.plugins.install import installer
+
+            top = module.partition(".")[0]
+            dep = declared(edition).get(canonicalize_name(top))
+            pip = dep.pip if dep is not None else top
+            missing = (f"{top} does not import ({type(exc).__name__}: {exc}); reinstall it with: "
+                       f"{installer()} --force-reinstall '{pip}'")
+        raise UsageError(f"{needed_for}: {missing}") from None

@@ -241,8 +241,13 @@ def train(
         trackers=trackers, host=host,
     )
     use_default_cpu_threads()
+    from deepseek.extras import check_importable
     from deepseek.paths import check_output, created_note
+    from deepseek.training.checkpoint_io import WRITER_MODULES
     from deepseek.training.trainer import Trainer
+
+    for module in WRITER_MODULES:  # before the run folder: not a failure at the first checkpoint save
+        check_importable(module, needed_for="train (checkpoints are written with it)")
 
     # Checked here as well as by the trainer: before the model is built, and to name what it creates.
     missing: list[Path] = []

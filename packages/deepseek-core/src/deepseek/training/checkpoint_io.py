@@ -22,6 +22,9 @@ from deepseek.training.hyper_parameters import COMMON, HyperParameter
 if TYPE_CHECKING:
     import torch
 
+WRITER_MODULES = ("safetensors.torch",)
+"""The libraries :func:`save_tensors` imports, checked by ``train`` before it creates anything."""
+
 HINT = "use an earlier checkpoint of the run (pass its checkpoints/step-N folder) or start a fresh run"
 
 IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
@@ -249,7 +252,7 @@ def cpu_unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write ``tensors`` and string ``metadata`` to ``path`` via a temporary file and a rename."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # one of WRITER_MODULES
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
