@@ -9,12 +9,15 @@ and written over.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
 import math
 import os
+import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +69,40 @@ def _tensor_kind(t: torch.Tensor) -> str:
     return f"{type(t).__module__}.{type(t).__qualname__}{names}{meta!r}"
 
 
-def decision_key(model: nn.Module, signature: tuple[Any, ...], device: str, extra: dict[str, Any]) -> str:
-    """Key of one decision: structure, input signature (shapes, dtypes), device, versions, options."""
+def code_fingerprint(passes: Iterable[object] = ()) -> str:
+    """Hash of the source of the code that decides: every module of :mod:`deepseek.graph` (capture,
+    the core passes, verification, replay) and the module of each of ``passes`` (a plugin's among
+    them). The version alone does not change in a development install, where a decision made
+    before a fix of the capture or of a pass was replayed after it. Each file is read once per
+    process (:func:`_file_digest`); nothing is read before a decision is looked up."""
+    modules = {f"deepseek.graph.{f.stem}": str(f) for f in Path(__file__).parent.glob("*.py")}
+    for obj in passes:
+        name = type(obj).__module__
+        module = sys.modules.get(name)
+        modules.setdefault(name, getattr(module, "__file__", None) or "")
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        h.update(f"{name}:{_file_digest(modules[name]) if modules[name] else '-'}\n".encode())
+    return h.hexdigest()[:32]
+
+
+@functools.cache
+def _file_digest(path: str) -> str:
+    """The hash of the file at ``path`` (``"unreadable"``: no such file, as in a zip import)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
+def decision_key(model: nn.Module, signature: tuple[Any, ...], device: str, extra: dict[str, Any],
+                 passes: Iterable[object] = ()) -> str:
+    """Key of one decision: structure, input signature (shapes, dtypes), device, versions, options,
+    and the source of the deciding code (:func:`code_fingerprint`; ``passes``: the spec's passes)."""
     from deepseek._version import __version__
 
     payload = {
+        "code": code_fingerprint(passes),
         "structure": structure_hash(model),
         "signature": repr(signature),
         "device": device,

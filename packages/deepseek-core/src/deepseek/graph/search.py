@@ -94,7 +94,8 @@ def build(model: nn.Module, inputs: tuple[Any, ...], spec: Spec) -> tuple[Callab
     key = directory = None
     if spec.cacheable:
         directory = disk.cache_dir(spec.cache_dir)
-        key = disk.decision_key(model, signature_of(inputs), str(device), spec.cache_extra())
+        passes = [*spec.graph_passes, *spec.trial_passes, *(p for stage in spec.stages for p in stage.passes)]
+        key = disk.decision_key(model, signature_of(inputs), str(device), spec.cache_extra(), passes)
         decision = disk.load(key, directory)
         if decision is not None:
             result = _replay(model, decision, spec, verifier, plan)
