@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _advice import advice_for
 from _contract_data import own_keys
 from _gradients import check_every_parameter_trains
 from _sixteen_bit import check_forward_in_16_bits
@@ -42,6 +43,8 @@ from deepseek.models.declared import training_refusal
 from deepseek.models.factory import instantiate_model
 from deepseek.models.protocol import TrainableModel
 from deepseek.plugins.calls import model_blame
+from deepseek.plugins.catalogue import EDITIONS
+from deepseek.plugins.records import Component
 from deepseek.training.totals import (
     TOTALS,
     TotalsCapture,
@@ -189,6 +192,9 @@ class Calls:
     (``(loss, metrics)``), and why every other dataset was left out, both by the datasets'
     qualified names (``deepseek-core:text``)."""
 
+    model: Component
+    """The model's registration: whose it is decides whom a skip reason's advice is for
+    (:func:`_advice.advice_for`)."""
     outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]
     refused: dict[str, str]
     unfit: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -204,9 +210,10 @@ class Calls:
             return (f"model {name!r} cannot be built from its defaults ({self.not_built}), so model(**batch) is "
                     "not checked here; its own tests must call it on a batch")
         why = "; ".join(f"{d}: {r}" for d, r in self.refused.items()) or "none is registered"
+        fix = ("register a dataset whose batches it takes (its check_data accepts them, its forward takes their "
+               "keys) in the same plugin, and this check calls the model on its first batch")
         return (f"model {name!r}: no registered dataset's batches fit it ({why}), so model(**batch) is not checked; "
-                "register a dataset whose batches it takes (its check_data accepts them, its forward takes their "
-                "keys) in the same plugin, and this check calls the model on its first batch")
+                + advice_for(self.model, fix))
 
     def unchecked_reason(self, name: str) -> str | None:
         """Why model ``name``, called on some datasets, was not called on one whose batches are of
@@ -214,10 +221,14 @@ class Calls:
         for that dataset."""
         if not self.unfit:
             return None
+        if any(d.partition(":")[0] not in EDITIONS for d in self.unfit):  # a plugin's dataset: its author acts
+            fix = "make the dataset's batches what the model takes, or register a model of your own that takes them"
+        else:  # first-party datasets: the model's author, if a plugin's
+            fix = advice_for(self.model, "make the model take their batches (its check_data accepts them, its "
+                             "forward takes their keys)")
         return (f"model {name!r} refuses dataset(s) whose batches carry what it reads, so model(**batch) is not "
                 "checked on them: " + "; ".join(f"{d}: {r}" for d, r in self.unfit.items())
-                + f" (checked on {', '.join(self.outputs)}); make the dataset's batches what the model takes, or "
-                "register a model of your own that takes them (docs/plugins.md section 9)")
+                + f" (checked on {', '.join(self.outputs)}); {fix} (docs/plugins.md section 9)")
 
 
 class FirstBatches:
@@ -251,7 +262,7 @@ def call_on_batches(host: Any, name: str, folder: Path, batches: FirstBatches | 
     block (a plugin model's ``PluginError`` naming it); a reserved metric name with its one-line
     UsageError; a non-finite loss or metric fails."""
     batches = batches or FirstBatches(host, folder)
-    calls = Calls({}, {})
+    calls = Calls(host.resolve("model", name), {}, {})
     try:
         tiny_model(host, name)
     except UsageError as exc:  # a required file of the user's (a teacher run): one line says which
