@@ -198,11 +198,11 @@ def test_a_stop_signal_after_the_last_step_ends_the_run_as_done(tmp_path: Path) 
     script = (
         "import os, signal, sys\n"
         "import deepseek.training.trainer as trainer\n"
-        "real = trainer.plot_metrics\n"
+        "real = trainer.plot_run\n"
         "def plot(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(*a, **k)\n"
-        "trainer.plot_metrics = plot\n"
+        "trainer.plot_run = plot\n"
         "from deepseek.cli.main import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

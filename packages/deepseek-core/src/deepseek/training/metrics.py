@@ -165,8 +165,9 @@ class MetricsWriter:
             durable.fsync_file(self._fh)
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Flush, put on disk (a checkpoint saved after the run ends claims these records: :meth:`sync`) and close."""
         if self._fh is not None:
+            self.sync()
             self._fh.close()
             self._fh = None
 
@@ -242,6 +243,14 @@ def plot_metrics(records: Iterable[Mapping[str, Any]], out: str | os.PathLike[st
     finally:
         plt.close(fig)
     return target
+
+
+def plot_run(run_dir: Path, model_name: str) -> Path:
+    """Plot the run in ``run_dir`` (its ``metrics.jsonl``) into its :data:`PLOT_FILE`, titled by model and folder."""
+    from deepseek.errors import one_line
+
+    records = read_metrics(run_dir / METRICS_FILE)
+    return plot_metrics(records, run_dir / PLOT_FILE, title=f"{model_name} - {one_line(run_dir.name)}")
 
 
 def metrics_figure(records: Iterable[Mapping[str, Any]], title: str = "") -> Any:

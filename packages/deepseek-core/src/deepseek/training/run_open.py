@@ -7,6 +7,7 @@ giving it back when the run ends (:class:`RunFolder`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -31,10 +32,12 @@ from deepseek.training.run_folder import (
 from deepseek.training.run_lock import RunLock, lock_run_folder
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from deepseek.training.engine import StepEngine
     from deepseek.training.run_setup import RunSetup
+    from deepseek.training.strategy import Strategy
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class RunFolder:
         """Rank 0 of a fresh run created the folder (it goes whole if the run fails before step 1)."""
         self.found: frozenset[str] | None = None
         """What an existing folder held before a fresh run (it stays if the run fails before step 1)."""
+        self.closed = False
+        """:meth:`close` gave the folder back: the run ended (a write after it takes the lock again: :meth:`claimed`)."""
 
     def open(self, made: RunSetup, engine: StepEngine, *, resume_from: Path | None, quiet: bool) -> OpenedRun:
         """Make the folder the run's (every rank; rank 0 writes): the run ``made`` (its config,
@@ -122,7 +127,22 @@ class RunFolder:
         """Release the lock; ``discard``: the run failed before its first step, so what it wrote
         goes (:func:`~deepseek.training.run_folder.discard_unfinished`: the whole folder if it
         created it, else what it added)."""
+        self.closed = True
         if self.lock is not None:
             self.lock.release()
         if discard and (self.made or self.found is not None):
             discard_unfinished(self.path, None if self.made else self.found)
+
+    @contextlib.contextmanager
+    def claimed(self, strategy: Strategy) -> Iterator[None]:
+        """The folder held for a write (``trainer.save_checkpoint()``): while the run goes, by its lock; after
+        :meth:`close`, by the lock taken again for the write and given back after it, so nothing is written into
+        a folder another job took since (:class:`~deepseek.training.run_lock.RunFolderBusy`, one line)."""
+        if not self.closed:
+            yield
+            return
+        lock = lock_run_folder(self.path, strategy)
+        try:
+            yield
+        finally:
+            lock.release()

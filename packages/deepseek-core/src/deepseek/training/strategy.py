@@ -59,11 +59,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
-from deepseek.errors import UsageError
 from deepseek.training.step import OptimizerFactory, StepResult, StepSettings, finite
 from deepseek.training.strategy_rules import StrategyRules
 
-__all__ = ["OptimizerFactory", "StepResult", "StepSettings", "Strategy", "held_strategy"]
+__all__ = ["OptimizerFactory", "StepResult", "StepSettings", "Strategy"]
 
 if TYPE_CHECKING:
     import torch
@@ -387,13 +386,3 @@ class Strategy(StrategyRules, ABC):
         model or the collectives. Default: nothing to refuse (one process keeps its model after teardown);
         deepseek-pro's ``DistributedStrategy`` refuses after it released its engine and group."""
 
-
-def held_strategy(strategy: Strategy | None, call: str) -> Strategy:
-    """What the trainer's public ``call`` (``"evaluate()"``, ``"save_checkpoint()"``) reaches: refused in one line
-    before ``fit`` set a strategy up, and by :meth:`Strategy.engine_held` once its teardown released the model,
-    naming the trainer's call rather than the first strategy call it would have reached."""
-    if strategy is None:
-        raise UsageError(f"trainer.{call} before fit(): fit() sets up the strategy and the model; call it while "
-                         "fit() runs (from a deepseek_train_step_end or deepseek_train_end hook)")
-    strategy.engine_held(f"trainer.{call}")
-    return strategy

@@ -20,21 +20,16 @@ import torch
 from deepseek import api_args
 from deepseek.config.schema import Config
 from deepseek.data.dataset import dataset_calls
-from deepseek.errors import clear_frames, one_line
+from deepseek.errors import clear_frames
 from deepseek.tracking.session import TrackingSession
 from deepseek.training import checkpoint as ckpt
 from deepseek.training.engine import StepEngine
 from deepseek.training.epochs import EpochEnds
 from deepseek.training.evaluation import summarize
 from deepseek.training.guards import NonfiniteEvaluations, check_steps, refuse_nonfinite_checkpoint
-from deepseek.training.metrics import (
-    PLOT_FILE,
-    ProgressBar,
-    plot_metrics,
-    read_interval,
-    read_metrics,
-)
+from deepseek.training.metrics import ProgressBar, plot_run, read_interval
 from deepseek.training.monitor import CALLBACK_STOP, rank_zero_additions
+from deepseek.training.outside_fit import held_strategy, opened_folder, started
 from deepseek.training.preemption import StopSignals
 from deepseek.training.result import TrainResult
 from deepseek.training.run_open import RunFolder
@@ -43,7 +38,7 @@ from deepseek.training.run_state import Saved, trainer_state
 from deepseek.training.run_validation import no_validation_error
 from deepseek.training.schedule import learning_rate
 from deepseek.training.step_records import StepWindow
-from deepseek.training.strategy import Strategy, held_strategy
+from deepseek.training.strategy import Strategy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -289,9 +284,8 @@ class Trainer:
 
     def read_every(self) -> int:
         """Steps between host syncs that read the loss and gradient norm (``logging.every_n_steps``;
-        default 1 on the CPU, 10 on an accelerator, where a sync per step leaves it idle)."""
-        assert self.strategy is not None
-        return read_interval(self.config.logging.every_n_steps, self.strategy.device.type)
+        default 1 on the CPU, 10 on an accelerator, where a sync per step leaves it idle); one line before fit."""
+        return read_interval(self.config.logging.every_n_steps, started(self.strategy, "read_every()").device.type)
 
     def _train_step(self) -> None:
         assert self.strategy is not None and self._epochs is not None
@@ -363,14 +357,17 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def trainer_state(self) -> dict[str, Any]:
-        """What ``trainer.json`` records besides model and optimizer (:func:`~deepseek.training.run_state.trainer_state`)."""
+        """What ``trainer.json`` records besides model and optimizer (:func:`~deepseek.training.run_state.trainer_state`);
+        one line before fit (:func:`~deepseek.training.outside_fit.started`), as of the last step after it."""
+        started(self.strategy, "trainer_state()")
         return trainer_state(self)
 
     def save_checkpoint(self, *, best: bool = False) -> Path | None:
         """Write ``checkpoints/step-N`` atomically on every rank (``best``: and mark it the best,
         kept from pruning); prune to ``keep_last``. Weights that are not finite are never written
-        (``None``; or the run stops, see ``train.on_nonfinite``). Refused like :meth:`evaluate` outside a run."""
-        strategy = held_strategy(self.strategy, "save_checkpoint()")
+        (``None``; or the run stops, see ``train.on_nonfinite``). Refused like :meth:`evaluate` outside a run; after
+        fit the run folder's lock is taken again for the write (:meth:`RunFolder.claimed`: refused if another job holds it)."""
+        strategy, folder = held_strategy(self.strategy, "save_checkpoint()"), opened_folder(self._folder)
         if strategy.any_rank(self.should_stop):  # on every rank; recorded: a resume finds the run complete
             self.should_stop, self.ended_early = True, self.ended_early or CALLBACK_STOP
         if not strategy.weights_finite():
@@ -378,7 +375,7 @@ class Trainer:
             return None
         self.metrics_out.sync()  # the records up to this step on disk before the checkpoint commits
         # a plugin model's state_dict raising is one line naming it; the temp folder is removed, latest unchanged
-        with self.engine.strategy_calls("save_checkpoint"), self.engine.model_calls("state_dict"):
+        with folder.claimed(strategy), self.engine.strategy_calls("save_checkpoint"), self.engine.model_calls("state_dict"):
             final = ckpt.write_checkpoint(strategy, self.run_dir / "checkpoints", self.step,
                                           self.trainer_state(), keep_last=self.config.checkpoint.keep_last, best=best,
                                           label=self.engine.strategy_label)
@@ -392,9 +389,6 @@ class Trainer:
 
     def _finish(self) -> None:
         assert self.strategy is not None
-        if not self.strategy.is_global_zero:
-            return
-        if self.config.logging.plot:
-            records = read_metrics(self.run_dir / "metrics.jsonl")
-            plot_metrics(records, self.run_dir / PLOT_FILE, title=f"{self.config.model.name} - {one_line(self.run_dir.name)}")
+        if self.strategy.is_global_zero and self.config.logging.plot:
+            plot_run(self.run_dir, self.config.model.name)
 
