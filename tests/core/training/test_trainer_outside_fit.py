@@ -96,3 +96,15 @@ def test_save_after_fit_refused_in_one_line_while_another_job_holds_the_folder(t
     assert "\n" not in line and line.startswith(f"run folder {run} is in use by another live job (")
     assert sorted(p.name for p in run.rglob("*")) == before  # nothing written, not even a temp folder
     assert trainer.last_checkpoint is None
+
+
+def test_save_after_a_fit_that_failed_before_the_folder_opened_is_one_line(tmp_path: Path) -> None:
+    Trainer(config_from_dict(CONFIG), run_dir=tmp_path / "run", quiet=True).fit()
+    second = Trainer(config_from_dict(CONFIG), run_dir=tmp_path / "run", quiet=True)
+    with pytest.raises(UsageError, match="resume="):  # the folder holds a run: refused in set-up, before it opens
+        second.fit()
+    before = sorted(p.name for p in (tmp_path / "run").rglob("*"))
+    with pytest.raises(UsageError) as refused:
+        second.save_checkpoint()
+    assert str(refused.value).startswith("trainer.save_checkpoint() after fit() failed before it opened the run folder")
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == before
