@@ -133,6 +133,7 @@ class MetricsWriter:
         self.enabled = enabled
         self.path = Path(run_dir) / METRICS_FILE
         self._fh: Any = None
+        self._unsynced = False  # records written since the last fsync
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,13 +157,16 @@ class MetricsWriter:
             return
         self._fh.write(json.dumps(dict(record), default=float) + "\n")
         self._fh.flush()
+        self._unsynced = True
 
     def sync(self) -> None:
         """Put every record written so far on disk (``fsync``): called before a checkpoint is
         committed, so that after a power cut the newest checkpoint never claims steps whose
-        records were lost (a resume keeps the records up to its step and appends after them)."""
-        if self._fh is not None:
+        records were lost (a resume keeps the records up to its step and appends after them). Only
+        where a record was written since the last one: a step costs no fsync, nor a second call."""
+        if self._fh is not None and self._unsynced:
             durable.fsync_file(self._fh)
+            self._unsynced = False
 
     def close(self) -> None:
         """Flush, put on disk (a checkpoint saved after the run ends claims these records: :meth:`sync`) and close."""
