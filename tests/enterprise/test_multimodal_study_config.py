@@ -96,7 +96,7 @@ def test_the_file_is_the_base_of_every_run_and_the_study_keeps_its_own_keys(
 @pytest.mark.parametrize(("edit", "message"), [
     (("d_model = 32\nn_layers = 1", "d_modle = 32"),
      "base.toml: model.audio.d_modle: unknown key (did you mean 'd_model'?)"),
-    (("lr = 1e-3", "lr = -1"), "base.toml: train.lr: must be > 0, got -1 (int)"),
+    (("lr = 1e-3", "lr = -1"), "base.toml: train.lr: must be > 0 and at most 100, got -1 (int)"),
     (('name = "multimodal.classifier"', 'name = "tiny"'),
      "base.toml: model.name = 'tiny': the study trains multimodal.classifier models on multimodal.digits; name "
      "those, or leave model.name out"),
@@ -145,7 +145,7 @@ def test_a_study_folder_of_a_build_before_config_files_reads_as_made_without_one
 
 @pytest.mark.parametrize(("edit", "option", "message"), [
     (("max_steps = 2", "max_steps = -1"), ["--steps", "2"], "base.toml: train.max_steps: must be >= 1"),
-    (("lr = 1e-3", "lr = -1"), ["--lr", "1e-3"], "base.toml: train.lr: must be > 0, got -1 (int)"),
+    (("lr = 1e-3", "lr = -1"), ["--lr", "1e-3"], "base.toml: train.lr: must be > 0 and at most 100, got -1 (int)"),
     (("[strategy]", '[logging]\nprogress = "loud"\n\n[strategy]'), [], None),  # a key the study sets: not used
 ])
 def test_only_the_values_the_study_uses_are_judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -16,9 +16,11 @@ import pytest
 import torch
 import torch.distributed as dist
 from deepseek import hookimpl
+from deepseek.config.load import config_from_dict
 from deepseek.plugins.host import PluginHost
 from deepseek.plugins.settings import PluginSettings
 from deepseek.training import checkpoint as ckpt
+from deepseek.training.build import optimizer_factory
 from deepseek.training.checkpoint_sharded import MODEL_DIR, OPTIMIZER_DIR, SHARDED_META
 from deepseek.training.hyper_parameters import HyperParameter
 from deepseek.training.mixed_precision import Precision
@@ -60,17 +62,6 @@ def _sharded(out: Path) -> Path:
     return out
 
 
-class Plain(torch.optim.Optimizer):
-    """The live optimizer: ``lr`` only, so the saved groups' other keys are the checkpoint's alone
-    (the live-against-saved check of a key both have holds ``momentum`` >= 0 whatever is declared)."""
-
-    def __init__(self, params: list[torch.Tensor]) -> None:
-        super().__init__(params, {"lr": 0.1})
-
-    def step(self, closure: None = None) -> None:
-        return None
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,7 +79,12 @@ def test_a_sharded_checkpoint_is_resumed_on_the_runs_host(tmp_path: Path, monkey
     strategy = AllReduceStrategy({"backend": "gloo"}, precision=Precision("fp32"), host=host)
     strategy.setup_environment()
     try:
-        strategy.place_for_training(torch.nn.Linear(2, 3), lambda named: Plain([p for _, p in named]), StepSettings())
+        # the live optimizer is the plugin's that wrote the checkpoint, over one group: a saved key the
+        # live optimizer neither holds nor declares is refused on resume, and its declaration lets momentum be < 0
+        factory = optimizer_factory(config_from_dict({"optimizer": {"name": "acme.negative_momentum"}}, host=host),
+                                    host=host)
+        strategy.place_for_training(torch.nn.Linear(2, 3), lambda named: factory([{"params": [p for _, p in named]}]),
+                                    StepSettings())
         assert strategy.load_checkpoint(directory)["step"] == 1
         for name, value in WEIGHTS.items():
             assert torch.equal(strategy.model.state_dict()[name], value), name
